@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "raidfs",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "raidfs", targets: ["raidfs"]),
+        .executable(name: "raidctl", targets: ["raidctl"]),
+        .library(name: "RAIDCore", targets: ["RAIDCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3",
+                       providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CLinux"),
+        .systemLibrary(name: "CISAL", pkgConfig: "libisal",
+                       providers: [.apt(["libisal-dev"])]),
+        .target(name: "RAIDCore",
+                dependencies: ["CISAL", "CLinux", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "RAIDFS",
+                dependencies: ["RAIDCore", "CFuse3", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "raidfs",
+                          dependencies: ["RAIDFS", "RAIDCore",
+                                         .product(name: "Logging", package: "swift-log")],
+                          swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "raidctl",
+                          dependencies: ["RAIDCore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "RAIDCoreTests",
+                    dependencies: ["RAIDCore", .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "RAIDFSTests", dependencies: ["RAIDCore"],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
+    ]
+)

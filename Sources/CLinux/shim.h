@@ -1,0 +1,9 @@
+// Linux calls that Swift's Glibc module leaves out (they need _GNU_SOURCE):
+// renameat2 for RENAME_NOREPLACE / RENAME_EXCHANGE, and fallocate.
+#ifndef RAIDFS_CLINUX_SHIM_H
+#define RAIDFS_CLINUX_SHIM_H
+#include <fcntl.h>
+#include <stdio.h>
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+int fallocate(int fd, int mode, off_t offset, off_t len);
+#endif

@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A page-aligned byte buffer, allocated once and reused. ISA-L's pq_gen and
+/// xor_gen need 32-byte alignment; page alignment also suits the page cache.
+public final class AlignedBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let count: Int
+
+    public init(count: Int, alignment: Int = 4096) {
+        precondition(count > 0)
+        var p: UnsafeMutableRawPointer? = nil
+        let rc = posix_memalign(&p, alignment, count)
+        precondition(rc == 0 && p != nil, "posix_memalign(\(count)) failed: \(rc)")
+        pointer = p!
+        self.count = count
+        memset(pointer, 0, count)
+    }
+
+    deinit { free(pointer) }
+
+    @inline(__always)
+    public var bytes: UnsafeMutablePointer<UInt8> { pointer.assumingMemoryBound(to: UInt8.self) }
+
+    public func zero() { memset(pointer, 0, count) }
+}
+
+/// A bounded pool of stripe workspaces: hot paths take one, use it, give it
+/// back, and allocate nothing per request.
+public final class Pool<T: AnyObject>: @unchecked Sendable {
+    private let lock = Mutex()
+    private var free: [T] = []
+    private let make: () -> T
+    private let keepMax: Int
+
+    public init(keepMax: Int, make: @escaping () -> T) {
+        self.keepMax = keepMax
+        self.make = make
+        free.reserveCapacity(keepMax)
+    }
+
+    public func withItem<R>(_ body: (T) throws -> R) rethrows -> R {
+        let item = lock.withLock { free.popLast() } ?? make()
+        defer {
+            lock.withLock { if free.count < keepMax { free.append(item) } }
+        }
+        return try withExtendedLifetime(item) { try body(item) }
+    }
+}

@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One open array file, shared by every handle (and hard link) that opened
+/// it: the member files by role, the logical size, and the lock that keeps
+/// readers from seeing a half-written stripe.
+public final class ArrayFile: @unchecked Sendable {
+    let array: RAIDArray
+    public let fileId: UInt64
+    /// Member files by role; nil where the member was not active at open.
+    var files: [MemberFile?]
+    /// Logical size in bytes; guarded by `lock`.
+    public internal(set) var size: UInt64
+    /// For messages: the path the file was opened under.
+    public internal(set) var displayPath: String
+    let lock = ReadWriteLock()
+    /// Handles open on this file; guarded by the namespace lock.
+    var openCount = 0
+    private let headerBuffer = AlignedBuffer(count: 4096)
+
+    init(array: RAIDArray, fileId: UInt64, files: [MemberFile?], size: UInt64, path: String) {
+        self.array = array
+        self.fileId = fileId
+        self.files = files
+        self.size = size
+        self.displayPath = path
+    }
+
+    deinit { closeMembers() }
+
+    func closeMembers() {
+        for f in files { f?.close() }
+    }
+
+    @inline(__always)
+    func usable(_ role: Int) -> MemberFile? {
+        array.isActive(role) ? files[role] : nil
+    }
+
+    // MARK: size and durability
+
+    public func currentSize() -> UInt64 { lock.withReadLock { size } }
+
+    /// Writes the header (identity and size) to every active member.
+    func writeHeadersLocked() throws {
+        FileHeader(fileId: fileId, size: size).encode(into: headerBuffer.pointer)
+        for role in 0..<array.geometry.memberCount {
+            guard let f = usable(role) else { continue }
+            do {
+                try f.write(from: headerBuffer.pointer, count: FileHeader.encodedBytes, at: 0)
+            } catch {
+                array.noteWriteError(role: role, error)
+            }
+        }
+        try array.requireNotFailed(displayPath)
+    }
+
+    /// fsync/fdatasync: data, parity, checksums and size durable on every
+    /// active member before returning.
+    public func sync(dataOnly: Bool) throws {
+        try lock.withReadLock {
+            for role in 0..<array.geometry.memberCount {
+                guard let f = usable(role) else { continue }
+                do {
+                    try f.sync(dataOnly: dataOnly)
+                } catch {
+                    array.noteWriteError(role: role, error)
+                }
+            }
+            try array.requireNotFailed(displayPath)
+        }
+    }
+
+    /// Sets the logical size. Shrinking zeroes the tail of the last stripe
+    /// kept (so parity covers zeros past EOF, an invariant the write path
+    /// relies on) and drops whole stripes from the member files.
+    public func truncate(to newSize: UInt64) throws {
+        guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
+        try lock.withWriteLock {
+            let oldSize = size
+            if newSize == oldSize { return }
+            if newSize > oldSize {
+                size = newSize
+                try writeHeadersLocked()
+                return
+            }
+            let stripeBytes = UInt64(array.geometry.stripeDataBytes)
+            let keepStripes = (newSize + stripeBytes - 1) / stripeBytes
+            let tailEnd = min(oldSize, keepStripes * stripeBytes)
+            if tailEnd > newSize {
+                try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(tailEnd - newSize),
+                                at: newSize, sourceIsZeros: true)
+            }
+            size = newSize
+            try writeHeadersLocked()
+            let memberBytes = array.layout.fileBytes(stripeCount: keepStripes)
+            for role in 0..<array.geometry.memberCount {
+                guard let f = usable(role) else { continue }
+                do {
+                    try f.truncate(to: memberBytes)
+                    try clearEntries(f, from: keepStripes)
+                } catch {
+                    array.noteWriteError(role: role, error)
+                }
+            }
+            try array.requireNotFailed(displayPath)
+        }
+    }
+
+    /// Zeroes the checksum entries of stripes >= `from` left in the last
+    /// table, so a later regrow finds "never written", not stale checksums.
+    private func clearEntries(_ f: MemberFile, from stripe: UInt64) throws {
+        let per = MemberFileLayout.entriesPerTable
+        let rem = stripe % per
+        guard rem != 0 else { return }
+        let bytes = Int((per - rem) * MemberFileLayout.entryBytes)
+        try f.write(from: UnsafeRawPointer(array.zeroStripe.pointer), count: bytes,
+                    at: array.layout.entryOffset(stripe: stripe))
+    }
+}
+
+extension ArrayFile {
+    /// Attributes through an open handle (the file may be unlinked): the
+    /// first active member's metadata with the logical size.
+    public func attributes() throws -> stat {
+        var lastError: Error = FSError.io("\(displayPath): no active member")
+        for role in 0..<array.geometry.memberCount {
+            guard let f = usable(role) else { continue }
+            do {
+                var st = try f.status()
+                let s = currentSize()
+                st.st_size = off_t(s)
+                st.st_blocks = blkcnt_t((s + 511) / 512)
+                st.st_blksize = blksize_t(array.geometry.stripeDataBytes)
+                return st
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+}

@@ -1,0 +1,155 @@
+import CISAL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CRC32C (Castagnoli) through ISA-L's crc32_iscsi, which does no pre- or
+/// post-inversion itself.
+@inline(__always)
+public func crc32c(_ pointer: UnsafeRawPointer, count: Int) -> UInt32 {
+    crc32_iscsi(UnsafeMutablePointer(mutating: pointer.assumingMemoryBound(to: UInt8.self)),
+                Int32(count), 0xFFFF_FFFF) ^ 0xFFFF_FFFF
+}
+
+public func crc32c(_ bytes: [UInt8]) -> UInt32 {
+    bytes.withUnsafeBytes { raw in
+        raw.count == 0 ? 0 : crc32c(raw.baseAddress!, count: raw.count)
+    }
+}
+
+/// Parity for one geometry: built once per array and reused. Encoding uses
+/// xor_gen / pq_gen when the buffers allow it, else ec_encode_data with md's
+/// P and Q rows; recovery inverts the surviving rows of the same matrix.
+/// RAID 1 "parity" is a copy of the data chunk.
+public final class Codec: @unchecked Sendable {
+    public let level: RAIDLevel
+    public let dataCount: Int
+    public let parityCount: Int
+    /// n×k generator: identity rows, then all-ones (P), then powers of 2 (Q).
+    private let matrix: [UInt8]
+    /// ec_init_tables for the parity rows.
+    private let parityTables: [UInt8]
+    private let lock = Mutex()
+    private var decodeTables: [DecodeKey: [UInt8]] = [:]
+
+    private struct DecodeKey: Hashable {
+        let sources: [Int]
+        let wanted: [Int]
+    }
+
+    public init(level: RAIDLevel, dataCount k: Int, parityCount m: Int) {
+        precondition(k >= 1 && m >= 1 && k + m <= 255)
+        self.level = level
+        self.dataCount = k
+        self.parityCount = m
+        var a = [UInt8](repeating: 0, count: (k + m) * k)
+        if level == .raid1 {
+            precondition(k == 1)
+            for i in 0..<(k + m) { a[i] = 1 }
+        } else {
+            precondition(m <= 2, "RAID 5/6 have at most two parity chunks")
+            gf_gen_rs_matrix(&a, Int32(k + m), Int32(k))
+        }
+        matrix = a
+        var t = [UInt8](repeating: 0, count: 32 * k * m)
+        var rows = Array(a[(k * k)...])
+        ec_init_tables(Int32(k), Int32(m), &rows, &t)
+        parityTables = t
+    }
+
+    @inline(__always)
+    private static func aligned32(_ ptrs: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, _ count: Int, _ len: Int) -> Bool {
+        if len % 32 != 0 { return false }
+        for i in 0..<count where Int(bitPattern: ptrs[i]) % 32 != 0 { return false }
+        return true
+    }
+
+    /// Computes all parity chunks from the k data chunks.
+    /// `chunks` holds k data pointers followed by m parity pointers.
+    public func encode(_ chunks: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, length len: Int) {
+        let k = dataCount, m = parityCount
+        switch level {
+        case .raid1:
+            for i in 1...m { memcpy(chunks[i]!, chunks[0]!, len) }
+        case .raid5 where k + m >= 3 && Codec.aligned32(chunks, k + m, len):
+            let rc = xor_gen(Int32(k + m), Int32(len), UnsafeMutableRawPointer(chunks).assumingMemoryBound(to: UnsafeMutableRawPointer?.self))
+            precondition(rc == 0, "xor_gen failed")
+        case .raid6 where k + m >= 4 && Codec.aligned32(chunks, k + m, len):
+            let rc = pq_gen(Int32(k + m), Int32(len), UnsafeMutableRawPointer(chunks).assumingMemoryBound(to: UnsafeMutableRawPointer?.self))
+            precondition(rc == 0, "pq_gen failed")
+        default:
+            parityTables.withUnsafeBufferPointer { t in
+                ec_encode_data(Int32(len), Int32(k), Int32(m), UnsafeMutablePointer(mutating: t.baseAddress!),
+                               chunks, chunks + k)
+            }
+        }
+    }
+
+    /// Read-modify-write: folds `delta` (old XOR new of data chunk `index`)
+    /// into the m parity chunks in place.
+    public func update(dataIndex index: Int, delta: UnsafeMutablePointer<UInt8>,
+                       parity: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, length len: Int) {
+        precondition(level != .raid1 && index >= 0 && index < dataCount)
+        parityTables.withUnsafeBufferPointer { t in
+            ec_encode_data_update(Int32(len), Int32(dataCount), Int32(parityCount), Int32(index),
+                                  UnsafeMutablePointer(mutating: t.baseAddress!), delta, parity)
+        }
+    }
+
+    /// XORs `a` and `b` into `out` (the delta of a read-modify-write).
+    public func xor(_ a: UnsafeMutablePointer<UInt8>, _ b: UnsafeMutablePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>, length len: Int) {
+        var v: [UnsafeMutableRawPointer?] = [UnsafeMutableRawPointer(a), UnsafeMutableRawPointer(b), UnsafeMutableRawPointer(out)]
+        precondition(len % 32 == 0 && v.allSatisfy({ Int(bitPattern: $0) % 32 == 0 }), "xor needs 32-byte aligned buffers")
+        let rc = xor_gen(3, Int32(len), &v)
+        precondition(rc == 0, "xor_gen failed")
+    }
+
+    /// Recovers chunks `wanted` (chunk indices, data or parity) from exactly k
+    /// intact chunks `sources` (chunk indices, ascending) into `outputs`.
+    public func reconstruct(sources: [Int], sourcePointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>,
+                            wanted: [Int], outputs: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>, length len: Int) throws {
+        let k = dataCount
+        precondition(sources.count == k && !wanted.isEmpty)
+        if level == .raid1 {
+            for i in 0..<wanted.count { memcpy(outputs[i]!, sourcePointers[0]!, len) }
+            return
+        }
+        let tables = try decodeTable(sources: sources, wanted: wanted)
+        tables.withUnsafeBufferPointer { t in
+            ec_encode_data(Int32(len), Int32(k), Int32(wanted.count), UnsafeMutablePointer(mutating: t.baseAddress!),
+                           sourcePointers, outputs)
+        }
+    }
+
+    private func decodeTable(sources: [Int], wanted: [Int]) throws -> [UInt8] {
+        let key = DecodeKey(sources: sources, wanted: wanted)
+        if let t = lock.withLock({ decodeTables[key] }) { return t }
+        let k = dataCount
+        var b = [UInt8](repeating: 0, count: k * k)
+        for (r, src) in sources.enumerated() {
+            for c in 0..<k { b[r * k + c] = matrix[src * k + c] }
+        }
+        var inv = [UInt8](repeating: 0, count: k * k)
+        guard gf_invert_matrix(&b, &inv, Int32(k)) == 0 else {
+            throw FSError.io("parity matrix for sources \(sources) is singular")
+        }
+        // Row for a wanted data chunk d is inv[d]; for a parity chunk p it is
+        // matrix[p] · inv (re-encode from the recovered data).
+        var rows = [UInt8](repeating: 0, count: wanted.count * k)
+        for (w, idx) in wanted.enumerated() {
+            if idx < k {
+                for c in 0..<k { rows[w * k + c] = inv[idx * k + c] }
+            } else {
+                for c in 0..<k {
+                    var acc: UInt8 = 0
+                    for j in 0..<k { acc ^= gf_mul(matrix[idx * k + j], inv[j * k + c]) }
+                    rows[w * k + c] = acc
+                }
+            }
+        }
+        var t = [UInt8](repeating: 0, count: 32 * k * wanted.count)
+        ec_init_tables(Int32(k), Int32(wanted.count), &rows, &t)
+        lock.withLock { if decodeTables.count < 1024 { decodeTables[key] = t } }
+        return t
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `raidctl create`: validates every directory first, then writes the data
+/// root and superblock of each. Nothing is written unless every check passes.
+public enum ArrayCreator {
+    public static func create(level: RAIDLevel, chunkSizeBytes: Int, directories: [String],
+                              spares: [String] = [], now: Date = Date()) throws -> Superblock {
+        guard directories.count >= level.minimumMemberCount else {
+            throw FSError.invalid("RAID \(level.rawValue) needs at least \(level.minimumMemberCount) members, \(directories.count) given")
+        }
+        guard directories.count <= 255 else {
+            throw FSError.invalid("at most 255 members, \(directories.count) given")
+        }
+        guard Geometry.isValidChunkSize(chunkSizeBytes) else {
+            throw FSError.invalid("chunk size \(chunkSizeBytes) bytes is not a power of two from 4 KiB to 16 MiB")
+        }
+        var seen: [String: String] = [:]
+        for dir in directories + spares {
+            try checkEmptyDirectory(dir)
+            let id = try identity(dir)
+            if let other = seen[id] {
+                throw FSError.invalid("\(dir): the same directory as \(other) (named twice)")
+            }
+            seen[id] = dir
+        }
+        let arrayUUID = UUID().uuidString.lowercased()
+        let memberUUIDs = directories.map { _ in UUID().uuidString.lowercased() }
+        let spareUUIDs = spares.map { _ in UUID().uuidString.lowercased() }
+        let ts = now.timeIntervalSince1970
+        var template = Superblock(arrayUUID: arrayUUID, memberUUID: "", role: 0, level: level,
+                                  chunkSizeBytes: chunkSizeBytes, memberCount: directories.count, events: 1,
+                                  roles: memberUUIDs.map { RoleRecord(memberUUID: $0, state: .active) },
+                                  spares: spareUUIDs, createdAt: ts, updatedAt: ts, clean: true)
+        for (i, dir) in (directories + spares).enumerated() {
+            let member = DirectoryMember(root: dir)
+            let data = member.root + "/" + DirectoryMember.dataDirectoryName
+            guard mkdir(data, 0o755) == 0 else { throw FSError.system("mkdir", data) }
+            template.role = i < directories.count ? i : -1
+            template.memberUUID = i < directories.count ? memberUUIDs[i] : spareUUIDs[i - directories.count]
+            try member.writeSuperblock(template.encoded())
+        }
+        template.role = 0
+        template.memberUUID = memberUUIDs[0]
+        return template
+    }
+
+    /// A directory is usable for a new member when it exists and holds
+    /// nothing but, perhaps, an ext4 root's lost+found.
+    static func checkEmptyDirectory(_ dir: String) throws {
+        var st = stat()
+        guard stat(dir, &st) == 0 else { throw FSError.system("stat", dir) }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "\(dir): not a directory") }
+        if let sb = try? DirectoryMember(root: dir).readSuperblock(),
+           let decoded = try? Superblock.decode(sb, source: dir) {
+            throw FSError(EEXIST, "\(dir): already a member of array \(decoded.arrayUUID)")
+        }
+        let entries = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0 != "lost+found" }
+        guard entries.isEmpty else {
+            throw FSError(ENOTEMPTY, "\(dir): directory is not empty (\(entries.count) entries, e.g. \(entries.sorted()[0]))")
+        }
+    }
+
+    static func identity(_ dir: String) throws -> String {
+        var st = stat()
+        guard stat(dir, &st) == 0 else { throw FSError.system("stat", dir) }
+        return "\(st.st_dev):\(st.st_ino)"
+    }
+}

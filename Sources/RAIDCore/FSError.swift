@@ -1,0 +1,27 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one error type the engine throws: an errno (what FUSE answers with)
+/// and a message naming the thing and the cause (what a person reads).
+public struct FSError: Error, CustomStringConvertible, Sendable {
+    public let errno: Int32
+    public let message: String
+
+    public init(_ errno: Int32, _ message: String) {
+        self.errno = errno
+        self.message = message
+    }
+
+    /// Wraps the current `errno` after a failed syscall on `path`.
+    public static func system(_ op: String, _ path: String, errno code: Int32 = Glibc.errno) -> FSError {
+        FSError(code, "\(op) \(path): \(String(cString: strerror(code)))")
+    }
+
+    public var description: String { message }
+}
+
+extension FSError {
+    public static func io(_ message: String) -> FSError { FSError(EIO, message) }
+    public static func invalid(_ message: String) -> FSError { FSError(EINVAL, message) }
+}

@@ -1,0 +1,72 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One entry of a member directory listing.
+public struct DirectoryEntry: Sendable, Equatable {
+    public let name: String
+    public let type: UInt8   // DT_* value
+}
+
+/// The seam between the engine and a member disk. Every byte the engine reads
+/// or writes on a member goes through this protocol, so a simulated member
+/// that injects faults drops in without touching the engine.
+///
+/// Paths are array paths ("/", "/a/b"); the member maps them into its own
+/// namespace. Errors are `FSError` carrying the errno the host returned.
+public protocol Member: AnyObject, Sendable {
+    /// How the member is named to people (its directory).
+    var name: String { get }
+
+    func readSuperblock() throws -> [UInt8]
+    /// Replaces the superblock atomically (write temp, fsync, rename).
+    func writeSuperblock(_ bytes: [UInt8]) throws
+    /// True when the member still looks like itself: root and superblock there.
+    func isPresent() -> Bool
+
+    func lstat(_ path: String) throws -> stat
+    func list(_ path: String) throws -> [DirectoryEntry]
+    func mkdir(_ path: String, mode: mode_t) throws
+    func rmdir(_ path: String) throws
+    func unlink(_ path: String) throws
+    func rename(_ from: String, _ to: String, flags: UInt32) throws
+    func link(_ from: String, _ to: String) throws
+    func symlink(target: String, at path: String) throws
+    func readlink(_ path: String) throws -> String
+    func mknod(_ path: String, mode: mode_t, device: dev_t) throws
+    func chmod(_ path: String, mode: mode_t) throws
+    func chown(_ path: String, uid: uid_t, gid: gid_t) throws
+    func utimens(_ path: String, _ times: (timespec, timespec)) throws
+    func statfs() throws -> statvfs
+    /// Opens (or with O_CREAT creates) the member's file for array file `path`.
+    func open(_ path: String, flags: Int32, mode: mode_t) throws -> MemberFile
+}
+
+/// An open member file: positioned I/O only.
+public protocol MemberFile: AnyObject {
+    /// Reads up to `count` bytes; returns fewer only at end of file.
+    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int
+    func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws
+    func sync(dataOnly: Bool) throws
+    func truncate(to size: UInt64) throws
+    /// fstat(2) of the member file (mode, owner, times, link count).
+    func status() throws -> stat
+    func close()
+}
+
+extension MemberFile {
+    /// Reads exactly `count` bytes, zero-filling past end of file (holes and
+    /// the unwritten tail of a member file read as zeros).
+    @inline(__always)
+    public func readFull(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws {
+        var done = 0
+        while done < count {
+            let n = try read(into: buffer + done, count: count - done, at: offset + UInt64(done))
+            if n == 0 {
+                memset(buffer + done, 0, count - done)
+                return
+            }
+            done += n
+        }
+    }
+}

@@ -1,0 +1,309 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The open-file table and the lock that orders namespace changes, so every
+/// member sees the same mutations in the same order.
+final class NamespaceState: @unchecked Sendable {
+    let lock = Mutex()
+    /// Open array files by file id (shared by hard links and by handles).
+    var openFiles: [UInt64: ArrayFile] = [:]
+}
+
+/// Who is asking, for ownership of what they create.
+public struct Caller: Sendable {
+    public var uid: uid_t
+    public var gid: gid_t
+    public init(uid: uid_t, gid: gid_t) { self.uid = uid; self.gid = gid }
+}
+
+/// The namespace (tree and metadata) kept on every member. Reads are served
+/// by the first active member; changes go to the first member (whose error is
+/// the caller's answer) and then to every other active member, and a member
+/// that then disagrees is failed — the namespace survives any loss the data
+/// survives.
+extension RAIDArray {
+    /// Runs a read-only `body` on the first active member still present.
+    func onPrimary<T>(_ what: String, _ body: (Member) throws -> T) throws -> T {
+        for role in activeRoles {
+            let m = members[role]!
+            do {
+                return try body(m)
+            } catch let e as FSError {
+                if m.isPresent() { throw e }
+                memberFailed(role: role, reason: "member vanished during \(what) (\(e))")
+            }
+        }
+        throw FSError.io("\(what): no active member left in array \(arrayUUID)")
+    }
+
+    /// Applies a change to every active member; caller holds the namespace lock.
+    func replicateLocked(_ what: String, _ body: (Member) throws -> Void) throws {
+        guard !readOnly else { throw FSError(EROFS, "\(what): read-only array") }
+        try requireNotFailed(what)
+        var primary: Int? = nil
+        for role in activeRoles {
+            let m = members[role]!
+            do {
+                try body(m)
+                primary = role
+                break
+            } catch let e as FSError {
+                if m.isPresent() { throw e }
+                memberFailed(role: role, reason: "member vanished during \(what) (\(e))")
+            }
+        }
+        guard let p = primary else { throw FSError.io("\(what): no active member left in array \(arrayUUID)") }
+        for role in activeRoles where role > p {
+            do {
+                try body(members[role]!)
+            } catch {
+                memberFailed(role: role, reason: "\(what) failed on this member only: \(error)")
+            }
+        }
+        try requireNotFailed(what)
+    }
+
+    func replicate(_ what: String, _ body: (Member) throws -> Void) throws {
+        try namespace.lock.withLock { try replicateLocked(what, body) }
+    }
+
+    private func chownIfRoot(_ m: Member, _ path: String, _ caller: Caller) throws {
+        if geteuid() == 0 { try m.chown(path, uid: caller.uid, gid: caller.gid) }
+    }
+
+    // MARK: queries
+
+    public func getattr(_ path: String) throws -> stat {
+        var st = try onPrimary("getattr \(path)") { try $0.lstat(path) }
+        if (st.st_mode & S_IFMT) == S_IFREG {
+            let size = try logicalSize(path)
+            st.st_size = off_t(size)
+            st.st_blocks = blkcnt_t((size + 511) / 512)
+        }
+        st.st_blksize = blksize_t(geometry.stripeDataBytes)
+        return st
+    }
+
+    /// The size of a file: live from its open state, else from its header.
+    func logicalSize(_ path: String) throws -> UInt64 {
+        let header = try readHeader(path)
+        if let af = namespace.lock.withLock({ namespace.openFiles[header.fileId] }) {
+            return af.currentSize()
+        }
+        return header.size
+    }
+
+    private func readHeader(_ path: String) throws -> FileHeader {
+        var lastError: FSError? = nil
+        let buf = AlignedBuffer(count: 4096)
+        for role in activeRoles {
+            do {
+                let f = try members[role]!.open(path, flags: O_RDONLY, mode: 0)
+                defer { f.close() }
+                try f.readFull(into: buf.pointer, count: FileHeader.encodedBytes, at: 0)
+                if let h = FileHeader.decode(buf.pointer) { return h }
+                lastError = FSError.io("\(path): file header on \(members[role]!.name) is damaged")
+            } catch let e as FSError {
+                if e.errno == ENOENT && members[role]!.isPresent() { throw e }
+                lastError = e
+            }
+        }
+        throw lastError ?? FSError.io("\(path): no active member")
+    }
+
+    public func list(_ path: String) throws -> [DirectoryEntry] {
+        try onPrimary("readdir \(path)") { try $0.list(path) }
+    }
+
+    public func readlink(_ path: String) throws -> String {
+        try onPrimary("readlink \(path)") { try $0.readlink(path) }
+    }
+
+    /// Usable capacity: the smallest member's space times the data chunks per stripe.
+    public func statfs() throws -> statvfs {
+        var result: statvfs? = nil
+        for role in activeRoles {
+            guard let s = try? members[role]!.statfs() else { continue }
+            if result == nil { result = s; continue }
+            let scale = { (v: fsblkcnt_t, from: UInt, to: UInt) in fsblkcnt_t(UInt(v) * from / to) }
+            let r = result!
+            let bsize = r.f_frsize
+            if scale(s.f_blocks, s.f_frsize, bsize) < r.f_blocks { result!.f_blocks = scale(s.f_blocks, s.f_frsize, bsize) }
+            if scale(s.f_bfree, s.f_frsize, bsize) < r.f_bfree { result!.f_bfree = scale(s.f_bfree, s.f_frsize, bsize) }
+            if scale(s.f_bavail, s.f_frsize, bsize) < r.f_bavail { result!.f_bavail = scale(s.f_bavail, s.f_frsize, bsize) }
+            result!.f_files = min(r.f_files, s.f_files)
+            result!.f_ffree = min(r.f_ffree, s.f_ffree)
+            result!.f_favail = min(r.f_favail, s.f_favail)
+        }
+        guard var r = result else { throw FSError.io("statfs: no active member in array \(arrayUUID)") }
+        let k = fsblkcnt_t(geometry.dataChunkCount)
+        r.f_blocks *= k
+        r.f_bfree *= k
+        r.f_bavail *= k
+        r.f_namemax = 255
+        return r
+    }
+
+    // MARK: changes
+
+    public func mkdir(_ path: String, mode: mode_t, caller: Caller) throws {
+        try replicate("mkdir \(path)") { m in
+            try m.mkdir(path, mode: mode)
+            try chownIfRoot(m, path, caller)
+        }
+    }
+
+    public func rmdir(_ path: String) throws {
+        try replicate("rmdir \(path)") { try $0.rmdir(path) }
+    }
+
+    public func unlink(_ path: String) throws {
+        try replicate("unlink \(path)") { try $0.unlink(path) }
+    }
+
+    public func rename(_ from: String, _ to: String, flags: UInt32) throws {
+        try replicate("rename \(from)") { try $0.rename(from, to, flags: flags) }
+    }
+
+    public func link(_ from: String, _ to: String) throws {
+        try replicate("link \(to)") { try $0.link(from, to) }
+    }
+
+    public func symlink(target: String, at path: String, caller: Caller) throws {
+        try replicate("symlink \(path)") { m in
+            try m.symlink(target: target, at: path)
+            try chownIfRoot(m, path, caller)
+        }
+    }
+
+    public func mknod(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws {
+        guard (mode & S_IFMT) != S_IFREG else {
+            _ = try create(path, mode: mode, exclusive: true, caller: caller)
+            return
+        }
+        try replicate("mknod \(path)") { m in
+            try m.mknod(path, mode: mode, device: device)
+            try chownIfRoot(m, path, caller)
+        }
+    }
+
+    public func chmod(_ path: String, mode: mode_t) throws {
+        try replicate("chmod \(path)") { try $0.chmod(path, mode: mode) }
+    }
+
+    public func chown(_ path: String, uid: uid_t, gid: gid_t) throws {
+        try replicate("chown \(path)") { try $0.chown(path, uid: uid, gid: gid) }
+    }
+
+    public func utimens(_ path: String, _ times: (timespec, timespec)) throws {
+        try replicate("utimens \(path)") { try $0.utimens(path, times) }
+    }
+
+    public func truncate(_ path: String, size: UInt64) throws {
+        let af = try open(path)
+        defer { release(af) }
+        try af.truncate(to: size)
+    }
+
+    // MARK: open files
+
+    /// Creates a regular file (or opens it when it exists and `exclusive` is false).
+    public func create(_ path: String, mode: mode_t, exclusive: Bool, caller: Caller) throws -> ArrayFile {
+        try namespace.lock.withLock {
+            let exists: Bool
+            do {
+                _ = try onPrimary("create \(path)") { try $0.lstat(path) }
+                exists = true
+            } catch let e as FSError where e.errno == ENOENT {
+                exists = false
+            }
+            if exists {
+                if exclusive { throw FSError(EEXIST, "\(path): file exists") }
+            } else {
+                var id: UInt64 = 0
+                repeat { id = UInt64.random(in: 1...UInt64.max) } while namespace.openFiles[id] != nil
+                let header = AlignedBuffer(count: 4096)
+                FileHeader(fileId: id, size: 0).encode(into: header.pointer)
+                try replicateLocked("create \(path)") { m in
+                    let f = try m.open(path, flags: O_CREAT | O_EXCL | O_WRONLY, mode: mode & 0o7777)
+                    defer { f.close() }
+                    try f.write(from: header.pointer, count: FileHeader.encodedBytes, at: 0)
+                    try chownIfRoot(m, path, caller)
+                }
+            }
+            return try openLocked(path)
+        }
+    }
+
+    public func open(_ path: String) throws -> ArrayFile {
+        try namespace.lock.withLock { try openLocked(path) }
+    }
+
+    private func openLocked(_ path: String) throws -> ArrayFile {
+        let n = geometry.memberCount
+        var files = [MemberFile?](repeating: nil, count: n)
+        var opened = false
+        let flags = readOnly ? O_RDONLY : O_RDWR
+        for role in activeRoles {
+            let m = members[role]!
+            do {
+                files[role] = try m.open(path, flags: flags, mode: 0)
+                opened = true
+            } catch let e as FSError {
+                if !m.isPresent() {
+                    memberFailed(role: role, reason: "member vanished during open \(path) (\(e))")
+                } else if !opened {
+                    throw e
+                } else {
+                    memberFailed(role: role, reason: "open \(path) failed on this member only: \(e)")
+                }
+            }
+        }
+        guard opened else { throw FSError.io("open \(path): no active member left in array \(arrayUUID)") }
+        // The header is replicated: take the file id the members agree on and
+        // the largest size recorded (an extending write writes data first).
+        let buf = AlignedBuffer(count: 4096)
+        var headers = [FileHeader?](repeating: nil, count: n)
+        for role in 0..<n {
+            guard let f = files[role] else { continue }
+            do {
+                try f.readFull(into: buf.pointer, count: FileHeader.encodedBytes, at: 0)
+                headers[role] = FileHeader.decode(buf.pointer)
+                if headers[role] == nil {
+                    logger.error("member \(role) (\(memberName(role))): file header of \(path) damaged")
+                }
+            } catch {
+                noteReadError(role: role, error)
+            }
+        }
+        let valid = headers.compactMap { $0 }
+        guard let fileId = valid.first?.fileId else {
+            for f in files { f?.close() }
+            throw FSError.io("\(path): no member holds a valid file header")
+        }
+        if let existing = namespace.openFiles[fileId] {
+            for f in files { f?.close() }
+            existing.openCount += 1
+            return existing
+        }
+        let size = valid.filter { $0.fileId == fileId }.map { $0.size }.max()!
+        let af = ArrayFile(array: self, fileId: fileId, files: files, size: size, path: path)
+        if !readOnly && headers.enumerated().contains(where: { files[$0.offset] != nil && $0.element != FileHeader(fileId: fileId, size: size) }) {
+            try af.lock.withWriteLock { try af.writeHeadersLocked() }
+        }
+        af.openCount = 1
+        namespace.openFiles[fileId] = af
+        return af
+    }
+
+    public func release(_ af: ArrayFile) {
+        namespace.lock.withLock {
+            af.openCount -= 1
+            if af.openCount == 0 {
+                if namespace.openFiles[af.fileId] === af { namespace.openFiles[af.fileId] = nil }
+                af.closeMembers()
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum ArrayState: String, Sendable {
+    case clean, degraded, rebuilding, failed
+}
+
+/// Error counters of one role, as `status` reports them.
+public struct MemberCounters: Sendable, Equatable {
+    public var readErrors: UInt64 = 0
+    public var writeErrors: UInt64 = 0
+    public var checksumErrors: UInt64 = 0
+    public var repairedChunks: UInt64 = 0
+}
+
+/// A running array: geometry, codec, members by role and their state, and the
+/// event counter. Member failure is decided here, in one place.
+public final class RAIDArray: @unchecked Sendable {
+    public let geometry: Geometry
+    public let codec: Codec
+    public let layout: MemberFileLayout
+    public let arrayUUID: String
+    public let readOnly: Bool
+    public let logger: Logger
+
+    public let members: [Member?]
+    /// 1 = active. Read on every chunk I/O without a lock (single bytes);
+    /// written only under `stateLock`.
+    private let activeFlags: UnsafeMutablePointer<UInt8>
+    private let stateLock = Mutex()
+    private var superblock: Superblock
+    private var roleStates: [RoleState]
+    private var counters: [MemberCounters]
+    private let superblockWriteLock = Mutex()
+
+    /// CRC32C of an all-zero chunk: what a never-written chunk must hash to.
+    let zeroChunkCRC: UInt32
+    /// A read-only all-zero buffer of one stripe's data.
+    let zeroStripe: AlignedBuffer
+    let workspaces: Pool<StripeWorkspace>
+    let namespace: NamespaceState
+
+    init(plan: Assembler.Plan, readOnly: Bool, logger: Logger) {
+        let sb = plan.superblock
+        geometry = sb.geometry
+        codec = Codec(level: sb.level, dataCount: geometry.dataChunkCount, parityCount: geometry.parityChunkCount)
+        layout = MemberFileLayout(chunkSizeBytes: sb.chunkSizeBytes)
+        arrayUUID = sb.arrayUUID
+        self.readOnly = readOnly
+        self.logger = logger
+        members = plan.membersByRole
+        superblock = sb
+        roleStates = sb.roles.map { $0.state }
+        counters = Array(repeating: MemberCounters(), count: geometry.memberCount)
+        activeFlags = .allocate(capacity: geometry.memberCount)
+        for r in 0..<geometry.memberCount {
+            let present = plan.membersByRole[r] != nil
+            activeFlags[r] = present ? 1 : 0
+            if !present && roleStates[r] == .active { roleStates[r] = .missing }
+            if present { roleStates[r] = .active }
+        }
+        zeroStripe = AlignedBuffer(count: geometry.stripeDataBytes)
+        zeroChunkCRC = crc32c(zeroStripe.pointer, count: geometry.chunkSizeBytes)
+        let g = geometry
+        workspaces = Pool(keepMax: 16) { StripeWorkspace(geometry: g) }
+        namespace = NamespaceState()
+    }
+
+    deinit { activeFlags.deallocate() }
+
+    /// Assembles the array from `directories`. Nothing is written: call
+    /// `markInUse()` once the array is really going to be served.
+    public static func assemble(directories: [String], readOnly: Bool = false,
+                                logger: Logger = Logger(label: "raidfs")) throws -> (RAIDArray, AssemblyReport) {
+        let plan = try Assembler.plan(directories: directories)
+        return (RAIDArray(plan: plan, readOnly: readOnly, logger: logger), plan.report)
+    }
+
+    /// Records the new membership in every usable member (event counter
+    /// moves on, so members left out are stale from now on) and marks the
+    /// array in use (not clean).
+    public func markInUse() throws {
+        guard !readOnly else { return }
+        try persistState(clean: false, reason: "assembled")
+    }
+
+    // MARK: state
+
+    @inline(__always)
+    public func isActive(_ role: Int) -> Bool { activeFlags[role] != 0 }
+
+    public var activeRoles: [Int] { (0..<geometry.memberCount).filter { isActive($0) } }
+
+    public var state: ArrayState {
+        stateLock.withLock { stateLocked }
+    }
+
+    private var stateLocked: ArrayState {
+        let lost = roleStates.filter { $0 != .active }.count
+        if lost == 0 { return .clean }
+        if lost > geometry.parityChunkCount { return .failed }
+        return .degraded
+    }
+
+    public var events: UInt64 { stateLock.withLock { superblock.events } }
+
+    public func roleState(_ role: Int) -> RoleState { stateLock.withLock { roleStates[role] } }
+
+    public func counters(_ role: Int) -> MemberCounters { stateLock.withLock { counters[role] } }
+
+    func noteReadError(role: Int, _ error: Error) {
+        stateLock.withLock { counters[role].readErrors += 1 }
+        logger.error("member \(role) (\(memberName(role))): read error: \(error)")
+        if let m = members[role], !m.isPresent() {
+            memberFailed(role: role, reason: "member vanished (\(error))")
+        }
+    }
+
+    func noteWriteError(role: Int, _ error: Error) {
+        stateLock.withLock { counters[role].writeErrors += 1 }
+        memberFailed(role: role, reason: "write error: \(error)")
+    }
+
+    func noteChecksumError(role: Int, path: String, stripe: UInt64) {
+        stateLock.withLock { counters[role].checksumErrors += 1 }
+        logger.error("member \(role) (\(memberName(role))): checksum mismatch in \(path) stripe \(stripe)")
+    }
+
+    func noteRepaired(role: Int, path: String, stripe: UInt64) {
+        stateLock.withLock { counters[role].repairedChunks += 1 }
+        logger.notice("member \(role) (\(memberName(role))): rewrote \(path) stripe \(stripe) from redundancy")
+    }
+
+    public func memberName(_ role: Int) -> String { members[role]?.name ?? "(missing)" }
+
+    /// Marks a role faulty, moves the event counter on and records it in the
+    /// superblocks of the members still active, so the failed member, if it
+    /// comes back, is recognised as stale.
+    public func memberFailed(role: Int, reason: String) {
+        let changed: Bool = stateLock.withLock {
+            guard roleStates[role] == .active else { return false }
+            roleStates[role] = .faulty
+            activeFlags[role] = 0
+            return true
+        }
+        guard changed else { return }
+        logger.critical("member \(role) (\(memberName(role))) marked faulty: \(reason); array is \(state.rawValue)")
+        if !readOnly {
+            try? persistState(clean: false, reason: "member \(role) faulty")
+        }
+    }
+
+    /// Writes the current membership to every active member's superblock,
+    /// moving the event counter on. A member that cannot take its superblock
+    /// is failed in turn and the survivors are written again.
+    func persistState(clean: Bool, reason: String) throws {
+        try superblockWriteLock.withLock {
+            while true {
+                let (sb, targets): (Superblock, [Int]) = stateLock.withLock {
+                    superblock.events += 1
+                    superblock.clean = clean
+                    superblock.updatedAt = Date().timeIntervalSince1970
+                    for r in 0..<geometry.memberCount { superblock.roles[r].state = roleStates[r] }
+                    return (superblock, (0..<geometry.memberCount).filter { roleStates[$0] == .active })
+                }
+                var failed: [(Int, Error)] = []
+                for r in targets {
+                    var mine = sb
+                    mine.role = r
+                    mine.memberUUID = sb.roles[r].memberUUID
+                    do {
+                        try members[r]!.writeSuperblock(mine.encoded())
+                    } catch {
+                        failed.append((r, error))
+                    }
+                }
+                if failed.count == targets.count && !targets.isEmpty {
+                    throw FSError.io("no member accepted its superblock (\(failed.map { "\($0.1)" }.joined(separator: "; ")))")
+                }
+                if failed.isEmpty {
+                    logger.info("superblocks at event \(sb.events) written to \(targets.count) members (\(reason))")
+                    return
+                }
+                for (r, e) in failed {
+                    stateLock.withLock {
+                        counters[r].writeErrors += 1
+                        roleStates[r] = .faulty
+                        activeFlags[r] = 0
+                    }
+                    logger.critical("member \(r) (\(memberName(r))) marked faulty: superblock write failed: \(e)")
+                }
+            }
+        }
+    }
+
+    /// Marks the array clean in every active member (unmount).
+    public func shutdown() {
+        guard !readOnly else { return }
+        do {
+            try persistState(clean: true, reason: "clean shutdown")
+        } catch {
+            logger.error("clean shutdown: \(error)")
+        }
+    }
+
+    /// Throws EIO when more roles are lost than the level tolerates.
+    func requireNotFailed(_ what: @autoclosure () -> String) throws {
+        if state == .failed {
+            throw FSError.io("\(what()): array \(arrayUUID) has failed (more members lost than RAID \(geometry.level.rawValue) tolerates)")
+        }
+    }
+}
+
+/// Buffers for one stripe operation, allocated once per pool slot: one chunk
+/// per member, plus scratch for read-modify-write.
+final class StripeWorkspace {
+    let chunkBytes: Int
+    let chunks: [AlignedBuffer]
+    let old: AlignedBuffer
+    let delta: AlignedBuffer
+    /// Pointer arrays handed to ISA-L.
+    let pointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
+    let scratchPointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
+
+    init(geometry: Geometry) {
+        chunkBytes = geometry.chunkSizeBytes
+        chunks = (0..<geometry.memberCount).map { _ in AlignedBuffer(count: geometry.chunkSizeBytes) }
+        old = AlignedBuffer(count: geometry.chunkSizeBytes)
+        delta = AlignedBuffer(count: geometry.chunkSizeBytes)
+        pointers = .allocate(capacity: geometry.memberCount)
+        scratchPointers = .allocate(capacity: geometry.memberCount)
+        for i in 0..<geometry.memberCount { pointers[i] = chunks[i].bytes }
+    }
+
+    deinit {
+        pointers.deallocate()
+        scratchPointers.deallocate()
+    }
+}

@@ -1,0 +1,331 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The data path: reads verify every chunk against its checksum and rebuild
+/// from redundancy what fails (rewriting it: self-healing read); writes choose
+/// full-stripe, read-modify-write or reconstruct-write, and fall back to a
+/// whole-stripe reconstruct when a member is missing or a chunk fails.
+extension ArrayFile {
+    // MARK: chunk I/O
+
+    /// Reads the chunk of `stripe` held by `role` and verifies it. False when
+    /// the member is not usable, the read fails or the checksum disagrees.
+    @inline(__always)
+    func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>) -> Bool {
+        guard let f = usable(role) else { return false }
+        let chunkBytes = array.geometry.chunkSizeBytes
+        var raw: UInt64 = 0
+        do {
+            try f.readFull(into: buffer, count: chunkBytes, at: array.layout.chunkOffset(stripe: stripe))
+            try withUnsafeMutableBytes(of: &raw) {
+                try f.readFull(into: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
+            }
+        } catch {
+            array.noteReadError(role: role, error)
+            return false
+        }
+        let expected = ChunkEntry.expectedCRC(UInt64(littleEndian: raw), zeroChunkCRC: array.zeroChunkCRC)
+        if expected == nil || crc32c(buffer, count: chunkBytes) != expected! {
+            array.noteChecksumError(role: role, path: displayPath, stripe: stripe)
+            return false
+        }
+        return true
+    }
+
+    /// Writes a chunk and its checksum entry. A failed write fails the member.
+    @inline(__always)
+    @discardableResult
+    func writeChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>) -> Bool {
+        guard let f = usable(role) else { return false }
+        let chunkBytes = array.geometry.chunkSizeBytes
+        var raw = ChunkEntry.encode(crc: crc32c(buffer, count: chunkBytes)).littleEndian
+        do {
+            try f.write(from: buffer, count: chunkBytes, at: array.layout.chunkOffset(stripe: stripe))
+            try withUnsafeBytes(of: &raw) {
+                try f.write(from: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
+            }
+            return true
+        } catch {
+            array.noteWriteError(role: role, error)
+            return false
+        }
+    }
+
+    // MARK: read
+
+    /// Reads up to `count` bytes at `offset`; returns the bytes read (short at EOF).
+    public func read(into dst: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
+        try lock.withReadLock {
+            guard offset < size, count > 0 else { return 0 }
+            let end = min(offset + UInt64(count), size)
+            let g = array.geometry
+            let chunkBytes = UInt64(g.chunkSizeBytes)
+            let stripeBytes = UInt64(g.stripeDataBytes)
+            try array.workspaces.withItem { ws in
+                var pos = offset
+                while pos < end {
+                    let stripe = pos / stripeBytes
+                    let stripeStart = stripe * stripeBytes
+                    let stop = min(end, stripeStart + stripeBytes)
+                    let first = Int((pos - stripeStart) / chunkBytes)
+                    let last = Int((stop - 1 - stripeStart) / chunkBytes)
+                    var lost: [Int] = []
+                    for j in first...last where !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: ws.chunks[j].bytes) {
+                        lost.append(j)
+                    }
+                    if !lost.isEmpty {
+                        var have = Set((first...last).filter { !lost.contains($0) })
+                        try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: true)
+                    }
+                    for j in first...last {
+                        let chunkStart = stripeStart + UInt64(j) * chunkBytes
+                        let a = max(pos, chunkStart), b = min(stop, chunkStart + chunkBytes)
+                        memcpy(dst + Int(a - offset), ws.chunks[j].pointer + Int(a - chunkStart), Int(b - a))
+                    }
+                    pos = stop
+                }
+            }
+            return Int(end - offset)
+        }
+    }
+
+    /// Rebuilds chunks `lost` of `stripe` into the workspace from k verified
+    /// chunks (`have` lists those already in the workspace; more are read as
+    /// needed). With `heal`, rewrites each rebuilt chunk whose member is still
+    /// active, and any chunk found bad along the way.
+    func recover(stripe: UInt64, lost: [Int], have: inout Set<Int>, ws: StripeWorkspace, heal: Bool) throws {
+        let g = array.geometry
+        var bad = lost
+        var i = 0
+        while have.count < g.dataChunkCount && i < g.memberCount {
+            if !have.contains(i) && !lost.contains(i) {
+                if readChunk(role: g.member(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes) {
+                    have.insert(i)
+                } else {
+                    bad.append(i)
+                }
+            }
+            i += 1
+        }
+        guard have.count >= g.dataChunkCount else {
+            throw FSError.io("\(displayPath): stripe \(stripe) has \(g.memberCount - have.count) chunks lost or corrupt, more than RAID \(g.level.rawValue) can rebuild")
+        }
+        let sources = have.sorted().prefix(g.dataChunkCount).map { $0 }
+        let wanted = heal ? bad : lost
+        for (n, s) in sources.enumerated() { ws.scratchPointers[n] = ws.chunks[s].bytes }
+        let outputs = UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>.allocate(capacity: wanted.count)
+        defer { outputs.deallocate() }
+        for (n, w) in wanted.enumerated() { outputs[n] = ws.chunks[w].bytes }
+        try withExtendedLifetime(ws) {
+            try array.codec.reconstruct(sources: sources, sourcePointers: ws.scratchPointers, wanted: wanted,
+                                        outputs: outputs, length: g.chunkSizeBytes)
+        }
+        for w in wanted { have.insert(w) }
+        guard heal, !array.readOnly else { return }
+        for w in bad {
+            let role = g.member(stripe: stripe, chunkIndex: w)
+            if usable(role) != nil && writeChunk(role: role, stripe: stripe, from: ws.chunks[w].bytes) {
+                array.noteRepaired(role: role, path: displayPath, stripe: stripe)
+            }
+        }
+    }
+
+    // MARK: write
+
+    /// Writes `count` bytes at `offset`, extending the file as needed.
+    public func write(from src: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+        guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
+        guard count > 0 else { return }
+        try lock.withWriteLock {
+            try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
+            let end = offset + UInt64(count)
+            if end > size {
+                size = end
+                try writeHeadersLocked()
+            }
+        }
+    }
+
+    /// The stripe loop of a write; the caller holds the write lock and moves
+    /// the size afterwards. `sourceIsZeros` means `src` is the shared zero
+    /// stripe (truncate's tail), which is not advanced.
+    func writeLocked(from src: UnsafeRawPointer, count: Int, at offset: UInt64, sourceIsZeros: Bool) throws {
+        try array.requireNotFailed(displayPath)
+        let g = array.geometry
+        let stripeBytes = UInt64(g.stripeDataBytes)
+        let end = offset + UInt64(count)
+        let oldSize = size
+        try array.workspaces.withItem { ws in
+            var pos = offset
+            while pos < end {
+                let stripe = pos / stripeBytes
+                let stripeStart = stripe * stripeBytes
+                let stop = min(end, stripeStart + stripeBytes)
+                let from = sourceIsZeros ? src : src + Int(pos - offset)
+                try writeStripe(stripe, lo: Int(pos - stripeStart), hi: Int(stop - stripeStart),
+                                src: from, oldSize: oldSize, ws: ws)
+                pos = stop
+            }
+        }
+        try array.requireNotFailed(displayPath)
+    }
+
+    /// Writes bytes [lo, hi) of one stripe's data from `src`.
+    private func writeStripe(_ stripe: UInt64, lo: Int, hi: Int, src: UnsafeRawPointer,
+                             oldSize: UInt64, ws: StripeWorkspace) throws {
+        let g = array.geometry
+        let k = g.dataChunkCount, n = g.memberCount
+        let c = g.chunkSizeBytes
+        let stripeStart = stripe * UInt64(g.stripeDataBytes)
+        let plan = StripeWritePlan(lo: lo, hi: hi, chunkBytes: c, dataCount: k, stripeStart: stripeStart, oldSize: oldSize)
+        let healthy = (0..<n).allSatisfy { usable(g.member(stripe: stripe, chunkIndex: $0)) != nil }
+        if healthy {
+            if plan.isFullStripe {
+                for j in 0..<k { memcpy(ws.chunks[j].pointer, src + (j * c - lo), c) }
+                array.codec.encode(ws.pointers, length: c)
+                try commit(stripe: stripe, dataChunks: 0..<k, ws: ws)
+                return
+            }
+            if g.level != .raid1 && plan.readModifyWriteReads(parityCount: g.parityChunkCount) < plan.reconstructWriteReads {
+                if try readModifyWrite(stripe: stripe, plan: plan, src: src, ws: ws) { return }
+            } else if try reconstructWrite(stripe: stripe, plan: plan, src: src, ws: ws) {
+                return
+            }
+        }
+        try degradedWrite(stripe: stripe, plan: plan, src: src, ws: ws)
+    }
+
+    /// Copies the new bytes of data chunk `j` over the workspace chunk.
+    @inline(__always)
+    private func overlay(_ j: Int, plan: StripeWritePlan, src: UnsafeRawPointer, into chunk: UnsafeMutableRawPointer) {
+        let c = plan.chunkBytes
+        let a = max(plan.lo, j * c), b = min(plan.hi, (j + 1) * c)
+        if b > a { memcpy(chunk + (a - j * c), src + (a - plan.lo), b - a) }
+    }
+
+    /// Reconstruct-write: read the data chunks not wholly overwritten,
+    /// compute parity from the full data. False if a read fails verification.
+    private func reconstructWrite(stripe: UInt64, plan: StripeWritePlan, src: UnsafeRawPointer, ws: StripeWorkspace) throws -> Bool {
+        let g = array.geometry
+        for j in 0..<g.dataChunkCount {
+            let chunk = ws.chunks[j]
+            if plan.isFull(j) {
+                overlay(j, plan: plan, src: src, into: chunk.pointer)
+                continue
+            }
+            if plan.isKnownZero(j) {
+                chunk.zero()
+            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes) {
+                return false
+            }
+            overlay(j, plan: plan, src: src, into: chunk.pointer)
+        }
+        array.codec.encode(ws.pointers, length: g.chunkSizeBytes)
+        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws)
+        return true
+    }
+
+    /// Read-modify-write: read the touched data chunks and the parity, fold
+    /// each chunk's delta into the parity. False if a read fails verification.
+    private func readModifyWrite(stripe: UInt64, plan: StripeWritePlan, src: UnsafeRawPointer, ws: StripeWorkspace) throws -> Bool {
+        let g = array.geometry
+        let k = g.dataChunkCount, c = g.chunkSizeBytes
+        for p in k..<g.memberCount {
+            if plan.parityKnownZero {
+                ws.chunks[p].zero()
+            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, into: ws.chunks[p].bytes) {
+                return false
+            }
+        }
+        for j in plan.touched {
+            if plan.isKnownZero(j) {
+                ws.old.zero()
+            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: ws.old.bytes) {
+                return false
+            }
+            memcpy(ws.chunks[j].pointer, ws.old.pointer, c)
+            overlay(j, plan: plan, src: src, into: ws.chunks[j].pointer)
+            array.codec.xor(ws.old.bytes, ws.chunks[j].bytes, into: ws.delta.bytes, length: c)
+            array.codec.update(dataIndex: j, delta: ws.delta.bytes, parity: ws.pointers + k, length: c)
+        }
+        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws)
+        return true
+    }
+
+    /// The slow path, for a stripe with a member missing or a chunk that
+    /// failed: gather every chunk that can be verified, rebuild the data not
+    /// being overwritten, apply the new bytes, recompute all parity, and
+    /// write every usable member's chunk (healing bad ones on the way).
+    private func degradedWrite(stripe: UInt64, plan: StripeWritePlan, src: UnsafeRawPointer, ws: StripeWorkspace) throws {
+        let g = array.geometry
+        let k = g.dataChunkCount
+        var have = Set<Int>()
+        var lost: [Int] = []
+        for i in 0..<g.memberCount {
+            let knownZero = i < k ? plan.isKnownZero(i) : plan.parityKnownZero
+            if knownZero {
+                ws.chunks[i].zero()
+                have.insert(i)
+            } else if readChunk(role: g.member(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes) {
+                have.insert(i)
+            } else {
+                lost.append(i)
+            }
+        }
+        let lostData = lost.filter { $0 < k && !plan.isFull($0) }
+        if !lostData.isEmpty {
+            try recover(stripe: stripe, lost: lostData, have: &have, ws: ws, heal: false)
+        }
+        for j in plan.touched { overlay(j, plan: plan, src: src, into: ws.chunks[j].pointer) }
+        array.codec.encode(ws.pointers, length: g.chunkSizeBytes)
+        let rewrite = Set(plan.touched).union(lost.filter { $0 < k })
+        try commit(stripe: stripe, dataChunks: rewrite.sorted(), ws: ws)
+    }
+
+    /// Writes the given data chunks and all parity chunks of the workspace
+    /// to their members; fails with EIO only if the array is now failed.
+    private func commit<S: Sequence>(stripe: UInt64, dataChunks: S, ws: StripeWorkspace) throws where S.Element == Int {
+        let g = array.geometry
+        for j in dataChunks {
+            writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes)
+        }
+        for p in g.dataChunkCount..<g.memberCount {
+            writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes)
+        }
+        try array.requireNotFailed(displayPath)
+    }
+}
+
+/// Which chunks of a stripe a write touches, and what each strategy must read.
+struct StripeWritePlan {
+    let lo: Int, hi: Int
+    let chunkBytes: Int
+    let dataCount: Int
+    let stripeStart: UInt64
+    let oldSize: UInt64
+
+    var firstTouched: Int { lo / chunkBytes }
+    var lastTouched: Int { (hi - 1) / chunkBytes }
+    var touched: ClosedRange<Int> { firstTouched...lastTouched }
+
+    @inline(__always)
+    func isFull(_ j: Int) -> Bool { lo <= j * chunkBytes && (j + 1) * chunkBytes <= hi }
+
+    var isFullStripe: Bool { lo == 0 && hi == dataCount * chunkBytes }
+
+    /// Data chunks starting at or past the old EOF hold zeros (truncate
+    /// keeps that true), so they need no read.
+    @inline(__always)
+    func isKnownZero(_ j: Int) -> Bool { stripeStart + UInt64(j * chunkBytes) >= oldSize }
+
+    var parityKnownZero: Bool { stripeStart >= oldSize }
+
+    func readModifyWriteReads(parityCount: Int) -> Int {
+        touched.filter { !isKnownZero($0) }.count + (parityKnownZero ? 0 : parityCount)
+    }
+
+    var reconstructWriteReads: Int {
+        (0..<dataCount).filter { !isFull($0) && !isKnownZero($0) }.count
+    }
+}

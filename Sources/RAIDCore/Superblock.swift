@@ -1,0 +1,98 @@
+import Foundation
+
+/// What the array believes about one role.
+public enum RoleState: String, Codable, Sendable {
+    case active, faulty, missing, rebuilding, spare
+}
+
+public struct RoleRecord: Codable, Equatable, Sendable {
+    public var memberUUID: String
+    public var state: RoleState
+}
+
+/// The per-member superblock. Stored as a fixed binary envelope
+/// ("RAIDFSSB", format version, payload length, CRC32C of the payload)
+/// around a JSON payload, so a torn or rotted superblock is detected and a
+/// future format is refused by version rather than misread.
+public struct Superblock: Codable, Equatable, Sendable {
+    public static let magic: [UInt8] = Array("RAIDFSSB".utf8)
+    public static let formatVersion: UInt32 = 1
+    static let envelopeBytes = 24
+
+    public var arrayUUID: String
+    public var memberUUID: String
+    /// Role index, or -1 for a hot spare.
+    public var role: Int
+    public var level: RAIDLevel
+    public var chunkSizeBytes: Int
+    public var memberCount: Int
+    /// md's event counter: bumped on every change of array state, so a member
+    /// that missed a change is recognised as stale.
+    public var events: UInt64
+    public var roles: [RoleRecord]
+    public var spares: [String]
+    public var createdAt: Double
+    public var updatedAt: Double
+    /// False while mounted read-write; true after a clean shutdown.
+    public var clean: Bool
+
+    public var geometry: Geometry {
+        Geometry(level: level, memberCount: memberCount, chunkSizeBytes: chunkSizeBytes)
+    }
+
+    public func encoded() -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let payload = [UInt8](try! enc.encode(self))
+        var out = Superblock.magic
+        out.reserveCapacity(Superblock.envelopeBytes + payload.count)
+        appendLE(&out, Superblock.formatVersion)
+        appendLE(&out, UInt32(payload.count))
+        appendLE(&out, crc32c(payload))
+        appendLE(&out, UInt32(0))
+        out += payload
+        return out
+    }
+
+    /// Decodes and verifies a superblock; the error says what is wrong.
+    public static func decode(_ bytes: [UInt8], source: String) throws -> Superblock {
+        guard bytes.count >= envelopeBytes, Array(bytes[0..<8]) == magic else {
+            throw FSError.invalid("\(source): not a raidfs superblock (bad magic)")
+        }
+        let version = readLE32(bytes, 8)
+        guard version == formatVersion else {
+            throw FSError.invalid("\(source): superblock format version \(version) is not supported (this raidfs reads version \(formatVersion))")
+        }
+        let len = Int(readLE32(bytes, 12))
+        guard bytes.count == envelopeBytes + len else {
+            throw FSError.invalid("\(source): superblock truncated (\(bytes.count) bytes, expected \(envelopeBytes + len))")
+        }
+        let payload = Array(bytes[envelopeBytes...])
+        guard crc32c(payload) == readLE32(bytes, 16) else {
+            throw FSError.invalid("\(source): superblock checksum mismatch")
+        }
+        let sb: Superblock
+        do {
+            sb = try JSONDecoder().decode(Superblock.self, from: Data(payload))
+        } catch {
+            throw FSError.invalid("\(source): superblock payload unreadable: \(error)")
+        }
+        guard sb.memberCount >= sb.level.minimumMemberCount, sb.memberCount <= 255,
+              Geometry.isValidChunkSize(sb.chunkSizeBytes), sb.roles.count == sb.memberCount,
+              sb.role >= -1, sb.role < sb.memberCount else {
+            throw FSError.invalid("\(source): superblock describes an impossible geometry")
+        }
+        return sb
+    }
+}
+
+@inline(__always)
+func appendLE(_ out: inout [UInt8], _ v: UInt32) {
+    out.append(UInt8(v & 0xff)); out.append(UInt8((v >> 8) & 0xff))
+    out.append(UInt8((v >> 16) & 0xff)); out.append(UInt8(v >> 24))
+}
+
+@inline(__always)
+func readLE32(_ b: [UInt8], _ at: Int) -> UInt32 {
+    UInt32(b[at]) | UInt32(b[at + 1]) << 8 | UInt32(b[at + 2]) << 16 | UInt32(b[at + 3]) << 24
+}

@@ -1,0 +1,215 @@
+import CFuse3
+import Logging
+import RAIDCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open file as FUSE sees it: the shared array file behind a handle.
+final class OpenHandle {
+    let file: ArrayFile
+    init(file: ArrayFile) { self.file = file }
+}
+
+/// The mounted filesystem: the array plus the hooks the daemon runs when
+/// the kernel connects.
+public final class MountedArray: @unchecked Sendable {
+    public let array: RAIDArray
+    let logger: Logger
+    /// Runs once the mount is live (after daemonising), e.g. to mark the
+    /// array in use in its superblocks and start background work.
+    let onInit: () -> Void
+
+    public init(array: RAIDArray, logger: Logger, onInit: @escaping () -> Void) {
+        self.array = array
+        self.logger = logger
+        self.onInit = onInit
+    }
+}
+
+/// The single mounted array of this process; FUSE callbacks are C function
+/// pointers and cannot capture context.
+nonisolated(unsafe) var mounted: MountedArray!
+
+@inline(__always)
+private func run(_ body: () throws -> Int32) -> Int32 {
+    do {
+        return try body()
+    } catch let e as FSError {
+        if e.errno == EIO { mounted.logger.error("\(e.message)") }
+        return -e.errno
+    } catch {
+        mounted.logger.error("\(error)")
+        return -EIO
+    }
+}
+
+@inline(__always)
+private func str(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
+
+@inline(__always)
+private func handle(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> OpenHandle? {
+    guard let fi, fi.pointee.fh != 0 else { return nil }
+    return Unmanaged<OpenHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
+}
+
+private func attach(_ file: ArrayFile, to fi: UnsafeMutablePointer<fuse_file_info>?) {
+    let h = OpenHandle(file: file)
+    fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(h).toOpaque()))
+}
+
+private func caller() -> Caller {
+    let ctx = fuse_get_context()!.pointee
+    return Caller(uid: ctx.uid, gid: ctx.gid)
+}
+
+/// Builds the libfuse operation table. Kept out of main.swift: callbacks
+/// defined in top-level code trap when a FUSE worker thread calls them.
+func makeOperations() -> fuse_operations {
+    var ops = fuse_operations()
+    ops.`init` = { conn, cfg in
+        // 1 MiB requests (the kernel's ceiling) and matching readahead.
+        conn!.pointee.max_write = 1 << 20
+        conn!.pointee.max_readahead = 1 << 20
+        cfg!.pointee.nullpath_ok = 1
+        // Unlink removes member files at once; open handles keep their fds.
+        cfg!.pointee.hard_remove = 1
+        mounted.onInit()
+        return nil
+    }
+    ops.getattr = { path, st, fi in
+        run {
+            if let h = handle(fi) {
+                st!.pointee = try h.file.attributes()
+            } else {
+                st!.pointee = try mounted.array.getattr(str(path))
+            }
+            return 0
+        }
+    }
+    ops.readlink = { path, buf, size in
+        run {
+            let target = Array(try mounted.array.readlink(str(path)).utf8)
+            let n = min(target.count, size - 1)
+            target.withUnsafeBytes { memcpy(buf!, $0.baseAddress!, n) }
+            buf![n] = 0
+            return 0
+        }
+    }
+    ops.mknod = { path, mode, dev in
+        run { try mounted.array.mknod(str(path), mode: mode, device: dev, caller: caller()); return 0 }
+    }
+    ops.mkdir = { path, mode in
+        run { try mounted.array.mkdir(str(path), mode: mode, caller: caller()); return 0 }
+    }
+    ops.unlink = { path in run { try mounted.array.unlink(str(path)); return 0 } }
+    ops.rmdir = { path in run { try mounted.array.rmdir(str(path)); return 0 } }
+    ops.symlink = { target, path in
+        run { try mounted.array.symlink(target: str(target), at: str(path), caller: caller()); return 0 }
+    }
+    ops.rename = { from, to, flags in
+        run { try mounted.array.rename(str(from), str(to), flags: flags); return 0 }
+    }
+    ops.link = { from, to in run { try mounted.array.link(str(from), str(to)); return 0 } }
+    ops.chmod = { path, mode, _ in run { try mounted.array.chmod(str(path), mode: mode); return 0 } }
+    ops.chown = { path, uid, gid, _ in run { try mounted.array.chown(str(path), uid: uid, gid: gid); return 0 } }
+    ops.truncate = { path, size, fi in
+        run {
+            guard size >= 0 else { return -EINVAL }
+            if let h = handle(fi) {
+                try h.file.truncate(to: UInt64(size))
+            } else {
+                try mounted.array.truncate(str(path), size: UInt64(size))
+            }
+            return 0
+        }
+    }
+    ops.open = { path, fi in
+        run {
+            let file = try mounted.array.open(str(path))
+            if fi!.pointee.flags & O_TRUNC != 0 && fi!.pointee.flags & O_ACCMODE != O_RDONLY {
+                do { try file.truncate(to: 0) } catch { mounted.array.release(file); throw error }
+            }
+            attach(file, to: fi)
+            return 0
+        }
+    }
+    ops.create = { path, mode, fi in
+        run {
+            let exclusive = fi!.pointee.flags & O_EXCL != 0
+            let file = try mounted.array.create(str(path), mode: mode, exclusive: exclusive, caller: caller())
+            if fi!.pointee.flags & O_TRUNC != 0 {
+                do { try file.truncate(to: 0) } catch { mounted.array.release(file); throw error }
+            }
+            attach(file, to: fi)
+            return 0
+        }
+    }
+    ops.read = { _, buf, size, offset, fi in
+        run {
+            guard let h = handle(fi), offset >= 0 else { return -EBADF }
+            return Int32(try h.file.read(into: buf!, count: size, at: UInt64(offset)))
+        }
+    }
+    ops.write = { _, buf, size, offset, fi in
+        run {
+            guard let h = handle(fi), offset >= 0 else { return -EBADF }
+            try h.file.write(from: buf!, count: size, at: UInt64(offset))
+            return Int32(size)
+        }
+    }
+    ops.statfs = { _, out in
+        run { out!.pointee = try mounted.array.statfs(); return 0 }
+    }
+    ops.flush = { _, _ in 0 }
+    ops.release = { _, fi in
+        guard let fi, fi.pointee.fh != 0 else { return 0 }
+        let h = Unmanaged<OpenHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeRetainedValue()
+        fi.pointee.fh = 0
+        mounted.array.release(h.file)
+        return 0
+    }
+    ops.fsync = { _, datasync, fi in
+        run {
+            guard let h = handle(fi) else { return -EBADF }
+            try h.file.sync(dataOnly: datasync != 0)
+            return 0
+        }
+    }
+    ops.readdir = { path, buf, filler, _, _, _ in
+        run {
+            let entries = try mounted.array.list(str(path))
+            _ = filler!(buf, ".", nil, 0, fuse_fill_dir_flags(0))
+            _ = filler!(buf, "..", nil, 0, fuse_fill_dir_flags(0))
+            for e in entries {
+                var st = stat()
+                st.st_mode = mode_t(e.type) << 12
+                if filler!(buf, e.name, &st, 0, fuse_fill_dir_flags(0)) != 0 { break }
+            }
+            return 0
+        }
+    }
+    ops.access = { path, _ in
+        run { _ = try mounted.array.getattr(str(path)); return 0 }
+    }
+    ops.utimens = { path, tv, _ in
+        run {
+            let now = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 1 /* UTIME_NOW */)
+            let times = tv.map { ($0[0], $0[1]) } ?? (now, now)
+            try mounted.array.utimens(str(path), times)
+            return 0
+        }
+    }
+    return ops
+}
+
+/// Mounts `array` at the mount point named in `fuseArguments` and serves it
+/// until unmounted or signalled (fuse_main: parses the FUSE options,
+/// daemonises unless -f, runs the multithreaded loop).
+public func serve(_ m: MountedArray, fuseArguments: [String]) -> Int32 {
+    mounted = m
+    var ops = makeOperations()
+    var cargs = fuseArguments.map { strdup($0) }
+    defer { for p in cargs { free(p) } }
+    return raidfs_fuse_main(Int32(cargs.count), &cargs, &ops, nil)
+}

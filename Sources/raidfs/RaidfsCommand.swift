@@ -1,0 +1,162 @@
+import Logging
+import RAIDCore
+import RAIDFS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `raidfs DIR[:DIR...] MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]`
+///
+/// The mount helper's argument shape is fixed by mount(8) and libfuse, so
+/// this parses by hand instead of with ArgumentParser.
+enum RaidfsCommand {
+    static let usage = "usage: raidfs DIR[:DIR...] MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]"
+
+    /// Options raidfs itself consumes; everything else goes to libfuse,
+    /// which rejects what it does not know.
+    struct Options {
+        var members: [String] = []
+        var mountpoint = ""
+        var foreground = false
+        var debug = false
+        var readOnly = false
+        var fuseOptions: [String] = []
+    }
+
+    static func parse(_ args: [String]) throws -> Options {
+        var o = Options()
+        var positional: [String] = []
+        var i = 1
+        while i < args.count {
+            let a = args[i]
+            switch a {
+            case "-f": o.foreground = true
+            case "-d": o.debug = true; o.foreground = true
+            case "-o":
+                i += 1
+                guard i < args.count else { throw UsageError("-o needs an argument") }
+                for opt in args[i].split(separator: ",").map(String.init) where !opt.isEmpty {
+                    switch opt {
+                    case "ro": o.readOnly = true; o.fuseOptions.append(opt)
+                    case "rw", "defaults", "auto", "noauto", "nofail", "user", "nouser", "_netdev": break
+                    default:
+                        if opt.hasPrefix("fsname=") || opt.hasPrefix("subtype=") { break }
+                        o.fuseOptions.append(opt)
+                    }
+                }
+            case "-h", "--help": throw UsageError(nil)
+            default:
+                if a.hasPrefix("-o") && a.count > 2 {
+                    return try parse(Array(args[0..<i]) + ["-o", String(a.dropFirst(2))] + Array(args[(i + 1)...]))
+                }
+                if a.hasPrefix("-") { throw UsageError("unknown flag \(a)") }
+                positional.append(a)
+            }
+            i += 1
+        }
+        guard positional.count == 2 else {
+            throw UsageError(positional.count < 2 ? "member directories and a mount point are required"
+                                                  : "unexpected argument \(positional[2])")
+        }
+        o.members = positional[0].split(separator: ":").map(String.init).filter { !$0.isEmpty }
+        guard !o.members.isEmpty else { throw UsageError("no member directories in \(positional[0])") }
+        o.mountpoint = positional[1]
+        return o
+    }
+
+    struct UsageError: Error {
+        let reason: String?
+        init(_ reason: String?) { self.reason = reason }
+    }
+
+    static func main(_ args: [String]) -> Int32 {
+        let o: Options
+        do {
+            o = try parse(args)
+        } catch let e as UsageError {
+            if let r = e.reason {
+                fputs("raidfs: \(r)\n\(usage)\n", stderr)
+                return 64
+            }
+            print(usage)
+            return 0
+        } catch {
+            return 64
+        }
+        var st = stat()
+        guard stat(o.mountpoint, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            fputs("raidfs: mount point \(o.mountpoint): not an existing directory\n", stderr)
+            return 1
+        }
+        let foreground = o.foreground
+        LoggingSystem.bootstrap { label in
+            foreground ? StreamLogHandler.standardError(label: label) as LogHandler : SyslogLogHandler(label: label)
+        }
+        var logger = Logger(label: "raidfs")
+        logger.logLevel = o.debug ? .debug : .info
+        let array: RAIDArray
+        do {
+            let (a, report) = try RAIDArray.assemble(directories: o.members, readOnly: o.readOnly, logger: logger)
+            array = a
+            for line in report.lines { fputs("raidfs: \(line)\n", stderr) }
+            if a.state != .clean {
+                fputs("raidfs: array \(a.arrayUUID) assembled \(a.state.rawValue): \(a.activeRoles.count) of \(a.geometry.memberCount) members active\n", stderr)
+            }
+        } catch let e as FSError {
+            fputs("raidfs: \(e.message)\n", stderr)
+            return 1
+        } catch {
+            fputs("raidfs: \(error)\n", stderr)
+            return 1
+        }
+        var fuseArgs = ["raidfs", o.mountpoint]
+        if o.foreground { fuseArgs.append("-f") }
+        if o.debug { fuseArgs.append("-d") }
+        let opts = ["fsname=raidfs", "subtype=raidfs", "default_permissions"] + o.fuseOptions
+        fuseArgs += ["-o", opts.joined(separator: ",")]
+        let m = MountedArray(array: array, logger: logger) {
+            do {
+                try array.markInUse()
+                logger.info("array \(array.arrayUUID) mounted at \(o.mountpoint): RAID \(array.geometry.level.rawValue), \(array.geometry.memberCount) members, \(array.state.rawValue)")
+            } catch {
+                logger.critical("cannot record the array in its superblocks: \(error)")
+            }
+        }
+        let rc = serve(m, fuseArguments: fuseArgs)
+        array.shutdown()
+        return rc
+    }
+}
+
+/// Logs to syslog once daemonised (stderr is gone then).
+struct SyslogLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+    let label: String
+
+    init(label: String) {
+        self.label = label
+        openlog("raidfs", LOG_PID, LOG_DAEMON)
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?,
+             source: String, file: String, function: String, line: UInt) {
+        let priority: Int32
+        switch level {
+        case .trace, .debug: priority = LOG_DEBUG
+        case .info: priority = LOG_INFO
+        case .notice: priority = LOG_NOTICE
+        case .warning: priority = LOG_WARNING
+        case .error: priority = LOG_ERR
+        case .critical: priority = LOG_CRIT
+        }
+        "\(message)".withCString { msg in
+            withVaList([msg]) { vsyslog(priority, "%s", $0) }
+        }
+    }
+}

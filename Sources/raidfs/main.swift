@@ -1,0 +1,5 @@
+import Glibc
+import RAIDCore
+import RAIDFS
+
+exit(RaidfsCommand.main(CommandLine.arguments))

@@ -1,0 +1,110 @@
+import Foundation
+import XCTest
+@testable import RAIDCore
+
+final class AssemblyTests: XCTestCase {
+    func snapshot(_ dirs: [String]) -> [String: Data] {
+        var out: [String: Data] = [:]
+        for d in dirs {
+            for f in (try? FileManager.default.subpathsOfDirectory(atPath: d)) ?? [] {
+                out[d + "/" + f] = FileManager.default.contents(atPath: d + "/" + f) ?? Data()
+            }
+        }
+        return out
+    }
+
+    func testCreateRefusesBadInputAndWritesNothing() throws {
+        let tmp = TempDir()
+        let dirs = (0..<4).map { tmp.make("d\($0)") }
+        func refuses(_ level: RAIDLevel, _ chunk: Int, _ ds: [String], _ fragment: String) {
+            let before = snapshot(dirs)
+            XCTAssertThrowsError(try ArrayCreator.create(level: level, chunkSizeBytes: chunk, directories: ds)) { e in
+                XCTAssertTrue("\(e)".contains(fragment), "\(e) should mention \(fragment)")
+            }
+            XCTAssertEqual(snapshot(dirs), before, "a refused create changed the disk")
+        }
+        refuses(.raid6, 65536, Array(dirs[0..<3]), "at least 4")
+        refuses(.raid5, 65536, Array(dirs[0..<2]), "at least 3")
+        refuses(.raid1, 65536, [dirs[0]], "at least 2")
+        refuses(.raid5, 3000, Array(dirs[0..<3]), "power of two")
+        refuses(.raid5, 65536, [dirs[0], dirs[1], dirs[0]], "named twice")
+        refuses(.raid5, 65536, [dirs[0], dirs[1], tmp.path + "/nope"], "nope")
+        FileManager.default.createFile(atPath: dirs[3] + "/junk", contents: Data("x".utf8))
+        refuses(.raid5, 65536, [dirs[0], dirs[1], dirs[3]], "not empty")
+        _ = try ArrayCreator.create(level: .raid1, chunkSizeBytes: 65536, directories: [dirs[0], dirs[1]])
+        refuses(.raid5, 65536, [dirs[0], dirs[2], tmp.make("d9")], "already a member")
+    }
+
+    func testMembersOfDifferentArraysAreRefused() throws {
+        let tmp = TempDir()
+        let a = (0..<3).map { tmp.make("a\($0)") }
+        let b = (0..<3).map { tmp.make("b\($0)") }
+        _ = try ArrayCreator.create(level: .raid5, chunkSizeBytes: 4096, directories: a)
+        _ = try ArrayCreator.create(level: .raid5, chunkSizeBytes: 4096, directories: b)
+        let before = snapshot(a + b)
+        XCTAssertThrowsError(try RAIDArray.assemble(directories: [a[0], a[1], b[2]], logger: quietLogger)) { e in
+            XCTAssertTrue("\(e)".contains("different arrays"), "\(e)")
+            XCTAssertTrue("\(e)".contains(b[2]), "\(e)")
+        }
+        XCTAssertEqual(snapshot(a + b), before)
+    }
+
+    func testTooFewMembersIsRefusedNamingThem() throws {
+        let tmp = TempDir()
+        let d = (0..<4).map { tmp.make("d\($0)") }
+        _ = try ArrayCreator.create(level: .raid6, chunkSizeBytes: 4096, directories: d)
+        let before = snapshot(d)
+        XCTAssertThrowsError(try RAIDArray.assemble(directories: [d[0]], logger: quietLogger)) { e in
+            XCTAssertTrue("\(e)".contains("needs at least 2 of 4"), "\(e)")
+        }
+        XCTAssertEqual(snapshot(d), before)
+        let (ok, report) = try RAIDArray.assemble(directories: [d[3], d[1]], logger: quietLogger)
+        XCTAssertEqual(ok.state, .degraded)
+        XCTAssertEqual(report.missingRoles, [0, 2])
+    }
+
+    func testStaleAndDamagedMembersAreLeftOutAndReported() throws {
+        let tmp = TempDir()
+        let d = (0..<4).map { tmp.make("d\($0)") }
+        _ = try ArrayCreator.create(level: .raid6, chunkSizeBytes: 4096, directories: d)
+        // Assemble without d3: the others move on to a later event.
+        let (a, _) = try RAIDArray.assemble(directories: Array(d[0..<3]), logger: quietLogger)
+        try a.markInUse()
+        a.shutdown()
+        // Damage d1's superblock.
+        let sbPath = d[1] + "/raidfs.sb"
+        var bytes = [UInt8](FileManager.default.contents(atPath: sbPath)!)
+        bytes[bytes.count - 3] ^= 0x40
+        FileManager.default.createFile(atPath: sbPath, contents: Data(bytes))
+        let (b, report) = try RAIDArray.assemble(directories: d, logger: quietLogger)
+        let reasons = Dictionary(uniqueKeysWithValues: report.leftOut.map { ($0.directory, $0.reason) })
+        XCTAssertTrue(reasons[d[3]]?.contains("stale") ?? false, "\(reasons)")
+        XCTAssertTrue(reasons[d[1]]?.contains("checksum") ?? false, "\(reasons)")
+        XCTAssertEqual(b.activeRoles, [0, 2])
+        XCTAssertEqual(b.state, .degraded)
+    }
+
+    func testFutureFormatVersionIsRefusedClearly() throws {
+        let tmp = TempDir()
+        let d = (0..<3).map { tmp.make("d\($0)") }
+        _ = try ArrayCreator.create(level: .raid5, chunkSizeBytes: 4096, directories: d)
+        var bytes = [UInt8](FileManager.default.contents(atPath: d[0] + "/raidfs.sb")!)
+        bytes[8] = 9
+        XCTAssertThrowsError(try Superblock.decode(bytes, source: d[0])) { e in
+            XCTAssertTrue("\(e)".contains("format version 9"), "\(e)")
+        }
+    }
+
+    func testRuntimeFailureMovesEventCounterSoMemberComesBackStale() throws {
+        let tmp = TempDir()
+        let (array, dirs) = try makeArray(tmp, level: .raid5, members: 3)
+        let e0 = array.events
+        array.memberFailed(role: 2, reason: "test")
+        XCTAssertEqual(array.state, .degraded)
+        XCTAssertGreaterThan(array.events, e0)
+        array.shutdown()
+        let (again, report) = try RAIDArray.assemble(directories: dirs, logger: quietLogger)
+        XCTAssertEqual(again.activeRoles, [0, 1])
+        XCTAssertEqual(report.leftOut.first?.directory, absolutePath(dirs[2]))
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages raidfs needs to build and test, if missing.
+# Sourced by quickstart.sh and test.sh; safe to run again.
+set -euo pipefail
+
+raidfs_install_deps() {
+    local want=(fuse3 libfuse3-dev libisal-dev pkg-config "$@")
+    local missing=()
+    for p in "${want[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "installing: ${missing[*]}" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ! command -v swift >/dev/null; then
+        for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do
+            [ -x "$d/swift" ] && export PATH="$d:$PATH"
+        done
+    fi
+    command -v swift >/dev/null || { echo "swift toolchain not found on PATH" >&2; return 1; }
+    [ -e /dev/fuse ] || { echo "/dev/fuse is missing: FUSE cannot mount here" >&2; return 1; }
+}
