@@ -11,6 +11,13 @@ final class OpenHandle {
     init(file: ArrayFile) { self.file = file }
 }
 
+/// An open directory: with nullpath_ok, readdir gets no path, so the
+/// handle carries it.
+final class DirectoryHandle {
+    let path: String
+    init(path: String) { self.path = path }
+}
+
 /// The mounted filesystem: the array plus the hooks the daemon runs when
 /// the kernel connects.
 public final class MountedArray: @unchecked Sendable {
@@ -176,9 +183,26 @@ func makeOperations() -> fuse_operations {
             return 0
         }
     }
-    ops.readdir = { path, buf, filler, _, _, _ in
+    ops.opendir = { path, fi in
         run {
-            let entries = try mounted.array.list(str(path))
+            let p = str(path)
+            let st = try mounted.array.getattr(p)
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { return -ENOTDIR }
+            fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(DirectoryHandle(path: p)).toOpaque()))
+            return 0
+        }
+    }
+    ops.releasedir = { _, fi in
+        guard let fi, fi.pointee.fh != 0 else { return 0 }
+        Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).release()
+        fi.pointee.fh = 0
+        return 0
+    }
+    ops.readdir = { path, buf, filler, _, fi, _ in
+        run {
+            guard let fi, fi.pointee.fh != 0 else { return -EBADF }
+            let dir = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
+            let entries = try mounted.array.list(dir.path)
             _ = filler!(buf, ".", nil, 0, fuse_fill_dir_flags(0))
             _ = filler!(buf, "..", nil, 0, fuse_fill_dir_flags(0))
             for e in entries {

@@ -1,0 +1,140 @@
+import Foundation
+import XCTest
+import RAIDCore
+
+/// Where the built raidfs and raidctl live (tools/test.sh exports it; else
+/// beside the test bundle).
+let binDir: String = {
+    if let d = ProcessInfo.processInfo.environment["RAIDFS_BIN_DIR"] { return d }
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+    while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("raidfs").path) {
+        url.deleteLastPathComponent()
+    }
+    return url.path
+}()
+
+struct RunResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+@discardableResult
+func runTool(_ exe: String, _ args: [String], timeoutSeconds: Double = 60) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: exe.hasPrefix("/") ? exe : binDir + "/" + exe)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Read before waiting so a chatty child cannot block on a full pipe.
+    var outData = Data(), errData = Data()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let deadline = Date().addingTimeInterval(timeoutSeconds)
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    if p.isRunning { p.terminate() }
+    p.waitUntilExit()
+    group.wait()
+    return RunResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                     stderr: String(decoding: errData, as: UTF8.self))
+}
+
+func isMounted(_ path: String) -> Bool {
+    guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
+    return mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first.map(String.init) == path }
+}
+
+/// A scratch array: member directories in a fresh temp dir, created with
+/// raidctl, served by a foreground raidfs that is always stopped again.
+final class ScratchArray {
+    let root: String
+    let members: [String]
+    let mountpoint: String
+    private(set) var daemon: Process?
+    private var logPath: String
+
+    init(level: Int, members count: Int, chunk: String = "64K") throws {
+        let base = NSTemporaryDirectory() + "raidfs-mount-\(UUID().uuidString.prefix(8))"
+        root = base
+        members = (0..<count).map { base + "/disk\($0)" }
+        mountpoint = root + "/mnt"
+        logPath = root + "/raidfs.log"
+        for d in members + [mountpoint] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        let r = try runTool("raidctl", ["create", "--level", "\(level)", "--chunk", chunk] + members)
+        guard r.status == 0 else { throw FSError.io("raidctl create failed: \(r.stderr)") }
+    }
+
+    var memberSpec: String { members.joined(separator: ":") }
+
+    /// Mounts with `members` (default all) and waits for the mount to appear.
+    func mount(_ which: [String]? = nil, options: [String] = []) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binDir + "/raidfs")
+        p.arguments = [(which ?? members).joined(separator: ":"), mountpoint, "-f", "-o", (["auto_unmount"] + options).joined(separator: ",")]
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)!
+        log.seekToEndOfFile()
+        p.standardError = log
+        p.standardOutput = log
+        try p.run()
+        daemon = p
+        let deadline = Date().addingTimeInterval(20)
+        while !isMounted(mountpoint) {
+            if !p.isRunning { throw FSError.io("raidfs exited \(p.terminationStatus): \(self.log())") }
+            if Date() > deadline { throw FSError.io("mount did not appear: \(self.log())") }
+            usleep(20_000)
+        }
+    }
+
+    func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Unmounts and waits for the daemon to exit; lazily if busy.
+    func unmount() {
+        if isMounted(mountpoint) {
+            let r = try? runTool("/usr/bin/fusermount3", ["-u", mountpoint])
+            if r?.status != 0 { _ = try? runTool("/usr/bin/fusermount3", ["-uz", mountpoint]) }
+        }
+        if let p = daemon {
+            let deadline = Date().addingTimeInterval(20)
+            while p.isRunning && Date() < deadline { usleep(20_000) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        }
+        daemon = nil
+    }
+
+    func path(_ name: String) -> String { mountpoint + "/" + name }
+
+    deinit {
+        unmount()
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}
+
+/// Deterministic random bytes.
+func randomBytes(_ n: Int, seed: UInt64) -> Data {
+    var s = seed | 1
+    var d = Data(count: n)
+    d.withUnsafeMutableBytes { (raw: UnsafeMutableRawBufferPointer) in
+        let words = raw.bindMemory(to: UInt8.self)
+        var i = 0
+        while i < n {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17
+            var v = s
+            for _ in 0..<8 where i < n { words[i] = UInt8(truncatingIfNeeded: v); v >>= 8; i += 1 }
+        }
+    }
+    return d
+}
+
+func readFile(_ path: String) throws -> Data {
+    try Data(contentsOf: URL(fileURLWithPath: path))
+}
+
+func writeFile(_ path: String, _ data: Data) throws {
+    try data.write(to: URL(fileURLWithPath: path))
+}
