@@ -8,4 +8,4 @@ raidfs_install_deps e2fsprogs
 swift build --build-tests
 # Mount tests find the daemon and raidctl here.
 export RAIDFS_BIN_DIR="$(swift build --show-bin-path)"
-swift test --skip-build --parallel --num-workers 2 "$@"
+swift test --skip-build "$@"
