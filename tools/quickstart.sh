@@ -12,6 +12,8 @@ MNT="$DEMO/mnt"
 if mountpoint -q "$MNT" 2>/dev/null; then
     echo "unmounting the previous demo at $MNT"
     fusermount3 -u "$MNT" || fusermount3 -uz "$MNT"
+    # The daemon writes its clean superblocks after the unmount; let it finish.
+    for _ in $(seq 50); do pgrep -f "raidfs .* $MNT" >/dev/null || break; sleep 0.1; done
 fi
 rm -rf "$DEMO"
 mkdir -p "$MNT"
