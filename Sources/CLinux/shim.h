@@ -6,4 +6,5 @@
 #include <stdio.h>
 int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 int fallocate(int fd, int mode, off_t offset, off_t len);
+int syncfs(int fd);
 #endif

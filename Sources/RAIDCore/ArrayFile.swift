@@ -59,6 +59,7 @@ public final class ArrayFile: @unchecked Sendable {
     /// fsync/fdatasync: data, parity, checksums and size durable on every
     /// active member before returning.
     public func sync(dataOnly: Bool) throws {
+        let clean = array.intentLog.snapshotGenerations(fileId: fileId)
         try lock.withReadLock {
             for role in 0..<array.geometry.memberCount {
                 guard let f = usable(role) else { continue }
@@ -70,6 +71,8 @@ public final class ArrayFile: @unchecked Sendable {
             }
             try array.requireNotFailed(displayPath)
         }
+        // Data and parity of these regions are durable now.
+        try array.intentLog.clear(clean)
     }
 
     /// Sets the logical size. Shrinking zeroes the tail of the last stripe
@@ -85,27 +88,61 @@ public final class ArrayFile: @unchecked Sendable {
                 try writeHeadersLocked()
                 return
             }
-            let stripeBytes = UInt64(array.geometry.stripeDataBytes)
-            let keepStripes = (newSize + stripeBytes - 1) / stripeBytes
-            let tailEnd = min(oldSize, keepStripes * stripeBytes)
-            if tailEnd > newSize {
-                try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(tailEnd - newSize),
-                                at: newSize, sourceIsZeros: true)
-            }
+            try zeroTailLocked(newSize: newSize, upTo: oldSize)
             size = newSize
             try writeHeadersLocked()
-            let memberBytes = array.layout.fileBytes(stripeCount: keepStripes)
-            for role in 0..<array.geometry.memberCount {
-                guard let f = usable(role) else { continue }
-                do {
-                    try f.truncate(to: memberBytes)
-                    try clearEntries(f, from: keepStripes)
-                } catch {
-                    array.noteWriteError(role: role, error)
-                }
-            }
-            try array.requireNotFailed(displayPath)
+            try dropStripesLocked()
         }
+    }
+
+    /// Zeroes [newSize, end of its stripe) (bounded by `upTo`) through the
+    /// write path, so data and parity agree on zeros past the new EOF.
+    func zeroTailLocked(newSize: UInt64, upTo limit: UInt64) throws {
+        let stripeBytes = UInt64(array.geometry.stripeDataBytes)
+        let stripeEnd = (newSize + stripeBytes - 1) / stripeBytes * stripeBytes
+        let tailEnd = min(limit, stripeEnd)
+        guard tailEnd > newSize else { return }
+        let stripe = newSize / stripeBytes
+        try array.intentLog.begin(self, firstStripe: stripe, lastStripe: stripe)
+        defer { array.intentLog.end(self, firstStripe: stripe, lastStripe: stripe) }
+        try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(tailEnd - newSize),
+                        at: newSize, sourceIsZeros: true)
+    }
+
+    /// Cuts every member file back to the stripes the size needs and forgets
+    /// the checksums of the stripes dropped.
+    func dropStripesLocked() throws {
+        let keepStripes = stripeCount
+        let memberBytes = array.layout.fileBytes(stripeCount: keepStripes)
+        for role in 0..<array.geometry.memberCount {
+            guard let f = usable(role) else { continue }
+            do {
+                try f.truncate(to: memberBytes)
+                try clearEntries(f, from: keepStripes)
+            } catch {
+                array.noteWriteError(role: role, error)
+            }
+        }
+        try array.requireNotFailed(displayPath)
+    }
+
+    /// After a crash: bytes past EOF may hold data of a write whose size
+    /// update was lost. Zero them so the known-zero invariant holds again.
+    func trimBeyondEOFLocked() throws {
+        let stripeBytes = UInt64(array.geometry.stripeDataBytes)
+        let end = (size + stripeBytes - 1) / stripeBytes * stripeBytes
+        try zeroTailLocked(newSize: size, upTo: end)
+        try dropStripesLocked()
+    }
+
+    /// True when some member file is longer than the size needs (a crash
+    /// between a size update and the member truncation, or a lost size update).
+    func hasStripesBeyondEOF() -> Bool {
+        let need = array.layout.fileBytes(stripeCount: stripeCount)
+        for role in 0..<array.geometry.memberCount {
+            if let f = usable(role), let st = try? f.status(), UInt64(st.st_size) > need { return true }
+        }
+        return false
     }
 
     /// Zeroes the checksum entries of stripes >= `from` left in the last

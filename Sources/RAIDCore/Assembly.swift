@@ -9,6 +9,7 @@ public struct AssemblyReport: Sendable {
         public let reason: String
     }
     public var leftOut: [LeftOut] = []
+    public init() {}
     public var missingRoles: [Int] = []
 
     public var lines: [String] {
@@ -37,7 +38,7 @@ public enum Assembler {
     public static func plan(directories: [String]) throws -> Plan {
         guard !directories.isEmpty else { throw FSError.invalid("no member directories given") }
         var report = AssemblyReport()
-        var candidates: [Candidate] = []
+        var members: [Member] = []
         var seen: [String: String] = [:]
         for given in directories {
             // The daemon changes directory to / once mounted: keep absolute paths.
@@ -52,12 +53,21 @@ public enum Assembler {
                 throw FSError.invalid("\(dir): named twice (same directory as \(other))")
             }
             seen[id] = dir
-            let member = DirectoryMember(root: dir)
+            members.append(DirectoryMember(root: dir))
+        }
+        return try plan(members: members, report: report)
+    }
+
+    /// Decides the array from members of any kind (directories, simulated).
+    public static func plan(members: [Member], report initial: AssemblyReport = AssemblyReport()) throws -> Plan {
+        var report = initial
+        var candidates: [Candidate] = []
+        for member in members {
             do {
-                let sb = try Superblock.decode(try member.readSuperblock(), source: dir)
+                let sb = try Superblock.decode(try member.readSuperblock(), source: member.name)
                 candidates.append(Candidate(member: member, superblock: sb))
             } catch let e as FSError {
-                report.leftOut.append(.init(directory: dir, reason: e.message))
+                report.leftOut.append(.init(directory: member.name, reason: e.message))
             }
         }
         let arrays = Dictionary(grouping: candidates, by: { $0.superblock.arrayUUID })

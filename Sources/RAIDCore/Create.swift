@@ -26,20 +26,32 @@ public enum ArrayCreator {
             }
             seen[id] = dir
         }
+        return try initialize(level: level, chunkSizeBytes: chunkSizeBytes,
+                       members: directories.map { DirectoryMember(root: $0) },
+                       spares: spares.map { DirectoryMember(root: $0) }, now: now,
+                       prepare: { member in
+                           let data = (member as! DirectoryMember).root + "/" + DirectoryMember.dataDirectoryName
+                           guard mkdir(data, 0o755) == 0 else { throw FSError.system("mkdir", data) }
+                       })
+    }
+
+    /// Writes a new array's superblocks to members that were checked to be
+    /// empty (`prepare` runs on each first, e.g. to make its data root).
+    public static func initialize(level: RAIDLevel, chunkSizeBytes: Int, members: [Member], spares: [Member] = [],
+                                  now: Date = Date(), prepare: (Member) throws -> Void = { _ in }) throws -> Superblock {
+        precondition(members.count >= level.minimumMemberCount && Geometry.isValidChunkSize(chunkSizeBytes))
         let arrayUUID = UUID().uuidString.lowercased()
-        let memberUUIDs = directories.map { _ in UUID().uuidString.lowercased() }
+        let memberUUIDs = members.map { _ in UUID().uuidString.lowercased() }
         let spareUUIDs = spares.map { _ in UUID().uuidString.lowercased() }
         let ts = now.timeIntervalSince1970
         var template = Superblock(arrayUUID: arrayUUID, memberUUID: "", role: 0, level: level,
-                                  chunkSizeBytes: chunkSizeBytes, memberCount: directories.count, events: 1,
+                                  chunkSizeBytes: chunkSizeBytes, memberCount: members.count, events: 1,
                                   roles: memberUUIDs.map { RoleRecord(memberUUID: $0, state: .active) },
                                   spares: spareUUIDs, createdAt: ts, updatedAt: ts, clean: true)
-        for (i, dir) in (directories + spares).enumerated() {
-            let member = DirectoryMember(root: dir)
-            let data = member.root + "/" + DirectoryMember.dataDirectoryName
-            guard mkdir(data, 0o755) == 0 else { throw FSError.system("mkdir", data) }
-            template.role = i < directories.count ? i : -1
-            template.memberUUID = i < directories.count ? memberUUIDs[i] : spareUUIDs[i - directories.count]
+        for (i, member) in (members + spares).enumerated() {
+            try prepare(member)
+            template.role = i < members.count ? i : -1
+            template.memberUUID = i < members.count ? memberUUIDs[i] : spareUUIDs[i - members.count]
             try member.writeSuperblock(template.encoded())
         }
         template.role = 0

@@ -37,6 +37,33 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         try DirectoryMember.writeFileAtomically(directory: root, name: DirectoryMember.superblockName, bytes: bytes)
     }
 
+    public static let intentLogName = "raidfs.intent"
+
+    public func readIntentLog() throws -> [UInt8] {
+        let path = root + "/" + DirectoryMember.intentLogName
+        var st = stat()
+        if hostStat(path, &st) != 0 && errno == ENOENT { return [] }
+        return try DirectoryMember.readWholeFile(path)
+    }
+
+    public func writeIntentLog(slot: Int, slotBytes: Int, _ bytes: [UInt8]) throws {
+        precondition(bytes.count <= slotBytes)
+        let path = root + "/" + DirectoryMember.intentLogName
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FSError.system("open", path) }
+        defer { Glibc.close(fd) }
+        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(slot * slotBytes)) }
+        guard n == bytes.count else { throw FSError.system("pwrite", path) }
+        guard fdatasync(fd) == 0 else { throw FSError.system("fdatasync", path) }
+    }
+
+    public func syncAll() throws {
+        let fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw FSError.system("open", root) }
+        defer { Glibc.close(fd) }
+        guard syncfs(fd) == 0 else { throw FSError.system("syncfs", root) }
+    }
+
     public func isPresent() -> Bool {
         var st = stat()
         return hostStat(root + "/" + DirectoryMember.superblockName, &st) == 0

@@ -24,6 +24,13 @@ public protocol Member: AnyObject, Sendable {
     /// True when the member still looks like itself: root and superblock there.
     func isPresent() -> Bool
 
+    /// The write-intent log: two fixed slots written in place, so a torn
+    /// write leaves the other slot intact.
+    func readIntentLog() throws -> [UInt8]
+    func writeIntentLog(slot: Int, slotBytes: Int, _ bytes: [UInt8]) throws
+    /// Makes everything written to this member so far durable (syncfs).
+    func syncAll() throws
+
     func lstat(_ path: String) throws -> stat
     func list(_ path: String) throws -> [DirectoryEntry]
     func mkdir(_ path: String, mode: mode_t) throws

@@ -292,6 +292,11 @@ extension RAIDArray {
         if !readOnly && headers.enumerated().contains(where: { files[$0.offset] != nil && $0.element != FileHeader(fileId: fileId, size: size) }) {
             try af.lock.withWriteLock { try af.writeHeadersLocked() }
         }
+        if !readOnly && af.hasStripesBeyondEOF() {
+            // A crash cut a truncate short, or lost a size update: restore
+            // the zeros-past-EOF invariant before anything relies on it.
+            try af.lock.withWriteLock { try af.trimBeyondEOFLocked() }
+        }
         af.openCount = 1
         namespace.openFiles[fileId] = af
         return af

@@ -15,22 +15,29 @@ extension ArrayFile {
     func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>) -> Bool {
         guard let f = usable(role) else { return false }
         let chunkBytes = array.geometry.chunkSizeBytes
-        var raw: UInt64 = 0
+        let expected: UInt32?
         do {
             try f.readFull(into: buffer, count: chunkBytes, at: array.layout.chunkOffset(stripe: stripe))
-            try withUnsafeMutableBytes(of: &raw) {
-                try f.readFull(into: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
-            }
+            expected = try storedCRC(f, stripe: stripe)
         } catch {
             array.noteReadError(role: role, error)
             return false
         }
-        let expected = ChunkEntry.expectedCRC(UInt64(littleEndian: raw), zeroChunkCRC: array.zeroChunkCRC)
         if expected == nil || crc32c(buffer, count: chunkBytes) != expected! {
             array.noteChecksumError(role: role, path: displayPath, stripe: stripe)
             return false
         }
         return true
+    }
+
+    /// The CRC the chunk of `stripe` must have, or nil if its entry is damaged.
+    @inline(__always)
+    func storedCRC(_ f: MemberFile, stripe: UInt64) throws -> UInt32? {
+        var raw: UInt64 = 0
+        try withUnsafeMutableBytes(of: &raw) {
+            try f.readFull(into: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
+        }
+        return ChunkEntry.expectedCRC(UInt64(littleEndian: raw), zeroChunkCRC: array.zeroChunkCRC)
     }
 
     /// Writes a chunk and its checksum entry. A failed write fails the member.
@@ -138,6 +145,10 @@ extension ArrayFile {
         guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
         guard count > 0 else { return }
         try lock.withWriteLock {
+            let stripeBytes = UInt64(array.geometry.stripeDataBytes)
+            let first = offset / stripeBytes, last = (offset + UInt64(count) - 1) / stripeBytes
+            try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
+            defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
             try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
             let end = offset + UInt64(count)
             if end > size {

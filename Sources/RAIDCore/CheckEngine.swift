@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One problem found in a stripe, pinned to a member.
+public struct StripeProblem: Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case checksum = "checksum mismatch"
+        case unreadable = "read error"
+        case parity = "parity mismatch"
+        case mirror = "mirror mismatch"
+    }
+    public let kind: Kind
+    public let role: Int
+    public let chunkIndex: Int
+    public var description: String { "\(kind.rawValue) (role \(role))" }
+}
+
+public struct StripeCheck: Sendable {
+    public var problems: [StripeProblem] = []
+    public var repaired = false
+    /// More chunks lost or bad than redundancy covers.
+    public var unrecoverable = false
+}
+
+/// How a stripe is checked: only read; repair from redundancy (scrub
+/// repair); or resync after a crash, where data chunks as found on disk are
+/// kept and parity and checksums are made to agree with them.
+public enum CheckMode: Sendable { case check, repair, resync }
+
+/// Verifies one stripe at a time: every chunk against its checksum, parity
+/// (or every mirror) against the data. The offline `check`, the crash resync
+/// and the scrubber all drive this.
+extension ArrayFile {
+    public var stripeCount: UInt64 {
+        let b = UInt64(array.geometry.stripeDataBytes)
+        return (size + b - 1) / b
+    }
+
+    /// Reads a chunk without verifying it (resync keeps what is on disk).
+    func readChunkRaw(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>) -> Bool {
+        guard let f = usable(role) else { return false }
+        do {
+            try f.readFull(into: buffer, count: array.geometry.chunkSizeBytes, at: array.layout.chunkOffset(stripe: stripe))
+            return true
+        } catch {
+            array.noteReadError(role: role, error)
+            return false
+        }
+    }
+
+    /// Checks every stripe of the file; `visit` sees each stripe with problems.
+    public func checkAll(mode: CheckMode, visit: (UInt64, StripeCheck) -> Void) throws {
+        let body = {
+            for s in 0..<self.stripeCount {
+                let r = try self.checkStripeLocked(s, mode: mode)
+                if !r.problems.isEmpty || r.unrecoverable { visit(s, r) }
+            }
+        }
+        if mode == .check { try lock.withReadLock(body) } else { try lock.withWriteLock(body) }
+    }
+
+    public func checkStripe(_ stripe: UInt64, mode: CheckMode) throws -> StripeCheck {
+        if mode == .check { return try lock.withReadLock { try checkStripeLocked(stripe, mode: mode) } }
+        return try lock.withWriteLock { try checkStripeLocked(stripe, mode: mode) }
+    }
+
+    func checkStripeLocked(_ stripe: UInt64, mode: CheckMode) throws -> StripeCheck {
+        let g = array.geometry
+        let n = g.memberCount, k = g.dataChunkCount, m = g.parityChunkCount
+        let writable = mode != .check && !array.readOnly
+        return try array.workspaces.withItem { ws in
+            var result = StripeCheck()
+            var bad: [Int] = []
+            var missing = 0
+            for i in 0..<n {
+                let role = g.member(stripe: stripe, chunkIndex: i)
+                if usable(role) == nil { missing += 1; continue }
+                if !readChunk(role: role, stripe: stripe, into: ws.chunks[i].bytes) {
+                    bad.append(i)
+                    result.problems.append(StripeProblem(kind: .checksum, role: role, chunkIndex: i))
+                }
+            }
+            if mode == .resync && !bad.isEmpty {
+                // After a crash a data chunk and its checksum may be from
+                // different writes. If the rest of the stripe rebuilds a chunk
+                // that matches its checksum, the write was whole on the other
+                // members: take that. Otherwise keep the chunk as found (an
+                // unacknowledged write, torn) and re-checksum it.
+                let badData = bad.filter { $0 < k }
+                var restored = Set<Int>()
+                if bad.count + missing <= m && !badData.isEmpty {
+                    var have = Set((0..<n).filter { i in
+                        !bad.contains(i) && usable(g.member(stripe: stripe, chunkIndex: i)) != nil })
+                    if (try? recover(stripe: stripe, lost: badData, have: &have, ws: ws, heal: false)) != nil {
+                        for i in badData {
+                            let role = g.member(stripe: stripe, chunkIndex: i)
+                            if let f = usable(role), let want = try? storedCRC(f, stripe: stripe),
+                               crc32c(ws.chunks[i].pointer, count: g.chunkSizeBytes) == want {
+                                restored.insert(i)
+                            }
+                        }
+                    }
+                }
+                for i in badData {
+                    let role = g.member(stripe: stripe, chunkIndex: i)
+                    if !restored.contains(i) {
+                        guard readChunkRaw(role: role, stripe: stripe, into: ws.chunks[i].bytes) else { continue }
+                    }
+                    writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes)
+                    bad.removeAll { $0 == i }
+                }
+            }
+            if bad.count + missing > m {
+                result.unrecoverable = true
+                return result
+            }
+            if !bad.isEmpty || missing > 0 {
+                // Rebuild what is bad (and, for the parity comparison below,
+                // what is missing) from the verified chunks.
+                var have = Set((0..<n).filter { i in
+                    !bad.contains(i) && usable(g.member(stripe: stripe, chunkIndex: i)) != nil })
+                let lost = (0..<n).filter { !have.contains($0) }
+                try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: false)
+                if writable {
+                    for i in bad {
+                        let role = g.member(stripe: stripe, chunkIndex: i)
+                        if writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes) {
+                            array.noteRepaired(role: role, path: displayPath, stripe: stripe)
+                            result.repaired = true
+                        }
+                    }
+                }
+                return result
+            }
+            // Every chunk verified: does parity (or every mirror) agree with the data?
+            let scratch = [ws.old, ws.delta]
+            for p in 0..<m {
+                let role = g.member(stripe: stripe, chunkIndex: k + p)
+                let expected: UnsafeMutablePointer<UInt8>
+                if g.level == .raid1 {
+                    expected = ws.chunks[0].bytes
+                } else {
+                    if p == 0 {
+                        for j in 0..<k { ws.scratchPointers[j] = ws.chunks[j].bytes }
+                        for q in 0..<m { ws.scratchPointers[k + q] = scratch[q].bytes }
+                        array.codec.encode(ws.scratchPointers, length: g.chunkSizeBytes)
+                    }
+                    expected = scratch[p].bytes
+                }
+                if memcmp(expected, ws.chunks[k + p].pointer, g.chunkSizeBytes) != 0 {
+                    result.problems.append(StripeProblem(kind: g.level == .raid1 ? .mirror : .parity, role: role, chunkIndex: k + p))
+                    if writable && writeChunk(role: role, stripe: stripe, from: expected) {
+                        result.repaired = true
+                    }
+                }
+            }
+            return result
+        }
+    }
+}

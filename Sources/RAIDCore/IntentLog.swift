@@ -1,0 +1,218 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The write-intent log, md's write-intent bitmap for a file-striped array.
+///
+/// Before a stripe is modified, the region holding it (a run of stripes of
+/// one file) is recorded durably on every active member; regions are cleared
+/// lazily once their data and parity are durable. After a crash, every region
+/// the log names is resynced (parity and checksums made to agree with the
+/// data) before the array is served, which closes the RAID write hole.
+///
+/// Each member keeps the log in two fixed slots written in place with
+/// alternating sequence numbers; the newest slot whose checksum verifies wins.
+public final class IntentLog: @unchecked Sendable {
+    public struct Region: Hashable, Sendable {
+        public let fileId: UInt64
+        public let index: UInt64
+    }
+
+    struct State {
+        var path: String
+        var inflight: Int
+        var generation: UInt64
+        var lastWrite: Double
+    }
+
+    static let magic: [UInt8] = Array("RAIDFSIL".utf8)
+    static let slotBytes = 128 * 1024
+    static let headerBytes = 32
+
+    /// Stripes per region: about 64 MiB of file data (md's bitmap chunk on large arrays).
+    public let regionStripes: UInt64
+    public let enabled: Bool
+    private unowned let array: RAIDArray
+    private let lock = Mutex()
+    private let persistLock = Mutex()
+    private var dirty: [Region: State] = [:]
+    private var sequence: UInt64 = 0
+    /// The dirty set outgrew a slot: resync everything after a crash.
+    private var overflow = false
+    private var persistedGeneration: UInt64 = 0
+    private var changeGeneration: UInt64 = 0
+
+    init(array: RAIDArray, enabled: Bool) {
+        self.array = array
+        self.enabled = enabled
+        regionStripes = max(1, UInt64(64 << 20) / UInt64(array.geometry.stripeDataBytes))
+    }
+
+    var isEmpty: Bool { lock.withLock { dirty.isEmpty && !overflow } }
+
+    /// Marks the regions of stripes first...last of `file` dirty, durably,
+    /// before the caller writes them. Pair with `end`.
+    func begin(_ file: ArrayFile, firstStripe: UInt64, lastStripe: UInt64) throws {
+        guard enabled else { return }
+        let needPersist: Bool = lock.withLock {
+            var added = false
+            for r in (firstStripe / regionStripes)...(lastStripe / regionStripes) {
+                let key = Region(fileId: file.fileId, index: r)
+                if dirty[key] == nil {
+                    dirty[key] = State(path: file.displayPath, inflight: 0, generation: 0, lastWrite: 0)
+                    added = true
+                    changeGeneration += 1
+                }
+                dirty[key]!.inflight += 1
+            }
+            return added
+        }
+        if needPersist { try persist() }
+    }
+
+    func end(_ file: ArrayFile, firstStripe: UInt64, lastStripe: UInt64) {
+        guard enabled else { return }
+        let now = Date().timeIntervalSince1970
+        lock.withLock {
+            for r in (firstStripe / regionStripes)...(lastStripe / regionStripes) {
+                let key = Region(fileId: file.fileId, index: r)
+                dirty[key]!.inflight -= 1
+                dirty[key]!.generation += 1
+                dirty[key]!.lastWrite = now
+            }
+        }
+    }
+
+    /// After `file` was made durable: forget its regions that saw no write
+    /// since `generations` were taken.
+    func snapshotGenerations(fileId: UInt64) -> [Region: UInt64] {
+        lock.withLock {
+            var out: [Region: UInt64] = [:]
+            for (k, v) in dirty where k.fileId == fileId && v.inflight == 0 { out[k] = v.generation }
+            return out
+        }
+    }
+
+    func clear(_ generations: [Region: UInt64]) throws {
+        guard enabled, !generations.isEmpty else { return }
+        let changed: Bool = lock.withLock {
+            var any = false
+            for (k, g) in generations where dirty[k]?.inflight == 0 && dirty[k]?.generation == g {
+                dirty[k] = nil
+                any = true
+            }
+            if any { changeGeneration += 1 }
+            if dirty.isEmpty && overflow { overflow = false; any = true }
+            return any
+        }
+        if changed { try persist() }
+    }
+
+    /// Clears every region idle for `idleSeconds`, after making all members
+    /// durable (syncfs). The background flusher calls this.
+    public func flushIdle(idleSeconds: Double) throws {
+        guard enabled else { return }
+        let now = Date().timeIntervalSince1970
+        let candidates: [Region: UInt64] = lock.withLock {
+            var out: [Region: UInt64] = [:]
+            for (k, v) in dirty where v.inflight == 0 && now - v.lastWrite >= idleSeconds { out[k] = v.generation }
+            return out
+        }
+        guard !candidates.isEmpty else { return }
+        array.syncAllMembers()
+        try clear(candidates)
+    }
+
+    /// Writes the dirty set to every active member (fdatasync'ed).
+    func persist() throws {
+        try persistLock.withLock {
+            let (bytes, slot, gen): ([UInt8], Int, UInt64) = lock.withLock {
+                sequence += 1
+                return (encode(), Int(sequence % 2), changeGeneration)
+            }
+            if gen < persistedGeneration { return }
+            var ok = 0
+            var lastError: Error? = nil
+            for role in array.activeRoles {
+                do {
+                    try array.members[role]!.writeIntentLog(slot: slot, slotBytes: IntentLog.slotBytes, bytes)
+                    ok += 1
+                } catch {
+                    lastError = error
+                    array.noteWriteError(role: role, error)
+                }
+            }
+            if ok == 0 {
+                throw FSError.io("write-intent log: no member accepted it (\(lastError.map { "\($0)" } ?? "no active member"))")
+            }
+            persistedGeneration = gen
+        }
+    }
+
+    private func encode() -> [UInt8] {
+        var payload: [UInt8] = []
+        var count: UInt32 = 0
+        var over = overflow
+        for (k, v) in dirty {
+            let path = Array(v.path.utf8.prefix(4096))
+            if IntentLog.headerBytes + payload.count + 18 + path.count > IntentLog.slotBytes { over = true; break }
+            appendLE64(&payload, k.fileId)
+            appendLE64(&payload, k.index)
+            payload.append(UInt8(path.count & 0xff)); payload.append(UInt8(path.count >> 8))
+            payload += path
+            count += 1
+        }
+        overflow = over
+        var out = IntentLog.magic
+        appendLE(&out, 1)                      // format version
+        appendLE(&out, count)
+        appendLE64(&out, sequence)
+        appendLE(&out, UInt32(payload.count) | (over ? 0x8000_0000 : 0))
+        appendLE(&out, crc32c(payload))
+        return out + payload
+    }
+
+    /// Dirty regions recorded in a member's log: the newest valid slot.
+    static func decode(_ bytes: [UInt8]) -> (sequence: UInt64, overflow: Bool, regions: [(Region, String)])? {
+        var best: (UInt64, Bool, [(Region, String)])? = nil
+        for slot in 0..<2 {
+            let base = slot * slotBytes
+            guard bytes.count >= base + headerBytes, Array(bytes[base..<(base + 8)]) == magic,
+                  readLE32(bytes, base + 8) == 1 else { continue }
+            let count = Int(readLE32(bytes, base + 12))
+            let seq = readLE64(bytes, base + 16)
+            let lenWord = readLE32(bytes, base + 24)
+            let len = Int(lenWord & 0x7fff_ffff)
+            guard bytes.count >= base + headerBytes + len, len <= slotBytes - headerBytes else { continue }
+            let payload = Array(bytes[(base + headerBytes)..<(base + headerBytes + len)])
+            guard crc32c(payload) == readLE32(bytes, base + 28) else { continue }
+            var regions: [(Region, String)] = []
+            var i = 0
+            for _ in 0..<count {
+                guard i + 18 <= payload.count else { break }
+                let id = readLE64(payload, i), idx = readLE64(payload, i + 8)
+                let plen = Int(payload[i + 16]) | Int(payload[i + 17]) << 8
+                guard i + 18 + plen <= payload.count else { break }
+                regions.append((Region(fileId: id, index: idx), String(decoding: payload[(i + 18)..<(i + 18 + plen)], as: UTF8.self)))
+                i += 18 + plen
+            }
+            if best == nil || seq > best!.0 { best = (seq, lenWord & 0x8000_0000 != 0, regions) }
+        }
+        return best.map { (sequence: $0.0, overflow: $0.1, regions: $0.2) }
+    }
+
+    /// Seeds the sequence so new slots supersede what is on disk.
+    func adopt(sequence seq: UInt64) { lock.withLock { sequence = max(sequence, seq) } }
+}
+
+@inline(__always)
+func appendLE64(_ out: inout [UInt8], _ v: UInt64) {
+    appendLE(&out, UInt32(truncatingIfNeeded: v))
+    appendLE(&out, UInt32(truncatingIfNeeded: v >> 32))
+}
+
+@inline(__always)
+func readLE64(_ b: [UInt8], _ at: Int) -> UInt64 {
+    UInt64(readLE32(b, at)) | UInt64(readLE32(b, at + 4)) << 32
+}

@@ -1,0 +1,425 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Faults a simulated member injects (the same vocabulary as `raidctl inject`).
+public struct MemberFaults: Sendable {
+    /// Reads fail with EIO.
+    public var readErrors = false
+    /// Writes fail with EIO.
+    public var writeErrors = false
+    /// Reads of file data return one flipped bit per read.
+    public var bitrot = false
+    /// The member behaves as unplugged: everything fails with ENOENT.
+    public var vanished = false
+    public init() {}
+}
+
+/// An in-memory member disk for tests and the deterministic simulation: a
+/// namespace and files whose writes stay volatile until synced, so a power
+/// cut can drop (or tear) exactly what was not yet durable; and faults
+/// injected on demand. The engine cannot tell it from a directory.
+///
+/// Namespace changes are durable at once (as on a journaling filesystem
+/// that orders metadata); file data follows fsync/fdatasync/syncfs.
+public final class SimulatedMember: Member, @unchecked Sendable {
+    public let name: String
+    private let lock = Mutex()
+    private var nodes: [String: Node] = [:]
+    private var superblock: [UInt8]? = nil
+    private var intentLog = SimulatedData()
+    public var faults = MemberFaults()
+    private var bitrotCounter: UInt64 = 0
+
+    final class SimulatedData {
+        var current: [UInt8] = []
+        var durable: [UInt8] = []
+        /// Operations since the last sync, oldest first.
+        var unsynced: [Op] = []
+        enum Op { case write(UInt64, [UInt8]), truncate(UInt64) }
+
+        func apply(_ op: Op, to buf: inout [UInt8]) {
+            switch op {
+            case .write(let off, let bytes):
+                let end = Int(off) + bytes.count
+                if buf.count < end { buf += [UInt8](repeating: 0, count: end - buf.count) }
+                buf.replaceSubrange(Int(off)..<end, with: bytes)
+            case .truncate(let size):
+                if buf.count > Int(size) { buf.removeLast(buf.count - Int(size)) }
+                else { buf += [UInt8](repeating: 0, count: Int(size) - buf.count) }
+            }
+        }
+        func perform(_ op: Op) {
+            apply(op, to: &current)
+            unsynced.append(op)
+        }
+        func sync() {
+            durable = current
+            unsynced = []
+        }
+    }
+
+    final class Node {
+        var st: stat
+        var data: SimulatedData?
+        var target: String?
+        init(mode: mode_t) {
+            st = stat()
+            st.st_mode = mode
+            st.st_nlink = 1
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            st.st_mtim = ts
+            st.st_atim = ts
+            st.st_ctim = ts
+        }
+    }
+
+    public init(name: String) {
+        self.name = name
+        nodes["/"] = Node(mode: S_IFDIR | 0o755)
+    }
+
+    // MARK: power cut
+
+    /// Imitates losing power: every file's writes since its last sync are
+    /// dropped, or (with `tear`) a random subset of them survives, 4 KiB
+    /// page by page, as a host's writeback might have left them.
+    public func powerCut(tear: Bool, rng: inout SeededGenerator) {
+        lock.withLock {
+            for data in nodes.values.compactMap({ $0.data }) + [intentLog] {
+                var buf = data.durable
+                if tear {
+                    for op in data.unsynced {
+                        switch op {
+                        case .truncate:
+                            if rng.next() % 2 == 0 { data.apply(op, to: &buf) }
+                        case .write(let off, let bytes):
+                            var page = 0
+                            while page < bytes.count {
+                                let end = min(bytes.count, page + 4096)
+                                if rng.next() % 2 == 0 {
+                                    data.apply(.write(off + UInt64(page), Array(bytes[page..<end])), to: &buf)
+                                }
+                                page = end
+                            }
+                        }
+                    }
+                }
+                data.current = buf
+                data.sync()
+            }
+        }
+    }
+
+    // MARK: helpers
+
+    private func check(_ op: String, _ path: String) throws {
+        if faults.vanished { throw FSError(ENOENT, "\(op) \(name):\(path): member vanished (simulated)") }
+    }
+
+    private func parent(_ path: String) -> String {
+        guard let i = path.lastIndex(of: "/"), i != path.startIndex else { return "/" }
+        return String(path[..<i])
+    }
+
+    private func node(_ path: String, _ op: String) throws -> Node {
+        try check(op, path)
+        guard let n = nodes[path] else { throw FSError(ENOENT, "\(op) \(name):\(path): No such file or directory") }
+        return n
+    }
+
+    private func requireParentDirectory(_ path: String, _ op: String) throws {
+        let p = try node(parent(path), op)
+        guard (p.st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "\(op) \(name):\(path): Not a directory") }
+    }
+
+    private func insert(_ path: String, _ n: Node, _ op: String) throws {
+        try requireParentDirectory(path, op)
+        guard nodes[path] == nil else { throw FSError(EEXIST, "\(op) \(name):\(path): File exists") }
+        nodes[path] = n
+    }
+
+    private func children(_ path: String) -> [String] {
+        let prefix = path == "/" ? "/" : path + "/"
+        return nodes.keys.filter { $0 != "/" && $0.hasPrefix(prefix) && !$0.dropFirst(prefix.count).contains("/") }
+    }
+
+    // MARK: Member
+
+    public func readSuperblock() throws -> [UInt8] {
+        try lock.withLock {
+            try check("read superblock", "/")
+            guard let sb = superblock else { throw FSError(ENOENT, "\(name): no superblock") }
+            return sb
+        }
+    }
+
+    public func writeSuperblock(_ bytes: [UInt8]) throws {
+        try lock.withLock {
+            try check("write superblock", "/")
+            if faults.writeErrors { throw FSError(EIO, "write superblock \(name): Input/output error (simulated)") }
+            superblock = bytes
+        }
+    }
+
+    public func isPresent() -> Bool { lock.withLock { !faults.vanished && superblock != nil } }
+
+    public func readIntentLog() throws -> [UInt8] {
+        try lock.withLock { try check("read intent log", "/"); return intentLog.current }
+    }
+
+    public func writeIntentLog(slot: Int, slotBytes: Int, _ bytes: [UInt8]) throws {
+        try lock.withLock {
+            try check("write intent log", "/")
+            if faults.writeErrors { throw FSError(EIO, "write intent log \(name): Input/output error (simulated)") }
+            intentLog.perform(.write(UInt64(slot * slotBytes), bytes))
+            intentLog.sync()
+        }
+    }
+
+    public func syncAll() throws {
+        try lock.withLock {
+            try check("syncfs", "/")
+            for d in nodes.values.compactMap({ $0.data }) { d.sync() }
+        }
+    }
+
+    public func lstat(_ path: String) throws -> stat {
+        try lock.withLock {
+            let n = try node(path, "lstat")
+            var st = n.st
+            if let d = n.data { st.st_size = off_t(d.current.count) }
+            if let t = n.target { st.st_size = off_t(t.utf8.count) }
+            return st
+        }
+    }
+
+    public func list(_ path: String) throws -> [DirectoryEntry] {
+        try lock.withLock {
+            let n = try node(path, "opendir")
+            guard (n.st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "opendir \(name):\(path): Not a directory") }
+            return children(path).map { c in
+                let mode = nodes[c]!.st.st_mode & S_IFMT
+                let type: Int32 = mode == S_IFDIR ? Int32(DT_DIR) : mode == S_IFLNK ? Int32(DT_LNK) : mode == S_IFREG ? Int32(DT_REG) : Int32(DT_UNKNOWN)
+                return DirectoryEntry(name: String(c.split(separator: "/").last!), type: UInt8(type))
+            }
+        }
+    }
+
+    public func mkdir(_ path: String, mode: mode_t) throws {
+        try lock.withLock { try insert(path, Node(mode: S_IFDIR | (mode & 0o7777)), "mkdir") }
+    }
+
+    public func rmdir(_ path: String) throws {
+        try lock.withLock {
+            let n = try node(path, "rmdir")
+            guard (n.st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "rmdir \(name):\(path): Not a directory") }
+            guard children(path).isEmpty else { throw FSError(ENOTEMPTY, "rmdir \(name):\(path): Directory not empty") }
+            nodes[path] = nil
+        }
+    }
+
+    public func unlink(_ path: String) throws {
+        try lock.withLock {
+            let n = try node(path, "unlink")
+            if (n.st.st_mode & S_IFMT) == S_IFDIR { throw FSError(EISDIR, "unlink \(name):\(path): Is a directory") }
+            n.st.st_nlink -= 1
+            nodes[path] = nil
+        }
+    }
+
+    public func rename(_ from: String, _ to: String, flags: UInt32) throws {
+        try lock.withLock {
+            let n = try node(from, "rename")
+            try requireParentDirectory(to, "rename")
+            if flags & 1 != 0 && nodes[to] != nil { throw FSError(EEXIST, "rename \(name):\(to): File exists") }
+            if let existing = nodes[to], (existing.st.st_mode & S_IFMT) == S_IFDIR, !children(to).isEmpty {
+                throw FSError(ENOTEMPTY, "rename \(name):\(to): Directory not empty")
+            }
+            let prefix = from + "/"
+            let moved = nodes.keys.filter { $0.hasPrefix(prefix) }
+            nodes[to] = n
+            nodes[from] = nil
+            for k in moved {
+                nodes[to + "/" + k.dropFirst(prefix.count)] = nodes[k]
+                nodes[k] = nil
+            }
+        }
+    }
+
+    public func link(_ from: String, _ to: String) throws {
+        try lock.withLock {
+            let n = try node(from, "link")
+            try insert(to, n, "link")
+            n.st.st_nlink += 1
+        }
+    }
+
+    public func symlink(target: String, at path: String) throws {
+        try lock.withLock {
+            let n = Node(mode: S_IFLNK | 0o777)
+            n.target = target
+            try insert(path, n, "symlink")
+        }
+    }
+
+    public func readlink(_ path: String) throws -> String {
+        try lock.withLock {
+            guard let t = try node(path, "readlink").target else { throw FSError(EINVAL, "readlink \(name):\(path): Invalid argument") }
+            return t
+        }
+    }
+
+    public func mknod(_ path: String, mode: mode_t, device: dev_t) throws {
+        try lock.withLock { try insert(path, Node(mode: mode), "mknod") }
+    }
+
+    public func chmod(_ path: String, mode: mode_t) throws {
+        try lock.withLock {
+            let n = try node(path, "chmod")
+            n.st.st_mode = (n.st.st_mode & S_IFMT) | (mode & 0o7777)
+        }
+    }
+
+    public func chown(_ path: String, uid: uid_t, gid: gid_t) throws {
+        try lock.withLock {
+            let n = try node(path, "chown")
+            if uid != uid_t.max { n.st.st_uid = uid }
+            if gid != gid_t.max { n.st.st_gid = gid }
+        }
+    }
+
+    public func utimens(_ path: String, _ times: (timespec, timespec)) throws {
+        try lock.withLock {
+            let n = try node(path, "utimens")
+            n.st.st_atim = times.0
+            n.st.st_mtim = times.1
+        }
+    }
+
+    public func statfs() throws -> statvfs {
+        try lock.withLock {
+            try check("statfs", "/")
+            var s = statvfs()
+            s.f_bsize = 4096
+            s.f_frsize = 4096
+            s.f_blocks = 1 << 20
+            s.f_bfree = 1 << 19
+            s.f_bavail = 1 << 19
+            s.f_files = 1 << 20
+            s.f_ffree = 1 << 19
+            s.f_favail = 1 << 19
+            return s
+        }
+    }
+
+    public func open(_ path: String, flags: Int32, mode: mode_t) throws -> MemberFile {
+        try lock.withLock {
+            if flags & O_CREAT != 0 {
+                if nodes[path] != nil {
+                    if flags & O_EXCL != 0 { throw FSError(EEXIST, "open \(name):\(path): File exists") }
+                } else {
+                    let n = Node(mode: S_IFREG | (mode & 0o7777))
+                    n.data = SimulatedData()
+                    try insert(path, n, "open")
+                }
+            }
+            let n = try node(path, "open")
+            guard let data = n.data else {
+                throw FSError((n.st.st_mode & S_IFMT) == S_IFDIR ? EISDIR : EINVAL, "open \(name):\(path): not a regular file")
+            }
+            return SimulatedMemberFile(member: self, node: n, data: data, path: path)
+        }
+    }
+
+    // MARK: file I/O (called by SimulatedMemberFile)
+
+    func read(_ data: SimulatedData, _ path: String, into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
+        try lock.withLock {
+            try check("pread", path)
+            if faults.readErrors { throw FSError(EIO, "pread \(name):\(path): Input/output error (simulated)") }
+            let start = Int(offset)
+            guard start < data.current.count else { return 0 }
+            let n = min(count, data.current.count - start)
+            data.current.withUnsafeBytes { memcpy(buffer, $0.baseAddress! + start, n) }
+            if faults.bitrot && n > 0 {
+                bitrotCounter &+= 0x9E37_79B9_7F4A_7C15
+                let i = Int(bitrotCounter % UInt64(n))
+                buffer.storeBytes(of: buffer.load(fromByteOffset: i, as: UInt8.self) ^ 0x10, toByteOffset: i, as: UInt8.self)
+            }
+            return n
+        }
+    }
+
+    func write(_ data: SimulatedData, _ path: String, from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+        try lock.withLock {
+            try check("pwrite", path)
+            if faults.writeErrors { throw FSError(EIO, "pwrite \(name):\(path): Input/output error (simulated)") }
+            data.perform(.write(offset, Array(UnsafeRawBufferPointer(start: buffer, count: count))))
+        }
+    }
+
+    func truncate(_ data: SimulatedData, _ path: String, to size: UInt64) throws {
+        try lock.withLock {
+            try check("ftruncate", path)
+            if faults.writeErrors { throw FSError(EIO, "ftruncate \(name):\(path): Input/output error (simulated)") }
+            data.perform(.truncate(size))
+        }
+    }
+
+    func sync(_ data: SimulatedData, _ path: String) throws {
+        try lock.withLock {
+            try check("fsync", path)
+            if faults.writeErrors { throw FSError(EIO, "fsync \(name):\(path): Input/output error (simulated)") }
+            data.sync()
+        }
+    }
+
+    func status(_ node: Node, _ path: String) throws -> stat {
+        try lock.withLock {
+            try check("fstat", path)
+            var st = node.st
+            st.st_size = off_t(node.data?.current.count ?? 0)
+            return st
+        }
+    }
+}
+
+final class SimulatedMemberFile: MemberFile {
+    let member: SimulatedMember
+    let node: SimulatedMember.Node
+    let data: SimulatedMember.SimulatedData
+    let path: String
+
+    init(member: SimulatedMember, node: SimulatedMember.Node, data: SimulatedMember.SimulatedData, path: String) {
+        self.member = member
+        self.node = node
+        self.data = data
+        self.path = path
+    }
+
+    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
+        try member.read(data, path, into: buffer, count: count, at: offset)
+    }
+    func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+        try member.write(data, path, from: buffer, count: count, at: offset)
+    }
+    func sync(dataOnly: Bool) throws { try member.sync(data, path) }
+    func truncate(to size: UInt64) throws { try member.truncate(data, path, to: size) }
+    func status() throws -> stat { try member.status(node, path) }
+    func close() {}
+}
+
+/// The random source the simulation uses: seeded, so a failing seed replays.
+public struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed | 1 }
+    public mutating func next() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+}
