@@ -7,4 +7,6 @@
 int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 int fallocate(int fd, int mode, off_t offset, off_t len);
 int syncfs(int fd);
+/* struct ucred (SO_PEERCRED) is only declared under _GNU_SOURCE. */
+struct raidfs_ucred { int pid; unsigned int uid; unsigned int gid; };
 #endif

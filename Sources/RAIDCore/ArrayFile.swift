@@ -10,6 +10,8 @@ public final class ArrayFile: @unchecked Sendable {
     public let fileId: UInt64
     /// Member files by role; nil where the member was not active at open.
     var files: [MemberFile?]
+    /// The role generation each file was opened under (see RAIDArray.roleGenerations).
+    var fileGenerations: [UInt32]
     /// Logical size in bytes; guarded by `lock`.
     public internal(set) var size: UInt64
     /// For messages: the path the file was opened under.
@@ -19,10 +21,11 @@ public final class ArrayFile: @unchecked Sendable {
     var openCount = 0
     private let headerBuffer = AlignedBuffer(count: 4096)
 
-    init(array: RAIDArray, fileId: UInt64, files: [MemberFile?], size: UInt64, path: String) {
+    init(array: RAIDArray, fileId: UInt64, files: [MemberFile?], generations: [UInt32], size: UInt64, path: String) {
         self.array = array
         self.fileId = fileId
         self.files = files
+        self.fileGenerations = generations
         self.size = size
         self.displayPath = path
     }
@@ -33,9 +36,30 @@ public final class ArrayFile: @unchecked Sendable {
         for f in files { f?.close() }
     }
 
+    /// The member file of an active role: read and written.
     @inline(__always)
     func usable(_ role: Int) -> MemberFile? {
-        array.isActive(role) ? files[role] : nil
+        array.isActive(role) && fileGenerations[role] == array.roleGenerations[role] ? files[role] : nil
+    }
+
+    /// The member file of an active or rebuilding role: written, so a
+    /// member being rebuilt keeps up with new writes.
+    @inline(__always)
+    func writable(_ role: Int) -> MemberFile? {
+        array.isWritable(role) && fileGenerations[role] == array.roleGenerations[role] ? files[role] : nil
+    }
+
+    /// Points `role` at `file` on the role's current member (the rebuilder
+    /// attaching a new member); caller holds the write lock.
+    func attach(role: Int, _ file: MemberFile) {
+        files[role]?.close()
+        files[role] = file
+        fileGenerations[role] = array.roleGenerations[role]
+    }
+
+    /// True when `role` has a file on its current member.
+    func isAttached(role: Int) -> Bool {
+        files[role] != nil && fileGenerations[role] == array.roleGenerations[role]
     }
 
     // MARK: size and durability
@@ -46,7 +70,7 @@ public final class ArrayFile: @unchecked Sendable {
     func writeHeadersLocked() throws {
         FileHeader(fileId: fileId, size: size).encode(into: headerBuffer.pointer)
         for role in 0..<array.geometry.memberCount {
-            guard let f = usable(role) else { continue }
+            guard let f = writable(role) else { continue }
             do {
                 try f.write(from: headerBuffer.pointer, count: FileHeader.encodedBytes, at: 0)
             } catch {
@@ -62,7 +86,7 @@ public final class ArrayFile: @unchecked Sendable {
         let clean = array.intentLog.snapshotGenerations(fileId: fileId)
         try lock.withReadLock {
             for role in 0..<array.geometry.memberCount {
-                guard let f = usable(role) else { continue }
+                guard let f = writable(role) else { continue }
                 do {
                     try f.sync(dataOnly: dataOnly)
                 } catch {
@@ -115,7 +139,7 @@ public final class ArrayFile: @unchecked Sendable {
         let keepStripes = stripeCount
         let memberBytes = array.layout.fileBytes(stripeCount: keepStripes)
         for role in 0..<array.geometry.memberCount {
-            guard let f = usable(role) else { continue }
+            guard let f = writable(role) else { continue }
             do {
                 try f.truncate(to: memberBytes)
                 try clearEntries(f, from: keepStripes)

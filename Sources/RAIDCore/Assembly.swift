@@ -113,7 +113,8 @@ public enum Assembler {
             byRole[sb.role] = c.member
         }
         report.missingRoles = (0..<geometry.memberCount).filter { byRole[$0] == nil }
-        let usable = byRole.compactMap { $0 }.count
+        // A member still being rebuilt holds writes, not yet data.
+        let usable = (0..<geometry.memberCount).filter { byRole[$0] != nil && freshest.roles[$0].state != .rebuilding }.count
         if usable < geometry.dataChunkCount {
             var why = "RAID \(geometry.level.rawValue) array \(freshest.arrayUUID) needs at least \(geometry.dataChunkCount) of \(geometry.memberCount) members; usable: "
             why += byRole.compactMap { $0?.name }.joined(separator: ", ")

@@ -75,6 +75,13 @@ public enum ArrayCreator {
         }
     }
 
+    /// Empties a former member directory so it can start over as a spare.
+    static func wipeMember(_ dir: String) throws {
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name != "lost+found" {
+            try FileManager.default.removeItem(atPath: dir + "/" + name)
+        }
+    }
+
     static func identity(_ dir: String) throws -> String {
         var st = stat()
         guard stat(dir, &st) == 0 else { throw FSError.system("stat", dir) }

@@ -57,6 +57,24 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         guard fdatasync(fd) == 0 else { throw FSError.system("fdatasync", path) }
     }
 
+    public func readEvents() throws -> [UInt8] {
+        let path = root + "/" + EventLog.fileName
+        var st = stat()
+        if hostStat(path, &st) != 0 && errno == ENOENT { return [] }
+        // Keep the newest 1 MiB; the log is for people, not for recovery.
+        let all = try DirectoryMember.readWholeFile(path)
+        return all.count > 1 << 20 ? Array(all.suffix(1 << 20)) : all
+    }
+
+    public func appendEvents(_ bytes: [UInt8]) throws {
+        let path = root + "/" + EventLog.fileName
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FSError.system("open", path) }
+        defer { Glibc.close(fd) }
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard n == bytes.count else { throw FSError.system("write", path) }
+    }
+
     public func syncAll() throws {
         let fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw FSError.system("open", root) }
@@ -183,7 +201,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
             }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
-            if out.count > 16 * 1024 * 1024 { throw FSError.io("\(path): larger than 16 MiB") }
+            if out.count > 64 * 1024 * 1024 { throw FSError.io("\(path): larger than 64 MiB") }
         }
         return out
     }

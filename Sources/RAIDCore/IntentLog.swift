@@ -136,7 +136,7 @@ public final class IntentLog: @unchecked Sendable {
             var lastError: Error? = nil
             for role in array.activeRoles {
                 do {
-                    try array.members[role]!.writeIntentLog(slot: slot, slotBytes: IntentLog.slotBytes, bytes)
+                    try array.member(role)!.writeIntentLog(slot: slot, slotBytes: IntentLog.slotBytes, bytes)
                     ok += 1
                 } catch {
                     lastError = error

@@ -31,6 +31,10 @@ public protocol Member: AnyObject, Sendable {
     /// Makes everything written to this member so far durable (syncfs).
     func syncAll() throws
 
+    /// The array's event log (JSON lines), appended on every member.
+    func readEvents() throws -> [UInt8]
+    func appendEvents(_ bytes: [UInt8]) throws
+
     func lstat(_ path: String) throws -> stat
     func list(_ path: String) throws -> [DirectoryEntry]
     func mkdir(_ path: String, mode: mode_t) throws

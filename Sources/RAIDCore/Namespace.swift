@@ -26,7 +26,7 @@ extension RAIDArray {
     /// Runs a read-only `body` on the first active member still present.
     func onPrimary<T>(_ what: String, _ body: (Member) throws -> T) throws -> T {
         for role in activeRoles {
-            let m = members[role]!
+            let m = member(role)!
             do {
                 return try body(m)
             } catch let e as FSError {
@@ -43,7 +43,7 @@ extension RAIDArray {
         try requireNotFailed(what)
         var primary: Int? = nil
         for role in activeRoles {
-            let m = members[role]!
+            let m = member(role)!
             do {
                 try body(m)
                 primary = role
@@ -56,10 +56,16 @@ extension RAIDArray {
         guard let p = primary else { throw FSError.io("\(what): no active member left in array \(arrayUUID)") }
         for role in activeRoles where role > p {
             do {
-                try body(members[role]!)
+                try body(member(role)!)
             } catch {
                 memberFailed(role: role, reason: "\(what) failed on this member only: \(error)")
             }
+        }
+        // A member being rebuilt may not have the parent yet: the rebuild
+        // walks the tree again for what it missed.
+        for role in rebuildingRoles {
+            guard let m = member(role) else { continue }
+            do { try body(m) } catch { rebuildMissed(what) }
         }
         try requireNotFailed(what)
     }
@@ -99,13 +105,13 @@ extension RAIDArray {
         let buf = AlignedBuffer(count: 4096)
         for role in activeRoles {
             do {
-                let f = try members[role]!.open(path, flags: O_RDONLY, mode: 0)
+                let f = try member(role)!.open(path, flags: O_RDONLY, mode: 0)
                 defer { f.close() }
                 try f.readFull(into: buf.pointer, count: FileHeader.encodedBytes, at: 0)
                 if let h = FileHeader.decode(buf.pointer) { return h }
-                lastError = FSError.io("\(path): file header on \(members[role]!.name) is damaged")
+                lastError = FSError.io("\(path): file header on \(member(role)!.name) is damaged")
             } catch let e as FSError {
-                if e.errno == ENOENT && members[role]!.isPresent() { throw e }
+                if e.errno == ENOENT && member(role)!.isPresent() { throw e }
                 lastError = e
             }
         }
@@ -124,7 +130,7 @@ extension RAIDArray {
     public func statfs() throws -> statvfs {
         var result: statvfs? = nil
         for role in activeRoles {
-            guard let s = try? members[role]!.statfs() else { continue }
+            guard let s = try? member(role)!.statfs() else { continue }
             if result == nil { result = s; continue }
             let scale = { (v: fsblkcnt_t, from: UInt, to: UInt) in fsblkcnt_t(UInt(v) * from / to) }
             let r = result!
@@ -242,11 +248,14 @@ extension RAIDArray {
 
     private func openLocked(_ path: String) throws -> ArrayFile {
         let n = geometry.memberCount
+        // Sampled before opening: a role that changes member meanwhile
+        // leaves a handle that no longer matches, and is not used.
+        let generations = (0..<n).map { roleGenerations[$0] }
         var files = [MemberFile?](repeating: nil, count: n)
         var opened = false
         let flags = readOnly ? O_RDONLY : O_RDWR
         for role in activeRoles {
-            let m = members[role]!
+            let m = member(role)!
             do {
                 files[role] = try m.open(path, flags: flags, mode: 0)
                 opened = true
@@ -261,6 +270,9 @@ extension RAIDArray {
             }
         }
         guard opened else { throw FSError.io("open \(path): no active member left in array \(arrayUUID)") }
+        for role in rebuildingRoles {
+            files[role] = try? member(role)?.open(path, flags: flags, mode: 0)
+        }
         // The header is replicated: take the file id the members agree on and
         // the largest size recorded (an extending write writes data first).
         let buf = AlignedBuffer(count: 4096)
@@ -288,7 +300,7 @@ extension RAIDArray {
             return existing
         }
         let size = valid.filter { $0.fileId == fileId }.map { $0.size }.max()!
-        let af = ArrayFile(array: self, fileId: fileId, files: files, size: size, path: path)
+        let af = ArrayFile(array: self, fileId: fileId, files: files, generations: generations, size: size, path: path)
         if !readOnly && headers.enumerated().contains(where: { files[$0.offset] != nil && $0.element != FileHeader(fileId: fileId, size: size) }) {
             try af.lock.withWriteLock { try af.writeHeadersLocked() }
         }

@@ -26,13 +26,25 @@ public final class RAIDArray: @unchecked Sendable {
     public let readOnly: Bool
     public let logger: Logger
 
-    public let members: [Member?]
-    /// 1 = active. Read on every chunk I/O without a lock (single bytes);
-    /// written only under `stateLock`.
-    private let activeFlags: UnsafeMutablePointer<UInt8>
-    private let stateLock = Mutex()
-    private var superblock: Superblock
-    private var roleStates: [RoleState]
+    /// Members by role; replaced when a spare takes a role.
+    var memberSlots: [Member?]
+    /// Hot spares, not yet holding a role.
+    var spareMembers: [(uuid: String, member: Member)] = []
+    /// 1 = active (read and written), 2 = rebuilding (written, not read).
+    /// Read on every chunk I/O without a lock (single bytes); written only
+    /// under `stateLock`.
+    let activeFlags: UnsafeMutablePointer<UInt8>
+    /// Bumped whenever a role gets a different member, so a file handle
+    /// opened on the old member is never used for the new one. Read without
+    /// a lock like `activeFlags`.
+    let roleGenerations: UnsafeMutablePointer<UInt32>
+    let stateLock = Mutex()
+    var superblock: Superblock
+    var roleStates: [RoleState]
+    /// The rebuild in progress, if any (guarded by `stateLock`).
+    var rebuilderSlot: Rebuilder?
+    /// `-o rebuild_rate=`: bytes per second, nil for unthrottled.
+    public var rebuildRateBytesPerSecond: Double?
     private var counters: [MemberCounters]
     private let superblockWriteLock = Mutex()
 
@@ -42,8 +54,9 @@ public final class RAIDArray: @unchecked Sendable {
     let zeroStripe: AlignedBuffer
     let workspaces: Pool<StripeWorkspace>
     let namespace: NamespaceState
-    /// Set once in init (it needs `self`).
+    /// Set once in init (they need `self`).
     public private(set) var intentLog: IntentLog!
+    public private(set) var eventLog: EventLog!
     /// Regions the members' intent logs named at assembly: resynced by
     /// `markInUse` before anything is served.
     public private(set) var pendingResync: [(IntentLog.Region, String)] = []
@@ -60,16 +73,19 @@ public final class RAIDArray: @unchecked Sendable {
         arrayUUID = sb.arrayUUID
         self.readOnly = readOnly
         self.logger = logger
-        members = plan.membersByRole
+        memberSlots = plan.membersByRole
+        spareMembers = plan.spares.map { ($0.superblock.memberUUID, $0.member) }
         superblock = sb
         roleStates = sb.roles.map { $0.state }
         counters = Array(repeating: MemberCounters(), count: geometry.memberCount)
         activeFlags = .allocate(capacity: geometry.memberCount)
+        roleGenerations = .allocate(capacity: geometry.memberCount)
+        roleGenerations.initialize(repeating: 0, count: geometry.memberCount)
         for r in 0..<geometry.memberCount {
             let present = plan.membersByRole[r] != nil
-            activeFlags[r] = present ? 1 : 0
-            if !present && roleStates[r] == .active { roleStates[r] = .missing }
-            if present { roleStates[r] = .active }
+            if !present && (roleStates[r] == .active || roleStates[r] == .rebuilding) { roleStates[r] = .missing }
+            if present && roleStates[r] != .rebuilding { roleStates[r] = .active }
+            activeFlags[r] = !present ? 0 : (roleStates[r] == .rebuilding ? 2 : 1)
         }
         zeroStripe = AlignedBuffer(count: geometry.stripeDataBytes)
         zeroChunkCRC = crc32c(zeroStripe.pointer, count: geometry.chunkSizeBytes)
@@ -77,6 +93,11 @@ public final class RAIDArray: @unchecked Sendable {
         workspaces = Pool(keepMax: 16) { StripeWorkspace(geometry: g) }
         namespace = NamespaceState()
         intentLog = IntentLog(array: self, enabled: intentLogEnabled && !readOnly)
+        let history = activeRoles.first.flatMap { try? member($0)!.readEvents() }.map(EventLog.parse) ?? []
+        eventLog = EventLog(logger: logger, history: history) { [unowned self] bytes in
+            guard !self.readOnly else { return }
+            for role in self.activeRoles { try? self.member(role)!.appendEvents(bytes) }
+        }
         readIntentLogs()
     }
 
@@ -84,7 +105,7 @@ public final class RAIDArray: @unchecked Sendable {
     private func readIntentLogs() {
         var seen = Set<IntentLog.Region>()
         for role in activeRoles {
-            guard let bytes = try? members[role]!.readIntentLog(), !bytes.isEmpty else { continue }
+            guard let bytes = try? member(role)!.readIntentLog(), !bytes.isEmpty else { continue }
             guard let log = IntentLog.decode(bytes) else {
                 logger.warning("member \(role) (\(memberName(role))): write-intent log unreadable; resyncing everything")
                 pendingResyncAll = true
@@ -99,7 +120,10 @@ public final class RAIDArray: @unchecked Sendable {
         }
     }
 
-    deinit { activeFlags.deallocate() }
+    deinit {
+        activeFlags.deallocate()
+        roleGenerations.deallocate()
+    }
 
     /// Assembles the array from `directories`. Nothing is written: call
     /// `markInUse()` once the array is really going to be served.
@@ -199,14 +223,16 @@ public final class RAIDArray: @unchecked Sendable {
     /// Makes everything written so far durable on every active member.
     func syncAllMembers() {
         for role in activeRoles {
-            do { try members[role]!.syncAll() } catch { noteWriteError(role: role, error) }
+            do { try member(role)!.syncAll() } catch { noteWriteError(role: role, error) }
         }
     }
 
     /// Starts the background work of a mounted array: the intent-log flusher
     /// (clears regions idle for 2 s, after a syncfs of the members).
     public func startBackgroundWork() {
-        guard !readOnly, intentLog.enabled else { return }
+        guard !readOnly else { return }
+        startRebuildIfPossible()
+        guard intentLog.enabled else { return }
         let t = Thread { [weak self] in
             while let self, !self.stopFlusher.withLock({ self.flusherStopped }) {
                 usleep(500_000)
@@ -221,9 +247,21 @@ public final class RAIDArray: @unchecked Sendable {
     // MARK: state
 
     @inline(__always)
-    public func isActive(_ role: Int) -> Bool { activeFlags[role] != 0 }
+    public func isActive(_ role: Int) -> Bool { activeFlags[role] == 1 }
+
+    /// Active, or being rebuilt: takes writes.
+    @inline(__always)
+    public func isWritable(_ role: Int) -> Bool { activeFlags[role] != 0 }
 
     public var activeRoles: [Int] { (0..<geometry.memberCount).filter { isActive($0) } }
+    public var rebuildingRoles: [Int] { (0..<geometry.memberCount).filter { activeFlags[$0] == 2 } }
+
+    public func member(_ role: Int) -> Member? { stateLock.withLock { memberSlots[role] } }
+
+    public var spares: [Member] { stateLock.withLock { spareMembers.map { $0.member } } }
+
+    /// The superblock as it stands (for status and the rebuilder).
+    public var currentSuperblock: Superblock { stateLock.withLock { superblock } }
 
     public var state: ArrayState {
         stateLock.withLock { stateLocked }
@@ -233,7 +271,7 @@ public final class RAIDArray: @unchecked Sendable {
         let lost = roleStates.filter { $0 != .active }.count
         if lost == 0 { return .clean }
         if lost > geometry.parityChunkCount { return .failed }
-        return .degraded
+        return roleStates.contains(.rebuilding) ? .rebuilding : .degraded
     }
 
     public var events: UInt64 { stateLock.withLock { superblock.events } }
@@ -244,8 +282,8 @@ public final class RAIDArray: @unchecked Sendable {
 
     func noteReadError(role: Int, _ error: Error) {
         stateLock.withLock { counters[role].readErrors += 1 }
-        logger.error("member \(role) (\(memberName(role))): read error: \(error)")
-        if let m = members[role], !m.isPresent() {
+        eventLog.record(ArrayEvent(kind: "read-error", member: role, message: "\(error)"))
+        if let m = member(role), !m.isPresent() {
             memberFailed(role: role, reason: "member vanished (\(error))")
         }
     }
@@ -257,28 +295,31 @@ public final class RAIDArray: @unchecked Sendable {
 
     func noteChecksumError(role: Int, path: String, stripe: UInt64) {
         stateLock.withLock { counters[role].checksumErrors += 1 }
-        logger.error("member \(role) (\(memberName(role))): checksum mismatch in \(path) stripe \(stripe)")
+        eventLog.record(ArrayEvent(kind: "checksum-error", member: role, path: path,
+                                   message: "checksum mismatch in stripe \(stripe) on \(memberName(role))"))
     }
 
     func noteRepaired(role: Int, path: String, stripe: UInt64) {
         stateLock.withLock { counters[role].repairedChunks += 1 }
-        logger.notice("member \(role) (\(memberName(role))): rewrote \(path) stripe \(stripe) from redundancy")
+        eventLog.record(ArrayEvent(kind: "repaired", member: role, path: path,
+                                   message: "rewrote stripe \(stripe) on \(memberName(role)) from redundancy"))
     }
 
-    public func memberName(_ role: Int) -> String { members[role]?.name ?? "(missing)" }
+    public func memberName(_ role: Int) -> String { member(role)?.name ?? "(missing)" }
 
     /// Marks a role faulty, moves the event counter on and records it in the
     /// superblocks of the members still active, so the failed member, if it
     /// comes back, is recognised as stale.
     public func memberFailed(role: Int, reason: String) {
         let changed: Bool = stateLock.withLock {
-            guard roleStates[role] == .active else { return false }
+            guard roleStates[role] == .active || roleStates[role] == .rebuilding else { return false }
             roleStates[role] = .faulty
             activeFlags[role] = 0
             return true
         }
         guard changed else { return }
-        logger.critical("member \(role) (\(memberName(role))) marked faulty: \(reason); array is \(state.rawValue)")
+        eventLog.record(ArrayEvent(kind: "member-failed", member: role,
+                                   message: "\(memberName(role)) marked faulty: \(reason); array is \(state.rawValue)"))
         if !readOnly {
             try? persistState(clean: false, reason: "member \(role) faulty")
         }
@@ -287,7 +328,7 @@ public final class RAIDArray: @unchecked Sendable {
     /// Writes the current membership to every active member's superblock,
     /// moving the event counter on. A member that cannot take its superblock
     /// is failed in turn and the survivors are written again.
-    func persistState(clean: Bool, reason: String) throws {
+    func persistState(clean: Bool, reason: String, checkpoint: RebuildCheckpoint?? = nil) throws {
         try superblockWriteLock.withLock {
             while true {
                 let (sb, targets): (Superblock, [Int]) = stateLock.withLock {
@@ -295,7 +336,9 @@ public final class RAIDArray: @unchecked Sendable {
                     superblock.clean = clean
                     superblock.updatedAt = Date().timeIntervalSince1970
                     for r in 0..<geometry.memberCount { superblock.roles[r].state = roleStates[r] }
-                    return (superblock, (0..<geometry.memberCount).filter { roleStates[$0] == .active })
+                    superblock.spares = spareMembers.map { $0.uuid }
+                    if let c = checkpoint { superblock.rebuild = c }
+                    return (superblock, (0..<geometry.memberCount).filter { roleStates[$0] == .active || roleStates[$0] == .rebuilding })
                 }
                 var failed: [(Int, Error)] = []
                 for r in targets {
@@ -303,12 +346,18 @@ public final class RAIDArray: @unchecked Sendable {
                     mine.role = r
                     mine.memberUUID = sb.roles[r].memberUUID
                     do {
-                        try members[r]!.writeSuperblock(mine.encoded())
+                        try member(r)!.writeSuperblock(mine.encoded())
                     } catch {
                         failed.append((r, error))
                     }
                 }
-                if failed.count == targets.count && !targets.isEmpty {
+                for (uuid, spare) in stateLock.withLock({ spareMembers }) {
+                    var mine = sb
+                    mine.role = -1
+                    mine.memberUUID = uuid
+                    try? spare.writeSuperblock(mine.encoded())
+                }
+                if failed.count == targets.count && !targets.isEmpty && targets.contains(where: { roleStates[$0] == .active }) {
                     throw FSError.io("no member accepted its superblock (\(failed.map { "\($0.1)" }.joined(separator: "; ")))")
                 }
                 if failed.isEmpty {
@@ -331,6 +380,10 @@ public final class RAIDArray: @unchecked Sendable {
     public func shutdown() {
         guard !readOnly else { return }
         stopFlusher.withLock { flusherStopped = true }
+        if let r = stateLock.withLock({ rebuilderSlot }) {
+            r.stop()
+            while r.isRunning { usleep(10_000) }
+        }
         do {
             try intentLog.flushIdle(idleSeconds: 0)
         } catch {

@@ -179,6 +179,16 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         }
     }
 
+    private var events: [UInt8] = []
+
+    public func readEvents() throws -> [UInt8] {
+        try lock.withLock { try check("read events", "/"); return events }
+    }
+
+    public func appendEvents(_ bytes: [UInt8]) throws {
+        try lock.withLock { try check("append events", "/"); events += bytes }
+    }
+
     public func syncAll() throws {
         try lock.withLock {
             try check("syncfs", "/")

@@ -44,7 +44,7 @@ extension ArrayFile {
     @inline(__always)
     @discardableResult
     func writeChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>) -> Bool {
-        guard let f = usable(role) else { return false }
+        guard let f = writable(role) else { return false }
         let chunkBytes = array.geometry.chunkSizeBytes
         var raw = ChunkEntry.encode(crc: crc32c(buffer, count: chunkBytes)).littleEndian
         do {

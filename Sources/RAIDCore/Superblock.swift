@@ -5,6 +5,15 @@ public enum RoleState: String, Codable, Sendable {
     case active, faulty, missing, rebuilding, spare
 }
 
+public struct RebuildCheckpoint: Codable, Equatable, Sendable {
+    public var role: Int
+    public var memberUUID: String
+    /// Files are rebuilt in sorted depth-first order; this one and all
+    /// before it are done.
+    public var lastPath: String
+    public var bytesDone: UInt64
+}
+
 public struct RoleRecord: Codable, Equatable, Sendable {
     public var memberUUID: String
     public var state: RoleState
@@ -35,6 +44,8 @@ public struct Superblock: Codable, Equatable, Sendable {
     public var updatedAt: Double
     /// False while mounted read-write; true after a clean shutdown.
     public var clean: Bool
+    /// Where a rebuild stood at its last checkpoint: a remount resumes there.
+    public var rebuild: RebuildCheckpoint? = nil
 
     public var geometry: Geometry {
         Geometry(level: level, memberCount: memberCount, chunkSizeBytes: chunkSizeBytes)

@@ -22,6 +22,7 @@ enum RaidfsCommand {
         var readOnly = false
         var intentLog = true
         var force = false
+        var rebuildRateBytesPerSecond: Double? = nil
         var fuseOptions: [String] = []
     }
 
@@ -48,6 +49,14 @@ enum RaidfsCommand {
                     case "rw", "defaults", "auto", "noauto", "nofail", "user", "nouser", "_netdev": break
                     default:
                         if opt.hasPrefix("fsname=") || opt.hasPrefix("subtype=") { break }
+                        if opt.hasPrefix("rebuild_rate=") {
+                            // MB/s (10^6 bytes), as md's speed limits are per device in KiB/s.
+                            guard let v = Double(opt.dropFirst("rebuild_rate=".count)), v > 0 else {
+                                throw UsageError("-o \(opt): rebuild_rate takes a positive number of MB/s")
+                            }
+                            o.rebuildRateBytesPerSecond = v * 1e6
+                            break
+                        }
                         o.fuseOptions.append(opt)
                     }
                 }
@@ -67,7 +76,7 @@ enum RaidfsCommand {
         }
         o.members = positional[0].split(separator: ":").map(String.init).filter { !$0.isEmpty }
         guard !o.members.isEmpty else { throw UsageError("no member directories in \(positional[0])") }
-        o.mountpoint = positional[1]
+        o.mountpoint = absolutePath(positional[1])
         return o
     }
 
@@ -130,16 +139,26 @@ enum RaidfsCommand {
         if o.debug { fuseArgs.append("-d") }
         let opts = ["fsname=raidfs", "subtype=raidfs", "default_permissions"] + o.fuseOptions
         fuseArgs += ["-o", opts.joined(separator: ",")]
+        array.rebuildRateBytesPerSecond = o.rebuildRateBytesPerSecond
+        let control = ControlServer(path: ControlProtocol.socketPath(mountpoint: o.mountpoint), logger: logger) { req, send in
+            ArrayController.handle(array, req, send: send)
+        }
         let m = MountedArray(array: array, logger: logger) {
             do {
                 try array.markInUse()
                 array.startBackgroundWork()
+                do {
+                    try control.start()
+                } catch {
+                    logger.error("control socket \(control.path): \(error); raidctl cannot reach this mount")
+                }
                 logger.info("array \(array.arrayUUID) mounted at \(o.mountpoint): RAID \(array.geometry.level.rawValue), \(array.geometry.memberCount) members, \(array.state.rawValue)")
             } catch {
                 logger.critical("cannot record the array in its superblocks: \(error)")
             }
         }
         let rc = serve(m, fuseArguments: fuseArgs)
+        control.stop()
         array.shutdown()
         return rc
     }

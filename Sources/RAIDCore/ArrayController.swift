@@ -1,0 +1,75 @@
+import Foundation
+
+/// Answers control requests for a mounted array (the daemon's side of
+/// `raidctl`). Every request either changes the array as asked or changes
+/// nothing and says why.
+public enum ArrayController {
+    public static func handle(_ array: RAIDArray, _ req: ControlRequest, send: (ControlResponse) -> Bool) {
+        do {
+            switch req.command {
+            case "status":
+                _ = send(ControlResponse(ok: true, status: array.status()))
+            case "fail":
+                let role = try array.resolveRole(try required(req.member, "member"))
+                _ = send(ControlResponse(ok: true, message: try array.failByAdministrator(role, force: req.force ?? false),
+                                         status: array.status()))
+            case "remove":
+                _ = send(ControlResponse(ok: true, message: try array.removeMember(try required(req.member, "member"), force: req.force ?? false),
+                                         status: array.status()))
+            case "add":
+                _ = send(ControlResponse(ok: true, message: try array.addSpare(directory: try required(req.directory, "directory")),
+                                         status: array.status()))
+            case "events":
+                if req.follow == true {
+                    let queue = EventQueue()
+                    let id = array.eventLog.follow { queue.push($0) }
+                    defer { array.eventLog.unfollow(id) }
+                    guard send(ControlResponse(ok: true, events: array.eventLog.history())) else { return }
+                    while true {
+                        // An empty batch each idle second notices a follower that went away.
+                        let batch = queue.pop().map { [$0] } ?? []
+                        if !send(ControlResponse(ok: true, events: batch)) { return }
+                    }
+                } else {
+                    _ = send(ControlResponse(ok: true, events: array.eventLog.history()))
+                }
+            case "replace", "scrub", "inject":
+                throw FSError(ENOSYS, "\(req.command) is not implemented yet in this raidfs")
+            default:
+                throw FSError.invalid("unknown command \(req.command)")
+            }
+        } catch let e as FSError {
+            _ = send(ControlResponse(ok: false, error: e.message))
+        } catch {
+            _ = send(ControlResponse(ok: false, error: "\(error)"))
+        }
+    }
+
+    private static func required(_ v: String?, _ name: String) throws -> String {
+        guard let v, !v.isEmpty else { throw FSError.invalid("request lacks \(name)") }
+        return v
+    }
+}
+
+/// Hands events from the logging thread to a follower's connection thread;
+/// bounded, so a stalled follower cannot grow it without limit.
+final class EventQueue: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var items: [ArrayEvent] = []
+    static let max = 10_000
+
+    func push(_ e: ArrayEvent) {
+        cond.lock()
+        if items.count < EventQueue.max { items.append(e) }
+        cond.signal()
+        cond.unlock()
+    }
+
+    /// The next event, or nil after a second without one.
+    func pop() -> ArrayEvent? {
+        cond.lock()
+        defer { cond.unlock() }
+        if items.isEmpty { cond.wait(until: Date().addingTimeInterval(1)) }
+        return items.isEmpty ? nil : items.removeFirst()
+    }
+}

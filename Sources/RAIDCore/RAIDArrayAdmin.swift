@@ -1,0 +1,175 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What an administrator does to a running array: fail, remove, add a spare,
+/// and the rebuild that follows; and the status they read.
+extension RAIDArray {
+    /// A role named by index ("2") or by its member's directory.
+    public func resolveRole(_ name: String) throws -> Int {
+        if let i = Int(name) {
+            guard i >= 0 && i < geometry.memberCount else {
+                throw FSError.invalid("member \(i): no such role (array has \(geometry.memberCount): 0–\(geometry.memberCount - 1))")
+            }
+            return i
+        }
+        let wanted = absolutePath(name)
+        for r in 0..<geometry.memberCount where member(r)?.name == wanted || member(r)?.name == name { return r }
+        throw FSError.invalid("\(name): not a member of array \(arrayUUID)")
+    }
+
+    /// `raidctl fail`: marks a role faulty at once. Refused when that would
+    /// lose data (beyond redundancy), unless forced.
+    public func failByAdministrator(_ role: Int, force: Bool) throws -> String {
+        let (state, lostAfter) = stateLock.withLock { (roleStates[role], roleStates.filter { $0 != .active }.count + 1) }
+        guard state == .active || state == .rebuilding else {
+            throw FSError.invalid("member \(role) is already \(state.rawValue)")
+        }
+        if lostAfter > geometry.parityChunkCount && state == .active && !force {
+            throw FSError(EBUSY, "failing member \(role) would leave RAID \(geometry.level.rawValue) with \(geometry.memberCount - lostAfter) of \(geometry.memberCount) members: data would be lost (use --force)")
+        }
+        if state == .rebuilding, let r = stateLock.withLock({ rebuilderSlot }), r.role == role { r.stop() }
+        memberFailed(role: role, reason: "failed by administrator")
+        return "member \(role) (\(memberName(role))) marked faulty; array is \(self.state.rawValue)"
+    }
+
+    /// `raidctl remove`: detaches a faulty role's member, or a spare.
+    public func removeMember(_ name: String, force: Bool) throws -> String {
+        if let idx = stateLock.withLock({ spareMembers.firstIndex { $0.member.name == absolutePath(name) || $0.member.name == name } }) {
+            let spare = stateLock.withLock { spareMembers.remove(at: idx) }
+            try persistState(clean: false, reason: "spare removed")
+            eventLog.record(ArrayEvent(kind: "spare-removed", message: "spare \(spare.member.name) removed"))
+            return "spare \(spare.member.name) removed"
+        }
+        let role = try resolveRole(name)
+        let state = roleState(role)
+        if state == .active || state == .rebuilding {
+            guard force else {
+                throw FSError(EBUSY, "member \(role) (\(memberName(role))) is \(state.rawValue): fail it first (or use --force)")
+            }
+            _ = try failByAdministrator(role, force: true)
+        }
+        let name = memberName(role)
+        stateLock.withLock {
+            memberSlots[role] = nil
+            roleStates[role] = .missing
+            activeFlags[role] = 0
+            roleGenerations[role] &+= 1
+        }
+        try persistState(clean: false, reason: "member \(role) removed")
+        eventLog.record(ArrayEvent(kind: "member-removed", member: role, message: "\(name) removed from role \(role)"))
+        return "member \(role) (\(name)) removed"
+    }
+
+    /// `raidctl add`: an empty directory becomes a hot spare; if the array is
+    /// degraded the rebuild onto it starts at once. A former member of this
+    /// array is taken as a new, empty spare — never trusted as it is.
+    public func addSpare(directory: String) throws -> String {
+        let dir = absolutePath(directory)
+        for r in 0..<geometry.memberCount where member(r)?.name == dir && isWritable(r) {
+            throw FSError.invalid("\(dir) is already member \(r) of this array")
+        }
+        if spares.contains(where: { $0.name == dir }) { throw FSError.invalid("\(dir) is already a spare") }
+        var reused = false
+        if let bytes = try? DirectoryMember(root: dir).readSuperblock(), let old = try? Superblock.decode(bytes, source: dir) {
+            guard old.arrayUUID == arrayUUID else {
+                throw FSError.invalid("\(dir): belongs to another array (\(old.arrayUUID))")
+            }
+            // A returning member: stale by its event counter. Start it over.
+            try ArrayCreator.wipeMember(dir)
+            reused = true
+        } else {
+            try ArrayCreator.checkEmptyDirectory(dir)
+        }
+        let data = dir + "/" + DirectoryMember.dataDirectoryName
+        guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
+        let uuid = UUID().uuidString.lowercased()
+        stateLock.withLock { spareMembers.append((uuid, DirectoryMember(root: dir))) }
+        try persistState(clean: false, reason: "spare added")
+        eventLog.record(ArrayEvent(kind: "spare-added", message: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")"))
+        let started = startRebuildIfPossible()
+        return started.map { "\(dir) added; rebuilding role \($0) onto it" } ?? "\(dir) added as a hot spare"
+    }
+
+    /// Starts a rebuild when a role is lost and a spare is free, or resumes
+    /// one the superblocks say was running. Returns the role being rebuilt.
+    @discardableResult
+    public func startRebuildIfPossible() -> Int? {
+        guard !readOnly else { return nil }
+        let plan: (Int, Member, String, RebuildCheckpoint?)? = stateLock.withLock {
+            if rebuilderSlot?.isRunning == true { return nil }
+            if let r = (0..<geometry.memberCount).first(where: { roleStates[$0] == .rebuilding }), let m = memberSlots[r] {
+                return (r, m, superblock.roles[r].memberUUID, superblock.rebuild)
+            }
+            guard let r = (0..<geometry.memberCount).first(where: { roleStates[$0] == .faulty || roleStates[$0] == .missing }),
+                  !spareMembers.isEmpty, roleStates.filter({ $0 == .active }).count >= geometry.dataChunkCount else { return nil }
+            let spare = spareMembers.removeFirst()
+            memberSlots[r] = spare.member
+            roleGenerations[r] &+= 1
+            roleStates[r] = .rebuilding
+            superblock.roles[r].memberUUID = spare.uuid
+            superblock.rebuild = nil
+            activeFlags[r] = 2
+            return (r, spare.member, spare.uuid, nil)
+        }
+        guard let (role, target, uuid, checkpoint) = plan else { return nil }
+        do {
+            try persistState(clean: false, reason: "rebuild of role \(role) started")
+        } catch {
+            logger.error("rebuild of role \(role): \(error)")
+            return nil
+        }
+        let r = Rebuilder(array: self, role: role, target: target, targetUUID: uuid,
+                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: checkpoint)
+        stateLock.withLock { rebuilderSlot = r }
+        r.start()
+        return role
+    }
+
+    func checkpointRebuild(_ c: RebuildCheckpoint) {
+        try? persistState(clean: false, reason: "rebuild checkpoint", checkpoint: .some(c))
+    }
+
+    func finishRebuild(_ r: Rebuilder) {
+        let ok: Bool = stateLock.withLock {
+            guard roleStates[r.role] == .rebuilding, memberSlots[r.role] === r.target else { return false }
+            roleStates[r.role] = .active
+            activeFlags[r.role] = 1
+            return true
+        }
+        guard ok else { return }
+        try? persistState(clean: false, reason: "rebuild of role \(r.role) finished", checkpoint: .some(nil))
+        let st = r.status
+        eventLog.record(ArrayEvent(kind: "rebuild-finished", member: r.role,
+                                   message: "role \(r.role) rebuilt onto \(r.target.name) (\(String(format: "%.1f", st.bytesPerSecond / 1e6)) MB/s); array is \(state.rawValue)"))
+        startRebuildIfPossible()
+    }
+
+    func rebuildMissed(_ what: String) {
+        stateLock.withLock { rebuilderSlot }?.missed()
+    }
+
+    public var rebuildStatus: ProgressStatus {
+        stateLock.withLock { rebuilderSlot }?.status
+            ?? ProgressStatus(running: false, progress: 0, bytesPerSecond: 0, etaSeconds: nil)
+    }
+
+    /// What `raidctl status` shows.
+    public func status() -> ArrayStatus {
+        let (states, names, sb) = stateLock.withLock { (roleStates, memberSlots.map { $0?.name ?? "" }, superblock) }
+        var rebuild = rebuildStatus
+        if !states.contains(.rebuilding) { rebuild.running = false }
+        return ArrayStatus(
+            arrayUUID: arrayUUID, level: geometry.level.rawValue, chunkSizeBytes: geometry.chunkSizeBytes,
+            state: state.rawValue, events: sb.events,
+            members: (0..<geometry.memberCount).map { r in
+                let c = counters(r)
+                return MemberStatus(index: r, path: names[r], state: states[r].rawValue,
+                                    readErrors: c.readErrors, writeErrors: c.writeErrors, checksumErrors: c.checksumErrors)
+            },
+            spares: spares.map { $0.name },
+            rebuild: rebuild,
+            scrub: ProgressStatus(running: false, progress: 0, bytesPerSecond: 0, etaSeconds: nil, repaired: 0, unrecoverable: 0))
+    }
+}

@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import RAIDCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A connection to a mounted array's control socket.
+struct ControlClient {
+    let mountpoint: String
+    let fd: Int32
+    var buffer: [UInt8] = []
+
+    init(mountpoint: String) throws {
+        let mp = absolutePath(mountpoint)
+        self.mountpoint = mp
+        let path = ControlProtocol.socketPath(mountpoint: mp)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FSError.system("socket", path) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw FSError(ENOENT, "\(mp): no raidfs control socket (\(path): \(why)); is a raidfs array mounted there?")
+        }
+        self.fd = fd
+    }
+
+    func send(_ req: ControlRequest) throws {
+        guard ControlWire.send(req, fd: fd) else { throw FSError.system("send", mountpoint) }
+    }
+
+    mutating func receive() throws -> ControlResponse? {
+        guard let line = ControlWire.receiveLine(fd: fd, buffer: &buffer) else { return nil }
+        let resp = try JSONDecoder().decode(ControlResponse.self, from: Data(line))
+        if !resp.ok { throw FSError(EINVAL, "\(mountpoint): \(resp.error ?? "request refused")") }
+        return resp
+    }
+
+    /// One request, one answer.
+    static func request(_ mountpoint: String, _ req: ControlRequest) throws -> ControlResponse {
+        var c = try ControlClient(mountpoint: mountpoint)
+        defer { close(c.fd) }
+        try c.send(req)
+        guard let r = try c.receive() else { throw FSError.io("\(mountpoint): the daemon closed the control connection") }
+        return r
+    }
+}
+
+/// A role index as given; a directory made absolute (the daemon runs in /).
+func memberArgument(_ m: String) -> String { Int(m) != nil ? m : absolutePath(m) }
+
+func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+func padLeft(_ s: String, _ width: Int) -> String { s.count >= width ? s : String(repeating: " ", count: width - s.count) + s }
+
+func bar(_ fraction: Double, width: Int = 20) -> String {
+    let f = max(0, min(1, fraction))
+    let done = Int(f * Double(width))
+    return "[" + String(repeating: "=", count: done) + (done < width ? ">" : "") + String(repeating: ".", count: max(0, width - done - 1)) + "]"
+}
+
+func duration(_ s: Double?) -> String {
+    guard let s, s.isFinite else { return "?" }
+    let t = Int(s)
+    return String(format: "%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60)
+}
+
+func render(_ st: ArrayStatus, mountpoint: String) -> String {
+    var out = "\(mountpoint): raid\(st.level) array \(st.arrayUUID) (chunk \(st.chunkSizeBytes / 1024)K, events \(st.events))\n"
+    out += "   state: \(st.state)\n"
+    for (name, p) in [("rebuild", st.rebuild), ("scrub", st.scrub)] where p.running {
+        out += String(format: "   %@: %@ %5.1f%%  %.1f MB/s  eta %@", name, bar(p.progress), p.progress * 100,
+                      p.bytesPerSecond / 1e6, duration(p.etaSeconds))
+        if let r = p.role { out += "  (role \(r) → \(p.target ?? "?"))" }
+        out += "\n"
+    }
+    out += "\n   ROLE  STATE         READ  WRITE  CKSUM  MEMBER\n"
+    for m in st.members {
+        out += "   " + padLeft("\(m.index)", 4) + "  " + pad(m.state, 10) + " " + padLeft("\(m.readErrors)", 6)
+            + " " + padLeft("\(m.writeErrors)", 6) + " " + padLeft("\(m.checksumErrors)", 6) + "  " + (m.path.isEmpty ? "-" : m.path) + "\n"
+    }
+    if !st.spares.isEmpty { out += "   spares: " + st.spares.joined(separator: ", ") + "\n" }
+    return out
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a mounted array's state (exit 0 clean, 1 degraded or rebuilding, 2 failed).")
+    @Flag(name: .long, help: "Print JSON.") var json = false
+    @Flag(name: .long, help: "Redraw every second until interrupted.") var watch = false
+    @Argument(help: "The mount point.") var mountpoint: String
+
+    func run() throws {
+        if watch {
+            while true {
+                let st = try ControlClient.request(mountpoint, ControlRequest(command: "status")).status!
+                print("\u{1B}[H\u{1B}[2J" + (json ? jsonText(st) : render(st, mountpoint: absolutePath(mountpoint))), terminator: "")
+                fflush(stdout)
+                sleep(1)
+            }
+        }
+        let st = try ControlClient.request(mountpoint, ControlRequest(command: "status")).status!
+        print(json ? jsonText(st) : render(st, mountpoint: absolutePath(mountpoint)), terminator: json ? "\n" : "")
+        throw ExitCode(st.exitCode)
+    }
+}
+
+func jsonText<T: Encodable>(_ v: T) -> String {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return String(decoding: (try? enc.encode(v)) ?? Data(), as: UTF8.self)
+}
+
+struct Fail: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mark a member faulty now (the array goes degraded).")
+    @Flag(name: .long, help: "Fail it even if that loses data.") var force = false
+    @Argument(help: "The mount point.") var mountpoint: String
+    @Argument(help: "Role index or member directory.") var member: String
+    func run() throws {
+        print(try ControlClient.request(mountpoint, ControlRequest(command: "fail", member: memberArgument(member), force: force)).message ?? "")
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Detach a faulty member or a spare.")
+    @Flag(name: .long, help: "Remove an active member (fails it first).") var force = false
+    @Argument(help: "The mount point.") var mountpoint: String
+    @Argument(help: "Role index, member directory or spare directory.") var member: String
+    func run() throws {
+        print(try ControlClient.request(mountpoint, ControlRequest(command: "remove", member: memberArgument(member), force: force)).message ?? "")
+    }
+}
+
+struct Add: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Add an empty directory as a hot spare; used at once if degraded.")
+    @Argument(help: "The mount point.") var mountpoint: String
+    @Argument(help: "An empty directory (or a former member, which is started over).") var directory: String
+    func run() throws {
+        print(try ControlClient.request(mountpoint, ControlRequest(command: "add", directory: absolutePath(directory))).message ?? "")
+    }
+}
+
+struct Replace: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Rebuild onto DIR while MEMBER still serves, then retire MEMBER.")
+    @Argument(help: "The mount point.") var mountpoint: String
+    @Argument(help: "Role index or member directory.") var member: String
+    @Argument(help: "An empty directory.") var directory: String
+    func run() throws {
+        print(try ControlClient.request(mountpoint, ControlRequest(command: "replace", member: memberArgument(member), directory: absolutePath(directory))).message ?? "")
+    }
+}
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the array's event log.")
+    @Flag(name: .long, help: "Keep printing new events.") var follow = false
+    @Flag(name: .long, help: "Print JSON lines.") var json = false
+    @Argument(help: "The mount point.") var mountpoint: String
+    func run() throws {
+        var c = try ControlClient(mountpoint: mountpoint)
+        defer { close(c.fd) }
+        try c.send(ControlRequest(command: "events", follow: follow))
+        while let r = try c.receive() {
+            for e in r.events ?? [] {
+                print(json ? String(decoding: (try? JSONEncoder().encode(e)) ?? Data(), as: UTF8.self) : e.line)
+            }
+            fflush(stdout)
+            if !follow { return }
+        }
+    }
+}
