@@ -19,6 +19,9 @@ rm -rf "$DEMO"
 mkdir -p "$MNT"
 DISKS=()
 for i in 0 1 2 3 4 5; do mkdir -p "$DEMO/disk$i"; DISKS+=("$DEMO/disk$i"); done
+# mount -t fuse.raidfs and /etc/fstab find the daemon on mount(8)'s PATH.
+ln -sf "$BIN/raidfs" /usr/local/bin/raidfs 2>/dev/null || true
+ln -sf "$BIN/raidctl" /usr/local/bin/raidctl 2>/dev/null || true
 "$BIN/raidctl" create --level 6 --chunk 128K "${DISKS[@]}"
 MEMBERS="$(IFS=:; echo "${DISKS[*]}")"
 "$BIN/raidfs" "$MEMBERS" "$MNT"

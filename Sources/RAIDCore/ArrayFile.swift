@@ -194,6 +194,7 @@ extension ArrayFile {
                 st.st_size = off_t(s)
                 st.st_blocks = blkcnt_t((s + 511) / 512)
                 st.st_blksize = blksize_t(array.geometry.stripeDataBytes)
+                st.st_ino = ino_t(fileId)
                 return st
             } catch {
                 lastError = error

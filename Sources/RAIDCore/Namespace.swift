@@ -83,21 +83,24 @@ extension RAIDArray {
     public func getattr(_ path: String) throws -> stat {
         var st = try onPrimary("getattr \(path)") { try $0.lstat(path) }
         if (st.st_mode & S_IFMT) == S_IFREG {
-            let size = try logicalSize(path)
+            let (size, fileId) = try logicalSize(path)
             st.st_size = off_t(size)
             st.st_blocks = blkcnt_t((size + 511) / 512)
+            // The file id: the same through every hard link, on every
+            // member, across remounts.
+            st.st_ino = ino_t(fileId)
         }
         st.st_blksize = blksize_t(geometry.stripeDataBytes)
         return st
     }
 
     /// The size of a file: live from its open state, else from its header.
-    func logicalSize(_ path: String) throws -> UInt64 {
+    func logicalSize(_ path: String) throws -> (size: UInt64, fileId: UInt64) {
         let header = try readHeader(path)
         if let af = namespace.lock.withLock({ namespace.openFiles[header.fileId] }) {
-            return af.currentSize()
+            return (af.currentSize(), header.fileId)
         }
-        return header.size
+        return (header.size, header.fileId)
     }
 
     private func readHeader(_ path: String) throws -> FileHeader {
@@ -227,8 +230,9 @@ extension RAIDArray {
             if exists {
                 if exclusive { throw FSError(EEXIST, "\(path): file exists") }
             } else {
+                // 63 bits: also the file's inode number, which must stay positive as off_t-like values do.
                 var id: UInt64 = 0
-                repeat { id = UInt64.random(in: 1...UInt64.max) } while namespace.openFiles[id] != nil
+                repeat { id = UInt64.random(in: (1 << 32)...(UInt64(Int64.max))) } while namespace.openFiles[id] != nil
                 let header = AlignedBuffer(count: 4096)
                 FileHeader(fileId: id, size: 0).encode(into: header.pointer)
                 try replicateLocked("create \(path)") { m in

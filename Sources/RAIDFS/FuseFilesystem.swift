@@ -79,6 +79,16 @@ func makeOperations() -> fuse_operations {
         conn!.pointee.max_write = 1 << 20
         conn!.pointee.max_readahead = 1 << 20
         cfg!.pointee.nullpath_ok = 1
+        // Inode numbers are ours: a regular file's is its file id, stable
+        // across remounts and shared by its hard links.
+        cfg!.pointee.use_ino = 1
+        // No attribute or entry caching in the kernel: the high-level API
+        // gives each hard link its own node, so a cached link count or size
+        // would go stale when the file changes through another name (libfuse's
+        // passthrough example makes the same choice).
+        cfg!.pointee.attr_timeout = 0
+        cfg!.pointee.entry_timeout = 0
+        cfg!.pointee.negative_timeout = 0
         // Unlink removes member files at once; open handles keep their fds.
         cfg!.pointee.hard_remove = 1
         mounted.onInit()
@@ -208,6 +218,7 @@ func makeOperations() -> fuse_operations {
             for e in entries {
                 var st = stat()
                 st.st_mode = mode_t(e.type) << 12
+                st.st_ino = 0xffff_ffff  // FUSE_UNKNOWN_INO: the kernel asks getattr for the real one
                 if filler!(buf, e.name, &st, 0, fuse_fill_dir_flags(0)) != 0 { break }
             }
             return 0
