@@ -39,7 +39,7 @@ let package = Package(
         .testTarget(name: "RAIDCoreTests",
                     dependencies: ["RAIDCore", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "RAIDFSTests", dependencies: ["RAIDCore"],
+        .testTarget(name: "RAIDFSTests", dependencies: ["RAIDCore", "CLinux"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -4,6 +4,7 @@
 #define RAIDFS_CLINUX_SHIM_H
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/xattr.h>
 int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 int fallocate(int fd, int mode, off_t offset, off_t len);
 int syncfs(int fd);

@@ -19,6 +19,9 @@ public final class ArrayFile: @unchecked Sendable {
     let lock = ReadWriteLock()
     /// Handles open on this file; guarded by the namespace lock.
     var openCount = 0
+    /// A write of this operation hit a full member (ENOSPC, EDQUOT, EFBIG);
+    /// guarded by the write lock, checked and cleared by the operation.
+    var spaceErrno: Int32? = nil
     private let headerBuffer = AlignedBuffer(count: 4096)
 
     init(array: RAIDArray, fileId: UInt64, files: [MemberFile?], generations: [UInt32], size: UInt64, path: String) {
@@ -74,10 +77,21 @@ public final class ArrayFile: @unchecked Sendable {
             do {
                 try f.write(from: headerBuffer.pointer, count: FileHeader.encodedBytes, at: 0)
             } catch {
-                array.noteWriteError(role: role, error)
+                if let e = array.noteWriteError(role: role, error) { spaceErrno = e }
             }
         }
         try array.requireNotFailed(displayPath)
+        try throwIfOutOfSpace(stripe: nil)
+    }
+
+    /// Turns a full member into the caller's ENOSPC (or EDQUOT, EFBIG). The
+    /// stripe may now be half written: its intent-log region is pinned so
+    /// it is resynced at the next mount.
+    func throwIfOutOfSpace(stripe: UInt64?) throws {
+        guard let e = spaceErrno else { return }
+        spaceErrno = nil
+        if let s = stripe { array.intentLog.pin(self, stripe: s) }
+        throw FSError(e, "\(displayPath): \(String(cString: strerror(e))) on a member")
     }
 
     /// fsync/fdatasync: data, parity, checksums and size durable on every
@@ -85,15 +99,22 @@ public final class ArrayFile: @unchecked Sendable {
     public func sync(dataOnly: Bool) throws {
         let clean = array.intentLog.snapshotGenerations(fileId: fileId)
         try lock.withReadLock {
+            var full: Int32? = nil
             for role in 0..<array.geometry.memberCount {
                 guard let f = writable(role) else { continue }
                 do {
                     try f.sync(dataOnly: dataOnly)
                 } catch {
-                    array.noteWriteError(role: role, error)
+                    if let e = array.noteWriteError(role: role, error) { full = e }
                 }
             }
             try array.requireNotFailed(displayPath)
+            if let e = full {
+                // Writeback failed for lack of space: what this file's
+                // regions hold is uncertain until the next mount's resync.
+                array.intentLog.pinFile(fileId)
+                throw FSError(e, "\(displayPath): fsync: \(String(cString: strerror(e))) on a member")
+            }
         }
         // Data and parity of these regions are durable now.
         try array.intentLog.clear(clean)
@@ -121,7 +142,7 @@ public final class ArrayFile: @unchecked Sendable {
 
     /// Zeroes [newSize, end of its stripe) (bounded by `upTo`) through the
     /// write path, so data and parity agree on zeros past the new EOF.
-    func zeroTailLocked(newSize: UInt64, upTo limit: UInt64) throws {
+    func zeroTailLocked(newSize: UInt64, upTo limit: UInt64, trustZerosPastEOF: Bool = true) throws {
         let stripeBytes = UInt64(array.geometry.stripeDataBytes)
         let stripeEnd = (newSize + stripeBytes - 1) / stripeBytes * stripeBytes
         let tailEnd = min(limit, stripeEnd)
@@ -130,7 +151,7 @@ public final class ArrayFile: @unchecked Sendable {
         try array.intentLog.begin(self, firstStripe: stripe, lastStripe: stripe)
         defer { array.intentLog.end(self, firstStripe: stripe, lastStripe: stripe) }
         try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(tailEnd - newSize),
-                        at: newSize, sourceIsZeros: true)
+                        at: newSize, sourceIsZeros: true, knownZeroFrom: trustZerosPastEOF ? nil : .max)
     }
 
     /// Cuts every member file back to the stripes the size needs and forgets
@@ -155,7 +176,8 @@ public final class ArrayFile: @unchecked Sendable {
     func trimBeyondEOFLocked() throws {
         let stripeBytes = UInt64(array.geometry.stripeDataBytes)
         let end = (size + stripeBytes - 1) / stripeBytes * stripeBytes
-        try zeroTailLocked(newSize: size, upTo: end)
+        // Nothing past EOF is assumed zero here: that is what is being restored.
+        try zeroTailLocked(newSize: size, upTo: end, trustZerosPastEOF: false)
         try dropStripesLocked()
     }
 
@@ -185,12 +207,16 @@ extension ArrayFile {
     /// Attributes through an open handle (the file may be unlinked): the
     /// first active member's metadata with the logical size.
     public func attributes() throws -> stat {
+        try lock.withReadLock { try attributesLocked() }
+    }
+
+    private func attributesLocked() throws -> stat {
         var lastError: Error = FSError.io("\(displayPath): no active member")
         for role in 0..<array.geometry.memberCount {
             guard let f = usable(role) else { continue }
             do {
                 var st = try f.status()
-                let s = currentSize()
+                let s = size
                 st.st_size = off_t(s)
                 st.st_blocks = blkcnt_t((s + 511) / 512)
                 st.st_blksize = blksize_t(array.geometry.stripeDataBytes)

@@ -121,7 +121,12 @@ extension ArrayFile {
                 var have = Set((0..<n).filter { i in
                     !bad.contains(i) && usable(g.member(stripe: stripe, chunkIndex: i)) != nil })
                 let lost = (0..<n).filter { !have.contains($0) }
-                try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: false)
+                do {
+                    try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: false)
+                } catch {
+                    result.unrecoverable = true
+                    return result
+                }
                 if writable {
                     for i in bad {
                         let role = g.member(stripe: stripe, chunkIndex: i)

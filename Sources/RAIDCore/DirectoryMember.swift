@@ -175,6 +175,46 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         return s
     }
 
+    public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
+        let rc = value.withUnsafeBytes { lsetxattr(hostPath(path), name, $0.baseAddress, $0.count, flags) }
+        guard rc == 0 else { throw fail("setxattr", path) }
+    }
+
+    public func getxattr(_ path: String, name: String) throws -> [UInt8] {
+        let host = hostPath(path)
+        for _ in 0..<4 {
+            let n = lgetxattr(host, name, nil, 0)
+            guard n >= 0 else { throw fail("getxattr", path) }
+            var buf = [UInt8](repeating: 0, count: n)
+            let got = buf.withUnsafeMutableBytes { lgetxattr(host, name, $0.baseAddress, $0.count) }
+            if got >= 0 { return Array(buf[0..<got]) }
+            if errno != ERANGE { throw fail("getxattr", path) }
+        }
+        throw FSError(EAGAIN, "getxattr \(root):\(path): value kept changing")
+    }
+
+    public func listxattr(_ path: String) throws -> [String] {
+        let host = hostPath(path)
+        let n = llistxattr(host, nil, 0)
+        guard n >= 0 else { throw fail("listxattr", path) }
+        if n == 0 { return [] }
+        var buf = [CChar](repeating: 0, count: n)
+        let got = llistxattr(host, &buf, n)
+        guard got >= 0 else { throw fail("listxattr", path) }
+        return buf[0..<got].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    }
+
+    public func removexattr(_ path: String, name: String) throws {
+        guard lremovexattr(hostPath(path), name) == 0 else { throw fail("removexattr", path) }
+    }
+
+    public func syncDirectory(_ path: String) throws {
+        let fd = Glibc.open(hostPath(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail("open", path) }
+        defer { Glibc.close(fd) }
+        guard fsync(fd) == 0 else { throw fail("fsync", path) }
+    }
+
     public func open(_ path: String, flags: Int32, mode: mode_t) throws -> MemberFile {
         let fd = Glibc.open(hostPath(path), flags | O_CLOEXEC, mode)
         guard fd >= 0 else { throw fail("open", path) }

@@ -24,6 +24,8 @@ public final class IntentLog: @unchecked Sendable {
         var inflight: Int
         var generation: UInt64
         var lastWrite: Double
+        /// Left inconsistent by a failed write: kept until the next mount's resync.
+        var pinned = false
     }
 
     static let magic: [UInt8] = Array("RAIDFSIL".utf8)
@@ -84,6 +86,17 @@ public final class IntentLog: @unchecked Sendable {
         }
     }
 
+    /// Keeps the region of `stripe` in the log for the rest of this mount.
+    func pin(_ file: ArrayFile, stripe: UInt64) {
+        guard enabled else { return }
+        lock.withLock { dirty[Region(fileId: file.fileId, index: stripe / regionStripes)]?.pinned = true }
+    }
+
+    func pinFile(_ fileId: UInt64) {
+        guard enabled else { return }
+        lock.withLock { for k in dirty.keys where k.fileId == fileId { dirty[k]!.pinned = true } }
+    }
+
     /// After `file` was made durable: forget its regions that saw no write
     /// since `generations` were taken.
     func snapshotGenerations(fileId: UInt64) -> [Region: UInt64] {
@@ -98,7 +111,7 @@ public final class IntentLog: @unchecked Sendable {
         guard enabled, !generations.isEmpty else { return }
         let changed: Bool = lock.withLock {
             var any = false
-            for (k, g) in generations where dirty[k]?.inflight == 0 && dirty[k]?.generation == g {
+            for (k, g) in generations where dirty[k]?.inflight == 0 && dirty[k]?.generation == g && dirty[k]?.pinned == false {
                 dirty[k] = nil
                 any = true
             }
@@ -116,7 +129,7 @@ public final class IntentLog: @unchecked Sendable {
         let now = Date().timeIntervalSince1970
         let candidates: [Region: UInt64] = lock.withLock {
             var out: [Region: UInt64] = [:]
-            for (k, v) in dirty where v.inflight == 0 && now - v.lastWrite >= idleSeconds { out[k] = v.generation }
+            for (k, v) in dirty where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds { out[k] = v.generation }
             return out
         }
         guard !candidates.isEmpty else { return }
@@ -136,11 +149,14 @@ public final class IntentLog: @unchecked Sendable {
             var lastError: Error? = nil
             for role in array.activeRoles {
                 do {
-                    try array.member(role)!.writeIntentLog(slot: slot, slotBytes: IntentLog.slotBytes, bytes)
+                    guard let m = array.member(role) else { continue }
+                    try m.writeIntentLog(slot: slot, slotBytes: IntentLog.slotBytes, bytes)
                     ok += 1
                 } catch {
                     lastError = error
-                    array.noteWriteError(role: role, error)
+                    if let e = array.noteWriteError(role: role, error) {
+                        throw FSError(e, "write-intent log: \(String(cString: strerror(e))) on \(array.memberName(role))")
+                    }
                 }
             }
             if ok == 0 {

@@ -49,6 +49,13 @@ public protocol Member: AnyObject, Sendable {
     func chown(_ path: String, uid: uid_t, gid: gid_t) throws
     func utimens(_ path: String, _ times: (timespec, timespec)) throws
     func statfs() throws -> statvfs
+    /// Extended attributes of a node (not following symlinks).
+    func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws
+    func getxattr(_ path: String, name: String) throws -> [UInt8]
+    func listxattr(_ path: String) throws -> [String]
+    func removexattr(_ path: String, name: String) throws
+    /// fsync of a directory: its entries are durable.
+    func syncDirectory(_ path: String) throws
     /// Opens (or with O_CREAT creates) the member's file for array file `path`.
     func open(_ path: String, flags: Int32, mode: mode_t) throws -> MemberFile
 }

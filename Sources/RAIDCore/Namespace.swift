@@ -26,7 +26,7 @@ extension RAIDArray {
     /// Runs a read-only `body` on the first active member still present.
     func onPrimary<T>(_ what: String, _ body: (Member) throws -> T) throws -> T {
         for role in activeRoles {
-            let m = member(role)!
+            guard let m = member(role) else { continue }
             do {
                 return try body(m)
             } catch let e as FSError {
@@ -43,7 +43,7 @@ extension RAIDArray {
         try requireNotFailed(what)
         var primary: Int? = nil
         for role in activeRoles {
-            let m = member(role)!
+            guard let m = member(role) else { continue }
             do {
                 try body(m)
                 primary = role
@@ -55,8 +55,9 @@ extension RAIDArray {
         }
         guard let p = primary else { throw FSError.io("\(what): no active member left in array \(arrayUUID)") }
         for role in activeRoles where role > p {
+            guard let m = member(role) else { continue }
             do {
-                try body(member(role)!)
+                try body(m)
             } catch {
                 memberFailed(role: role, reason: "\(what) failed on this member only: \(error)")
             }
@@ -107,14 +108,15 @@ extension RAIDArray {
         var lastError: FSError? = nil
         let buf = AlignedBuffer(count: 4096)
         for role in activeRoles {
+            guard let m = member(role) else { continue }
             do {
-                let f = try member(role)!.open(path, flags: O_RDONLY, mode: 0)
+                let f = try m.open(path, flags: O_RDONLY, mode: 0)
                 defer { f.close() }
                 try f.readFull(into: buf.pointer, count: FileHeader.encodedBytes, at: 0)
                 if let h = FileHeader.decode(buf.pointer) { return h }
-                lastError = FSError.io("\(path): file header on \(member(role)!.name) is damaged")
+                lastError = FSError.io("\(path): file header on \(m.name) is damaged")
             } catch let e as FSError {
-                if e.errno == ENOENT && member(role)!.isPresent() { throw e }
+                if e.errno == ENOENT && m.isPresent() { throw e }
                 lastError = e
             }
         }
@@ -133,7 +135,7 @@ extension RAIDArray {
     public func statfs() throws -> statvfs {
         var result: statvfs? = nil
         for role in activeRoles {
-            guard let s = try? member(role)!.statfs() else { continue }
+            guard let m = member(role), let s = try? m.statfs() else { continue }
             if result == nil { result = s; continue }
             let scale = { (v: fsblkcnt_t, from: UInt, to: UInt) in fsblkcnt_t(UInt(v) * from / to) }
             let r = result!
@@ -188,7 +190,7 @@ extension RAIDArray {
 
     public func mknod(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws {
         guard (mode & S_IFMT) != S_IFREG else {
-            _ = try create(path, mode: mode, exclusive: true, caller: caller)
+            release(try create(path, mode: mode, exclusive: true, caller: caller))
             return
         }
         try replicate("mknod \(path)") { m in
@@ -207,6 +209,36 @@ extension RAIDArray {
 
     public func utimens(_ path: String, _ times: (timespec, timespec)) throws {
         try replicate("utimens \(path)") { try $0.utimens(path, times) }
+    }
+
+    public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
+        try replicate("setxattr \(path)") { try $0.setxattr(path, name: name, value: value, flags: flags) }
+    }
+
+    public func getxattr(_ path: String, name: String) throws -> [UInt8] {
+        try onPrimary("getxattr \(path)") { try $0.getxattr(path, name: name) }
+    }
+
+    public func listxattr(_ path: String) throws -> [String] {
+        try onPrimary("listxattr \(path)") { try $0.listxattr(path) }
+    }
+
+    public func removexattr(_ path: String, name: String) throws {
+        try replicate("removexattr \(path)") { try $0.removexattr(path, name: name) }
+    }
+
+    /// fsyncdir: the directory's entries durable on every active member.
+    public func syncDirectory(_ path: String) throws {
+        for role in activeRoles {
+            guard let m = member(role) else { continue }
+            do {
+                try m.syncDirectory(path)
+            } catch let e as FSError {
+                if m.isPresent() && e.errno == ENOENT { throw e }
+                noteWriteError(role: role, e)
+            }
+        }
+        try requireNotFailed("fsyncdir \(path)")
     }
 
     public func truncate(_ path: String, size: UInt64) throws {
@@ -259,7 +291,7 @@ extension RAIDArray {
         var opened = false
         let flags = readOnly ? O_RDONLY : O_RDWR
         for role in activeRoles {
-            let m = member(role)!
+            guard let m = member(role) else { continue }
             do {
                 files[role] = try m.open(path, flags: flags, mode: 0)
                 opened = true
@@ -308,7 +340,7 @@ extension RAIDArray {
         if !readOnly && headers.enumerated().contains(where: { files[$0.offset] != nil && $0.element != FileHeader(fileId: fileId, size: size) }) {
             try af.lock.withWriteLock { try af.writeHeadersLocked() }
         }
-        if !readOnly && af.hasStripesBeyondEOF() {
+        if !readOnly && !needsResync && af.hasStripesBeyondEOF() {
             // A crash cut a truncate short, or lost a size update: restore
             // the zeros-past-EOF invariant before anything relies on it.
             try af.lock.withWriteLock { try af.trimBeyondEOFLocked() }

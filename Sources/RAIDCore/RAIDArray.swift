@@ -93,10 +93,10 @@ public final class RAIDArray: @unchecked Sendable {
         workspaces = Pool(keepMax: 16) { StripeWorkspace(geometry: g) }
         namespace = NamespaceState()
         intentLog = IntentLog(array: self, enabled: intentLogEnabled && !readOnly)
-        let history = activeRoles.first.flatMap { try? member($0)!.readEvents() }.map(EventLog.parse) ?? []
+        let history = activeRoles.first.flatMap { try? member($0)?.readEvents() }.map(EventLog.parse) ?? []
         eventLog = EventLog(logger: logger, history: history) { [unowned self] bytes in
             guard !self.readOnly else { return }
-            for role in self.activeRoles { try? self.member(role)!.appendEvents(bytes) }
+            for role in self.activeRoles { try? self.member(role)?.appendEvents(bytes) }
         }
         readIntentLogs()
     }
@@ -105,7 +105,7 @@ public final class RAIDArray: @unchecked Sendable {
     private func readIntentLogs() {
         var seen = Set<IntentLog.Region>()
         for role in activeRoles {
-            guard let bytes = try? member(role)!.readIntentLog(), !bytes.isEmpty else { continue }
+            guard let bytes = try? member(role)?.readIntentLog(), !bytes.isEmpty else { continue }
             guard let log = IntentLog.decode(bytes) else {
                 logger.warning("member \(role) (\(memberName(role))): write-intent log unreadable; resyncing everything")
                 pendingResyncAll = true
@@ -161,7 +161,9 @@ public final class RAIDArray: @unchecked Sendable {
         var stripes = 0, fixed = 0
         func resync(_ af: ArrayFile, _ range: Range<UInt64>?) throws {
             try af.lock.withWriteLock {
-                try af.trimBeyondEOFLocked()
+                // First make each stripe's parity and checksums agree with
+                // its data as found, then zero what lies past EOF through
+                // the (now consistent) stripes.
                 let all = 0..<af.stripeCount
                 let r = range.map { all.clamped(to: $0) } ?? all
                 for s in r {
@@ -172,6 +174,10 @@ public final class RAIDArray: @unchecked Sendable {
                         logger.critical("resync: \(af.displayPath) stripe \(s) cannot be made consistent: too many chunks lost")
                     }
                 }
+                if af.stripeCount > 0 && !r.contains(af.stripeCount - 1) {
+                    _ = try af.checkStripeLocked(af.stripeCount - 1, mode: .resync)
+                }
+                try af.trimBeyondEOFLocked()
             }
         }
         if pendingResyncAll {
@@ -189,11 +195,15 @@ public final class RAIDArray: @unchecked Sendable {
             }
         } else {
             for (region, path) in pendingResync {
-                // A file renamed or deleted since: deleted needs nothing;
-                // a renamed one is found by its id.
-                guard let af = try? open(path) ?? (try findFile(id: region.fileId)) else { continue }
+                // A file renamed since is found by its id; a deleted one needs nothing.
+                var found: ArrayFile? = try? open(path)
+                if let af = found, af.fileId != region.fileId {
+                    release(af)
+                    found = nil
+                }
+                if found == nil { found = try findFile(id: region.fileId) }
+                guard let af = found else { continue }
                 defer { release(af) }
-                guard af.fileId == region.fileId else { continue }
                 let lo = region.index * intentLog.regionStripes
                 try resync(af, lo..<(lo + intentLog.regionStripes))
             }
@@ -223,7 +233,8 @@ public final class RAIDArray: @unchecked Sendable {
     /// Makes everything written so far durable on every active member.
     func syncAllMembers() {
         for role in activeRoles {
-            do { try member(role)!.syncAll() } catch { noteWriteError(role: role, error) }
+            guard let m = member(role) else { continue }
+            do { try m.syncAll() } catch { noteWriteError(role: role, error) }
         }
     }
 
@@ -288,9 +299,18 @@ public final class RAIDArray: @unchecked Sendable {
         }
     }
 
-    func noteWriteError(role: Int, _ error: Error) {
+    /// A write failed on `role`. A full member (ENOSPC, EDQUOT) or a file
+    /// too large for it (EFBIG) is the caller's error, not the member's
+    /// fault: returns that errno and leaves the member in. Anything else
+    /// fails the member (as md does on a write error) and returns nil.
+    @discardableResult
+    func noteWriteError(role: Int, _ error: Error) -> Int32? {
+        if let e = error as? FSError, [ENOSPC, EDQUOT, EFBIG].contains(e.errno) {
+            return e.errno
+        }
         stateLock.withLock { counters[role].writeErrors += 1 }
         memberFailed(role: role, reason: "write error: \(error)")
+        return nil
     }
 
     func noteChecksumError(role: Int, path: String, stripe: UInt64) {
@@ -346,7 +366,8 @@ public final class RAIDArray: @unchecked Sendable {
                     mine.role = r
                     mine.memberUUID = sb.roles[r].memberUUID
                     do {
-                        try member(r)!.writeSuperblock(mine.encoded())
+                        guard let m = member(r) else { throw FSError.io("role \(r) has no member") }
+                        try m.writeSuperblock(mine.encoded())
                     } catch {
                         failed.append((r, error))
                     }

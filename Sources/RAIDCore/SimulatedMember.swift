@@ -64,6 +64,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         var st: stat
         var data: SimulatedData?
         var target: String?
+        var xattrs: [String: [UInt8]] = [:]
         init(mode: mode_t) {
             st = stat()
             st.st_mode = mode
@@ -323,6 +324,38 @@ public final class SimulatedMember: Member, @unchecked Sendable {
             s.f_favail = 1 << 19
             return s
         }
+    }
+
+    public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
+        try lock.withLock {
+            let n = try node(path, "setxattr")
+            if flags == 1 && n.xattrs[name] != nil { throw FSError(EEXIST, "setxattr \(name): exists") }   // XATTR_CREATE
+            if flags == 2 && n.xattrs[name] == nil { throw FSError(ENODATA, "setxattr \(name): no such attribute") }  // XATTR_REPLACE
+            n.xattrs[name] = value
+        }
+    }
+
+    public func getxattr(_ path: String, name: String) throws -> [UInt8] {
+        try lock.withLock {
+            guard let v = try node(path, "getxattr").xattrs[name] else { throw FSError(ENODATA, "getxattr \(name): no such attribute") }
+            return v
+        }
+    }
+
+    public func listxattr(_ path: String) throws -> [String] {
+        try lock.withLock { Array(try node(path, "listxattr").xattrs.keys).sorted() }
+    }
+
+    public func removexattr(_ path: String, name: String) throws {
+        try lock.withLock {
+            let n = try node(path, "removexattr")
+            guard n.xattrs.removeValue(forKey: name) != nil else { throw FSError(ENODATA, "removexattr \(name): no such attribute") }
+        }
+    }
+
+    /// Namespace changes are durable at once here.
+    public func syncDirectory(_ path: String) throws {
+        try lock.withLock { _ = try node(path, "fsync") }
     }
 
     public func open(_ path: String, flags: Int32, mode: mode_t) throws -> MemberFile {

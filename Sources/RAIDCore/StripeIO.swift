@@ -54,7 +54,7 @@ extension ArrayFile {
             }
             return true
         } catch {
-            array.noteWriteError(role: role, error)
+            if let e = array.noteWriteError(role: role, error) { spaceErrno = e }
             return false
         }
     }
@@ -128,6 +128,16 @@ extension ArrayFile {
             try array.codec.reconstruct(sources: sources, sourcePointers: ws.scratchPointers, wanted: wanted,
                                         outputs: outputs, length: g.chunkSizeBytes)
         }
+        // A rebuilt data chunk whose member still holds an intact checksum
+        // entry must match it; if not, the sources disagree (stale parity from a
+        // write hole, or more damage than detected): EIO, never those bytes.
+        for w in wanted where w < g.dataChunkCount {
+            let role = g.member(stripe: stripe, chunkIndex: w)
+            guard let f = usable(role), let want = try? storedCRC(f, stripe: stripe) else { continue }
+            if crc32c(ws.chunks[w].pointer, count: g.chunkSizeBytes) != want {
+                throw FSError.io("\(displayPath): stripe \(stripe): chunk rebuilt for member \(role) disagrees with its checksum; the stripe's redundancy is inconsistent")
+            }
+        }
         for w in wanted { have.insert(w) }
         guard heal, !array.readOnly else { return }
         for w in bad {
@@ -161,12 +171,16 @@ extension ArrayFile {
     /// The stripe loop of a write; the caller holds the write lock and moves
     /// the size afterwards. `sourceIsZeros` means `src` is the shared zero
     /// stripe (truncate's tail), which is not advanced.
-    func writeLocked(from src: UnsafeRawPointer, count: Int, at offset: UInt64, sourceIsZeros: Bool) throws {
+    /// Chunks at or past `knownZeroFrom` (default: the size before this
+    /// write) are taken as zeros without reading them. Cleanup after a crash
+    /// passes `.max`: there the invariant is what is being restored.
+    func writeLocked(from src: UnsafeRawPointer, count: Int, at offset: UInt64, sourceIsZeros: Bool,
+                     knownZeroFrom: UInt64? = nil) throws {
         try array.requireNotFailed(displayPath)
         let g = array.geometry
         let stripeBytes = UInt64(g.stripeDataBytes)
         let end = offset + UInt64(count)
-        let oldSize = size
+        let oldSize = knownZeroFrom ?? size
         try array.workspaces.withItem { ws in
             var pos = offset
             while pos < end {
@@ -305,6 +319,7 @@ extension ArrayFile {
             writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes)
         }
         try array.requireNotFailed(displayPath)
+        try throwIfOutOfSpace(stripe: stripe)
     }
 }
 

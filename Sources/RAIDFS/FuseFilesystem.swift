@@ -89,8 +89,11 @@ func makeOperations() -> fuse_operations {
         cfg!.pointee.attr_timeout = 0
         cfg!.pointee.entry_timeout = 0
         cfg!.pointee.negative_timeout = 0
-        // Unlink removes member files at once; open handles keep their fds.
-        cfg!.pointee.hard_remove = 1
+        // Unlinking an open file: libfuse renames it to .fuse_hiddenNNN and
+        // unlinks it at the last close, so fstat and I/O through open
+        // handles keep working (with hard_remove the kernel's getattr of an
+        // unlinked open file has no path to ask for). readdir hides them.
+        cfg!.pointee.hard_remove = 0
         mounted.onInit()
         return nil
     }
@@ -202,6 +205,14 @@ func makeOperations() -> fuse_operations {
             return 0
         }
     }
+    ops.fsyncdir = { _, _, fi in
+        run {
+            guard let fi, fi.pointee.fh != 0 else { return -EBADF }
+            let dir = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
+            try mounted.array.syncDirectory(dir.path)
+            return 0
+        }
+    }
     ops.releasedir = { _, fi in
         guard let fi, fi.pointee.fh != 0 else { return 0 }
         Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).release()
@@ -215,7 +226,7 @@ func makeOperations() -> fuse_operations {
             let entries = try mounted.array.list(dir.path)
             _ = filler!(buf, ".", nil, 0, fuse_fill_dir_flags(0))
             _ = filler!(buf, "..", nil, 0, fuse_fill_dir_flags(0))
-            for e in entries {
+            for e in entries where !e.name.hasPrefix(".fuse_hidden") {
                 var st = stat()
                 st.st_mode = mode_t(e.type) << 12
                 st.st_ino = 0xffff_ffff  // FUSE_UNKNOWN_INO: the kernel asks getattr for the real one
@@ -234,6 +245,35 @@ func makeOperations() -> fuse_operations {
             try mounted.array.utimens(str(path), times)
             return 0
         }
+    }
+    ops.setxattr = { path, name, value, size, flags in
+        run {
+            let bytes = size == 0 ? [] : Array(UnsafeRawBufferPointer(start: value, count: size))
+            try mounted.array.setxattr(str(path), name: str(name), value: bytes, flags: flags)
+            return 0
+        }
+    }
+    ops.getxattr = { path, name, value, size in
+        run {
+            let v = try mounted.array.getxattr(str(path), name: str(name))
+            if size == 0 { return Int32(v.count) }
+            guard v.count <= size else { return -ERANGE }
+            v.withUnsafeBytes { if $0.count > 0 { memcpy(value!, $0.baseAddress!, $0.count) } }
+            return Int32(v.count)
+        }
+    }
+    ops.listxattr = { path, list, size in
+        run {
+            var bytes: [UInt8] = []
+            for n in try mounted.array.listxattr(str(path)) { bytes += Array(n.utf8) + [0] }
+            if size == 0 { return Int32(bytes.count) }
+            guard bytes.count <= size else { return -ERANGE }
+            bytes.withUnsafeBytes { if $0.count > 0 { memcpy(list!, $0.baseAddress!, $0.count) } }
+            return Int32(bytes.count)
+        }
+    }
+    ops.removexattr = { path, name in
+        run { try mounted.array.removexattr(str(path), name: str(name)); return 0 }
     }
     return ops
 }

@@ -1,9 +1,7 @@
 import Foundation
 import XCTest
+import CLinux
 import RAIDCore
-
-@_silgen_name("renameat2")
-func c_renameat2(_ olddirfd: Int32, _ oldpath: UnsafePointer<CChar>, _ newdirfd: Int32, _ newpath: UnsafePointer<CChar>, _ flags: UInt32) -> Int32
 
 /// The same seeded random sequence of file operations on the mount and on a
 /// plain directory, side by side: every result, errno and file content must
@@ -35,7 +33,7 @@ final class DifferentialTests: XCTestCase {
         case 3: return result(Int(truncate(x, off_t(arg))))
         case 4: return result(Int(unlink(x)))
         case 5: return result(Int(rename(x, y)))
-        case 6: return result(Int(c_renameat2(AT_FDCWD, x, AT_FDCWD, y, 1)))   // RENAME_NOREPLACE
+        case 6: return result(Int(renameat2(AT_FDCWD, x, AT_FDCWD, y, 1)))   // RENAME_NOREPLACE
         case 7: return result(Int(link(x, y)))
         case 8: return result(Int(symlink(p2, x)))
         case 9:

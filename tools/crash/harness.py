@@ -318,6 +318,12 @@ def main():
             if problem:
                 failed += 1
                 print(f"round {rnd} (writer seed {wseed}): FAIL {problem}", flush=True)
+                try:
+                    with open(os.path.join(work, "raidfs.log"), "rb") as f:
+                        tail = f.read()[-3000:].decode(errors="replace")
+                    print("raidfs.log (tail):\n" + tail, flush=True)
+                except OSError:
+                    pass
                 if args.keep:
                     print(f"kept {work}")
                     return 1

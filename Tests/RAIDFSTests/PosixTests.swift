@@ -1,0 +1,95 @@
+import Foundation
+import XCTest
+import CLinux
+import RAIDCore
+
+/// Local-filesystem behaviours beyond the basic data path.
+final class PosixTests: XCTestCase {
+    func testHardLinksShareInodeAndDataAcrossRemount() throws {
+        let a = try ScratchArray(level: 5, members: 3)
+        try a.mount()
+        try writeFile(a.path("one"), Data("first".utf8))
+        XCTAssertEqual(link(a.path("one"), a.path("two")), 0)
+        var s1 = stat(), s2 = stat()
+        XCTAssertEqual(lstat(a.path("one"), &s1), 0)
+        XCTAssertEqual(lstat(a.path("two"), &s2), 0)
+        XCTAssertEqual(s1.st_ino, s2.st_ino)
+        XCTAssertEqual(s1.st_nlink, 2)
+        let fd = open(a.path("two"), O_WRONLY | O_APPEND)
+        XCTAssertEqual(write(fd, "+more", 5), 5)
+        close(fd)
+        XCTAssertEqual(try readFile(a.path("one")), Data("first+more".utf8))
+        a.unmount()
+        try a.mount()
+        var s3 = stat()
+        XCTAssertEqual(lstat(a.path("one"), &s3), 0)
+        XCTAssertEqual(s3.st_ino, s1.st_ino, "inode numbers are stable across remounts")
+        XCTAssertEqual(unlink(a.path("one")), 0)
+        XCTAssertEqual(try readFile(a.path("two")), Data("first+more".utf8))
+        XCTAssertEqual(lstat(a.path("two"), &s3), 0)
+        XCTAssertEqual(s3.st_nlink, 1)
+    }
+
+    func testOpenUnlinkedFileStaysReadableAndWritable() throws {
+        let a = try ScratchArray(level: 6, members: 4)
+        try a.mount()
+        let fd = open(a.path("tmp"), O_CREAT | O_RDWR, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        let d = [UInt8](randomBytes(200_000, seed: 4))
+        XCTAssertEqual(pwrite(fd, d, d.count, 0), d.count)
+        XCTAssertEqual(unlink(a.path("tmp")), 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: a.path("tmp")))
+        XCTAssertEqual(pwrite(fd, d, 1000, 300_000), 1000)
+        var buf = [UInt8](repeating: 0, count: 200_000)
+        XCTAssertEqual(pread(fd, &buf, buf.count, 0), buf.count)
+        XCTAssertEqual(buf, d)
+        var st = stat()
+        XCTAssertEqual(fstat(fd, &st), 0)
+        XCTAssertEqual(st.st_size, 301_000)
+    }
+
+    func testExtendedAttributesAreReplicated() throws {
+        let a = try ScratchArray(level: 1, members: 2)
+        try a.mount()
+        try writeFile(a.path("f"), Data("x".utf8))
+        let value = Array("blue".utf8)
+        guard setxattr(a.path("f"), "user.color", value, value.count, 0) == 0 else {
+            if errno == EOPNOTSUPP || errno == ENOTSUP { throw XCTSkip("member filesystem has no user xattrs") }
+            XCTFail("setxattr: errno \(errno)")
+            return
+        }
+        var buf = [UInt8](repeating: 0, count: 64)
+        XCTAssertEqual(getxattr(a.path("f"), "user.color", &buf, 64), 4)
+        XCTAssertEqual(Array(buf[0..<4]), value)
+        XCTAssertEqual(getxattr(a.path("f"), "user.color", &buf, 2), -1)
+        XCTAssertEqual(errno, ERANGE)
+        XCTAssertEqual(getxattr(a.path("f"), "user.none", &buf, 64), -1)
+        XCTAssertEqual(errno, ENODATA)
+        XCTAssertEqual(setxattr(a.path("f"), "user.color", value, value.count, Int32(XATTR_CREATE)), -1)
+        XCTAssertEqual(errno, EEXIST)
+        // Survives losing either mirror.
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "0"]).status, 0)
+        XCTAssertEqual(getxattr(a.path("f"), "user.color", &buf, 64), 4)
+        XCTAssertEqual(removexattr(a.path("f"), "user.color"), 0)
+        XCTAssertEqual(listxattr(a.path("f"), nil, 0), 0)
+    }
+
+    func testReadOnlyMountAndUnknownOption() throws {
+        let a = try ScratchArray(level: 5, members: 3)
+        try a.mount()
+        try writeFile(a.path("f"), Data("keep".utf8))
+        a.unmount()
+        try a.mount(options: ["ro"])
+        XCTAssertEqual(try readFile(a.path("f")), Data("keep".utf8))
+        XCTAssertEqual(open(a.path("g"), O_CREAT | O_WRONLY, 0o644), -1)
+        XCTAssertEqual(errno, EROFS)
+        XCTAssertEqual(mkdir(a.path("d"), 0o755), -1)
+        XCTAssertEqual(errno, EROFS)
+        a.unmount()
+        let r = try runTool("raidfs", [a.memberSpec, a.mountpoint, "-f", "-o", "nosuchoption"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("nosuchoption"), r.stderr)
+        XCTAssertFalse(isMounted(a.mountpoint))
+    }
+}
