@@ -92,4 +92,55 @@ final class PosixTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("nosuchoption"), r.stderr)
         XCTAssertFalse(isMounted(a.mountpoint))
     }
+
+    func testSharedWritableMmapPersists() throws {
+        let a = try ScratchArray(level: 5, members: 4)
+        try a.mount()
+        let size = 1 << 20
+        try writeFile(a.path("m"), Data(count: size))
+        let fd = open(a.path("m"), O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            XCTFail("mmap: errno \(errno)")
+            return
+        }
+        let want = randomBytes(size, seed: 77)
+        want.withUnsafeBytes { _ = memcpy(p, $0.baseAddress!, size) }
+        XCTAssertEqual(msync(p, size, MS_SYNC), 0)
+        munmap(p, size)
+        close(fd)
+        let expected = a.root + "/expected"
+        try writeFile(expected, want)
+        // Another process sees it, and it survives a remount.
+        XCTAssertEqual(try runTool("/usr/bin/cmp", [expected, a.path("m")]).status, 0)
+        a.unmount()
+        try a.mount()
+        XCTAssertEqual(try readFile(a.path("m")), want)
+    }
+
+    func testPermissionsAndOwnershipForAnotherUser() throws {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("needs root and setpriv to act as another user")
+        }
+        let a = try ScratchArray(level: 6, members: 4)
+        try a.mount(options: ["allow_other"])
+        XCTAssertEqual(chmod(a.mountpoint, 0o1777), 0)
+        try writeFile(a.path("secret"), Data("root only".utf8))
+        XCTAssertEqual(chmod(a.path("secret"), 0o600), 0)
+        func asNobody(_ args: [String]) throws -> RunResult {
+            try runTool("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups"] + args)
+        }
+        XCTAssertEqual(try asNobody(["/usr/bin/touch", a.path("mine")]).status, 0)
+        var st = stat()
+        XCTAssertEqual(lstat(a.path("mine"), &st), 0)
+        XCTAssertEqual(st.st_uid, 65534, "a file created by a user is owned by that user")
+        XCTAssertEqual(st.st_gid, 65534)
+        let denied = try asNobody(["/bin/cat", a.path("secret")])
+        XCTAssertNotEqual(denied.status, 0)
+        XCTAssertTrue(denied.stderr.contains("Permission denied"), denied.stderr)
+        // Sticky directory: nobody may not remove root's file.
+        let rm = try asNobody(["/bin/rm", "-f", a.path("secret")])
+        XCTAssertNotEqual(rm.status, 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: a.path("secret")))
+    }
 }
