@@ -33,7 +33,11 @@ public enum ArrayController {
                 } else {
                     _ = send(ControlResponse(ok: true, events: array.eventLog.history()))
                 }
-            case "replace", "scrub", "inject":
+            case "replace":
+                _ = send(ControlResponse(ok: true, message: try array.replace(try required(req.member, "member"),
+                                                                             directory: try required(req.directory, "directory")),
+                                         status: array.status()))
+            case "scrub", "inject":
                 throw FSError(ENOSYS, "\(req.command) is not implemented yet in this raidfs")
             default:
                 throw FSError.invalid("unknown command \(req.command)")

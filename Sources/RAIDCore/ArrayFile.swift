@@ -12,6 +12,9 @@ public final class ArrayFile: @unchecked Sendable {
     var files: [MemberFile?]
     /// The role generation each file was opened under (see RAIDArray.roleGenerations).
     var fileGenerations: [UInt32]
+    /// Files on replacement members (raidctl replace), by role.
+    var shadowFiles: [MemberFile?]
+    var shadowFileGenerations: [UInt32]
     /// Logical size in bytes; guarded by `lock`.
     public internal(set) var size: UInt64
     /// For messages: the path the file was opened under.
@@ -29,6 +32,8 @@ public final class ArrayFile: @unchecked Sendable {
         self.fileId = fileId
         self.files = files
         self.fileGenerations = generations
+        self.shadowFiles = Array(repeating: nil, count: files.count)
+        self.shadowFileGenerations = Array(repeating: 0, count: files.count)
         self.size = size
         self.displayPath = path
     }
@@ -37,6 +42,7 @@ public final class ArrayFile: @unchecked Sendable {
 
     func closeMembers() {
         for f in files { f?.close() }
+        for f in shadowFiles { f?.close() }
     }
 
     /// The member file of an active role: read and written.
@@ -65,6 +71,42 @@ public final class ArrayFile: @unchecked Sendable {
         files[role] != nil && fileGenerations[role] == array.roleGenerations[role]
     }
 
+    /// The file on the member replacing `role`, if a replacement is running.
+    @inline(__always)
+    func shadow(_ role: Int) -> MemberFile? {
+        array.shadowFlags[role] != 0 && shadowFileGenerations[role] == array.shadowGenerations[role] ? shadowFiles[role] : nil
+    }
+
+    func attachShadow(role: Int, _ file: MemberFile) {
+        shadowFiles[role]?.close()
+        shadowFiles[role] = file
+        shadowFileGenerations[role] = array.shadowGenerations[role]
+    }
+
+    func isShadowAttached(role: Int) -> Bool { shadow(role) != nil }
+
+    /// The replacement becomes the role's member (caller holds the write lock).
+    func promoteShadow(role: Int, generation: UInt32) {
+        files[role]?.close()
+        files[role] = shadowFiles[role]
+        fileGenerations[role] = generation
+        shadowFiles[role] = nil
+    }
+
+    /// Runs `body` on the role's file and on its replacement's, if any.
+    /// A failure on the replacement abandons the replacement, not the role.
+    @inline(__always)
+    func eachTarget(_ role: Int, _ body: (MemberFile) throws -> Void) -> Error? {
+        var err: Error? = nil
+        if let f = writable(role) {
+            do { try body(f) } catch { err = error }
+        }
+        if let s = shadow(role) {
+            do { try body(s) } catch { array.abandonReplacement(role: role, "\(error)") }
+        }
+        return err
+    }
+
     // MARK: size and durability
 
     public func currentSize() -> UInt64 { lock.withReadLock { size } }
@@ -73,10 +115,7 @@ public final class ArrayFile: @unchecked Sendable {
     func writeHeadersLocked() throws {
         FileHeader(fileId: fileId, size: size).encode(into: headerBuffer.pointer)
         for role in 0..<array.geometry.memberCount {
-            guard let f = writable(role) else { continue }
-            do {
-                try f.write(from: headerBuffer.pointer, count: FileHeader.encodedBytes, at: 0)
-            } catch {
+            if let error = eachTarget(role, { try $0.write(from: headerBuffer.pointer, count: FileHeader.encodedBytes, at: 0) }) {
                 if let e = array.noteWriteError(role: role, error) { spaceErrno = e }
             }
         }
@@ -101,10 +140,7 @@ public final class ArrayFile: @unchecked Sendable {
         try lock.withReadLock {
             var full: Int32? = nil
             for role in 0..<array.geometry.memberCount {
-                guard let f = writable(role) else { continue }
-                do {
-                    try f.sync(dataOnly: dataOnly)
-                } catch {
+                if let error = eachTarget(role, { try $0.sync(dataOnly: dataOnly) }) {
                     if let e = array.noteWriteError(role: role, error) { full = e }
                 }
             }
@@ -160,11 +196,10 @@ public final class ArrayFile: @unchecked Sendable {
         let keepStripes = stripeCount
         let memberBytes = array.layout.fileBytes(stripeCount: keepStripes)
         for role in 0..<array.geometry.memberCount {
-            guard let f = writable(role) else { continue }
-            do {
-                try f.truncate(to: memberBytes)
-                try clearEntries(f, from: keepStripes)
-            } catch {
+            if let error = eachTarget(role, {
+                try $0.truncate(to: memberBytes)
+                try clearEntries($0, from: keepStripes)
+            }) {
                 array.noteWriteError(role: role, error)
             }
         }

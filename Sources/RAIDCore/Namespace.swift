@@ -68,6 +68,10 @@ extension RAIDArray {
             guard let m = member(role) else { continue }
             do { try body(m) } catch { rebuildMissed(what) }
         }
+        for role in shadowRoles {
+            guard let m = shadowMember(role) else { continue }
+            do { try body(m) } catch { rebuildMissed(what) }
+        }
         try requireNotFailed(what)
     }
 
@@ -337,6 +341,13 @@ extension RAIDArray {
         }
         let size = valid.filter { $0.fileId == fileId }.map { $0.size }.max()!
         let af = ArrayFile(array: self, fileId: fileId, files: files, generations: generations, size: size, path: path)
+        for role in shadowRoles {
+            let gen = shadowGenerations[role]
+            if let m = shadowMember(role), let f = try? m.open(path, flags: flags, mode: 0) {
+                af.shadowFiles[role] = f
+                af.shadowFileGenerations[role] = gen
+            }
+        }
         if !readOnly && headers.enumerated().contains(where: { files[$0.offset] != nil && $0.element != FileHeader(fileId: fileId, size: size) }) {
             try af.lock.withWriteLock { try af.writeHeadersLocked() }
         }

@@ -38,6 +38,12 @@ public final class RAIDArray: @unchecked Sendable {
     /// opened on the old member is never used for the new one. Read without
     /// a lock like `activeFlags`.
     let roleGenerations: UnsafeMutablePointer<UInt32>
+    /// `raidctl replace`: a member taking over a role while the role's
+    /// member still serves. It takes every write the role takes; it is
+    /// never read. Flags and generations are read without a lock.
+    var shadowSlots: [(uuid: String, member: Member)?]
+    let shadowFlags: UnsafeMutablePointer<UInt8>
+    let shadowGenerations: UnsafeMutablePointer<UInt32>
     let stateLock = Mutex()
     var superblock: Superblock
     var roleStates: [RoleState]
@@ -81,6 +87,11 @@ public final class RAIDArray: @unchecked Sendable {
         activeFlags = .allocate(capacity: geometry.memberCount)
         roleGenerations = .allocate(capacity: geometry.memberCount)
         roleGenerations.initialize(repeating: 0, count: geometry.memberCount)
+        shadowSlots = Array(repeating: nil, count: geometry.memberCount)
+        shadowFlags = .allocate(capacity: geometry.memberCount)
+        shadowFlags.initialize(repeating: 0, count: geometry.memberCount)
+        shadowGenerations = .allocate(capacity: geometry.memberCount)
+        shadowGenerations.initialize(repeating: 0, count: geometry.memberCount)
         for r in 0..<geometry.memberCount {
             let present = plan.membersByRole[r] != nil
             if !present && (roleStates[r] == .active || roleStates[r] == .rebuilding) { roleStates[r] = .missing }
@@ -123,6 +134,8 @@ public final class RAIDArray: @unchecked Sendable {
     deinit {
         activeFlags.deallocate()
         roleGenerations.deallocate()
+        shadowFlags.deallocate()
+        shadowGenerations.deallocate()
     }
 
     /// Assembles the array from `directories`. Nothing is written: call
@@ -268,6 +281,10 @@ public final class RAIDArray: @unchecked Sendable {
     public var rebuildingRoles: [Int] { (0..<geometry.memberCount).filter { activeFlags[$0] == 2 } }
 
     public func member(_ role: Int) -> Member? { stateLock.withLock { memberSlots[role] } }
+
+    /// Roles with a replacement member attached, and that member.
+    var shadowRoles: [Int] { (0..<geometry.memberCount).filter { shadowFlags[$0] != 0 } }
+    func shadowMember(_ role: Int) -> Member? { stateLock.withLock { shadowSlots[role]?.member } }
 
     public var spares: [Member] { stateLock.withLock { spareMembers.map { $0.member } } }
 

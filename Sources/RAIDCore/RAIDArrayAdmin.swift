@@ -92,6 +92,91 @@ extension RAIDArray {
         return started.map { "\(dir) added; rebuilding role \($0) onto it" } ?? "\(dir) added as a hot spare"
     }
 
+    /// `raidctl replace`: rebuilds role `name`'s contents onto `directory`
+    /// while the role's member keeps serving, then retires that member (as
+    /// `mdadm --replace`): redundancy never drops during the copy.
+    public func replace(_ name: String, directory: String) throws -> String {
+        let role = try resolveRole(name)
+        guard roleState(role) == .active else {
+            throw FSError.invalid("member \(role) is \(roleState(role).rawValue): use add to rebuild a lost role")
+        }
+        if stateLock.withLock({ rebuilderSlot?.isRunning == true }) {
+            throw FSError(EBUSY, "a rebuild or replacement is already running; wait for it")
+        }
+        let dir = absolutePath(directory)
+        if let bytes = try? DirectoryMember(root: dir).readSuperblock(), let old = try? Superblock.decode(bytes, source: dir) {
+            guard old.arrayUUID == arrayUUID, !(0..<geometry.memberCount).contains(where: { member($0)?.name == dir }) else {
+                throw FSError.invalid("\(dir): belongs to \(old.arrayUUID == arrayUUID ? "this array already" : "another array (\(old.arrayUUID))")")
+            }
+            try ArrayCreator.wipeMember(dir)
+        } else {
+            try ArrayCreator.checkEmptyDirectory(dir)
+        }
+        let data = dir + "/" + DirectoryMember.dataDirectoryName
+        guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
+        let target = DirectoryMember(root: dir)
+        let uuid = UUID().uuidString.lowercased()
+        // Until it takes the role it is a spare no one lists: a replacement
+        // cut short by an unmount is simply started again.
+        var sb = currentSuperblock
+        sb.role = -1
+        sb.memberUUID = uuid
+        try target.writeSuperblock(sb.encoded())
+        stateLock.withLock {
+            shadowSlots[role] = (uuid, target)
+            shadowGenerations[role] &+= 1
+            shadowFlags[role] = 1
+        }
+        let r = Rebuilder(array: self, role: role, target: target, targetUUID: uuid,
+                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: nil, replacing: true)
+        stateLock.withLock { rebuilderSlot = r }
+        eventLog.record(ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(memberName(role)) onto \(dir)"))
+        r.start()
+        return "replacing member \(role) (\(memberName(role))) with \(dir); \(memberName(role)) serves until the copy is done"
+    }
+
+    /// Gives up a replacement (its member failed a write, or data could not be copied).
+    func abandonReplacement(role: Int, _ reason: String) {
+        let r: Rebuilder? = stateLock.withLock {
+            guard shadowFlags[role] != 0 else { return nil }
+            shadowFlags[role] = 0
+            shadowSlots[role] = nil
+            shadowGenerations[role] &+= 1
+            return rebuilderSlot
+        }
+        guard let r else { return }
+        if r.replacing && r.role == role { r.stop() }
+        eventLog.record(ArrayEvent(kind: "replace-failed", member: role, message: "replacement of member \(role) abandoned: \(reason)"))
+    }
+
+    /// The replacement is complete: it takes the role, the old member retires.
+    func completeReplacement(_ r: Rebuilder) {
+        var old = ""
+        let done: Bool = namespace.lock.withLock {
+            let gen: UInt32? = stateLock.withLock {
+                guard shadowFlags[r.role] != 0, let slot = shadowSlots[r.role], slot.member === r.target else { return nil }
+                old = memberSlots[r.role]?.name ?? "(missing)"
+                roleGenerations[r.role] &+= 1
+                memberSlots[r.role] = r.target
+                superblock.roles[r.role].memberUUID = slot.uuid
+                roleStates[r.role] = .active
+                activeFlags[r.role] = 1
+                shadowSlots[r.role] = nil
+                shadowFlags[r.role] = 0
+                return roleGenerations[r.role]
+            }
+            guard let gen else { return false }
+            for af in namespace.openFiles.values {
+                af.lock.withWriteLock { af.promoteShadow(role: r.role, generation: gen) }
+            }
+            return true
+        }
+        guard done else { return }
+        try? persistState(clean: false, reason: "member \(r.role) replaced")
+        eventLog.record(ArrayEvent(kind: "member-replaced", member: r.role,
+                                   message: "\(r.target.name) took role \(r.role); \(old) retired (now stale)"))
+    }
+
     /// Starts a rebuild when a role is lost and a spare is free, or resumes
     /// one the superblocks say was running. Returns the role being rebuilt.
     @discardableResult
@@ -158,8 +243,7 @@ extension RAIDArray {
     /// What `raidctl status` shows.
     public func status() -> ArrayStatus {
         let (states, names, sb) = stateLock.withLock { (roleStates, memberSlots.map { $0?.name ?? "" }, superblock) }
-        var rebuild = rebuildStatus
-        if !states.contains(.rebuilding) { rebuild.running = false }
+        let rebuild = rebuildStatus
         return ArrayStatus(
             arrayUUID: arrayUUID, level: geometry.level.rawValue, chunkSizeBytes: geometry.chunkSizeBytes,
             state: state.rawValue, events: sb.events,

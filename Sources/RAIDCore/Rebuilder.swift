@@ -14,6 +14,9 @@ public final class Rebuilder: @unchecked Sendable {
     public let role: Int
     public let target: Member
     public let targetUUID: String
+    /// raidctl replace: the role's member keeps serving; chunks are copied
+    /// from it (rebuilt from the others where it fails) to the replacement.
+    public let replacing: Bool
     private unowned let array: RAIDArray
     private let rateBytesPerSecond: Double?
     private let lock = Mutex()
@@ -33,8 +36,9 @@ public final class Rebuilder: @unchecked Sendable {
     static let stripesPerBatch: UInt64 = 16
 
     init(array: RAIDArray, role: Int, target: Member, targetUUID: String, rateBytesPerSecond: Double?,
-         resume: RebuildCheckpoint?) {
+         resume: RebuildCheckpoint?, replacing: Bool = false) {
         self.array = array
+        self.replacing = replacing
         self.role = role
         self.target = target
         self.targetUUID = targetUUID
@@ -95,14 +99,14 @@ public final class Rebuilder: @unchecked Sendable {
             } while lock.withLock({ missedDuringWalk }) && pass < 8 && !shouldStop
             if shouldStop {
                 // Unmounting: leave a checkpoint so the next mount resumes here.
-                if !lastPath.isEmpty {
+                if !lastPath.isEmpty && !replacing {
                     array.checkpointRebuild(RebuildCheckpoint(role: role, memberUUID: targetUUID, lastPath: lastPath, bytesDone: lastPathBytes))
                 }
                 lock.withLock { runningValue = false }
                 return
             }
             lock.withLock { runningValue = false; bytesDoneValue = max(bytesDoneValue, bytesTotalValue) }
-            array.finishRebuild(self)
+            if replacing { array.completeReplacement(self) } else { array.finishRebuild(self) }
         } catch {
             lock.withLock { runningValue = false }
             array.eventLog.record(ArrayEvent(kind: "rebuild-failed", member: role, message: "rebuild onto \(target.name) stopped: \(error)"))
@@ -177,11 +181,12 @@ public final class Rebuilder: @unchecked Sendable {
     private func rebuildFile(_ path: String, _ st: stat) throws -> Bool {
         guard let af = try? array.open(path) else { return true }   // deleted meanwhile
         defer { array.release(af) }
-        if lock.withLock({ completed.contains(af.fileId) }) && af.lock.withReadLock({ af.isAttached(role: role) }) { return true }
+        let attached = { self.replacing ? af.isShadowAttached(role: self.role) : af.isAttached(role: self.role) }
+        if lock.withLock({ completed.contains(af.fileId) }) && af.lock.withReadLock(attached) { return true }
         try af.lock.withWriteLock {
-            if !af.isAttached(role: role) {
+            if !attached() {
                 let f = try target.open(path, flags: O_CREAT | O_RDWR, mode: st.st_mode & 0o7777)
-                af.attach(role: role, f)
+                if replacing { af.attachShadow(role: role, f) } else { af.attach(role: role, f) }
                 try? target.chown(path, uid: st.st_uid, gid: st.st_gid)
             }
             try af.writeHeadersLocked()
@@ -192,11 +197,14 @@ public final class Rebuilder: @unchecked Sendable {
                 try af.lock.withWriteLock {
                     let count = af.stripeCount
                     if stripe >= count {
-                        try af.writable(role)?.truncate(to: array.layout.fileBytes(stripeCount: count))
+                        try (replacing ? af.shadow(role) : af.writable(role))?.truncate(to: array.layout.fileBytes(stripeCount: count))
                         return (true, 0)
                     }
                     let end = min(count, stripe + Rebuilder.stripesPerBatch)
-                    for s in stripe..<end { af.rebuildChunk(role: role, stripe: s, ws: ws) }
+                    for s in stripe..<end {
+                        if replacing { af.copyChunkToReplacement(role: role, stripe: s, ws: ws) }
+                        else { af.rebuildChunk(role: role, stripe: s, ws: ws) }
+                    }
                     let sb = UInt64(array.geometry.stripeDataBytes)
                     let bytes = min(end * sb, af.size) - min(stripe * sb, af.size)
                     stripe = end
@@ -228,6 +236,22 @@ public final class Rebuilder: @unchecked Sendable {
 }
 
 extension ArrayFile {
+    /// Copies the chunk `role` holds in `stripe` to its replacement, verified;
+    /// rebuilt from the other members where the role's own copy fails.
+    func copyChunkToReplacement(role: Int, stripe: UInt64, ws: StripeWorkspace) {
+        let i = array.geometry.chunkIndex(stripe: stripe, member: role)
+        if !readChunk(role: role, stripe: stripe, into: ws.chunks[i].bytes) {
+            var have = Set<Int>()
+            do {
+                try recover(stripe: stripe, lost: [i], have: &have, ws: ws, heal: false)
+            } catch {
+                array.abandonReplacement(role: role, "stripe \(stripe) of \(displayPath) cannot be copied: \(error)")
+                return
+            }
+        }
+        writeShadowChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes)
+    }
+
     /// Reconstructs the chunk `role` holds in `stripe` from the others and
     /// writes it there. Beyond redundancy the entry is poisoned, so the chunk
     /// reads as damaged (EIO) rather than as zeros.

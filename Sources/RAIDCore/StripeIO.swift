@@ -44,18 +44,31 @@ extension ArrayFile {
     @inline(__always)
     @discardableResult
     func writeChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>) -> Bool {
-        guard let f = writable(role) else { return false }
+        let hasPrimary = writable(role) != nil
+        guard hasPrimary || shadow(role) != nil else { return false }
         let chunkBytes = array.geometry.chunkSizeBytes
         var raw = ChunkEntry.encode(crc: crc32c(buffer, count: chunkBytes)).littleEndian
-        do {
-            try f.write(from: buffer, count: chunkBytes, at: array.layout.chunkOffset(stripe: stripe))
-            try withUnsafeBytes(of: &raw) {
-                try f.write(from: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
-            }
-            return true
-        } catch {
+        let chunkAt = array.layout.chunkOffset(stripe: stripe), entryAt = array.layout.entryOffset(stripe: stripe)
+        let error = eachTarget(role) { f in
+            try f.write(from: buffer, count: chunkBytes, at: chunkAt)
+            try withUnsafeBytes(of: &raw) { try f.write(from: $0.baseAddress!, count: 8, at: entryAt) }
+        }
+        if let error {
             if let e = array.noteWriteError(role: role, error) { spaceErrno = e }
             return false
+        }
+        return hasPrimary
+    }
+
+    /// Writes a chunk to the member replacing `role` only.
+    func writeShadowChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>) {
+        guard let s = shadow(role) else { return }
+        var raw = ChunkEntry.encode(crc: crc32c(buffer, count: array.geometry.chunkSizeBytes)).littleEndian
+        do {
+            try s.write(from: buffer, count: array.geometry.chunkSizeBytes, at: array.layout.chunkOffset(stripe: stripe))
+            try withUnsafeBytes(of: &raw) { try s.write(from: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe)) }
+        } catch {
+            array.abandonReplacement(role: role, "\(error)")
         }
     }
 

@@ -212,4 +212,40 @@ final class AdminTests: XCTestCase {
         XCTAssertEqual(try readFile(a.path("old")), randomBytes(400_000, seed: 2))
         XCTAssertEqual(try readFile(a.path("new")), randomBytes(300_000, seed: 3))
     }
+
+    func testReplaceWhileTheOldMemberServes() throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount(options: ["rebuild_rate=4"])
+        var expected: [String: Data] = [:]
+        for i in 0..<6 {
+            expected["f\(i)"] = randomBytes(600_000, seed: UInt64(i + 40))
+            try writeFile(a.path("f\(i)"), expected["f\(i)"]!)
+        }
+        let fresh = a.root + "/fresh"
+        try FileManager.default.createDirectory(atPath: fresh, withIntermediateDirectories: true)
+        let r = try a.ctl(["replace", a.mountpoint, "1", fresh])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var st = try a.status()
+        XCTAssertEqual(st.state, "clean", "redundancy stays whole during a replace")
+        XCTAssertTrue(st.rebuild.running)
+        // Writes during the copy reach both.
+        expected["during"] = randomBytes(300_000, seed: 99)
+        try writeFile(a.path("during"), expected["during"]!)
+        let deadline = Date().addingTimeInterval(60)
+        repeat { usleep(100_000); st = try a.status() } while st.members[1].path != fresh && Date() < deadline
+        XCTAssertEqual(st.members[1].path, fresh)
+        XCTAssertEqual(st.state, "clean")
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+        XCTAssertTrue(try a.ctl(["events", a.mountpoint]).stdout.contains("member-replaced"))
+        a.unmount()
+        let newSet = [a.members[0], fresh, a.members[2]]
+        let check = try runTool("raidctl", ["check"] + newSet)
+        XCTAssertEqual(check.status, 0, check.stdout)
+        // The retired member is stale; the replacement alone carries role 1.
+        try a.mount([a.members[0], a.members[1], fresh, a.members[2]])
+        XCTAssertTrue(a.log().contains("stale"), a.log())
+        a.unmount()
+        try a.mount([fresh, a.members[2]])
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "replacement + member 2: \(p)") }
+    }
 }
