@@ -251,21 +251,35 @@ public final class RAIDArray: @unchecked Sendable {
         }
     }
 
-    /// Starts the background work of a mounted array: the intent-log flusher
-    /// (clears regions idle for 2 s, after a syncfs of the members).
+    /// Starts the background work of a mounted array: a pending rebuild,
+    /// and one thread that every half second clears idle intent-log regions
+    /// (after a syncfs of the members) and once a second checks that every
+    /// member is still there — a member directory removed or unmounted while
+    /// files are open would otherwise go unnoticed until the next open.
     public func startBackgroundWork() {
-        guard !readOnly else { return }
-        startRebuildIfPossible()
-        guard intentLog.enabled else { return }
+        if !readOnly { startRebuildIfPossible() }
         let t = Thread { [weak self] in
+            var tick = 0
             while let self, !self.stopFlusher.withLock({ self.flusherStopped }) {
                 usleep(500_000)
+                tick += 1
+                if tick % 2 == 0 { self.probeMembers() }
+                guard !self.readOnly, self.intentLog.enabled else { continue }
                 do { try self.intentLog.flushIdle(idleSeconds: 2) } catch { self.logger.error("intent log flush: \(error)") }
             }
         }
-        t.name = "raidfs-intent-flusher"
+        t.name = "raidfs-monitor"
         t.start()
         flusher = t
+    }
+
+    /// The health monitor's check: an active (or rebuilding) member whose
+    /// directory or superblock is gone is failed.
+    func probeMembers() {
+        for role in 0..<geometry.memberCount where isWritable(role) {
+            guard let m = member(role), !m.isPresent() else { continue }
+            memberFailed(role: role, reason: "member vanished (its directory or superblock is gone)")
+        }
     }
 
     // MARK: state

@@ -96,4 +96,35 @@ final class FailureTests: XCTestCase {
         XCTAssertEqual(pread(fd, &buf, 4096, 0), -1)
         XCTAssertEqual(errno, EIO)
     }
+
+    /// A member directory removed while a file is held open is noticed by
+    /// the health monitor, not only at the next open.
+    func testVanishedMemberIsNoticedWhileFilesStayOpen() throws {
+        let a = try ScratchArray(level: 6, members: 5)
+        try a.mount()
+        let data = randomBytes(2_000_000, seed: 12)
+        try writeFile(a.path("held"), data)
+        let fd = open(a.path("held"), O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        try FileManager.default.removeItem(atPath: a.members[2])
+        let deadline = Date().addingTimeInterval(10)
+        var state = ""
+        repeat {
+            usleep(200_000)
+            state = try runTool("raidctl", ["status", "--json", a.mountpoint]).stdout
+        } while !state.contains("\"faulty\"") && Date() < deadline
+        XCTAssertTrue(state.contains("\"faulty\""), state)
+        var buf = [UInt8](repeating: 0, count: data.count)
+        XCTAssertEqual(pread(fd, &buf, buf.count, 0), buf.count)
+        XCTAssertEqual(Data(buf), data)
+        let more = [UInt8](randomBytes(100_000, seed: 13))
+        XCTAssertEqual(pwrite(fd, more, more.count, 500_000), more.count)
+        close(fd)
+        var expected = data
+        expected.replaceSubrange(500_000..<600_000, with: more)
+        a.unmount()
+        try a.mount()
+        XCTAssertEqual(try readFile(a.path("held")), expected)
+    }
 }
