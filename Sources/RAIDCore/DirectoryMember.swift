@@ -316,6 +316,18 @@ final class DirectoryMemberFile: MemberFile {
         guard ftruncate(fd, off_t(size)) == 0 else { throw FSError.system("ftruncate", name) }
     }
 
+    func allocate(at offset: UInt64, length: UInt64) throws {
+        guard fallocate(fd, 1 /* FALLOC_FL_KEEP_SIZE */, off_t(offset), off_t(length)) == 0 else {
+            throw FSError.system("fallocate", name)
+        }
+    }
+
+    func punchHole(at offset: UInt64, length: UInt64) throws {
+        guard fallocate(fd, 3 /* PUNCH_HOLE | KEEP_SIZE */, off_t(offset), off_t(length)) == 0 else {
+            throw FSError.system("fallocate", name)
+        }
+    }
+
     func status() throws -> stat {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw FSError.system("fstat", name) }

@@ -69,6 +69,12 @@ public protocol MemberFile: AnyObject {
     func truncate(to size: UInt64) throws
     /// fstat(2) of the member file (mode, owner, times, link count).
     func status() throws -> stat
+    /// Reserves space for [offset, offset+length) without changing the size
+    /// (fallocate KEEP_SIZE); EOPNOTSUPP where the host cannot.
+    func allocate(at offset: UInt64, length: UInt64) throws
+    /// Deallocates [offset, offset+length), which then reads as zeros
+    /// (fallocate PUNCH_HOLE); EOPNOTSUPP where the host cannot.
+    func punchHole(at offset: UInt64, length: UInt64) throws
     func close()
 }
 

@@ -452,6 +452,15 @@ final class SimulatedMemberFile: MemberFile {
     func sync(dataOnly: Bool) throws { try member.sync(data, path) }
     func truncate(to size: UInt64) throws { try member.truncate(data, path, to: size) }
     func status() throws -> stat { try member.status(node, path) }
+    func allocate(at offset: UInt64, length: UInt64) throws {}
+    func punchHole(at offset: UInt64, length: UInt64) throws {
+        // Zeros within the current size; the size stays.
+        let size = UInt64(try status().st_size)
+        guard offset < size else { return }
+        let n = Int(min(length, size - offset))
+        let zeros = [UInt8](repeating: 0, count: n)
+        try zeros.withUnsafeBytes { try write(from: $0.baseAddress!, count: n, at: offset) }
+    }
     func close() {}
 }
 

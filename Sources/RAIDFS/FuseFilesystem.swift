@@ -246,6 +246,22 @@ func makeOperations() -> fuse_operations {
             return 0
         }
     }
+    ops.fallocate = { _, mode, offset, length, fi in
+        run {
+            guard let h = handle(fi) else { return -EBADF }
+            guard offset >= 0, length > 0 else { return -EINVAL }
+            let keepSize: Int32 = 0x01, punchHole: Int32 = 0x02
+            switch mode {
+            case 0, keepSize:
+                try h.file.allocate(offset: UInt64(offset), length: UInt64(length), keepSize: mode == keepSize)
+            case punchHole | keepSize:
+                try h.file.punchHole(offset: UInt64(offset), length: UInt64(length))
+            default:
+                return -EOPNOTSUPP   // collapse, insert, zero-range, unshare
+            }
+            return 0
+        }
+    }
     ops.setxattr = { path, name, value, size, flags in
         run {
             let bytes = size == 0 ? [] : Array(UnsafeRawBufferPointer(start: value, count: size))

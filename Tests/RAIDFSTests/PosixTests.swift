@@ -143,4 +143,32 @@ final class PosixTests: XCTestCase {
         XCTAssertNotEqual(rm.status, 0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: a.path("secret")))
     }
+
+    func testFallocateAndPunchHoleKeepParityConsistent() throws {
+        let a = try ScratchArray(level: 6, members: 5, chunk: "16K")
+        try a.mount()
+        var data = randomBytes(1_000_000, seed: 21)
+        try writeFile(a.path("f"), data)
+        // Allocate past the end: the size grows, the new bytes read as zeros.
+        XCTAssertEqual(try runTool("/usr/bin/fallocate", ["-o", "1000000", "-l", "200000", a.path("f")]).status, 0)
+        data.append(Data(count: 200_000))
+        XCTAssertEqual(try readFile(a.path("f")), data)
+        // Keep-size allocation leaves the size alone.
+        XCTAssertEqual(try runTool("/usr/bin/fallocate", ["-n", "-o", "1200000", "-l", "500000", a.path("f")]).status, 0)
+        XCTAssertEqual(try readFile(a.path("f")).count, 1_200_000)
+        // Punch across partial and whole stripes.
+        let r = try runTool("/usr/bin/fallocate", ["-p", "-o", "12345", "-l", "700000", a.path("f")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        data.replaceSubrange(12_345..<712_345, with: Data(count: 700_000))
+        XCTAssertEqual(try readFile(a.path("f")), data)
+        // Unsupported modes say so.
+        let z = try runTool("/usr/bin/fallocate", ["-c", "-o", "0", "-l", "65536", a.path("f")])
+        XCTAssertNotEqual(z.status, 0)
+        XCTAssertTrue(z.stderr.contains("not supported"), z.stderr)
+        // Data and parity agree: any two members missing, same bytes.
+        a.unmount()
+        XCTAssertEqual(try runTool("raidctl", ["check"] + a.members).status, 0)
+        try a.mount([a.members[0], a.members[2], a.members[4]])
+        XCTAssertEqual(try readFile(a.path("f")), data)
+    }
 }

@@ -1,0 +1,94 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// fallocate for array files: reserving space on every member, and punching
+/// holes that then read as zeros with parity that agrees.
+extension ArrayFile {
+    /// Reserves member space for [offset, offset+length); extends the size
+    /// unless `keepSize`. EOPNOTSUPP when a member's filesystem cannot.
+    public func allocate(offset: UInt64, length: UInt64, keepSize: Bool) throws {
+        guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
+        guard length > 0 else { throw FSError(EINVAL, "\(displayPath): fallocate of zero bytes") }
+        try lock.withWriteLock {
+            let (from, to) = memberRange(offset: offset, length: length)
+            for role in 0..<array.geometry.memberCount {
+                if let error = eachTarget(role, { try $0.allocate(at: from, length: to - from) }) {
+                    if let e = error as? FSError, e.errno == EOPNOTSUPP || e.errno == ENOSPC || e.errno == EDQUOT || e.errno == EFBIG {
+                        throw FSError(e.errno, "\(displayPath): fallocate: \(e.message)")
+                    }
+                    array.noteWriteError(role: role, error)
+                }
+            }
+            try array.requireNotFailed(displayPath)
+            if !keepSize && offset + length > size {
+                size = offset + length
+                try writeHeadersLocked()
+            }
+        }
+    }
+
+    /// Zeroes [offset, offset+length) within the file (the size stays):
+    /// whole stripes are deallocated on every member (their chunks and
+    /// parity become zeros, which agree), partial ones written with zeros.
+    public func punchHole(offset: UInt64, length: UInt64) throws {
+        guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
+        try lock.withWriteLock {
+            guard offset < size, length > 0 else { return }
+            let end = min(size, offset + length)
+            let stripeBytes = UInt64(array.geometry.stripeDataBytes)
+            let firstWhole = (offset + stripeBytes - 1) / stripeBytes
+            let endWhole = end / stripeBytes      // exclusive
+            let first = offset / stripeBytes, last = (end - 1) / stripeBytes
+            try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
+            defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
+            func zeros(_ a: UInt64, _ b: UInt64) throws {
+                if b > a {
+                    try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(b - a), at: a, sourceIsZeros: true)
+                }
+            }
+            if firstWhole >= endWhole {
+                try zeros(offset, end)
+                return
+            }
+            try zeros(offset, firstWhole * stripeBytes)
+            try zeros(endWhole * stripeBytes, end)
+            var s = firstWhole
+            while s < endWhole {
+                // One run of chunks per checksum table group.
+                let groupEnd = min(endWhole, (s / MemberFileLayout.entriesPerTable + 1) * MemberFileLayout.entriesPerTable)
+                let chunkFrom = array.layout.chunkOffset(stripe: s)
+                let chunkTo = array.layout.chunkOffset(stripe: groupEnd - 1) + UInt64(array.geometry.chunkSizeBytes)
+                let entryFrom = array.layout.entryOffset(stripe: s)
+                let entryBytes = Int((groupEnd - s) * MemberFileLayout.entryBytes)
+                for role in 0..<array.geometry.memberCount {
+                    let error = eachTarget(role) { f in
+                        do {
+                            try f.punchHole(at: chunkFrom, length: chunkTo - chunkFrom)
+                        } catch let e as FSError where e.errno == EOPNOTSUPP {
+                            // No hole punching on this host: write the zeros.
+                            var at = chunkFrom
+                            while at < chunkTo {
+                                let n = Int(min(UInt64(array.zeroStripe.count), chunkTo - at))
+                                try f.write(from: array.zeroStripe.pointer, count: n, at: at)
+                                at += UInt64(n)
+                            }
+                        }
+                        try f.write(from: array.zeroStripe.pointer, count: entryBytes, at: entryFrom)
+                    }
+                    if let error { array.noteWriteError(role: role, error) }
+                }
+                s = groupEnd
+            }
+            try array.requireNotFailed(displayPath)
+        }
+    }
+
+    /// The member-file byte range holding the chunks of the stripes that
+    /// [offset, offset+length) touches (tables between them included).
+    private func memberRange(offset: UInt64, length: UInt64) -> (UInt64, UInt64) {
+        let stripeBytes = UInt64(array.geometry.stripeDataBytes)
+        let first = offset / stripeBytes, last = (offset + length - 1) / stripeBytes
+        return (array.layout.tableOffset(stripe: first), array.layout.chunkOffset(stripe: last) + UInt64(array.geometry.chunkSizeBytes))
+    }
+}
