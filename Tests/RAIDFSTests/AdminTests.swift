@@ -215,7 +215,7 @@ final class AdminTests: XCTestCase {
 
     func testReplaceWhileTheOldMemberServes() throws {
         let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
-        try a.mount(options: ["rebuild_rate=4"])
+        try a.mount(options: ["rebuild_rate=1"])
         var expected: [String: Data] = [:]
         for i in 0..<6 {
             expected["f\(i)"] = randomBytes(600_000, seed: UInt64(i + 40))
