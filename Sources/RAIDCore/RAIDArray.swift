@@ -179,12 +179,21 @@ public final class RAIDArray: @unchecked Sendable {
                 // the (now consistent) stripes.
                 let all = 0..<af.stripeCount
                 let r = range.map { all.clamped(to: $0) } ?? all
+                let rebuilding = rebuildingRoles.filter { af.isAttached(role: $0) }
                 for s in r {
                     stripes += 1
                     let result = try af.checkStripeLocked(s, mode: .resync)
                     if !result.problems.isEmpty { fixed += 1 }
                     if result.unrecoverable {
                         logger.critical("resync: \(af.displayPath) stripe \(s) cannot be made consistent: too many chunks lost")
+                    }
+                    // A member being rebuilt took this region's writes too,
+                    // and the rebuild will not come back to a file it
+                    // finished: bring its chunk in line as well.
+                    if !rebuilding.isEmpty {
+                        workspaces.withItem { ws in
+                            for role in rebuilding { af.rebuildChunk(role: role, stripe: s, ws: ws) }
+                        }
                     }
                 }
                 if af.stripeCount > 0 && !r.contains(af.stripeCount - 1) {
