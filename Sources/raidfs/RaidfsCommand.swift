@@ -48,7 +48,8 @@ enum RaidfsCommand {
                     case "force": o.force = true
                     case "rw", "defaults", "auto", "noauto", "nofail", "user", "nouser", "_netdev": break
                     default:
-                        if opt.hasPrefix("fsname=") || opt.hasPrefix("subtype=") { break }
+                        // fstab conventions: our own names, and x-* options meant for other tools (systemd).
+                        if opt.hasPrefix("fsname=") || opt.hasPrefix("subtype=") || opt.hasPrefix("x-") { break }
                         if opt.hasPrefix("rebuild_rate=") {
                             // MB/s (10^6 bytes), as md's speed limits are per device in KiB/s.
                             guard let v = Double(opt.dropFirst("rebuild_rate=".count)), v > 0 else {
