@@ -51,6 +51,23 @@ public struct ProgressStatus: Codable, Sendable, Equatable {
     public var unrecoverable: Int?
     public var role: Int?
     public var target: String?
+
+    enum CodingKeys: String, CodingKey {
+        case running, progress, bytesPerSecond, etaSeconds, repaired, unrecoverable, role, target
+    }
+
+    /// etaSeconds is always present (null when unknown), as DESIGN.md lists it.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(running, forKey: .running)
+        try c.encode(progress, forKey: .progress)
+        try c.encode(bytesPerSecond, forKey: .bytesPerSecond)
+        if let eta = etaSeconds { try c.encode(eta, forKey: .etaSeconds) } else { try c.encodeNil(forKey: .etaSeconds) }
+        try c.encodeIfPresent(repaired, forKey: .repaired)
+        try c.encodeIfPresent(unrecoverable, forKey: .unrecoverable)
+        try c.encodeIfPresent(role, forKey: .role)
+        try c.encodeIfPresent(target, forKey: .target)
+    }
 }
 
 public struct MemberStatus: Codable, Sendable, Equatable {

@@ -88,6 +88,18 @@ final class AdminTests: XCTestCase {
         var st = try a.status()
         XCTAssertEqual(st.state, "clean")
         XCTAssertEqual(try a.ctl(["status", a.mountpoint]).status, 0)
+        // Every field DESIGN.md promises, by name.
+        let raw = try JSONSerialization.jsonObject(with: Data(try a.ctl(["status", "--json", a.mountpoint]).stdout.utf8)) as! [String: Any]
+        for key in ["level", "state", "members", "rebuild", "scrub"] { XCTAssertNotNil(raw[key], key) }
+        let m0 = (raw["members"] as! [[String: Any]])[0]
+        for key in ["index", "path", "state", "readErrors", "writeErrors", "checksumErrors"] { XCTAssertNotNil(m0[key], key) }
+        for section in ["rebuild", "scrub"] {
+            let p = raw[section] as! [String: Any]
+            for key in ["running", "progress", "bytesPerSecond", "etaSeconds"] { XCTAssertTrue(p.keys.contains(key), "\(section).\(key)") }
+        }
+        let scrub = raw["scrub"] as! [String: Any]
+        XCTAssertNotNil(scrub["repaired"])
+        XCTAssertNotNil(scrub["unrecoverable"])
         let writer = BackgroundWriter(path: a.path("live"))
         writer.start()
         XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
