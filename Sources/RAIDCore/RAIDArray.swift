@@ -65,8 +65,10 @@ public final class RAIDArray: @unchecked Sendable {
     public private(set) var eventLog: EventLog!
     /// Regions the members' intent logs named at assembly: resynced by
     /// `markInUse` before anything is served.
-    public private(set) var pendingResync: [(IntentLog.Region, String)] = []
-    public private(set) var pendingResyncAll = false
+    public internal(set) var pendingResync: [(IntentLog.Region, String)] = []
+    public internal(set) var pendingResyncAll = false
+    /// The superblocks said the last mount ended cleanly.
+    let wasCleanAtAssembly: Bool
     private var flusher: Thread?
     private let stopFlusher = Mutex()
     private var flusherStopped = false
@@ -80,6 +82,7 @@ public final class RAIDArray: @unchecked Sendable {
         self.readOnly = readOnly
         self.logger = logger
         memberSlots = plan.membersByRole
+        wasCleanAtAssembly = sb.clean
         spareMembers = plan.spares.map { ($0.superblock.memberUUID, $0.member) }
         superblock = sb
         roleStates = sb.roles.map { $0.state }
@@ -164,93 +167,9 @@ public final class RAIDArray: @unchecked Sendable {
         guard !readOnly else { return }
         try persistState(clean: false, reason: "assembled")
         try resyncAfterCrash()
+        if !wasCleanAtAssembly { removeOrphans() }
     }
 
-    /// Makes parity and checksums agree with the data in every region the
-    /// intent log named, then empties the log.
-    func resyncAfterCrash() throws {
-        guard needsResync else { return }
-        let start = Date()
-        var stripes = 0, fixed = 0
-        func resync(_ af: ArrayFile, _ range: Range<UInt64>?) throws {
-            try af.lock.withWriteLock {
-                // First make each stripe's parity and checksums agree with
-                // its data as found, then zero what lies past EOF through
-                // the (now consistent) stripes.
-                let all = 0..<af.stripeCount
-                let r = range.map { all.clamped(to: $0) } ?? all
-                let rebuilding = rebuildingRoles.filter { af.isAttached(role: $0) }
-                for s in r {
-                    stripes += 1
-                    let result = try af.checkStripeLocked(s, mode: .resync)
-                    if !result.problems.isEmpty { fixed += 1 }
-                    if result.unrecoverable {
-                        logger.critical("resync: \(af.displayPath) stripe \(s) cannot be made consistent: too many chunks lost")
-                    }
-                    // A member being rebuilt took this region's writes too,
-                    // and the rebuild will not come back to a file it
-                    // finished: bring its chunk in line as well.
-                    if !rebuilding.isEmpty {
-                        workspaces.withItem { ws in
-                            for role in rebuilding { af.rebuildChunk(role: role, stripe: s, ws: ws) }
-                        }
-                    }
-                }
-                if af.stripeCount > 0 && !r.contains(af.stripeCount - 1) {
-                    _ = try af.checkStripeLocked(af.stripeCount - 1, mode: .resync)
-                }
-                try af.trimBeyondEOFLocked()
-            }
-        }
-        if pendingResyncAll {
-            logger.warning("write-intent log incomplete: resyncing every file")
-            var queue = ["/"]
-            while let dir = queue.popLast() {
-                for e in try list(dir) {
-                    let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
-                    if e.type == UInt8(DT_DIR) { queue.append(path) } else if e.type == UInt8(DT_REG) {
-                        let af = try open(path)
-                        defer { release(af) }
-                        try resync(af, nil)
-                    }
-                }
-            }
-        } else {
-            for (region, path) in pendingResync {
-                // A file renamed since is found by its id; a deleted one needs nothing.
-                var found: ArrayFile? = try? open(path)
-                if let af = found, af.fileId != region.fileId {
-                    release(af)
-                    found = nil
-                }
-                if found == nil { found = try findFile(id: region.fileId) }
-                guard let af = found else { continue }
-                defer { release(af) }
-                let lo = region.index * intentLog.regionStripes
-                try resync(af, lo..<(lo + intentLog.regionStripes))
-            }
-        }
-        logger.notice("resync after unclean shutdown: \(pendingResync.count) regions, \(stripes) stripes checked, \(fixed) made consistent in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
-        pendingResync = []
-        pendingResyncAll = false
-        try intentLog.persist()
-    }
-
-    /// Finds an open-able file by its id (a file renamed after its region
-    /// was logged). Walks the namespace: only used by crash resync.
-    private func findFile(id: UInt64) throws -> ArrayFile? {
-        var queue = ["/"]
-        while let dir = queue.popLast() {
-            for e in try list(dir) {
-                let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
-                if e.type == UInt8(DT_DIR) { queue.append(path); continue }
-                guard e.type == UInt8(DT_REG), let af = try? open(path) else { continue }
-                if af.fileId == id { return af }
-                release(af)
-            }
-        }
-        return nil
-    }
 
     /// Makes everything written so far durable on every active member.
     func syncAllMembers() {

@@ -89,6 +89,12 @@ final class ScratchArray {
             if Date() > deadline { throw FSError.io("mount did not appear: \(self.log())") }
             usleep(20_000)
         }
+        // The mount shows before the daemon has answered the kernel's INIT
+        // (where it starts its control socket): a stat waits for INIT.
+        var st = stat()
+        _ = stat(mountpoint, &st)
+        let socket = ControlProtocol.socketPath(mountpoint: absolutePath(mountpoint))
+        while !FileManager.default.fileExists(atPath: socket) && Date() < deadline { usleep(20_000) }
     }
 
     func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

@@ -171,4 +171,24 @@ final class PosixTests: XCTestCase {
         try a.mount([a.members[0], a.members[2], a.members[4]])
         XCTAssertEqual(try readFile(a.path("f")), data)
     }
+
+    func testOrphansOfOpenUnlinkedFilesAreRemovedAfterACrash() throws {
+        let a = try ScratchArray(level: 5, members: 3)
+        try a.mount()
+        try writeFile(a.path("keep"), Data("k".utf8))
+        let fd = open(a.path("gone"), O_CREAT | O_RDWR, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(pwrite(fd, "data", 4, 0), 4)
+        XCTAssertEqual(unlink(a.path("gone")), 0)
+        let hidden = { (try? FileManager.default.contentsOfDirectory(atPath: a.members[0] + "/data"))?.filter { $0.hasPrefix(".fuse_hidden") } ?? [] }
+        XCTAssertEqual(hidden().count, 1, "libfuse keeps the open file under a hidden name")
+        kill(a.daemon!.processIdentifier, SIGKILL)
+        a.daemon!.waitUntilExit()
+        close(fd)
+        a.unmount()
+        try a.mount()
+        // The first operation waits for the daemon's init, which cleans up.
+        XCTAssertEqual(try readFile(a.path("keep")), Data("k".utf8))
+        XCTAssertEqual(hidden(), [], "the orphan is removed at the next mount")
+    }
 }

@@ -1,0 +1,111 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a mount does after an unclean shutdown, before it serves anything:
+/// resync the regions the write-intent log names, and remove files left
+/// under libfuse's hidden names.
+extension RAIDArray {
+    /// Makes parity and checksums agree with the data in every region the
+    /// intent log named, then empties the log.
+    func resyncAfterCrash() throws {
+        guard needsResync else { return }
+        let start = Date()
+        var stripes = 0, fixed = 0
+        func resync(_ af: ArrayFile, _ range: Range<UInt64>?) throws {
+            try af.lock.withWriteLock {
+                // First make each stripe's parity and checksums agree with
+                // its data as found, then zero what lies past EOF through
+                // the (now consistent) stripes.
+                let all = 0..<af.stripeCount
+                let r = range.map { all.clamped(to: $0) } ?? all
+                let rebuilding = rebuildingRoles.filter { af.isAttached(role: $0) }
+                for s in r {
+                    stripes += 1
+                    let result = try af.checkStripeLocked(s, mode: .resync)
+                    if !result.problems.isEmpty { fixed += 1 }
+                    if result.unrecoverable {
+                        logger.critical("resync: \(af.displayPath) stripe \(s) cannot be made consistent: too many chunks lost")
+                    }
+                    // A member being rebuilt took this region's writes too,
+                    // and the rebuild will not come back to a file it
+                    // finished: bring its chunk in line as well.
+                    if !rebuilding.isEmpty {
+                        workspaces.withItem { ws in
+                            for role in rebuilding { af.rebuildChunk(role: role, stripe: s, ws: ws) }
+                        }
+                    }
+                }
+                if af.stripeCount > 0 && !r.contains(af.stripeCount - 1) {
+                    _ = try af.checkStripeLocked(af.stripeCount - 1, mode: .resync)
+                }
+                try af.trimBeyondEOFLocked()
+            }
+        }
+        if pendingResyncAll {
+            logger.warning("write-intent log incomplete: resyncing every file")
+            var queue = ["/"]
+            while let dir = queue.popLast() {
+                for e in try list(dir) {
+                    let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
+                    if e.type == UInt8(DT_DIR) { queue.append(path) } else if e.type == UInt8(DT_REG) {
+                        let af = try open(path)
+                        defer { release(af) }
+                        try resync(af, nil)
+                    }
+                }
+            }
+        } else {
+            for (region, path) in pendingResync {
+                // A file renamed since is found by its id; a deleted one needs nothing.
+                var found: ArrayFile? = try? open(path)
+                if let af = found, af.fileId != region.fileId {
+                    release(af)
+                    found = nil
+                }
+                if found == nil { found = try findFile(id: region.fileId) }
+                guard let af = found else { continue }
+                defer { release(af) }
+                let lo = region.index * intentLog.regionStripes
+                try resync(af, lo..<(lo + intentLog.regionStripes))
+            }
+        }
+        logger.notice("resync after unclean shutdown: \(pendingResync.count) regions, \(stripes) stripes checked, \(fixed) made consistent in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        pendingResync = []
+        pendingResyncAll = false
+        try intentLog.persist()
+    }
+
+    /// Finds an open-able file by its id (a file renamed after its region
+    /// was logged). Walks the namespace: only used by crash resync.
+    private func findFile(id: UInt64) throws -> ArrayFile? {
+        var queue = ["/"]
+        while let dir = queue.popLast() {
+            for e in try list(dir) {
+                let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
+                if e.type == UInt8(DT_DIR) { queue.append(path); continue }
+                guard e.type == UInt8(DT_REG), let af = try? open(path) else { continue }
+                if af.fileId == id { return af }
+                release(af)
+            }
+        }
+        return nil
+    }
+
+    /// After an unclean shutdown: files unlinked while open were left under
+    /// libfuse's hidden names (.fuse_hiddenNNN); nothing can have them open
+    /// now, so remove them.
+    func removeOrphans() {
+        var queue = ["/"], removed = 0
+        while let dir = queue.popLast() {
+            guard let entries = try? list(dir) else { continue }
+            for e in entries {
+                let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
+                if e.type == UInt8(DT_DIR) { queue.append(path) }
+                else if e.name.hasPrefix(".fuse_hidden") && (try? unlink(path)) != nil { removed += 1 }
+            }
+        }
+        if removed > 0 { logger.notice("removed \(removed) orphaned .fuse_hidden files left by an unclean shutdown") }
+    }
+}
