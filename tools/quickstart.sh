@@ -30,12 +30,12 @@ cat <<MSG
 raidfs demo: RAID 6 over six member directories ($DEMO/disk0 … disk5),
 mounted at $MNT. Try:
 
-  cp -r /usr/share/doc $MNT/ && ls $MNT
+  cp -r /usr/share/common-licenses $MNT/ && ls $MNT
   df -h $MNT                                   # usable capacity: 4 of 6 members
   $BIN/raidctl status $MNT                     # md/zpool-style state; --watch to follow
   $BIN/raidctl examine $DEMO/disk0
   rm -rf $DEMO/disk1 $DEMO/disk4                # lose two members…
-  diff -r /usr/share/doc $MNT/doc && echo intact   # …every byte still reads back
+  diff -r /usr/share/common-licenses $MNT/common-licenses && echo intact   # …every byte still reads back
   mkdir $DEMO/new1 $DEMO/new2 && $BIN/raidctl add $MNT $DEMO/new1 && $BIN/raidctl add $MNT $DEMO/new2
                                                # …and rebuilds onto new members by itself
 

@@ -49,6 +49,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     public func writeIntentLog(slot: Int, slotBytes: Int, _ bytes: [UInt8]) throws {
         precondition(bytes.count <= slotBytes)
         let path = root + "/" + DirectoryMember.intentLogName
+        guard isPresent() else { throw FSError(ENOENT, "\(root): member not present") }
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FSError.system("open", path) }
         defer { Glibc.close(fd) }
@@ -68,6 +69,9 @@ public final class DirectoryMember: Member, @unchecked Sendable {
 
     public func appendEvents(_ bytes: [UInt8]) throws {
         let path = root + "/" + EventLog.fileName
+        // Never create files in a member that is being removed (rm -rf of
+        // its directory would fail with "Directory not empty").
+        guard isPresent() else { throw FSError(ENOENT, "\(root): member not present") }
         let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FSError.system("open", path) }
         defer { Glibc.close(fd) }

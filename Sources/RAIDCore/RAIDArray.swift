@@ -51,7 +51,7 @@ public final class RAIDArray: @unchecked Sendable {
     var rebuilderSlot: Rebuilder?
     /// `-o rebuild_rate=`: bytes per second, nil for unthrottled.
     public var rebuildRateBytesPerSecond: Double?
-    private var counters: [MemberCounters]
+    var counters: [MemberCounters]
     private let superblockWriteLock = Mutex()
 
     /// CRC32C of an all-zero chunk: what a never-written chunk must hash to.

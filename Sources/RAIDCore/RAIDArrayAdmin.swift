@@ -157,6 +157,7 @@ extension RAIDArray {
                 guard shadowFlags[r.role] != 0, let slot = shadowSlots[r.role], slot.member === r.target else { return nil }
                 old = memberSlots[r.role]?.name ?? "(missing)"
                 roleGenerations[r.role] &+= 1
+                counters[r.role] = MemberCounters()
                 memberSlots[r.role] = r.target
                 superblock.roles[r.role].memberUUID = slot.uuid
                 roleStates[r.role] = .active
@@ -192,6 +193,7 @@ extension RAIDArray {
             let spare = spareMembers.removeFirst()
             memberSlots[r] = spare.member
             roleGenerations[r] &+= 1
+            counters[r] = MemberCounters()   // the counters are the new member's
             roleStates[r] = .rebuilding
             superblock.roles[r].memberUUID = spare.uuid
             superblock.rebuild = nil
