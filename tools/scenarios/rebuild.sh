@@ -6,6 +6,8 @@
 #   tools/scenarios/rebuild.sh [SIZE_MIB]   (default 1024)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tools/deps.sh
+raidfs_install_deps bc
 SIZE_MIB="${1:-1024}"
 swift build -c release >/dev/null
 BIN="$(swift build -c release --show-bin-path)"
