@@ -36,13 +36,10 @@ extension RAIDArray {
     public func checkAll(mode: CheckMode, shouldStop: () -> Bool = { false },
                          report: (CheckFinding) -> Void) throws -> CheckSummary {
         var summary = CheckSummary()
-        var queue = ["/"]
-        while let dir = queue.popLast() {
-            if shouldStop() { break }
-            for e in try list(dir).sorted(by: { $0.name < $1.name }) {
-                let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
-                if e.type == UInt8(DT_DIR) { queue.append(path); continue }
-                guard e.type == UInt8(DT_REG) else { continue }
+        try walk { path, type in
+            if shouldStop() { return false }
+            guard type == UInt8(DT_REG) else { return true }
+            do {
                 let af = try open(path)
                 defer { release(af) }
                 summary.filesChecked += 1
@@ -69,6 +66,7 @@ extension RAIDArray {
                 summary.stripesChecked += af.stripeCount
                 summary.bytesChecked += af.currentSize()
             }
+            return true
         }
         return summary
     }

@@ -45,16 +45,13 @@ extension RAIDArray {
         }
         if pendingResyncAll {
             logger.warning("write-intent log incomplete: resyncing every file")
-            var queue = ["/"]
-            while let dir = queue.popLast() {
-                for e in try list(dir) {
-                    let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
-                    if e.type == UInt8(DT_DIR) { queue.append(path) } else if e.type == UInt8(DT_REG) {
-                        let af = try open(path)
-                        defer { release(af) }
-                        try resync(af, nil)
-                    }
+            try walk { path, type in
+                if type == UInt8(DT_REG) {
+                    let af = try open(path)
+                    defer { release(af) }
+                    try resync(af, nil)
                 }
+                return true
             }
         } else {
             for (region, path) in pendingResync {
@@ -80,31 +77,26 @@ extension RAIDArray {
     /// Finds an open-able file by its id (a file renamed after its region
     /// was logged). Walks the namespace: only used by crash resync.
     private func findFile(id: UInt64) throws -> ArrayFile? {
-        var queue = ["/"]
-        while let dir = queue.popLast() {
-            for e in try list(dir) {
-                let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
-                if e.type == UInt8(DT_DIR) { queue.append(path); continue }
-                guard e.type == UInt8(DT_REG), let af = try? open(path) else { continue }
-                if af.fileId == id { return af }
-                release(af)
-            }
+        var found: ArrayFile? = nil
+        try walk { path, type in
+            guard type == UInt8(DT_REG), let af = try? open(path) else { return true }
+            if af.fileId == id { found = af; return false }
+            release(af)
+            return true
         }
-        return nil
+        return found
     }
 
     /// After an unclean shutdown: files unlinked while open were left under
     /// libfuse's hidden names (.fuse_hiddenNNN); nothing can have them open
     /// now, so remove them.
     func removeOrphans() {
-        var queue = ["/"], removed = 0
-        while let dir = queue.popLast() {
-            guard let entries = try? list(dir) else { continue }
-            for e in entries {
-                let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
-                if e.type == UInt8(DT_DIR) { queue.append(path) }
-                else if e.name.hasPrefix(".fuse_hidden") && (try? unlink(path)) != nil { removed += 1 }
+        var removed = 0
+        try? walk { path, type in
+            if type != UInt8(DT_DIR) && path.split(separator: "/").last!.hasPrefix(".fuse_hidden") && (try? unlink(path)) != nil {
+                removed += 1
             }
+            return true
         }
         if removed > 0 { logger.notice("removed \(removed) orphaned .fuse_hidden files left by an unclean shutdown") }
     }

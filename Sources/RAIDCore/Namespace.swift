@@ -127,6 +127,35 @@ extension RAIDArray {
         throw lastError ?? FSError.io("\(path): no active member")
     }
 
+    /// Visits every entry of the namespace in sorted depth-first pre-order:
+    /// each directory, then everything in it, then its next sibling — the
+    /// order of paths compared component by component, which a rebuild
+    /// checkpoint relies on. `body` returns false to stop. A directory
+    /// removed while the walk runs is skipped.
+    public func walk(_ body: (_ path: String, _ type: UInt8) throws -> Bool) throws {
+        func sortedList(_ dir: String) throws -> [DirectoryEntry]? {
+            do {
+                return try list(dir).sorted { $0.name < $1.name }
+            } catch let e as FSError where e.errno == ENOENT && dir != "/" {
+                return nil
+            }
+        }
+        var stack: [(dir: String, entries: [DirectoryEntry], next: Int)] = [("/", try sortedList("/") ?? [], 0)]
+        while let top = stack.last {
+            guard top.next < top.entries.count else {
+                stack.removeLast()
+                continue
+            }
+            stack[stack.count - 1].next += 1
+            let e = top.entries[top.next]
+            let path = top.dir == "/" ? "/" + e.name : top.dir + "/" + e.name
+            guard try body(path, e.type) else { return }
+            if e.type == UInt8(DT_DIR), let children = try sortedList(path) {
+                stack.append((path, children, 0))
+            }
+        }
+    }
+
     public func list(_ path: String) throws -> [DirectoryEntry] {
         try onPrimary("readdir \(path)") { try $0.list(path) }
     }

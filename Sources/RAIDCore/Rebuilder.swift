@@ -115,34 +115,21 @@ public final class Rebuilder: @unchecked Sendable {
 
     private func totalBytes() throws -> UInt64 {
         var total: UInt64 = 0
-        try visit { path, type in
+        try array.walk { path, type in
             if type == UInt8(DT_REG), let st = try? array.getattr(path) { total += UInt64(st.st_size) }
+            return !shouldStop
         }
         return total
     }
 
-    /// Sorted depth-first walk of the array's namespace.
-    private func visit(_ body: (String, UInt8) throws -> Void) throws {
-        var stack = ["/"]
-        while let dir = stack.popLast() {
-            if shouldStop { return }
-            guard let entries = try? array.list(dir) else { continue }
-            var subdirs: [String] = []
-            for e in entries.sorted(by: { $0.name < $1.name }) {
-                let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
-                try body(path, e.type)
-                if e.type == UInt8(DT_DIR) { subdirs.append(path) }
-            }
-            // Children of the first subdirectory come first: push in reverse.
-            stack += subdirs.reversed()
-        }
-    }
-
+    /// One pass over the namespace, in the walk's order: a checkpoint's
+    /// lastPath covers every file that sorts before it.
     private func walk() throws {
-        try visit { path, type in
-            if shouldStop { return }
-            let done = resumeAfter.map { Rebuilder.components(path).lexicographicallyPrecedes($0) || Rebuilder.components(path) == $0 } ?? false
-            guard let st = try? array.getattr(path) else { return }
+        try array.walk { path, type in
+            if shouldStop { return false }
+            // Resuming: files up to and including the checkpoint are done.
+            let done = resumeAfter.map { !$0.lexicographicallyPrecedes(Rebuilder.components(path)) } ?? false
+            guard let st = try? array.getattr(path) else { return true }
             switch type {
             case UInt8(DT_DIR):
                 ignoreExists { try target.mkdir(path, mode: st.st_mode & 0o7777) }
@@ -151,10 +138,8 @@ public final class Rebuilder: @unchecked Sendable {
                 if let t = try? array.readlink(path) { ignoreExists { try target.symlink(target: t, at: path) } }
                 try? target.chown(path, uid: st.st_uid, gid: st.st_gid)
             case UInt8(DT_REG):
-                if done {
-                    return
-                }
-                guard try rebuildFile(path, st) else { return }
+                if done { return true }
+                guard try rebuildFile(path, st) else { return false }
             default:
                 ignoreExists { try target.mknod(path, mode: st.st_mode, device: st.st_rdev) }
                 copyAttributes(path, st)
@@ -162,6 +147,7 @@ public final class Rebuilder: @unchecked Sendable {
             lastPath = path
             lastPathBytes = lock.withLock { bytesDoneValue }
             checkpointIfDue()
+            return true
         }
     }
 

@@ -107,4 +107,20 @@ final class AssemblyTests: XCTestCase {
         XCTAssertEqual(again.activeRoles, [0, 1])
         XCTAssertEqual(report.leftOut.first?.directory, absolutePath(dirs[2]))
     }
+
+    /// The rebuild checkpoint compares paths component by component, so the
+    /// walk must visit a directory's contents before its next sibling.
+    func testWalkVisitsInComponentOrder() throws {
+        let tmp = TempDir()
+        let (array, _) = try makeArray(tmp, level: .raid5, members: 3)
+        for d in ["/d", "/d/x", "/b"] { try array.mkdir(d, mode: 0o755, caller: root) }
+        for f in ["/e", "/a", "/d/x/y", "/d/z", "/b/c"] {
+            array.release(try array.create(f, mode: 0o644, exclusive: true, caller: root))
+        }
+        var seen: [String] = []
+        try array.walk { path, _ in seen.append(path); return true }
+        XCTAssertEqual(seen, ["/a", "/b", "/b/c", "/d", "/d/x", "/d/x/y", "/d/z", "/e"])
+        let components = seen.map { $0.split(separator: "/").map(String.init) }
+        XCTAssertEqual(components, components.sorted { $0.lexicographicallyPrecedes($1) })
+    }
 }

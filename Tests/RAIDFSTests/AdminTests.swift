@@ -174,6 +174,10 @@ final class AdminTests: XCTestCase {
         let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
         try a.mount()
         for i in 0..<24 { try writeFile(a.path(String(format: "f%02d", i)), randomBytes(500_000, seed: UInt64(i))) }
+        // A directory that sorts first: its files must not be skipped when
+        // the rebuild resumes after a checkpoint on a later top-level file.
+        try FileManager.default.createDirectory(atPath: a.path("a/b"), withIntermediateDirectories: true)
+        for i in 0..<6 { try writeFile(a.path("a/b/g\(i)"), randomBytes(300_000, seed: UInt64(100 + i))) }
         XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "2"]).status, 0)
         a.unmount()
         try a.mount(options: ["rebuild_rate=1"])
@@ -200,6 +204,10 @@ final class AdminTests: XCTestCase {
         for i in 0..<24 {
             XCTAssertEqual(try readFile(a.path(String(format: "f%02d", i))), randomBytes(500_000, seed: UInt64(i)))
         }
+        a.unmount()
+        // Without member 0 the rebuilt member's chunks carry the data.
+        try a.mount([a.members[1], spare])
+        for i in 0..<6 { XCTAssertEqual(try readFile(a.path("a/b/g\(i)")), randomBytes(300_000, seed: UInt64(100 + i)), "a/b/g\(i)") }
         XCTAssertTrue(try a.ctl(["events", a.mountpoint]).stdout.contains("resuming after"))
     }
 
