@@ -42,16 +42,12 @@ public final class IntentLog: @unchecked Sendable {
     private var sequence: UInt64 = 0
     /// The dirty set outgrew a slot: resync everything after a crash.
     private var overflow = false
-    private var persistedGeneration: UInt64 = 0
-    private var changeGeneration: UInt64 = 0
 
     init(array: RAIDArray, enabled: Bool) {
         self.array = array
         self.enabled = enabled
         regionStripes = max(1, UInt64(64 << 20) / UInt64(array.geometry.stripeDataBytes))
     }
-
-    var isEmpty: Bool { lock.withLock { dirty.isEmpty && !overflow } }
 
     /// Marks the regions of stripes first...last of `file` dirty, durably,
     /// before the caller writes them. Pair with `end`.
@@ -64,7 +60,6 @@ public final class IntentLog: @unchecked Sendable {
                 if dirty[key] == nil {
                     dirty[key] = State(path: file.displayPath, inflight: 0, generation: 0, lastWrite: 0)
                     added = true
-                    changeGeneration += 1
                 }
                 dirty[key]!.inflight += 1
             }
@@ -115,7 +110,6 @@ public final class IntentLog: @unchecked Sendable {
                 dirty[k] = nil
                 any = true
             }
-            if any { changeGeneration += 1 }
             if dirty.isEmpty && overflow { overflow = false; any = true }
             return any
         }
@@ -140,11 +134,10 @@ public final class IntentLog: @unchecked Sendable {
     /// Writes the dirty set to every active member (fdatasync'ed).
     func persist() throws {
         try persistLock.withLock {
-            let (bytes, slot, gen): ([UInt8], Int, UInt64) = lock.withLock {
+            let (bytes, slot): ([UInt8], Int) = lock.withLock {
                 sequence += 1
-                return (encode(), Int(sequence % 2), changeGeneration)
+                return (encode(), Int(sequence % 2))
             }
-            if gen < persistedGeneration { return }
             var ok = 0
             var lastError: Error? = nil
             for role in array.activeRoles {
@@ -162,7 +155,6 @@ public final class IntentLog: @unchecked Sendable {
             if ok == 0 {
                 throw FSError.io("write-intent log: no member accepted it (\(lastError.map { "\($0)" } ?? "no active member"))")
             }
-            persistedGeneration = gen
         }
     }
 

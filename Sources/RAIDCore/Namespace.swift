@@ -66,11 +66,11 @@ extension RAIDArray {
         // walks the tree again for what it missed.
         for role in rebuildingRoles {
             guard let m = member(role) else { continue }
-            do { try body(m) } catch { rebuildMissed(what) }
+            do { try body(m) } catch { rebuildMissed() }
         }
         for role in shadowRoles {
             guard let m = shadowMember(role) else { continue }
-            do { try body(m) } catch { rebuildMissed(what) }
+            do { try body(m) } catch { rebuildMissed() }
         }
         try requireNotFailed(what)
     }
@@ -108,16 +108,22 @@ extension RAIDArray {
         return (header.size, header.fileId)
     }
 
+    /// Reads one member file's header into a small stack buffer.
+    private func readHeader(of f: MemberFile) throws -> FileHeader? {
+        try withUnsafeTemporaryAllocation(byteCount: FileHeader.encodedBytes, alignment: 8) { raw in
+            try f.readFull(into: raw.baseAddress!, count: FileHeader.encodedBytes, at: 0)
+            return FileHeader.decode(raw.baseAddress!)
+        }
+    }
+
     private func readHeader(_ path: String) throws -> FileHeader {
         var lastError: FSError? = nil
-        let buf = AlignedBuffer(count: 4096)
         for role in activeRoles {
             guard let m = member(role) else { continue }
             do {
                 let f = try m.open(path, flags: O_RDONLY, mode: 0)
                 defer { f.close() }
-                try f.readFull(into: buf.pointer, count: FileHeader.encodedBytes, at: 0)
-                if let h = FileHeader.decode(buf.pointer) { return h }
+                if let h = try readHeader(of: f) { return h }
                 lastError = FSError.io("\(path): file header on \(m.name) is damaged")
             } catch let e as FSError {
                 if e.errno == ENOENT && m.isPresent() { throw e }
@@ -344,13 +350,11 @@ extension RAIDArray {
         }
         // The header is replicated: take the file id the members agree on and
         // the largest size recorded (an extending write writes data first).
-        let buf = AlignedBuffer(count: 4096)
         var headers = [FileHeader?](repeating: nil, count: n)
         for role in 0..<n {
             guard let f = files[role] else { continue }
             do {
-                try f.readFull(into: buf.pointer, count: FileHeader.encodedBytes, at: 0)
-                headers[role] = FileHeader.decode(buf.pointer)
+                headers[role] = try readHeader(of: f)
                 if headers[role] == nil {
                     logger.error("member \(role) (\(memberName(role))): file header of \(path) damaged")
                 }

@@ -69,7 +69,6 @@ public final class RAIDArray: @unchecked Sendable {
     public internal(set) var pendingResyncAll = false
     /// The superblocks said the last mount ended cleanly.
     let wasCleanAtAssembly: Bool
-    private var flusher: Thread?
     private let stopFlusher = Mutex()
     private var flusherStopped = false
 
@@ -198,7 +197,6 @@ public final class RAIDArray: @unchecked Sendable {
         }
         t.name = "raidfs-monitor"
         t.start()
-        flusher = t
     }
 
     /// The health monitor's check: an active (or rebuilding) member whose
@@ -394,6 +392,8 @@ final class StripeWorkspace {
     /// Pointer arrays handed to ISA-L.
     let pointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
     let scratchPointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
+    /// Where a reconstruction writes (never more chunks than members).
+    let outputPointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
 
     init(geometry: Geometry) {
         chunkBytes = geometry.chunkSizeBytes
@@ -402,11 +402,13 @@ final class StripeWorkspace {
         delta = AlignedBuffer(count: geometry.chunkSizeBytes)
         pointers = .allocate(capacity: geometry.memberCount)
         scratchPointers = .allocate(capacity: geometry.memberCount)
+        outputPointers = .allocate(capacity: geometry.memberCount)
         for i in 0..<geometry.memberCount { pointers[i] = chunks[i].bytes }
     }
 
     deinit {
         pointers.deallocate()
         scratchPointers.deallocate()
+        outputPointers.deallocate()
     }
 }

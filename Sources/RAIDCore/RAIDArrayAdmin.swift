@@ -233,7 +233,7 @@ extension RAIDArray {
         startRebuildIfPossible()
     }
 
-    func rebuildMissed(_ what: String) {
+    func rebuildMissed() {
         stateLock.withLock { rebuilderSlot }?.missed()
     }
 

@@ -134,8 +134,7 @@ extension ArrayFile {
         let sources = have.sorted().prefix(g.dataChunkCount).map { $0 }
         let wanted = heal ? bad : lost
         for (n, s) in sources.enumerated() { ws.scratchPointers[n] = ws.chunks[s].bytes }
-        let outputs = UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>.allocate(capacity: wanted.count)
-        defer { outputs.deallocate() }
+        let outputs = ws.outputPointers
         for (n, w) in wanted.enumerated() { outputs[n] = ws.chunks[w].bytes }
         try withExtendedLifetime(ws) {
             try array.codec.reconstruct(sources: sources, sourcePointers: ws.scratchPointers, wanted: wanted,

@@ -46,6 +46,11 @@ struct ControlClient {
         return resp
     }
 
+    /// Sends a command and prints the daemon's one-line answer.
+    static func run(_ mountpoint: String, _ req: ControlRequest) throws {
+        print(try request(mountpoint, req).message ?? "")
+    }
+
     /// One request, one answer.
     static func request(_ mountpoint: String, _ req: ControlRequest) throws -> ControlResponse {
         var c = try ControlClient(mountpoint: mountpoint)
@@ -126,7 +131,7 @@ struct Fail: ParsableCommand {
     @Argument(help: "The mount point.") var mountpoint: String
     @Argument(help: "Role index or member directory.") var member: String
     func run() throws {
-        print(try ControlClient.request(mountpoint, ControlRequest(command: "fail", member: memberArgument(member), force: force)).message ?? "")
+        try ControlClient.run(mountpoint, ControlRequest(command: "fail", member: memberArgument(member), force: force))
     }
 }
 
@@ -136,7 +141,7 @@ struct Remove: ParsableCommand {
     @Argument(help: "The mount point.") var mountpoint: String
     @Argument(help: "Role index, member directory or spare directory.") var member: String
     func run() throws {
-        print(try ControlClient.request(mountpoint, ControlRequest(command: "remove", member: memberArgument(member), force: force)).message ?? "")
+        try ControlClient.run(mountpoint, ControlRequest(command: "remove", member: memberArgument(member), force: force))
     }
 }
 
@@ -145,7 +150,7 @@ struct Add: ParsableCommand {
     @Argument(help: "The mount point.") var mountpoint: String
     @Argument(help: "An empty directory (or a former member, which is started over).") var directory: String
     func run() throws {
-        print(try ControlClient.request(mountpoint, ControlRequest(command: "add", directory: absolutePath(directory))).message ?? "")
+        try ControlClient.run(mountpoint, ControlRequest(command: "add", directory: absolutePath(directory)))
     }
 }
 
@@ -155,7 +160,7 @@ struct Replace: ParsableCommand {
     @Argument(help: "Role index or member directory.") var member: String
     @Argument(help: "An empty directory.") var directory: String
     func run() throws {
-        print(try ControlClient.request(mountpoint, ControlRequest(command: "replace", member: memberArgument(member), directory: absolutePath(directory))).message ?? "")
+        try ControlClient.run(mountpoint, ControlRequest(command: "replace", member: memberArgument(member), directory: absolutePath(directory)))
     }
 }
 
