@@ -10,4 +10,7 @@ int fallocate(int fd, int mode, off_t offset, off_t len);
 int syncfs(int fd);
 /* struct ucred (SO_PEERCRED) is only declared under _GNU_SOURCE. */
 struct raidfs_ucred { int pid; unsigned int uid; unsigned int gid; };
+/* O_PATH and O_NOATIME are only defined under _GNU_SOURCE. */
+static const int RAIDFS_O_PATH = 010000000;
+static const int RAIDFS_O_NOATIME = 01000000;
 #endif

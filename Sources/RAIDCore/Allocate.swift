@@ -47,6 +47,7 @@ extension ArrayFile {
                     try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(b - a), at: a, sourceIsZeros: true)
                 }
             }
+            defer { markModifiedLocked() }
             if firstWhole >= endWhole {
                 try zeros(offset, end)
                 return

@@ -26,6 +26,9 @@ public final class ArrayFile: @unchecked Sendable {
     /// guarded by the write lock, checked and cleared by the operation.
     var spaceErrno: Int32? = nil
     private let headerBuffer = AlignedBuffer(count: 4096)
+    /// The next read marks the file accessed (see markAccessedIfPending).
+    var accessPending = true
+    let accessLock = Mutex()
 
     init(array: RAIDArray, fileId: UInt64, files: [MemberFile?], generations: [UInt32], size: UInt64, path: String) {
         self.array = array

@@ -13,6 +13,12 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     public var name: String { root }
     private let dataRoot: String
 
+    /// The data directory, opened once: every namespace call is made
+    /// relative to it (the *at calls), so array paths up to the kernel's
+    /// PATH_MAX work however deep the member directory itself is.
+    private var dataFd: Int32 = -1
+    private let dataFdLock = Mutex()
+
     public init(root: String) {
         var r = root
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
@@ -20,9 +26,66 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         self.dataRoot = r + "/" + DirectoryMember.dataDirectoryName
     }
 
+    deinit {
+        if dataFd >= 0 { Glibc.close(dataFd) }
+    }
+
     @inline(__always)
     func hostPath(_ path: String) -> String {
         path == "/" ? dataRoot : dataRoot + path
+    }
+
+    /// The data directory's descriptor, opened on first use (a new member's
+    /// directory is made after this object); -1 while it cannot be opened.
+    private func dataDirectory() -> Int32 {
+        dataFdLock.withLock {
+            if dataFd < 0 { dataFd = Glibc.open(dataRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            return dataFd
+        }
+    }
+
+    /// Names array path `path` as (directory descriptor, relative name) for
+    /// the *at calls and runs `body` on it; returns -1 with errno set when
+    /// the path cannot be reached. A name too long for one system call (an
+    /// array path near PATH_MAX plus nothing: the kernel's limit applies to
+    /// each call's argument) is reached by opening its parent directories a
+    /// few components at a time, as a local filesystem walks them.
+    @inline(__always)
+    private func at(_ path: String, _ body: (Int32, UnsafePointer<CChar>) -> Int) -> Int {
+        let base = dataDirectory()
+        if base < 0 { return hostPath(path).withCString { body(AT_FDCWD, $0) } }
+        if path == "/" { return body(base, ".") }
+        let relative = path.utf8.dropFirst()
+        if relative.count < 4000 { return String(Substring(relative)).withCString { body(base, $0) } }
+        var components = relative.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
+        guard let last = components.popLast() else { return body(base, ".") }
+        var dir = base
+        defer { if dir != base { Glibc.close(dir) } }
+        var batch: [UInt8] = []
+        func descend() -> Bool {
+            let next = (batch + [0]).withUnsafeBufferPointer {
+                $0.withMemoryRebound(to: CChar.self) { openat(dir, $0.baseAddress!, RAIDFS_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            }
+            if dir != base { let saved = errno; Glibc.close(dir); errno = saved }
+            dir = next
+            batch.removeAll(keepingCapacity: true)
+            return next >= 0
+        }
+        for c in components {
+            if !batch.isEmpty && batch.count + 1 + c.count >= 4000 {
+                guard descend() else { dir = base; return -1 }
+            }
+            if !batch.isEmpty { batch.append(UInt8(ascii: "/")) }
+            batch += c
+        }
+        if !batch.isEmpty { guard descend() else { dir = base; return -1 } }
+        return String(decoding: last, as: UTF8.self).withCString { body(dir, $0) }
+    }
+
+    /// A path the path-only calls (the xattr family) can take for `path`:
+    /// through /proc/self/fd when it lives under an open directory.
+    private func viaProc(_ dir: Int32, _ name: UnsafePointer<CChar>) -> String {
+        dir == AT_FDCWD ? String(cString: name) : "/proc/self/fd/\(dir)/" + String(cString: name)
     }
 
     private func fail(_ op: String, _ path: String) -> FSError {
@@ -94,12 +157,18 @@ public final class DirectoryMember: Member, @unchecked Sendable {
 
     public func lstat(_ path: String) throws -> stat {
         var st = stat()
-        guard Glibc.lstat(hostPath(path), &st) == 0 else { throw fail("lstat", path) }
+        guard at(path, { Int(fstatat($0, $1, &st, AT_SYMLINK_NOFOLLOW)) }) == 0 else { throw fail("lstat", path) }
         return st
     }
 
     public func list(_ path: String) throws -> [DirectoryEntry] {
-        guard let dir = opendir(hostPath(path)) else { throw fail("opendir", path) }
+        let fd = Int32(at(path) { Int(openat($0, $1, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) })
+        guard fd >= 0, let dir = fdopendir(fd) else {
+            let saved = errno
+            if fd >= 0 { Glibc.close(fd) }
+            errno = saved
+            throw fail("opendir", path)
+        }
         defer { closedir(dir) }
         var out: [DirectoryEntry] = []
         errno = 0
@@ -116,61 +185,69 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public func mkdir(_ path: String, mode: mode_t) throws {
-        guard Glibc.mkdir(hostPath(path), mode) == 0 else { throw fail("mkdir", path) }
-        // The umask applied by mkdir(2) is the daemon's, not the caller's.
-        guard Glibc.chmod(hostPath(path), mode & 0o7777) == 0 else { throw fail("chmod", path) }
+        let rc = at(path) { dir, name in
+            // The umask applied by mkdir(2) is the daemon's, not the caller's.
+            guard mkdirat(dir, name, mode) == 0 else { return -1 }
+            return Int(fchmodat(dir, name, mode & 0o7777, 0))
+        }
+        guard rc == 0 else { throw fail("mkdir", path) }
     }
 
     public func rmdir(_ path: String) throws {
-        guard Glibc.rmdir(hostPath(path)) == 0 else { throw fail("rmdir", path) }
+        guard at(path, { Int(unlinkat($0, $1, AT_REMOVEDIR)) }) == 0 else { throw fail("rmdir", path) }
     }
 
     public func unlink(_ path: String) throws {
-        guard Glibc.unlink(hostPath(path)) == 0 else { throw fail("unlink", path) }
+        guard at(path, { Int(unlinkat($0, $1, 0)) }) == 0 else { throw fail("unlink", path) }
     }
 
     public func rename(_ from: String, _ to: String, flags: UInt32) throws {
-        let rc: Int32
-        if flags == 0 {
-            rc = Glibc.rename(hostPath(from), hostPath(to))
-        } else {
-            rc = renameat2(AT_FDCWD, hostPath(from), AT_FDCWD, hostPath(to), flags)
+        let rc = at(from) { fromDir, fromName in
+            at(to) { toDir, toName in Int(renameat2(fromDir, fromName, toDir, toName, flags)) }
         }
         guard rc == 0 else { throw fail("rename", from + " -> " + to) }
     }
 
     public func link(_ from: String, _ to: String) throws {
-        guard Glibc.link(hostPath(from), hostPath(to)) == 0 else { throw fail("link", to) }
+        let rc = at(from) { fromDir, fromName in
+            at(to) { toDir, toName in Int(linkat(fromDir, fromName, toDir, toName, 0)) }
+        }
+        guard rc == 0 else { throw fail("link", to) }
     }
 
     public func symlink(target: String, at path: String) throws {
-        guard Glibc.symlink(target, hostPath(path)) == 0 else { throw fail("symlink", path) }
+        guard at(path, { Int(symlinkat(target, $0, $1)) }) == 0 else { throw fail("symlink", path) }
     }
 
     public func readlink(_ path: String) throws -> String {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = Glibc.readlink(hostPath(path), &buf, buf.count - 1)
+        let n = buf.withUnsafeMutableBufferPointer { b in
+            at(path) { readlinkat($0, $1, b.baseAddress!, b.count - 1) }
+        }
         guard n >= 0 else { throw fail("readlink", path) }
         buf[n] = 0
         return String(cString: buf)
     }
 
     public func mknod(_ path: String, mode: mode_t, device: dev_t) throws {
-        guard Glibc.mknod(hostPath(path), mode, device) == 0 else { throw fail("mknod", path) }
-        guard Glibc.chmod(hostPath(path), mode & 0o7777) == 0 else { throw fail("chmod", path) }
+        let rc = at(path) { dir, name in
+            guard mknodat(dir, name, mode, device) == 0 else { return -1 }
+            return Int(fchmodat(dir, name, mode & 0o7777, 0))
+        }
+        guard rc == 0 else { throw fail("mknod", path) }
     }
 
     public func chmod(_ path: String, mode: mode_t) throws {
-        guard Glibc.chmod(hostPath(path), mode & 0o7777) == 0 else { throw fail("chmod", path) }
+        guard at(path, { Int(fchmodat($0, $1, mode & 0o7777, 0)) }) == 0 else { throw fail("chmod", path) }
     }
 
     public func chown(_ path: String, uid: uid_t, gid: gid_t) throws {
-        guard Glibc.lchown(hostPath(path), uid, gid) == 0 else { throw fail("chown", path) }
+        guard at(path, { Int(fchownat($0, $1, uid, gid, AT_SYMLINK_NOFOLLOW)) }) == 0 else { throw fail("chown", path) }
     }
 
     public func utimens(_ path: String, _ times: (timespec, timespec)) throws {
         var t = [times.0, times.1]
-        guard utimensat(AT_FDCWD, hostPath(path), &t, AT_SYMLINK_NOFOLLOW) == 0 else { throw fail("utimensat", path) }
+        guard at(path, { Int(utimensat($0, $1, &t, AT_SYMLINK_NOFOLLOW)) }) == 0 else { throw fail("utimensat", path) }
     }
 
     public func statfs() throws -> statvfs {
@@ -180,47 +257,64 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
-        let rc = value.withUnsafeBytes { lsetxattr(hostPath(path), name, $0.baseAddress, $0.count, flags) }
+        let rc = value.withUnsafeBytes { v in
+            at(path) { Int(lsetxattr(viaProc($0, $1), name, v.baseAddress, v.count, flags)) }
+        }
         guard rc == 0 else { throw fail("setxattr", path) }
     }
 
     public func getxattr(_ path: String, name: String) throws -> [UInt8] {
-        let host = hostPath(path)
-        for _ in 0..<4 {
-            let n = lgetxattr(host, name, nil, 0)
-            guard n >= 0 else { throw fail("getxattr", path) }
-            var buf = [UInt8](repeating: 0, count: n)
-            let got = buf.withUnsafeMutableBytes { lgetxattr(host, name, $0.baseAddress, $0.count) }
-            if got >= 0 { return Array(buf[0..<got]) }
-            if errno != ERANGE { throw fail("getxattr", path) }
+        var value: [UInt8] = []
+        let rc = at(path) { dir, node in
+            let host = viaProc(dir, node)
+            for _ in 0..<4 {
+                let n = lgetxattr(host, name, nil, 0)
+                guard n >= 0 else { return -1 }
+                value = [UInt8](repeating: 0, count: n)
+                let got = value.withUnsafeMutableBytes { lgetxattr(host, name, $0.baseAddress, $0.count) }
+                if got >= 0 { value.removeSubrange(got...); return 0 }
+                if errno != ERANGE { return -1 }
+            }
+            errno = EAGAIN   // the value kept changing size
+            return -1
         }
-        throw FSError(EAGAIN, "getxattr \(root):\(path): value kept changing")
+        guard rc == 0 else { throw fail("getxattr", path) }
+        return value
     }
 
     public func listxattr(_ path: String) throws -> [String] {
-        let host = hostPath(path)
-        let n = llistxattr(host, nil, 0)
-        guard n >= 0 else { throw fail("listxattr", path) }
-        if n == 0 { return [] }
-        var buf = [CChar](repeating: 0, count: n)
-        let got = llistxattr(host, &buf, n)
-        guard got >= 0 else { throw fail("listxattr", path) }
-        return buf[0..<got].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        var buf: [CChar] = []
+        let rc = at(path) { dir, node in
+            let host = viaProc(dir, node)
+            let n = llistxattr(host, nil, 0)
+            guard n > 0 else { return n }
+            buf = [CChar](repeating: 0, count: n)
+            let got = llistxattr(host, &buf, n)
+            if got >= 0 { buf.removeSubrange(got...) }
+            return got
+        }
+        guard rc >= 0 else { throw fail("listxattr", path) }
+        return buf.split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
     }
 
     public func removexattr(_ path: String, name: String) throws {
-        guard lremovexattr(hostPath(path), name) == 0 else { throw fail("removexattr", path) }
+        guard at(path, { Int(lremovexattr(viaProc($0, $1), name)) }) == 0 else { throw fail("removexattr", path) }
     }
 
     public func syncDirectory(_ path: String) throws {
-        let fd = Glibc.open(hostPath(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = Int32(at(path) { Int(openat($0, $1, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) })
         guard fd >= 0 else { throw fail("open", path) }
         defer { Glibc.close(fd) }
         guard fsync(fd) == 0 else { throw fail("fsync", path) }
     }
 
     public func open(_ path: String, flags: Int32, mode: mode_t) throws -> MemberFile {
-        let fd = Glibc.open(hostPath(path), flags | O_CLOEXEC, mode)
+        // O_NOATIME: the engine's reads (headers for stat, chunks, scrubs)
+        // are not the user's; a user's read marks the file accessed itself.
+        var fd = Int32(at(path) { Int(openat($0, $1, flags | O_CLOEXEC | RAIDFS_O_NOATIME, mode)) })
+        if fd < 0 && errno == EPERM {   // not the owner and no CAP_FOWNER
+            fd = Int32(at(path) { Int(openat($0, $1, flags | O_CLOEXEC, mode)) })
+        }
         guard fd >= 0 else { throw fail("open", path) }
         if flags & O_CREAT != 0 {
             // open(2) applied the daemon's umask; the array's mode is the caller's.
@@ -330,6 +424,23 @@ final class DirectoryMemberFile: MemberFile {
         guard fallocate(fd, 3 /* PUNCH_HOLE | KEEP_SIZE */, off_t(offset), off_t(length)) == 0 else {
             throw FSError.system("fallocate", name)
         }
+    }
+
+    func markModified() throws {
+        let omit = (1 << 30) - 2, now = (1 << 30) - 1   // UTIME_OMIT, UTIME_NOW
+        var times = [timespec(tv_sec: 0, tv_nsec: omit), timespec(tv_sec: 0, tv_nsec: now)]
+        guard futimens(fd, &times) == 0 else { throw FSError.system("futimens", name) }
+    }
+
+    func markAccessed() throws {
+        // A one-byte read through a descriptor without O_NOATIME: the host
+        // applies its own atime policy, and ctime does not move (setting
+        // the time explicitly would change it).
+        let reader = Glibc.open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC)
+        guard reader >= 0 else { throw FSError.system("open", name) }
+        defer { Glibc.close(reader) }
+        var byte: UInt8 = 0
+        guard pread(reader, &byte, 1, 0) >= 0 else { throw FSError.system("pread", name) }
     }
 
     func status() throws -> stat {

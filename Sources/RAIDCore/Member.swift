@@ -75,6 +75,12 @@ public protocol MemberFile: AnyObject {
     /// Deallocates [offset, offset+length), which then reads as zeros
     /// (fallocate PUNCH_HOLE); EOPNOTSUPP where the host cannot.
     func punchHole(at offset: UInt64, length: UInt64) throws
+    /// Sets the file's modification and change times to now, as a write to
+    /// it would (for a write whose chunks all lie on other members).
+    func markModified() throws
+    /// Updates the access time as a read of it would under the host's atime
+    /// policy (relatime, noatime...). The engine's own reads leave it alone.
+    func markAccessed() throws
     func close()
 }
 

@@ -370,6 +370,7 @@ extension RAIDArray {
         if let existing = namespace.openFiles[fileId] {
             for f in files { f?.close() }
             existing.openCount += 1
+            existing.accessLock.withLock { existing.accessPending = true }
             return existing
         }
         let size = valid.filter { $0.fileId == fileId }.map { $0.size }.max()!

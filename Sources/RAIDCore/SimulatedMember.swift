@@ -420,6 +420,23 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         }
     }
 
+    func markAccessed(_ node: Node, _ path: String) throws {
+        try lock.withLock {
+            try check("pread", path)
+            clock_gettime(CLOCK_REALTIME, &node.st.st_atim)
+        }
+    }
+
+    func markModified(_ node: Node, _ path: String) throws {
+        try lock.withLock {
+            try check("futimens", path)
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            node.st.st_mtim = ts
+            node.st.st_ctim = ts
+        }
+    }
+
     func status(_ node: Node, _ path: String) throws -> stat {
         try lock.withLock {
             try check("fstat", path)
@@ -452,6 +469,8 @@ final class SimulatedMemberFile: MemberFile {
     func sync(dataOnly: Bool) throws { try member.sync(data, path) }
     func truncate(to size: UInt64) throws { try member.truncate(data, path, to: size) }
     func status() throws -> stat { try member.status(node, path) }
+    func markModified() throws { try member.markModified(node, path) }
+    func markAccessed() throws { try member.markAccessed(node, path) }
     func allocate(at offset: UInt64, length: UInt64) throws {}
     func punchHole(at offset: UInt64, length: UInt64) throws {
         // Zeros within the current size; the size stays.

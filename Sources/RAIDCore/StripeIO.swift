@@ -106,7 +106,23 @@ extension ArrayFile {
                     pos = stop
                 }
             }
+            markAccessedIfPending()
             return Int(end - offset)
+        }
+    }
+
+    /// A read marks the file accessed, once after it was opened or written
+    /// (under relatime nothing more would change); the times are those of
+    /// the lowest active role's member file, as for getattr.
+    private func markAccessedIfPending() {
+        guard accessLock.withLock({ () -> Bool in
+            defer { accessPending = false }
+            return accessPending
+        }) else { return }
+        for role in 0..<array.geometry.memberCount {
+            guard let f = usable(role) else { continue }
+            do { try f.markAccessed() } catch { array.noteReadError(role: role, error) }
+            return
         }
     }
 
@@ -176,7 +192,22 @@ extension ArrayFile {
             if end > size {
                 size = end
                 try writeHeadersLocked()
+                accessLock.withLock { accessPending = true }
+            } else {
+                markModifiedLocked()
             }
+        }
+    }
+
+    /// A write marks the file modified. Its times are read from the lowest
+    /// active role's member file, which a write within the size may not
+    /// touch (its chunks and parity lie on other members): set them there.
+    func markModifiedLocked() {
+        accessLock.withLock { accessPending = true }
+        for role in 0..<array.geometry.memberCount {
+            guard let f = usable(role) else { continue }
+            do { try f.markModified() } catch { array.noteWriteError(role: role, error) }
+            return
         }
     }
 

@@ -191,4 +191,98 @@ final class PosixTests: XCTestCase {
         XCTAssertEqual(try readFile(a.path("keep")), Data("k".utf8))
         XCTAssertEqual(hidden(), [], "the orphan is removed at the next mount")
     }
+
+    /// A path inside the mount may be as long as the kernel passes (PATH_MAX
+    /// from the mount root), however deep the member directories are:
+    /// members are reached relative to their data directory, walking long
+    /// paths a few components at a time.
+    func testPathsNearPathMaxWork() throws {
+        let a = try ScratchArray(level: 6, members: 4)
+        try a.mount()
+        var root = open(a.mountpoint, O_RDONLY | O_DIRECTORY)
+        XCTAssertGreaterThanOrEqual(root, 0)
+        // 19 directories of 200 characters: relative paths just under 4096.
+        var dirs: [String] = []
+        for i in 0..<19 {
+            let name = String(repeating: Character(UnicodeScalar(UInt8(ascii: "a") + UInt8(i))), count: 200)
+            dirs.append(dirs.isEmpty ? name : dirs.last! + "/" + name)
+            XCTAssertEqual(mkdirat(root, dirs.last!, 0o755), 0, "mkdir at depth \(i): errno \(errno)")
+        }
+        let file = dirs.last! + "/" + String(repeating: "f", count: 250)
+        XCTAssertGreaterThan(file.utf8.count, 4000)
+        let data = [UInt8](randomBytes(300_000, seed: 40))
+        let fd = openat(root, file, O_CREAT | O_RDWR, 0o640)
+        XCTAssertGreaterThanOrEqual(fd, 0, "create: errno \(errno)")
+        XCTAssertEqual(pwrite(fd, data, data.count, 0), data.count)
+        close(fd)
+        var st = stat()
+        XCTAssertEqual(fstatat(root, file, &st, AT_SYMLINK_NOFOLLOW), 0)
+        XCTAssertEqual(st.st_size, 300_000)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o640)
+        XCTAssertEqual(fchmodat(root, file, 0o600, 0), 0)
+        let renamed = dirs.last! + "/g"
+        XCTAssertEqual(renameat(root, file, root, renamed), 0, "rename: errno \(errno)")
+        XCTAssertEqual(linkat(root, renamed, root, file, 0), 0, "link: errno \(errno)")
+        XCTAssertEqual(symlinkat("g", root, dirs.last! + "/s"), 0)
+        var buf = [UInt8](repeating: 0, count: data.count)
+        let rfd = openat(root, file, O_RDONLY)
+        XCTAssertEqual(pread(rfd, &buf, buf.count, 0), data.count)
+        close(rfd)
+        XCTAssertEqual(buf, data)
+        // The deepest names exceed PATH_MAX from the member's own root, so
+        // this is also what a rebuild and a check must reach.
+        close(root)
+        a.unmount()
+        XCTAssertEqual(try runTool("raidctl", ["check"] + a.members).status, 0)
+        try a.mount([a.members[1], a.members[3]])
+        root = open(a.mountpoint, O_RDONLY | O_DIRECTORY)
+        defer { close(root) }
+        let dfd = openat(root, file, O_RDONLY)
+        XCTAssertGreaterThanOrEqual(dfd, 0, "degraded open: errno \(errno)")
+        XCTAssertEqual(pread(dfd, &buf, buf.count, 0), data.count)
+        close(dfd)
+        XCTAssertEqual(buf, data)
+        XCTAssertEqual(unlinkat(root, dirs.last! + "/s", 0), 0)
+    }
+
+    /// Times behave as on the member filesystem: every write moves mtime
+    /// even when its chunks and parity miss the member getattr reads; stat
+    /// never moves atime; a read moves it as the host's atime policy would.
+    func testWritesMoveMtimeAndOnlyReadsMoveAtime() throws {
+        let a = try ScratchArray(level: 6, members: 6, chunk: "16K")
+        try a.mount()
+        try writeFile(a.path("f"), randomBytes(2 << 20, seed: 9))
+        func times(_ p: String) -> (atime: timespec, mtime: timespec) {
+            var st = stat()
+            XCTAssertEqual(stat(p, &st), 0)
+            return (st.st_atim, st.st_mtim)
+        }
+        func ns(_ t: timespec) -> Int { t.tv_sec * 1_000_000_000 + t.tv_nsec }
+        let fd = open(a.path("f"), O_WRONLY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        // One 4 KiB write into each of 12 chunks: each stripe's write lands
+        // on three of six members, often not the first.
+        var last = ns(times(a.path("f")).mtime)
+        for i in 0..<12 {
+            usleep(20_000)
+            XCTAssertEqual(pwrite(fd, "0123", 4, off_t(i * 16_384 + 100)), 4)
+            let m = ns(times(a.path("f")).mtime)
+            XCTAssertGreaterThan(m, last, "write \(i) moved mtime")
+            last = m
+        }
+        close(fd)
+        // The host's policy, seen on a plain file beside the members.
+        let plain = a.root + "/plain"
+        try writeFile(plain, Data("x".utf8))
+        var set = [timespec(tv_sec: 1_900_000_000, tv_nsec: 0), timespec(tv_sec: 1_950_000_000, tv_nsec: 0)]
+        XCTAssertEqual(utimensat(AT_FDCWD, plain, &set, 0), 0)
+        XCTAssertEqual(utimensat(AT_FDCWD, a.path("f"), &set, 0), 0)
+        for _ in 0..<5 { XCTAssertEqual(times(a.path("f")).atime.tv_sec, 1_900_000_000, "stat does not move atime") }
+        XCTAssertEqual(try readFile(plain).count, 1)
+        XCTAssertEqual(try readFile(a.path("f")).count, 2 << 20)
+        let hostMoved = times(plain).atime.tv_sec != 1_900_000_000
+        XCTAssertEqual(times(a.path("f")).atime.tv_sec != 1_900_000_000, hostMoved,
+                       "a read moves atime exactly when the host's policy does (host moved: \(hostMoved))")
+        XCTAssertEqual(times(a.path("f")).mtime.tv_sec, 1_950_000_000, "a read leaves mtime alone")
+    }
 }
