@@ -37,8 +37,24 @@ public enum ArrayController {
                 _ = send(ControlResponse(ok: true, message: try array.replace(try required(req.member, "member"),
                                                                              directory: try required(req.directory, "directory")),
                                          status: array.status()))
-            case "scrub", "inject":
-                throw FSError(ENOSYS, "\(req.command) is not implemented yet in this raidfs")
+            case "scrub":
+                let message: String
+                switch req.mode ?? "repair" {
+                case "repair": message = try array.startScrub(repair: true)
+                case "check": message = try array.startScrub(repair: false)
+                case "stop": message = try array.stopScrub()
+                case let m: throw FSError.invalid("unknown scrub mode \(m) (repair, check or stop)")
+                }
+                _ = send(ControlResponse(ok: true, message: message, status: array.status()))
+            case "inject":
+                let message: String
+                if req.fault == "clear" || req.fault == nil {
+                    message = try array.clearFaults(req.member)
+                } else {
+                    let fault = try InjectedFault.parse(req.fault!, rate: req.rate, count: req.count)
+                    message = try array.injectFault(try required(req.member, "member"), fault)
+                }
+                _ = send(ControlResponse(ok: true, message: message, status: array.status()))
             default:
                 throw FSError.invalid("unknown command \(req.command)")
             }

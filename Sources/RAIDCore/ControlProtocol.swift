@@ -29,9 +29,13 @@ public struct ControlRequest: Codable, Sendable {
     public var force: Bool?
     public var follow: Bool?
     public var mode: String?
+    /// inject: the FAULT argument ("bitrot", "latency=20", "clear"), --rate, --count.
+    public var fault: String?
+    public var rate: Double?
+    public var count: Int?
 
     public init(command: String, member: String? = nil, directory: String? = nil, force: Bool? = nil,
-                follow: Bool? = nil, mode: String? = nil) {
+                follow: Bool? = nil, mode: String? = nil, fault: String? = nil, rate: Double? = nil, count: Int? = nil) {
         version = ControlProtocol.version
         self.command = command
         self.member = member
@@ -39,6 +43,9 @@ public struct ControlRequest: Codable, Sendable {
         self.force = force
         self.follow = follow
         self.mode = mode
+        self.fault = fault
+        self.rate = rate
+        self.count = count
     }
 }
 
@@ -51,9 +58,30 @@ public struct ProgressStatus: Codable, Sendable, Equatable {
     public var unrecoverable: Int?
     public var role: Int?
     public var target: String?
+    /// Scrub only: "repair" or "check", the problems found (repaired or
+    /// not), and whether it was stopped before the end.
+    public var mode: String?
+    public var problems: Int?
+    public var stopped: Bool?
+
+    public init(running: Bool, progress: Double, bytesPerSecond: Double, etaSeconds: Double?,
+                repaired: Int? = nil, unrecoverable: Int? = nil, role: Int? = nil, target: String? = nil,
+                mode: String? = nil, problems: Int? = nil, stopped: Bool? = nil) {
+        self.running = running
+        self.progress = progress
+        self.bytesPerSecond = bytesPerSecond
+        self.etaSeconds = etaSeconds
+        self.repaired = repaired
+        self.unrecoverable = unrecoverable
+        self.role = role
+        self.target = target
+        self.mode = mode
+        self.problems = problems
+        self.stopped = stopped
+    }
 
     enum CodingKeys: String, CodingKey {
-        case running, progress, bytesPerSecond, etaSeconds, repaired, unrecoverable, role, target
+        case running, progress, bytesPerSecond, etaSeconds, repaired, unrecoverable, role, target, mode, problems, stopped
     }
 
     /// etaSeconds is always present (null when unknown), as DESIGN.md lists it.
@@ -67,6 +95,9 @@ public struct ProgressStatus: Codable, Sendable, Equatable {
         try c.encodeIfPresent(unrecoverable, forKey: .unrecoverable)
         try c.encodeIfPresent(role, forKey: .role)
         try c.encodeIfPresent(target, forKey: .target)
+        try c.encodeIfPresent(mode, forKey: .mode)
+        try c.encodeIfPresent(problems, forKey: .problems)
+        try c.encodeIfPresent(stopped, forKey: .stopped)
     }
 }
 
@@ -77,6 +108,8 @@ public struct MemberStatus: Codable, Sendable, Equatable {
     public var readErrors: UInt64
     public var writeErrors: UInt64
     public var checksumErrors: UInt64
+    /// Faults injected with `raidctl inject` (absent when none).
+    public var faults: [String]?
 }
 
 public struct ArrayStatus: Codable, Sendable, Equatable {

@@ -59,6 +59,7 @@ extension RAIDArray {
             do {
                 try body(m)
             } catch {
+                stateLock.withLock { counters[role].writeErrors += 1 }
                 memberFailed(role: role, reason: "\(what) failed on this member only: \(error)")
             }
         }
@@ -127,6 +128,7 @@ extension RAIDArray {
                 lastError = FSError.io("\(path): file header on \(m.name) is damaged")
             } catch let e as FSError {
                 if e.errno == ENOENT && m.isPresent() { throw e }
+                if e.errno != ENOENT { noteReadError(role: role, e) }
                 lastError = e
             }
         }

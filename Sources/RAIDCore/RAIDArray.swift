@@ -49,6 +49,8 @@ public final class RAIDArray: @unchecked Sendable {
     var roleStates: [RoleState]
     /// The rebuild in progress, if any (guarded by `stateLock`).
     var rebuilderSlot: Rebuilder?
+    /// The running or last scrub (guarded by `stateLock`).
+    var scrubberSlot: Scrubber?
     /// `-o rebuild_rate=`: bytes per second, nil for unthrottled.
     public var rebuildRateBytesPerSecond: Double?
     var counters: [MemberCounters]
@@ -80,9 +82,11 @@ public final class RAIDArray: @unchecked Sendable {
         arrayUUID = sb.arrayUUID
         self.readOnly = readOnly
         self.logger = logger
-        memberSlots = plan.membersByRole
+        // Every member behind a fault-injection layer (`raidctl inject`);
+        // with no fault set it only forwards.
+        memberSlots = plan.membersByRole.map { $0.map { FaultInjectingMember($0) } }
         wasCleanAtAssembly = sb.clean
-        spareMembers = plan.spares.map { ($0.superblock.memberUUID, $0.member) }
+        spareMembers = plan.spares.map { ($0.superblock.memberUUID, FaultInjectingMember($0.member)) }
         superblock = sb
         roleStates = sb.roles.map { $0.state }
         counters = Array(repeating: MemberCounters(), count: geometry.memberCount)
@@ -361,6 +365,10 @@ public final class RAIDArray: @unchecked Sendable {
         if let r = stateLock.withLock({ rebuilderSlot }) {
             r.stop()
             while r.isRunning { usleep(10_000) }
+        }
+        if let s = stateLock.withLock({ scrubberSlot }) {
+            s.stop()
+            while s.isRunning { usleep(10_000) }
         }
         do {
             try intentLog.flushIdle(idleSeconds: 0)

@@ -85,7 +85,7 @@ extension RAIDArray {
         let data = dir + "/" + DirectoryMember.dataDirectoryName
         guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
         let uuid = UUID().uuidString.lowercased()
-        stateLock.withLock { spareMembers.append((uuid, DirectoryMember(root: dir))) }
+        stateLock.withLock { spareMembers.append((uuid, FaultInjectingMember(DirectoryMember(root: dir)))) }
         try persistState(clean: false, reason: "spare added")
         eventLog.record(ArrayEvent(kind: "spare-added", message: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")"))
         let started = startRebuildIfPossible()
@@ -114,7 +114,7 @@ extension RAIDArray {
         }
         let data = dir + "/" + DirectoryMember.dataDirectoryName
         guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
-        let target = DirectoryMember(root: dir)
+        let target = FaultInjectingMember(DirectoryMember(root: dir))
         let uuid = UUID().uuidString.lowercased()
         // Until it takes the role it is a spare no one lists: a replacement
         // cut short by an unmount is simply started again.
@@ -251,11 +251,13 @@ extension RAIDArray {
             state: state.rawValue, events: sb.events,
             members: (0..<geometry.memberCount).map { r in
                 let c = counters(r)
+                let faults = injectedFaults(r)
                 return MemberStatus(index: r, path: names[r], state: states[r].rawValue,
-                                    readErrors: c.readErrors, writeErrors: c.writeErrors, checksumErrors: c.checksumErrors)
+                                    readErrors: c.readErrors, writeErrors: c.writeErrors, checksumErrors: c.checksumErrors,
+                                    faults: faults.isEmpty ? nil : faults)
             },
             spares: spares.map { $0.name },
             rebuild: rebuild,
-            scrub: ProgressStatus(running: false, progress: 0, bytesPerSecond: 0, etaSeconds: nil, repaired: 0, unrecoverable: 0))
+            scrub: scrubStatus)
     }
 }

@@ -88,10 +88,15 @@ func render(_ st: ArrayStatus, mountpoint: String) -> String {
         if let r = p.role { out += "  (role \(r) → \(p.target ?? "?"))" }
         out += "\n"
     }
+    if !st.scrub.running, let mode = st.scrub.mode {
+        out += "   last scrub (\(mode)): \(st.scrub.stopped == true ? "stopped" : "finished"), \(st.scrub.problems ?? 0) problems, "
+            + "\(st.scrub.repaired ?? 0) repaired, \(st.scrub.unrecoverable ?? 0) beyond redundancy\n"
+    }
     out += "\n   ROLE  STATE         READ  WRITE  CKSUM  MEMBER\n"
     for m in st.members {
         out += "   " + padLeft("\(m.index)", 4) + "  " + pad(m.state, 10) + " " + padLeft("\(m.readErrors)", 6)
-            + " " + padLeft("\(m.writeErrors)", 6) + " " + padLeft("\(m.checksumErrors)", 6) + "  " + (m.path.isEmpty ? "-" : m.path) + "\n"
+            + " " + padLeft("\(m.writeErrors)", 6) + " " + padLeft("\(m.checksumErrors)", 6) + "  " + (m.path.isEmpty ? "-" : m.path)
+            + (m.faults.map { "  [injected: " + $0.joined(separator: ", ") + "]" } ?? "") + "\n"
     }
     if !st.spares.isEmpty { out += "   spares: " + st.spares.joined(separator: ", ") + "\n" }
     return out
@@ -179,6 +184,82 @@ struct Events: ParsableCommand {
             }
             fflush(stdout)
             if !follow { return }
+        }
+    }
+}
+
+struct Scrub: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Verify every stripe of a mounted array in the background, repairing what redundancy can.",
+        discussion: "With --wait: exit 0 clean, 1 problems found (repaired with --repair), 2 damage beyond redundancy.")
+    @Flag(name: .long, help: "Rewrite bad chunks and parity from redundancy (the default).") var repair = false
+    @Flag(name: .long, help: "Only count and report problems.") var check = false
+    @Flag(name: .long, help: "Wait for the scrub to finish, showing progress.") var wait = false
+    @Flag(name: .long, help: "Stop a running scrub.") var stop = false
+    @Argument(help: "The mount point.") var mountpoint: String
+
+    func validate() throws {
+        if repair && check { throw ValidationError("--repair and --check exclude each other") }
+        if stop && (repair || check || wait) { throw ValidationError("--stop takes no other option") }
+    }
+
+    func run() throws {
+        if stop {
+            try ControlClient.run(mountpoint, ControlRequest(command: "scrub", mode: "stop"))
+            return
+        }
+        try ControlClient.run(mountpoint, ControlRequest(command: "scrub", mode: check ? "check" : "repair"))
+        guard wait else { return }
+        let tty = isatty(STDOUT_FILENO) != 0
+        while true {
+            let p = try ControlClient.request(mountpoint, ControlRequest(command: "status")).status!.scrub
+            if !p.running {
+                if tty { print("") }
+                print("scrub (\(p.mode ?? "?")) \(p.stopped == true ? "stopped" : "finished"): \(p.problems ?? 0) problems, "
+                      + "\(p.repaired ?? 0) repaired, \(p.unrecoverable ?? 0) beyond redundancy")
+                if p.stopped == true { throw ExitCode(1) }
+                throw ExitCode((p.unrecoverable ?? 0) > 0 ? 2 : ((p.problems ?? 0) > 0 ? 1 : 0))
+            }
+            if tty {
+                print(String(format: "\r   scrub: %@ %5.1f%%  %.1f MB/s  eta %@ ", bar(p.progress), p.progress * 100,
+                             p.bytesPerSecond / 1e6, duration(p.etaSeconds)), terminator: "")
+                fflush(stdout)
+            }
+            usleep(200_000)
+        }
+    }
+}
+
+struct Inject: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inject a fault into a member of a mounted array, or clear injected faults.",
+        discussion: """
+            FAULT is bitrot (reads return flipped bits), eio-read, eio-write, latency=MS or vanish \
+            (the member behaves as unplugged), or clear. `raidctl inject MOUNTPOINT clear` clears \
+            every member's faults.
+            """)
+    @Option(name: .long, help: "Probability that an operation is hit, (0, 1] (default 1).") var rate: Double?
+    @Option(name: .long, help: "Stop after this many hits (default: until cleared).") var count: Int?
+    @Argument(help: "The mount point.") var mountpoint: String
+    @Argument(help: "Role index or member directory (or clear).") var member: String
+    @Argument(help: "bitrot, eio-read, eio-write, latency=MS, vanish or clear.") var fault: String?
+
+    func validate() throws {
+        if fault == nil && member != "clear" { throw ValidationError("missing FAULT (bitrot, eio-read, eio-write, latency=MS, vanish or clear)") }
+        if (fault == nil || fault == "clear") && (rate != nil || count != nil) {
+            throw ValidationError("--rate and --count go with a fault, not with clear")
+        }
+        if let f = fault, f != "clear" {
+            do { _ = try InjectedFault.parse(f, rate: rate, count: count) } catch let e as FSError { throw ValidationError(e.message) }
+        }
+    }
+
+    func run() throws {
+        if fault == nil {
+            try ControlClient.run(mountpoint, ControlRequest(command: "inject", fault: "clear"))
+        } else {
+            try ControlClient.run(mountpoint, ControlRequest(command: "inject", member: memberArgument(member),
+                                                             fault: fault, rate: rate, count: count))
         }
     }
 }
