@@ -236,13 +236,16 @@ final class PosixTests: XCTestCase {
         XCTAssertEqual(try runTool("raidctl", ["check"] + a.members).status, 0)
         try a.mount([a.members[1], a.members[3]])
         root = open(a.mountpoint, O_RDONLY | O_DIRECTORY)
-        defer { close(root) }
         let dfd = openat(root, file, O_RDONLY)
         XCTAssertGreaterThanOrEqual(dfd, 0, "degraded open: errno \(errno)")
         XCTAssertEqual(pread(dfd, &buf, buf.count, 0), data.count)
         close(dfd)
         XCTAssertEqual(buf, data)
         XCTAssertEqual(unlinkat(root, dirs.last! + "/s", 0), 0)
+        // Descriptors closed before the unmount (ARC may end `a` at its last
+        // use, and a busy mount would only detach lazily).
+        close(root)
+        a.unmount()
     }
 
     /// Times behave as on the member filesystem: every write moves mtime
