@@ -98,10 +98,16 @@ public final class Codec: @unchecked Sendable {
 
     /// XORs `a` and `b` into `out` (the delta of a read-modify-write).
     public func xor(_ a: UnsafeMutablePointer<UInt8>, _ b: UnsafeMutablePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>, length len: Int) {
-        var v: [UnsafeMutableRawPointer?] = [UnsafeMutableRawPointer(a), UnsafeMutableRawPointer(b), UnsafeMutableRawPointer(out)]
-        precondition(len % 32 == 0 && v.allSatisfy({ Int(bitPattern: $0) % 32 == 0 }), "xor needs 32-byte aligned buffers")
-        let rc = xor_gen(3, Int32(len), &v)
-        precondition(rc == 0, "xor_gen failed")
+        precondition(len % 32 == 0 && (Int(bitPattern: a) | Int(bitPattern: b) | Int(bitPattern: out)) % 32 == 0,
+                     "xor needs 32-byte aligned buffers")
+        // The pointer array on the stack: this runs for every read-modify-write.
+        withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: 3) { v in
+            v[0] = UnsafeMutableRawPointer(a)
+            v[1] = UnsafeMutableRawPointer(b)
+            v[2] = UnsafeMutableRawPointer(out)
+            let rc = xor_gen(3, Int32(len), v.baseAddress!)
+            precondition(rc == 0, "xor_gen failed")
+        }
     }
 
     /// Recovers chunks `wanted` (chunk indices, data or parity) from exactly k

@@ -43,14 +43,17 @@ extension ArrayFile {
     /// Writes a chunk and its checksum entry. A failed write fails the member.
     @inline(__always)
     @discardableResult
-    func writeChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>) -> Bool {
+    func writeChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil) -> Bool {
         let hasPrimary = writable(role) != nil
         guard hasPrimary || shadow(role) != nil else { return false }
         let chunkBytes = array.geometry.chunkSizeBytes
         var raw = ChunkEntry.encode(crc: crc32c(buffer, count: chunkBytes)).littleEndian
         let chunkAt = array.layout.chunkOffset(stripe: stripe), entryAt = array.layout.entryOffset(stripe: stripe)
+        // `range`: only these bytes changed (the rest is on the member as
+        // read and verified); the checksum still covers the whole chunk.
+        let span = range ?? 0..<chunkBytes
         let error = eachTarget(role) { f in
-            try f.write(from: buffer, count: chunkBytes, at: chunkAt)
+            try f.write(from: buffer + span.lowerBound, count: span.count, at: chunkAt + UInt64(span.lowerBound))
             try withUnsafeBytes(of: &raw) { try f.write(from: $0.baseAddress!, count: 8, at: entryAt) }
         }
         if let error {
@@ -296,9 +299,12 @@ extension ArrayFile {
 
     /// Read-modify-write: read the touched data chunks and the parity, fold
     /// each chunk's delta into the parity. False if a read fails verification.
+    /// Only the bytes the write covers change, in the data chunks and in
+    /// parity: the delta is folded in over that span alone and only it is
+    /// written back (with the whole chunk's new checksum).
     private func readModifyWrite(stripe: UInt64, plan: StripeWritePlan, src: UnsafeRawPointer, ws: StripeWorkspace) throws -> Bool {
         let g = array.geometry
-        let k = g.dataChunkCount, c = g.chunkSizeBytes
+        let k = g.dataChunkCount, m = g.parityChunkCount, c = g.chunkSizeBytes
         for p in k..<g.memberCount {
             if plan.parityKnownZero {
                 ws.chunks[p].zero()
@@ -306,6 +312,7 @@ extension ArrayFile {
                 return false
             }
         }
+        var parityLo = c, parityHi = 0
         for j in plan.touched {
             if plan.isKnownZero(j) {
                 ws.old.zero()
@@ -314,10 +321,22 @@ extension ArrayFile {
             }
             memcpy(ws.chunks[j].pointer, ws.old.pointer, c)
             overlay(j, plan: plan, src: src, into: ws.chunks[j].pointer)
-            array.codec.xor(ws.old.bytes, ws.chunks[j].bytes, into: ws.delta.bytes, length: c)
-            array.codec.update(dataIndex: j, delta: ws.delta.bytes, parity: ws.pointers + k, length: c)
+            let span = plan.span(j)
+            array.codec.xor(ws.old.bytes + span.lowerBound, ws.chunks[j].bytes + span.lowerBound,
+                            into: ws.delta.bytes + span.lowerBound, length: span.count)
+            for q in 0..<m { ws.scratchPointers[q] = ws.chunks[k + q].bytes + span.lowerBound }
+            array.codec.update(dataIndex: j, delta: ws.delta.bytes + span.lowerBound, parity: ws.scratchPointers, length: span.count)
+            parityLo = min(parityLo, span.lowerBound)
+            parityHi = max(parityHi, span.upperBound)
         }
-        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws)
+        for j in plan.touched {
+            writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes, range: plan.span(j))
+        }
+        for p in k..<g.memberCount {
+            writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes, range: parityLo..<parityHi)
+        }
+        try array.requireNotFailed(displayPath)
+        try throwIfOutOfSpace(stripe: stripe)
         return true
     }
 
@@ -380,6 +399,14 @@ struct StripeWritePlan {
 
     @inline(__always)
     func isFull(_ j: Int) -> Bool { lo <= j * chunkBytes && (j + 1) * chunkBytes <= hi }
+
+    /// The bytes of data chunk `j` the write covers, widened to 64-byte
+    /// boundaries (ISA-L's XOR wants 32-byte aligned lengths and buffers).
+    @inline(__always)
+    func span(_ j: Int) -> Range<Int> {
+        let a = max(lo, j * chunkBytes) - j * chunkBytes, b = min(hi, (j + 1) * chunkBytes) - j * chunkBytes
+        return (a & ~63)..<min(chunkBytes, (b + 63) & ~63)
+    }
 
     var isFullStripe: Bool { lo == 0 && hi == dataCount * chunkBytes }
 
