@@ -31,6 +31,9 @@ do {
     } catch let e as CleanExit {
         Raidctl.exit(withError: e)
     } catch {
+        // `raidctl --help` and `raidctl help X` arrive here as a command
+        // whose run() asks for help: print it, exit 0.
+        if Raidctl.exitCode(for: error) == .success { Raidctl.exit(withError: error) }
         fail(error)
     }
 } catch {

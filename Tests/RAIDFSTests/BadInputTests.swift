@@ -39,6 +39,12 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("--level"), r.stderr)
         XCTAssertEqual(try runTool("raidctl", ["create", "--level", "5", "--chunk", "3K", "/a", "/b", "/c"]).status, 64)
         XCTAssertEqual(try runTool("raidctl", ["create", "--level", "6", "/a", "/b", "/c"]).status, 64)
+        // Asking for help is not an error.
+        for args in [["--help"], ["help", "scrub"], ["inject", "--help"]] {
+            let h = try runTool("raidctl", args)
+            XCTAssertEqual(h.status, 0, "raidctl \(args): \(h.stderr)")
+            XCTAssertTrue(h.stdout.contains("USAGE"), h.stdout)
+        }
     }
 
     func testCreateRefusesNonEmptyOrReusedDirectories() throws {
