@@ -25,3 +25,11 @@ extension FSError {
     public static func io(_ message: String) -> FSError { FSError(EIO, message) }
     public static func invalid(_ message: String) -> FSError { FSError(EINVAL, message) }
 }
+
+extension FSError {
+    /// The member failed, not the request: an I/O error, a device gone, a
+    /// filesystem that went read-only after errors, a dead network mount.
+    /// A namespace operation moves on to the next member instead of giving
+    /// this to the caller.
+    public var isMemberFault: Bool { [EIO, ENODEV, ENXIO, EROFS, ESTALE, ENOTCONN].contains(errno) }
+}

@@ -30,8 +30,13 @@ extension RAIDArray {
             do {
                 return try body(m)
             } catch let e as FSError {
-                if m.isPresent() { throw e }
-                memberFailed(role: role, reason: "member vanished during \(what) (\(e))")
+                if !m.isPresent() {
+                    memberFailed(role: role, reason: "member vanished during \(what) (\(e))")
+                } else if e.isMemberFault {
+                    noteReadError(role: role, e)   // ask the next member
+                } else {
+                    throw e
+                }
             }
         }
         throw FSError.io("\(what): no active member left in array \(arrayUUID)")
@@ -49,8 +54,16 @@ extension RAIDArray {
                 primary = role
                 break
             } catch let e as FSError {
-                if m.isPresent() { throw e }
-                memberFailed(role: role, reason: "member vanished during \(what) (\(e))")
+                if !m.isPresent() {
+                    memberFailed(role: role, reason: "member vanished during \(what) (\(e))")
+                } else if e.isMemberFault {
+                    // The member's fault, not the caller's: fail it (as md
+                    // fails a member on a write error) and go on.
+                    stateLock.withLock { counters[role].writeErrors += 1 }
+                    memberFailed(role: role, reason: "\(what): \(e)")
+                } else {
+                    throw e
+                }
             }
         }
         guard let p = primary else { throw FSError.io("\(what): no active member left in array \(arrayUUID)") }

@@ -84,12 +84,20 @@ extension RAIDArray {
         }
         let data = dir + "/" + DirectoryMember.dataDirectoryName
         guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
-        let uuid = UUID().uuidString.lowercased()
-        stateLock.withLock { spareMembers.append((uuid, FaultInjectingMember(DirectoryMember(root: dir)))) }
-        try persistState(clean: false, reason: "spare added")
-        eventLog.record(ArrayEvent(kind: "spare-added", message: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")"))
-        let started = startRebuildIfPossible()
+        let started = try addSpare(member: DirectoryMember(root: dir),
+                                   note: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")")
         return started.map { "\(dir) added; rebuilding role \($0) onto it" } ?? "\(dir) added as a hot spare"
+    }
+
+    /// Takes an empty, prepared member as a hot spare; a rebuild onto it
+    /// starts at once if a role is lost (returns that role).
+    @discardableResult
+    func addSpare(member: Member, note: String) throws -> Int? {
+        let uuid = UUID().uuidString.lowercased()
+        stateLock.withLock { spareMembers.append((uuid, FaultInjectingMember(member))) }
+        try persistState(clean: false, reason: "spare added")
+        eventLog.record(ArrayEvent(kind: "spare-added", message: note))
+        return startRebuildIfPossible()
     }
 
     /// `raidctl replace`: rebuilds role `name`'s contents onto `directory`
