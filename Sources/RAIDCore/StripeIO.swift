@@ -93,15 +93,30 @@ extension ArrayFile {
                     let stop = min(end, stripeStart + stripeBytes)
                     let first = Int((pos - stripeStart) / chunkBytes)
                     let last = Int((stop - 1 - stripeStart) / chunkBytes)
+                    // A chunk the request covers whole is read (and verified)
+                    // straight into the caller's buffer; the others go
+                    // through the workspace and are copied out.
+                    @inline(__always) func whole(_ j: Int) -> Bool {
+                        let chunkStart = stripeStart + UInt64(j) * chunkBytes
+                        return pos <= chunkStart && chunkStart + chunkBytes <= stop
+                    }
+                    @inline(__always) func inPlace(_ j: Int) -> UnsafeMutablePointer<UInt8> {
+                        (dst + Int(stripeStart + UInt64(j) * chunkBytes - offset)).assumingMemoryBound(to: UInt8.self)
+                    }
                     var lost: [Int] = []
-                    for j in first...last where !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: ws.chunks[j].bytes) {
-                        lost.append(j)
+                    for j in first...last {
+                        let into = whole(j) ? inPlace(j) : ws.chunks[j].bytes
+                        if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: into) { lost.append(j) }
                     }
                     if !lost.isEmpty {
+                        // Recovery works in the workspace: bring the good chunks there.
+                        for j in first...last where whole(j) && !lost.contains(j) {
+                            memcpy(ws.chunks[j].pointer, inPlace(j), Int(chunkBytes))
+                        }
                         var have = Set((first...last).filter { !lost.contains($0) })
                         try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: true)
                     }
-                    for j in first...last {
+                    for j in first...last where !(whole(j) && !lost.contains(j)) {
                         let chunkStart = stripeStart + UInt64(j) * chunkBytes
                         let a = max(pos, chunkStart), b = min(stop, chunkStart + chunkBytes)
                         memcpy(dst + Int(a - offset), ws.chunks[j].pointer + Int(a - chunkStart), Int(b - a))
