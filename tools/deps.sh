@@ -24,3 +24,23 @@ raidfs_install_deps() {
     command -v swift >/dev/null || { echo "swift toolchain not found on PATH" >&2; return 1; }
     [ -e /dev/fuse ] || { echo "/dev/fuse is missing: FUSE cannot mount here" >&2; return 1; }
 }
+
+# Builds the release binaries and prints the directory that holds them.
+raidfs_release_bin() {
+    swift build -c release >/dev/null
+    swift build -c release --show-bin-path
+}
+
+# Builds libfuse's passthrough example (the copy Debian's libfuse3-dev
+# installs) as $1, with the feature macros libfuse's own build defines on
+# Linux (utimens, fallocate, xattrs, copy_file_range...).
+raidfs_build_passthrough() {
+    local out="$1" src ex=/usr/share/doc/libfuse3-dev/examples
+    src="$(mktemp -d)"
+    for f in passthrough.c passthrough_helpers.h; do
+        if [ -f "$ex/$f" ]; then cp "$ex/$f" "$src/"; else zcat "$ex/$f.gz" > "$src/$f"; fi
+    done
+    gcc -Wall -O2 -DHAVE_UTIMENSAT -DHAVE_POSIX_FALLOCATE -DHAVE_FALLOCATE -DHAVE_SETXATTR -DHAVE_COPY_FILE_RANGE \
+        -DHAVE_FDATASYNC -DHAVE_FSTATAT "$src/passthrough.c" $(pkg-config fuse3 --cflags --libs) -o "$out"
+    rm -rf "$src"
+}

@@ -54,12 +54,9 @@ extension RAIDArray {
                     for p in result.problems {
                         summary.problems += 1
                         if result.repaired { summary.repaired += 1 }
-                        let offset = p.chunkIndex < geometry.dataChunkCount
-                            ? stripeStart + UInt64(p.chunkIndex * geometry.chunkSizeBytes) : stripeStart
-                        let what = p.chunkIndex < geometry.dataChunkCount ? "\(p.kind.rawValue) in data chunk \(p.chunkIndex)"
-                            : "\(p.kind.rawValue) in \(geometry.level == .raid1 ? "mirror" : (p.chunkIndex == geometry.dataChunkCount ? "P" : "Q")) chunk"
+                        let (offset, chunk) = geometry.locate(p, stripe: stripe)
                         report(CheckFinding(path: path, offset: offset, member: memberName(p.role), role: p.role,
-                                            what: "stripe \(stripe): \(what)", repaired: result.repaired,
+                                            what: "stripe \(stripe): \(p.kind.rawValue) in \(chunk)", repaired: result.repaired,
                                             unrecoverable: result.unrecoverable))
                     }
                 }

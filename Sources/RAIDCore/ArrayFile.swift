@@ -27,8 +27,8 @@ public final class ArrayFile: @unchecked Sendable {
     var spaceErrno: Int32? = nil
     private let headerBuffer = AlignedBuffer(count: 4096)
     /// The next read marks the file accessed (see markAccessedIfPending).
-    var accessPending = true
-    let accessLock = Mutex()
+    private var accessPending = true
+    private let accessLock = Mutex()
 
     init(array: RAIDArray, fileId: UInt64, files: [MemberFile?], generations: [UInt32], size: UInt64, path: String) {
         self.array = array
@@ -42,6 +42,17 @@ public final class ArrayFile: @unchecked Sendable {
     }
 
     deinit { closeMembers() }
+
+    /// Opened again, or written: the next read marks the file accessed.
+    func expectAccess() { accessLock.withLock { accessPending = true } }
+
+    /// True once per expectAccess(): whether this read should mark it.
+    func takeAccess() -> Bool {
+        accessLock.withLock {
+            defer { accessPending = false }
+            return accessPending
+        }
+    }
 
     func closeMembers() {
         for f in files { f?.close() }

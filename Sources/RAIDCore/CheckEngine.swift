@@ -16,6 +16,18 @@ public struct StripeProblem: Sendable, CustomStringConvertible {
     public var description: String { "\(kind.rawValue) (role \(role))" }
 }
 
+extension Geometry {
+    /// Where a problem found in `stripe` lies in the file, and the chunk as
+    /// messages name it ("data chunk 2", "P chunk", "mirror chunk").
+    func locate(_ p: StripeProblem, stripe: UInt64) -> (offset: UInt64, chunk: String) {
+        let start = stripe * UInt64(stripeDataBytes)
+        if p.chunkIndex < dataChunkCount {
+            return (start + UInt64(p.chunkIndex * chunkSizeBytes), "data chunk \(p.chunkIndex)")
+        }
+        return (start, (level == .raid1 ? "mirror" : (p.chunkIndex == dataChunkCount ? "P" : "Q")) + " chunk")
+    }
+}
+
 public struct StripeCheck: Sendable {
     public var problems: [StripeProblem] = []
     public var repaired = false

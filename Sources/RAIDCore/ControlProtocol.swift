@@ -64,22 +64,6 @@ public struct ProgressStatus: Codable, Sendable, Equatable {
     public var problems: Int?
     public var stopped: Bool?
 
-    public init(running: Bool, progress: Double, bytesPerSecond: Double, etaSeconds: Double?,
-                repaired: Int? = nil, unrecoverable: Int? = nil, role: Int? = nil, target: String? = nil,
-                mode: String? = nil, problems: Int? = nil, stopped: Bool? = nil) {
-        self.running = running
-        self.progress = progress
-        self.bytesPerSecond = bytesPerSecond
-        self.etaSeconds = etaSeconds
-        self.repaired = repaired
-        self.unrecoverable = unrecoverable
-        self.role = role
-        self.target = target
-        self.mode = mode
-        self.problems = problems
-        self.stopped = stopped
-    }
-
     enum CodingKeys: String, CodingKey {
         case running, progress, bytesPerSecond, etaSeconds, repaired, unrecoverable, role, target, mode, problems, stopped
     }

@@ -12,7 +12,7 @@ public enum FaultKind: String, Codable, Sendable, CaseIterable {
     case eioRead = "eio-read"
     /// Writes (and fsyncs, truncations, superblock updates) fail with EIO.
     case eioWrite = "eio-write"
-    /// Every file read and write first sleeps this many milliseconds.
+    /// Every file operation on the member first sleeps this many milliseconds.
     case latency
     /// The member behaves as unplugged: everything fails, and it no longer
     /// looks present to the health monitor.
@@ -95,6 +95,9 @@ final class FaultPlan: @unchecked Sendable {
         lock.withLock { faults[.latency]?.latencyMilliseconds }
     }
 
+    /// The one check every file operation pays when no fault is set.
+    var hasFaults: Bool { lock.withLock { !faults.isEmpty } }
+
     var vanished: Bool { lock.withLock { faults[.vanish] != nil } }
 }
 
@@ -171,18 +174,24 @@ final class FaultInjectingFile: MemberFile {
         self.member = member
     }
 
+    /// Applies the member's faults before an operation: unplugged, latency,
+    /// and the I/O error `failing` if it fires. Returns whether any fault is
+    /// set (after a single check when none is).
     @inline(__always)
-    private func before(_ op: String) throws {
+    @discardableResult
+    private func before(_ op: String, failing kind: FaultKind? = nil) throws -> Bool {
         let plan = member.plan
+        guard plan.hasFaults else { return false }
         if plan.vanished { throw FSError(ENODEV, "\(op) \(member.name): member unplugged (injected fault)") }
         if let ms = plan.latency(), plan.fires(.latency) { usleep(useconds_t(ms) * 1000) }
+        if let kind, plan.fires(kind) { throw FSError(EIO, "\(op) \(member.name): Input/output error (injected fault)") }
+        return true
     }
 
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
-        try before("pread")
-        if member.plan.fires(.eioRead) { throw FSError(EIO, "pread \(member.name): Input/output error (injected fault)") }
+        let armed = try before("pread", failing: .eioRead)
         let n = try base.read(into: buffer, count: count, at: offset)
-        if n > 0 && member.plan.fires(.bitrot) {
+        if armed && n > 0 && member.plan.fires(.bitrot) {
             let bit = member.plan.bitToFlip(in: n)
             let p = buffer.assumingMemoryBound(to: UInt8.self) + bit / 8
             p.pointee ^= UInt8(1) << (bit % 8)
@@ -191,20 +200,17 @@ final class FaultInjectingFile: MemberFile {
     }
 
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
-        try before("pwrite")
-        if member.plan.fires(.eioWrite) { throw FSError(EIO, "pwrite \(member.name): Input/output error (injected fault)") }
+        try before("pwrite", failing: .eioWrite)
         try base.write(from: buffer, count: count, at: offset)
     }
 
     func sync(dataOnly: Bool) throws {
-        try before("fsync")
-        if member.plan.fires(.eioWrite) { throw FSError(EIO, "fsync \(member.name): Input/output error (injected fault)") }
+        try before("fsync", failing: .eioWrite)
         try base.sync(dataOnly: dataOnly)
     }
 
     func truncate(to size: UInt64) throws {
-        try before("ftruncate")
-        if member.plan.fires(.eioWrite) { throw FSError(EIO, "ftruncate \(member.name): Input/output error (injected fault)") }
+        try before("ftruncate", failing: .eioWrite)
         try base.truncate(to: size)
     }
 

@@ -59,8 +59,7 @@ extension RAIDArray {
                 } else if e.isMemberFault {
                     // The member's fault, not the caller's: fail it (as md
                     // fails a member on a write error) and go on.
-                    stateLock.withLock { counters[role].writeErrors += 1 }
-                    memberFailed(role: role, reason: "\(what): \(e)")
+                    memberWriteFailed(role: role, reason: "\(what): \(e)")
                 } else {
                     throw e
                 }
@@ -72,8 +71,7 @@ extension RAIDArray {
             do {
                 try body(m)
             } catch {
-                stateLock.withLock { counters[role].writeErrors += 1 }
-                memberFailed(role: role, reason: "\(what) failed on this member only: \(error)")
+                memberWriteFailed(role: role, reason: "\(what) failed on this member only: \(error)")
             }
         }
         // A member being rebuilt may not have the parent yet: the rebuild
@@ -385,7 +383,7 @@ extension RAIDArray {
         if let existing = namespace.openFiles[fileId] {
             for f in files { f?.close() }
             existing.openCount += 1
-            existing.accessLock.withLock { existing.accessPending = true }
+            existing.expectAccess()
             return existing
         }
         let size = valid.filter { $0.fileId == fileId }.map { $0.size }.max()!

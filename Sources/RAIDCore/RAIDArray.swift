@@ -269,9 +269,14 @@ public final class RAIDArray: @unchecked Sendable {
         if let e = error as? FSError, [ENOSPC, EDQUOT, EFBIG].contains(e.errno) {
             return e.errno
         }
-        stateLock.withLock { counters[role].writeErrors += 1 }
-        memberFailed(role: role, reason: "write error: \(error)")
+        memberWriteFailed(role: role, reason: "write error: \(error)")
         return nil
+    }
+
+    /// A write the member could not take: counted, and the member failed.
+    func memberWriteFailed(role: Int, reason: String) {
+        stateLock.withLock { counters[role].writeErrors += 1 }
+        memberFailed(role: role, reason: reason)
     }
 
     func noteChecksumError(role: Int, path: String, stripe: UInt64) {

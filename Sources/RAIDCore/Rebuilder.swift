@@ -88,7 +88,7 @@ public final class Rebuilder: @unchecked Sendable {
         array.eventLog.record(ArrayEvent(kind: "rebuild-started", member: role,
                                          message: "rebuilding role \(role) onto \(target.name)\(resumeAfter != nil ? " (resuming after \(lastPath))" : "")"))
         do {
-            let total = try totalBytes()
+            let total = try array.fileBytes { shouldStop }
             lock.withLock { bytesTotalValue = total }
             var pass = 0
             repeat {
@@ -113,14 +113,6 @@ public final class Rebuilder: @unchecked Sendable {
         }
     }
 
-    private func totalBytes() throws -> UInt64 {
-        var total: UInt64 = 0
-        try array.walk { path, type in
-            if type == UInt8(DT_REG), let st = try? array.getattr(path) { total += UInt64(st.st_size) }
-            return !shouldStop
-        }
-        return total
-    }
 
     /// One pass over the namespace, in the walk's order: a checkpoint's
     /// lastPath covers every file that sorts before it.
@@ -208,10 +200,7 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     private func throttle() {
-        guard let rate = rateBytesPerSecond, rate > 0 else { return }
-        let (done, elapsed) = lock.withLock { (Double(bytesDoneValue - bytesAtStart), Date().timeIntervalSince(startedAt)) }
-        let ahead = done / rate - elapsed
-        if ahead > 0 { usleep(useconds_t(min(ahead, 1.0) * 1_000_000)) }
+        pace(bytes: lock.withLock { bytesDoneValue - bytesAtStart }, since: startedAt, rate: rateBytesPerSecond)
     }
 
     private func checkpointIfDue() {
@@ -256,5 +245,27 @@ extension ArrayFile {
                 try f.write(from: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
             }
         }
+    }
+}
+
+/// Keeps background work (rebuild, scrub) at `rate` bytes per second:
+/// sleeps while `bytes` done since `start` are ahead of it (at most a second
+/// at a time). Unthrottled when `rate` is nil.
+func pace(bytes: UInt64, since start: Date, rate: Double?) {
+    guard let rate, rate > 0 else { return }
+    let ahead = Double(bytes) / rate - Date().timeIntervalSince(start)
+    if ahead > 0 { usleep(useconds_t(min(ahead, 1.0) * 1_000_000)) }
+}
+
+extension RAIDArray {
+    /// The bytes of every regular file: the total a rebuild or scrub
+    /// measures its progress against.
+    func fileBytes(shouldStop: () -> Bool) throws -> UInt64 {
+        var total: UInt64 = 0
+        try walk { path, type in
+            if type == UInt8(DT_REG), let st = try? getattr(path) { total += UInt64(st.st_size) }
+            return !shouldStop()
+        }
+        return total
     }
 }

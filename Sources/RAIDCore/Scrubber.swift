@@ -61,11 +61,7 @@ public final class Scrubber: @unchecked Sendable {
         let mode = repair ? "repair" : "check"
         array.eventLog.record(ArrayEvent(kind: "scrub-started", message: "scrub (\(mode)) started"))
         do {
-            var total: UInt64 = 0
-            try array.walk { path, type in
-                if type == UInt8(DT_REG), let st = try? array.getattr(path) { total += UInt64(st.st_size) }
-                return !shouldStop
-            }
+            let total = try array.fileBytes { shouldStop }
             lock.withLock { bytesTotal = total }
             try array.walk { path, type in
                 if shouldStop { return false }
@@ -100,9 +96,7 @@ public final class Scrubber: @unchecked Sendable {
             let result = try af.checkStripe(stripe, mode: repair ? .repair : .check)
             let start = stripe * stripeBytes
             for p in result.problems {
-                let offset = p.chunkIndex < g.dataChunkCount ? start + UInt64(p.chunkIndex * g.chunkSizeBytes) : start
-                let chunk = p.chunkIndex < g.dataChunkCount ? "data chunk \(p.chunkIndex)"
-                    : (g.level == .raid1 ? "mirror" : (p.chunkIndex == g.dataChunkCount ? "P" : "Q")) + " chunk"
+                let (offset, chunk) = g.locate(p, stripe: stripe)
                 array.eventLog.record(ArrayEvent(
                     kind: result.repaired ? "scrub-repaired" : "scrub-mismatch", member: p.role, path: path,
                     message: "offset \(offset) (stripe \(stripe)): \(p.kind.rawValue) in \(chunk) on \(array.memberName(p.role))\(result.repaired ? ", repaired" : "")"))
@@ -111,23 +105,17 @@ public final class Scrubber: @unchecked Sendable {
                 array.eventLog.record(ArrayEvent(kind: "unrecoverable", path: path,
                                                  message: "offset \(start) (stripe \(stripe)): more chunks lost than redundancy covers"))
             }
-            let bytes = min(af.currentSize(), start + stripeBytes) - min(af.currentSize(), start)
+            let size = af.currentSize()
+            let bytes = min(size, start + stripeBytes) - min(size, start)
             lock.withLock {
                 problems += result.problems.count
                 if result.repaired { repaired += result.problems.count }
                 if result.unrecoverable { unrecoverable += 1 }
                 bytesDone += bytes
             }
-            throttle()
+            pace(bytes: lock.withLock { bytesDone }, since: startedAt, rate: rateBytesPerSecond)
             stripe += 1
         }
-    }
-
-    private func throttle() {
-        guard let rate = rateBytesPerSecond, rate > 0 else { return }
-        let (done, elapsed) = lock.withLock { (Double(bytesDone), Date().timeIntervalSince(startedAt)) }
-        let ahead = done / rate - elapsed
-        if ahead > 0 { usleep(useconds_t(min(ahead, 1.0) * 1_000_000)) }
     }
 }
 

@@ -133,15 +133,8 @@ extension ArrayFile {
     /// (under relatime nothing more would change); the times are those of
     /// the lowest active role's member file, as for getattr.
     private func markAccessedIfPending() {
-        guard accessLock.withLock({ () -> Bool in
-            defer { accessPending = false }
-            return accessPending
-        }) else { return }
-        for role in 0..<array.geometry.memberCount {
-            guard let f = usable(role) else { continue }
-            do { try f.markAccessed() } catch { array.noteReadError(role: role, error) }
-            return
-        }
+        guard takeAccess(), let (role, f) = timesFile() else { return }
+        do { try f.markAccessed() } catch { array.noteReadError(role: role, error) }
     }
 
     /// Rebuilds chunks `lost` of `stripe` into the workspace from k verified
@@ -207,26 +200,33 @@ extension ArrayFile {
             defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
             try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
             let end = offset + UInt64(count)
-            if end > size {
+            let extended = end > size
+            if extended {
                 size = end
                 try writeHeadersLocked()
-                accessLock.withLock { accessPending = true }
-            } else {
-                markModifiedLocked()
             }
+            markModifiedLocked(timesMoved: extended)
         }
     }
 
-    /// A write marks the file modified. Its times are read from the lowest
-    /// active role's member file, which a write within the size may not
-    /// touch (its chunks and parity lie on other members): set them there.
-    func markModifiedLocked() {
-        accessLock.withLock { accessPending = true }
+    /// A write marks the file modified, and the next read accessed. Times
+    /// are read from the lowest active role's member file, which a write
+    /// within the size may not touch (its chunks and parity lie on other
+    /// members): set them there, unless every member's header was just
+    /// written (`timesMoved`).
+    func markModifiedLocked(timesMoved: Bool = false) {
+        expectAccess()
+        guard !timesMoved, let (role, f) = timesFile() else { return }
+        do { try f.markModified() } catch { array.noteWriteError(role: role, error) }
+    }
+
+    /// The member file whose times getattr reports: the lowest active role's.
+    @inline(__always)
+    func timesFile() -> (Int, MemberFile)? {
         for role in 0..<array.geometry.memberCount {
-            guard let f = usable(role) else { continue }
-            do { try f.markModified() } catch { array.noteWriteError(role: role, error) }
-            return
+            if let f = usable(role) { return (role, f) }
         }
+        return nil
     }
 
     /// The stripe loop of a write; the caller holds the write lock and moves
@@ -329,29 +329,24 @@ extension ArrayFile {
         }
         var parityLo = c, parityHi = 0
         for j in plan.touched {
+            let chunk = ws.chunks[j]
             if plan.isKnownZero(j) {
-                ws.old.zero()
-            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: ws.old.bytes) {
+                chunk.zero()
+            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes) {
                 return false
             }
-            memcpy(ws.chunks[j].pointer, ws.old.pointer, c)
-            overlay(j, plan: plan, src: src, into: ws.chunks[j].pointer)
+            // The old bytes are needed only where the write lands.
             let span = plan.span(j)
-            array.codec.xor(ws.old.bytes + span.lowerBound, ws.chunks[j].bytes + span.lowerBound,
+            memcpy(ws.old.pointer + span.lowerBound, chunk.pointer + span.lowerBound, span.count)
+            overlay(j, plan: plan, src: src, into: chunk.pointer)
+            array.codec.xor(ws.old.bytes + span.lowerBound, chunk.bytes + span.lowerBound,
                             into: ws.delta.bytes + span.lowerBound, length: span.count)
             for q in 0..<m { ws.scratchPointers[q] = ws.chunks[k + q].bytes + span.lowerBound }
             array.codec.update(dataIndex: j, delta: ws.delta.bytes + span.lowerBound, parity: ws.scratchPointers, length: span.count)
             parityLo = min(parityLo, span.lowerBound)
             parityHi = max(parityHi, span.upperBound)
         }
-        for j in plan.touched {
-            writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes, range: plan.span(j))
-        }
-        for p in k..<g.memberCount {
-            writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes, range: parityLo..<parityHi)
-        }
-        try array.requireNotFailed(displayPath)
-        try throwIfOutOfSpace(stripe: stripe)
+        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, dataSpan: plan.span, paritySpan: parityLo..<parityHi)
         return true
     }
 
@@ -387,13 +382,16 @@ extension ArrayFile {
 
     /// Writes the given data chunks and all parity chunks of the workspace
     /// to their members; fails with EIO only if the array is now failed.
-    private func commit<S: Sequence>(stripe: UInt64, dataChunks: S, ws: StripeWorkspace) throws where S.Element == Int {
+    /// `dataSpan` and `paritySpan` limit the bytes written to those that
+    /// changed (read-modify-write); by default whole chunks are written.
+    private func commit<S: Sequence>(stripe: UInt64, dataChunks: S, ws: StripeWorkspace,
+                                     dataSpan: ((Int) -> Range<Int>)? = nil, paritySpan: Range<Int>? = nil) throws where S.Element == Int {
         let g = array.geometry
         for j in dataChunks {
-            writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes)
+            writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes, range: dataSpan?(j))
         }
         for p in g.dataChunkCount..<g.memberCount {
-            writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes)
+            writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes, range: paritySpan)
         }
         try array.requireNotFailed(displayPath)
         try throwIfOutOfSpace(stripe: stripe)

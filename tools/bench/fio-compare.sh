@@ -14,8 +14,7 @@ MEMBERS="${4:-6}"
 [ "$(id -u)" = 0 ] || { echo "$0: dropping the page cache needs root"; exit 64; }
 source tools/deps.sh
 raidfs_install_deps fio mergerfs
-swift build -c release >/dev/null
-BIN="$(swift build -c release --show-bin-path)"
+BIN="$(raidfs_release_bin)"
 WORK="$(mktemp -d /tmp/raidfs-fio.XXXXXX)"
 MNT="$WORK/mnt"
 cleanup() {
@@ -25,13 +24,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$MNT"
 
-EX=/usr/share/doc/libfuse3-dev/examples
-mkdir -p "$WORK/pt-src"
-for f in passthrough.c passthrough_helpers.h; do
-    if [ -f "$EX/$f" ]; then cp "$EX/$f" "$WORK/pt-src/"; else zcat "$EX/$f.gz" > "$WORK/pt-src/$f"; fi
-done
-gcc -O2 -DHAVE_UTIMENSAT -DHAVE_POSIX_FALLOCATE -DHAVE_SETXATTR -DHAVE_FDATASYNC \
-    "$WORK/pt-src/passthrough.c" $(pkg-config fuse3 --cflags --libs) -o "$WORK/passthrough"
+raidfs_build_passthrough "$WORK/passthrough"
 
 DIRS=$(seq -f "$WORK/d%g" 0 $((MEMBERS - 1)))
 fresh_dirs() { rm -rf $DIRS; mkdir -p $DIRS; }

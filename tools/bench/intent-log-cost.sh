@@ -8,8 +8,7 @@ SIZE_MIB="${1:-512}"
 RUNTIME="${2:-20}"
 source tools/deps.sh
 raidfs_install_deps fio
-swift build -c release >/dev/null
-BIN="$(swift build -c release --show-bin-path)"
+BIN="$(raidfs_release_bin)"
 WORK="$(mktemp -d /tmp/raidfs-bench.XXXXXX)"
 MNT="$WORK/mnt"
 PID=""

@@ -15,8 +15,7 @@ LEVEL="${2:-6}"
 source tools/deps.sh
 raidfs_install_deps
 command -v prove >/dev/null || { echo "$0: prove (perl) is needed"; exit 1; }
-swift build -c release >/dev/null
-BIN="$(swift build -c release --show-bin-path)"
+BIN="$(raidfs_release_bin)"
 WORK="$(mktemp -d /tmp/raidfs-conformance.XXXXXX)"
 MOUNTS=()
 cleanup() {
@@ -25,15 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# libfuse's passthrough example, as shipped with libfuse3-dev.
-EX=/usr/share/doc/libfuse3-dev/examples
-mkdir -p "$WORK/pt-src"
-for f in passthrough.c passthrough_helpers.h; do
-    if [ -f "$EX/$f" ]; then cp "$EX/$f" "$WORK/pt-src/"; else zcat "$EX/$f.gz" > "$WORK/pt-src/$f"; fi
-done
-# The feature macros libfuse's own build defines on Linux (utimens, fallocate, xattrs...).
-gcc -Wall -O2 -DHAVE_UTIMENSAT -DHAVE_POSIX_FALLOCATE -DHAVE_FALLOCATE -DHAVE_SETXATTR -DHAVE_COPY_FILE_RANGE \
-    -DHAVE_FDATASYNC -DHAVE_FSTATAT "$WORK/pt-src/passthrough.c" $(pkg-config fuse3 --cflags --libs) -o "$WORK/passthrough"
+raidfs_build_passthrough "$WORK/passthrough"
 
 mkdir -p "$WORK/raid/mnt" "$WORK/pt/back" "$WORK/pt/mnt" "$WORK/plain"
 MEMBERS=$([ "$LEVEL" = 1 ] && echo 2 || echo 6)

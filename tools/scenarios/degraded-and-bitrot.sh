@@ -9,8 +9,7 @@ cd "$(dirname "$0")/../.."
 source tools/deps.sh
 raidfs_install_deps bc
 SIZE_MIB="${1:-256}"
-swift build -c release >/dev/null
-BIN="$(swift build -c release --show-bin-path)"
+BIN="$(raidfs_release_bin)"
 WORK="$(mktemp -d /tmp/raidfs-scenario.XXXXXX)"
 MNT="$WORK/mnt"
 PIDS=()
