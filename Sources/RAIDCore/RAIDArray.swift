@@ -55,6 +55,8 @@ public final class RAIDArray: @unchecked Sendable {
     public var rebuildRateBytesPerSecond: Double?
     var counters: [MemberCounters]
     private let superblockWriteLock = Mutex()
+    /// Serialises starting rebuilds: a failure, the monitor and `add` may race.
+    let rebuildStartLock = Mutex()
 
     /// CRC32C of an all-zero chunk: what a never-written chunk must hash to.
     let zeroChunkCRC: UInt32
@@ -194,7 +196,10 @@ public final class RAIDArray: @unchecked Sendable {
             while let self, !self.stopFlusher.withLock({ self.flusherStopped }) {
                 usleep(500_000)
                 tick += 1
-                if tick % 2 == 0 { self.probeMembers() }
+                if tick % 2 == 0 {
+                    self.probeMembers()
+                    if !self.readOnly { self.startRebuildIfPossible() }
+                }
                 guard !self.readOnly, self.intentLog.enabled else { continue }
                 do { try self.intentLog.flushIdle(idleSeconds: 2) } catch { self.logger.error("intent log flush: \(error)") }
             }
@@ -307,7 +312,15 @@ public final class RAIDArray: @unchecked Sendable {
         eventLog.record(ArrayEvent(kind: "member-failed", member: role,
                                    message: "\(memberName(role)) marked faulty: \(reason); array is \(state.rawValue)"))
         if !readOnly {
-            try? persistState(clean: false, reason: "member \(role) faulty")
+            do {
+                try persistState(clean: false, reason: "member \(role) faulty")
+            } catch {
+                logger.critical("member \(role) faulty, but no superblock took it: \(error)")
+            }
+            // A hot spare takes over at once, as md starts recovery the
+            // moment a member is marked faulty (the monitor retries every
+            // second if a rebuild is already running).
+            startRebuildIfPossible()
         }
     }
 

@@ -188,27 +188,78 @@ extension RAIDArray {
 
     /// Starts a rebuild when a role is lost and a spare is free, or resumes
     /// one the superblocks say was running. Returns the role being rebuilt.
+    /// Called when a member fails (every path: raidctl fail, a write error,
+    /// the health monitor), when a spare is added, at mount, and by the
+    /// monitor every second, so a spare takes over with no one typing.
     @discardableResult
     public func startRebuildIfPossible() -> Int? {
         guard !readOnly else { return nil }
-        let plan: (Int, Member, String, RebuildCheckpoint?)? = stateLock.withLock {
-            if rebuilderSlot?.isRunning == true { return nil }
-            if let r = (0..<geometry.memberCount).first(where: { roleStates[$0] == .rebuilding }), let m = memberSlots[r] {
-                return (r, m, superblock.roles[r].memberUUID, superblock.rebuild)
+        return rebuildStartLock.withLock { startRebuildLocked() }
+    }
+
+    private func startRebuildLocked() -> Int? {
+        while true {
+            enum Step { case none, resume(Int, Member, String, RebuildCheckpoint?), candidate(Int, (uuid: String, member: Member)) }
+            let step: Step = stateLock.withLock {
+                if rebuilderSlot?.isRunning == true { return .none }
+                if let r = (0..<geometry.memberCount).first(where: { roleStates[$0] == .rebuilding }), let m = memberSlots[r] {
+                    return .resume(r, m, superblock.roles[r].memberUUID, superblock.rebuild)
+                }
+                guard let r = (0..<geometry.memberCount).first(where: { roleStates[$0] == .faulty || roleStates[$0] == .missing }),
+                      let spare = spareMembers.first,
+                      roleStates.filter({ $0 == .active }).count >= geometry.dataChunkCount else { return .none }
+                return .candidate(r, spare)
             }
-            guard let r = (0..<geometry.memberCount).first(where: { roleStates[$0] == .faulty || roleStates[$0] == .missing }),
-                  !spareMembers.isEmpty, roleStates.filter({ $0 == .active }).count >= geometry.dataChunkCount else { return nil }
-            let spare = spareMembers.removeFirst()
-            memberSlots[r] = spare.member
-            roleGenerations[r] &+= 1
-            counters[r] = MemberCounters()   // the counters are the new member's
-            roleStates[r] = .rebuilding
-            superblock.roles[r].memberUUID = spare.uuid
-            superblock.rebuild = nil
-            activeFlags[r] = 2
-            return (r, spare.member, spare.uuid, nil)
+            switch step {
+            case .none:
+                return nil
+            case .resume(let role, let target, let uuid, let checkpoint):
+                return launchRebuild(role: role, target: target, uuid: uuid, checkpoint: checkpoint)
+            case .candidate(let role, let spare):
+                // A spare that is gone, full or unwritable cannot take over:
+                // say so and try the next one rather than keep it listed.
+                if let why = unusableSpareReason(spare) {
+                    stateLock.withLock { spareMembers.removeAll { $0.uuid == spare.uuid } }
+                    eventLog.record(ArrayEvent(kind: "spare-unusable", member: role,
+                                               message: "spare \(spare.member.name) cannot take role \(role) and was dropped: \(why)"))
+                    do { try persistState(clean: false, reason: "unusable spare dropped") } catch {
+                        logger.error("dropping spare \(spare.member.name): \(error)")
+                    }
+                    continue
+                }
+                let taken: Bool = stateLock.withLock {
+                    guard roleStates[role] == .faulty || roleStates[role] == .missing,
+                          let i = spareMembers.firstIndex(where: { $0.uuid == spare.uuid }) else { return false }
+                    spareMembers.remove(at: i)
+                    memberSlots[role] = spare.member
+                    roleGenerations[role] &+= 1
+                    counters[role] = MemberCounters()   // the counters are the new member's
+                    roleStates[role] = .rebuilding
+                    superblock.roles[role].memberUUID = spare.uuid
+                    superblock.rebuild = nil
+                    activeFlags[role] = 2
+                    return true
+                }
+                guard taken else { continue }
+                eventLog.record(ArrayEvent(kind: "spare-activated", member: role,
+                                           message: "spare \(spare.member.name) takes role \(role)"))
+                return launchRebuild(role: role, target: spare.member, uuid: spare.uuid, checkpoint: nil)
+            }
         }
-        guard let (role, target, uuid, checkpoint) = plan else { return nil }
+    }
+
+    /// Why `spare` cannot hold a role now (nil when it can): it must be
+    /// there and take a write of its superblock.
+    private func unusableSpareReason(_ spare: (uuid: String, member: Member)) -> String? {
+        guard spare.member.isPresent() else { return "its directory or superblock is gone" }
+        var sb = currentSuperblock
+        sb.role = -1
+        sb.memberUUID = spare.uuid
+        do { try spare.member.writeSuperblock(sb.encoded()) } catch { return "\(error)" }
+        return nil
+    }
+
+    private func launchRebuild(role: Int, target: Member, uuid: String, checkpoint: RebuildCheckpoint?) -> Int? {
         do {
             try persistState(clean: false, reason: "rebuild of role \(role) started")
         } catch {
@@ -220,6 +271,15 @@ extension RAIDArray {
         stateLock.withLock { rebuilderSlot = r }
         r.start()
         return role
+    }
+
+    /// True while `r`'s target still holds its role (being rebuilt, or
+    /// attached as the replacement).
+    func isCurrentTarget(_ r: Rebuilder) -> Bool {
+        stateLock.withLock {
+            if r.replacing { return shadowSlots[r.role]?.member === r.target }
+            return roleStates[r.role] == .rebuilding && memberSlots[r.role] === r.target
+        }
     }
 
     func checkpointRebuild(_ c: RebuildCheckpoint) {

@@ -70,7 +70,9 @@ public final class Rebuilder: @unchecked Sendable {
     public var isRunning: Bool { lock.withLock { runningValue } }
 
     func stop() { lock.withLock { stopRequested = true } }
-    private var shouldStop: Bool { lock.withLock { stopRequested } }
+    /// Asked to stop (unmount), or the target no longer holds the role
+    /// (it failed in turn): a later rebuild takes the next spare.
+    private var shouldStop: Bool { lock.withLock { stopRequested } || !array.isCurrentTarget(self) }
 
     /// A namespace change could not be applied to the member being rebuilt
     /// (its parent was not there yet): walk again at the end.
@@ -99,7 +101,7 @@ public final class Rebuilder: @unchecked Sendable {
             } while lock.withLock({ missedDuringWalk }) && pass < 8 && !shouldStop
             if shouldStop {
                 // Unmounting: leave a checkpoint so the next mount resumes here.
-                if !lastPath.isEmpty && !replacing {
+                if !lastPath.isEmpty && !replacing && lock.withLock({ stopRequested }) {
                     array.checkpointRebuild(RebuildCheckpoint(role: role, memberUUID: targetUUID, lastPath: lastPath, bytesDone: lastPathBytes))
                 }
                 lock.withLock { runningValue = false }

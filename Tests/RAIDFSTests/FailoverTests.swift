@@ -1,0 +1,144 @@
+import Foundation
+import XCTest
+import RAIDCore
+
+/// A hot spare takes over by itself, whatever failed the member and
+/// whether the spare was attached before or after the failure.
+final class FailoverTests: XCTestCase {
+    /// Files written before the failure, checked after every step.
+    private func populate(_ a: ScratchArray, count: Int = 6) throws -> [String: Data] {
+        var expected: [String: Data] = [:]
+        try FileManager.default.createDirectory(atPath: a.path("sub"), withIntermediateDirectories: true)
+        for i in 0..<count {
+            let p = i % 2 == 0 ? "f\(i)" : "sub/f\(i)"
+            expected[p] = randomBytes(700_000 + i * 33_333, seed: UInt64(i + 900))
+            try writeFile(a.path(p), expected[p]!)
+        }
+        return expected
+    }
+
+    private func makeSpare(_ a: ScratchArray, _ name: String) throws -> String {
+        let dir = a.root + "/" + name
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// RAID 5 with a spare attached before anything fails; `fail` breaks
+    /// member 1 while a writer writes; the spare must bring the array back
+    /// to clean by itself, and a further failure must then be survived.
+    private func failoverOnRAID5(_ fail: (ScratchArray) throws -> Void, writer withWriter: Bool = true,
+                                 file: StaticString = #filePath, line: UInt = #line) throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount()
+        let expected = try populate(a)
+        let spare = try makeSpare(a, "spare")
+        XCTAssertEqual(try a.ctl(["add", a.mountpoint, spare]).status, 0, file: file, line: line)
+        XCTAssertEqual(try a.status().state, "clean", file: file, line: line)
+        let writer = BackgroundWriter(path: a.path("live"))
+        if withWriter { writer.start() }
+        try fail(a)
+        // Clean again only once the spare holds role 1 (the health monitor
+        // notices a deleted member within a couple of seconds).
+        let deadline = Date().addingTimeInterval(60)
+        var st = try a.status()
+        while !(st.state == "clean" && st.members[1].path == spare) && Date() < deadline {
+            usleep(100_000)
+            st = try a.status()
+        }
+        writer.stop()
+        XCTAssertEqual(st.state, "clean", file: file, line: line)
+        XCTAssertEqual(st.members[1].path, spare, "the spare holds role 1", file: file, line: line)
+        XCTAssertEqual(st.spares, [], file: file, line: line)
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "after failover: \(p)", file: file, line: line) }
+        if withWriter {
+            XCTAssertGreaterThan(writer.written, 0, file: file, line: line)
+            XCTAssertTrue(try writer.verify(), "the live writer's file differs", file: file, line: line)
+        }
+        let events = try a.ctl(["events", a.mountpoint]).stdout
+        XCTAssertTrue(events.contains("spare-activated member 1") && events.contains("spare \(spare) takes role 1"),
+                      "the event log names the spare and its role: \(events)", file: file, line: line)
+        XCTAssertTrue(events.contains("rebuild-finished"), events, file: file, line: line)
+        // Redundancy is whole again: one more failure is survived.
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "0"]).status, 0, file: file, line: line)
+        XCTAssertEqual(try a.status().state, "degraded", file: file, line: line)
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "spare + member 2 only: \(p)", file: file, line: line) }
+        if withWriter { XCTAssertTrue(try writer.verify(), "live file after the second failure", file: file, line: line) }
+    }
+
+    func testSpareTakesOverWhenTheAdministratorFailsAMember() throws {
+        try failoverOnRAID5 { a in
+            XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
+        }
+    }
+
+    func testSpareTakesOverAfterAWriteError() throws {
+        try failoverOnRAID5 { a in
+            XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "1", "eio-write"]).status, 0)
+        }
+    }
+
+    /// The health monitor finds the member gone while the mount is idle:
+    /// no command is typed after the deletion.
+    func testSpareTakesOverAMemberDeletedWhileIdle() throws {
+        try failoverOnRAID5({ a in
+            _ = try runTool("/bin/rm", ["-rf", a.members[1]])
+        }, writer: false)
+    }
+
+    func testSpareAttachedAfterTheFailureTakesOver() throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount()
+        let expected = try populate(a)
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "2"]).status, 0)
+        XCTAssertEqual(try a.status().state, "degraded")
+        let spare = try makeSpare(a, "late")
+        XCTAssertEqual(try a.ctl(["add", a.mountpoint, spare]).status, 0)
+        let st = try a.waitFor(state: "clean", seconds: 60)
+        XCTAssertEqual(st.members[2].path, spare)
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+    }
+
+    /// RAID 6, two spares attached first, two members failed one after the
+    /// other while a writer runs: both roles are rebuilt, the array is clean.
+    func testTwoFailuresAndTwoSparesOnRAID6EndClean() throws {
+        let a = try ScratchArray(level: 6, members: 6, chunk: "16K")
+        try a.mount()
+        let expected = try populate(a, count: 8)
+        let spares = [try makeSpare(a, "spare0"), try makeSpare(a, "spare1")]
+        for s in spares { XCTAssertEqual(try a.ctl(["add", a.mountpoint, s]).status, 0) }
+        let writer = BackgroundWriter(path: a.path("live"))
+        writer.start()
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "4"]).status, 0)
+        let st = try a.waitFor(state: "clean", seconds: 90)
+        writer.stop()
+        XCTAssertEqual(Set([st.members[1].path, st.members[4].path]), Set(spares))
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+        XCTAssertTrue(try writer.verify(), "the live writer's file differs")
+        a.unmount()
+        let check = try runTool("raidctl", ["check"] + st.members.map { $0.path })
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+        // The two rebuilt members carry their roles: mount without two others.
+        try a.mount(st.members.map { $0.path }.enumerated().filter { $0.offset != 0 && $0.offset != 2 }.map { $0.element })
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "rebuilt members carry \(p)") }
+    }
+
+    /// A spare whose directory vanished cannot take over: an event says so
+    /// and the next spare is used.
+    func testUnusableSpareIsReportedAndSkipped() throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount()
+        let expected = try populate(a, count: 3)
+        let gone = try makeSpare(a, "gone"), good = try makeSpare(a, "good")
+        XCTAssertEqual(try a.ctl(["add", a.mountpoint, gone]).status, 0)
+        XCTAssertEqual(try a.ctl(["add", a.mountpoint, good]).status, 0)
+        _ = try runTool("/bin/rm", ["-rf", gone])
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "0"]).status, 0)
+        let st = try a.waitFor(state: "clean", seconds: 60)
+        XCTAssertEqual(st.members[0].path, good)
+        XCTAssertEqual(st.spares, [])
+        let events = try a.ctl(["events", a.mountpoint]).stdout
+        XCTAssertTrue(events.contains("spare-unusable") && events.contains(gone), events)
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+    }
+}
