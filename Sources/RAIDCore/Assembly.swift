@@ -11,10 +11,13 @@ public struct AssemblyReport: Sendable {
     public var leftOut: [LeftOut] = []
     public init() {}
     public var missingRoles: [Int] = []
+    /// Members a forced assembly took back, described for people.
+    public var forcedBack: [String] = []
 
     public var lines: [String] {
         leftOut.map { "left out \($0.directory): \($0.reason)" }
             + missingRoles.map { "role \($0) missing" }
+            + forcedBack.map { "forced back \($0): resyncing it before serving" }
     }
 }
 
@@ -33,9 +36,11 @@ public enum Assembler {
         public let membersByRole: [Member?]
         public let spares: [Candidate]
         public let report: AssemblyReport
+        /// Roles a forced assembly took back, with their event counters.
+        public var forced: [(role: Int, events: UInt64)] = []
     }
 
-    public static func plan(directories: [String]) throws -> Plan {
+    public static func plan(directories: [String], force: Bool = false) throws -> Plan {
         guard !directories.isEmpty else { throw FSError.invalid("no member directories given") }
         var report = AssemblyReport()
         var members: [Member] = []
@@ -55,11 +60,16 @@ public enum Assembler {
             seen[id] = dir
             members.append(DirectoryMember(root: dir))
         }
-        return try plan(members: members, report: report)
+        return try plan(members: members, report: report, force: force)
     }
 
     /// Decides the array from members of any kind (directories, simulated).
-    public static func plan(members: [Member], report initial: AssemblyReport = AssemblyReport()) throws -> Plan {
+    /// With `force`, as `mdadm --assemble --force`: when too few members
+    /// are usable, the freshest of those left out as stale or marked faulty
+    /// (whose role the array still gives them) are taken back until the
+    /// level's minimum is reached. The caller resyncs them whole.
+    public static func plan(members: [Member], report initial: AssemblyReport = AssemblyReport(),
+                            force: Bool = false) throws -> Plan {
         var report = initial
         var candidates: [Candidate] = []
         for member in members {
@@ -83,14 +93,20 @@ public enum Assembler {
         let geometry = freshest.geometry
         var byRole = [Member?](repeating: nil, count: geometry.memberCount)
         var spares: [Candidate] = []
+        /// Left out only for being behind: what a forced assembly may take back.
+        var takeable: [Candidate] = []
         for c in candidates {
             let sb = c.superblock
             if sb.level != freshest.level || sb.memberCount != freshest.memberCount || sb.chunkSizeBytes != freshest.chunkSizeBytes {
                 throw FSError.invalid("\(c.member.name): geometry disagrees with the other members of array \(sb.arrayUUID)")
             }
-            if sb.events < maxEvents {
+            // As mdadm, one event behind is fresh enough: a crash while the
+            // superblocks were being written leaves some members one behind,
+            // and the freshest one still says what became of their role.
+            if sb.events + 1 < maxEvents {
                 report.leftOut.append(.init(directory: c.member.name,
                                             reason: "stale (event counter \(sb.events), array at \(maxEvents)); kicked as non-fresh"))
+                if sb.role >= 0 && freshest.roles[sb.role].memberUUID == sb.memberUUID { takeable.append(c) }
                 continue
             }
             if sb.role < 0 {
@@ -105,6 +121,7 @@ public enum Assembler {
             }
             if record.state == .faulty || record.state == .missing {
                 report.leftOut.append(.init(directory: c.member.name, reason: "marked \(record.state.rawValue) by the array"))
+                takeable.append(c)
                 continue
             }
             if let other = byRole[sb.role] {
@@ -112,18 +129,39 @@ public enum Assembler {
             }
             byRole[sb.role] = c.member
         }
-        report.missingRoles = (0..<geometry.memberCount).filter { byRole[$0] == nil }
         // A member still being rebuilt holds writes, not yet data.
-        let usable = (0..<geometry.memberCount).filter { byRole[$0] != nil && freshest.roles[$0].state != .rebuilding }.count
-        if usable < geometry.dataChunkCount {
+        func usableCount() -> Int {
+            (0..<geometry.memberCount).filter { byRole[$0] != nil && freshest.roles[$0].state != .rebuilding }.count
+        }
+        // Freshest first; one member per role.
+        takeable.sort { $0.superblock.events > $1.superblock.events }
+        var forced: [(role: Int, events: UInt64)] = []
+        if force {
+            for c in takeable where usableCount() < geometry.dataChunkCount && byRole[c.superblock.role] == nil {
+                byRole[c.superblock.role] = c.member
+                forced.append((c.superblock.role, c.superblock.events))
+                report.leftOut.removeAll { $0.directory == c.member.name }
+                report.forcedBack.append("\(c.member.name) (role \(c.superblock.role), event counter \(c.superblock.events), array at \(maxEvents))")
+            }
+        }
+        report.missingRoles = (0..<geometry.memberCount).filter { byRole[$0] == nil }
+        if usableCount() < geometry.dataChunkCount {
             var why = "RAID \(geometry.level.rawValue) array \(freshest.arrayUUID) needs at least \(geometry.dataChunkCount) of \(geometry.memberCount) members; usable: "
             why += byRole.compactMap { $0?.name }.joined(separator: ", ")
             if !report.leftOut.isEmpty {
                 why += "; left out: " + report.leftOut.map { "\($0.directory) (\($0.reason))" }.joined(separator: ", ")
             }
+            let seen = Set(takeable.map { ObjectIdentifier($0.member) })
+            if !force && seen.count + usableCount() >= geometry.dataChunkCount {
+                why += "; -o force would take back the freshest of them ("
+                    + takeable.prefix(geometry.dataChunkCount - usableCount()).map { "\($0.member.name) at event \($0.superblock.events)" }.joined(separator: ", ")
+                    + ") and resync them, at the risk of losing or mixing what was written after they left the array"
+            }
             throw FSError.invalid(why)
         }
-        return Plan(superblock: freshest, membersByRole: byRole, spares: spares, report: report)
+        var plan = Plan(superblock: freshest, membersByRole: byRole, spares: spares, report: report)
+        plan.forced = forced
+        return plan
     }
 }
 

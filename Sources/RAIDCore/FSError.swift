@@ -33,3 +33,10 @@ extension FSError {
     /// this to the caller.
     public var isMemberFault: Bool { [EIO, ENODEV, ENXIO, EROFS, ESTALE, ENOTCONN].contains(errno) }
 }
+
+extension FSError {
+    /// A member answered a namespace change as if its tree differed from the
+    /// first member's (the name is there, or not, or of another kind): the
+    /// members diverged, which is repaired, not punished.
+    public var isDivergence: Bool { [EEXIST, ENOENT, ENOTEMPTY, ENOTDIR, EISDIR].contains(errno) }
+}

@@ -11,8 +11,16 @@ import Glibc
 /// the log names is resynced (parity and checksums made to agree with the
 /// data) before the array is served, which closes the RAID write hole.
 ///
+/// Namespace changes are logged the same way, per directory: before a
+/// create, unlink, rename, link, mkdir, rmdir, symlink, mknod, chmod or chown
+/// reaches any member, the directories it changes are recorded durably;
+/// they are cleared once idle and synced on every member. After a crash the
+/// mount brings every member's copy of those directories in line with the
+/// first active member's before anything is served (see NamespaceRepair).
+///
 /// Each member keeps the log in two fixed slots written in place with
 /// alternating sequence numbers; the newest slot whose checksum verifies wins.
+/// A directory's entry has file id 0 (file ids start at 2^32) and its path.
 public final class IntentLog: @unchecked Sendable {
     public struct Region: Hashable, Sendable {
         public let fileId: UInt64
@@ -39,6 +47,8 @@ public final class IntentLog: @unchecked Sendable {
     private let lock = Mutex()
     private let persistLock = Mutex()
     private var dirty: [Region: State] = [:]
+    /// Directories with namespace changes not yet known durable everywhere.
+    private var dirtyDirectories: [String: State] = [:]
     private var sequence: UInt64 = 0
     /// The dirty set outgrew a slot: resync everything after a crash.
     private var overflow = false
@@ -81,6 +91,44 @@ public final class IntentLog: @unchecked Sendable {
         }
     }
 
+    /// Marks directories `dirs` dirty, durably, before a namespace change
+    /// reaches any member. Pair with `endNamespace`.
+    func beginNamespace(_ dirs: [String]) throws {
+        guard enabled else { return }
+        let needPersist: Bool = lock.withLock {
+            var added = false
+            for d in dirs {
+                if dirtyDirectories[d] == nil {
+                    dirtyDirectories[d] = State(path: d, inflight: 0, generation: 0, lastWrite: 0)
+                    added = true
+                }
+                dirtyDirectories[d]!.inflight += 1
+            }
+            return added
+        }
+        if needPersist { try persist() }
+    }
+
+    func endNamespace(_ dirs: [String]) {
+        guard enabled else { return }
+        let now = Date().timeIntervalSince1970
+        lock.withLock {
+            for d in dirs {
+                precondition((dirtyDirectories[d]?.inflight ?? 0) > 0, "intent log: namespace change on \(d) ended twice")
+                dirtyDirectories[d]!.inflight -= 1
+                dirtyDirectories[d]!.generation += 1
+                dirtyDirectories[d]!.lastWrite = now
+            }
+        }
+    }
+
+    /// Keeps directories `dirs` in the log for the rest of this mount (their
+    /// members may disagree until the next mount repairs them).
+    func pinDirectories(_ dirs: [String]) {
+        guard enabled else { return }
+        lock.withLock { for d in dirs { dirtyDirectories[d]?.pinned = true } }
+    }
+
     /// Keeps the region of `stripe` in the log for the rest of this mount.
     func pin(_ file: ArrayFile, stripe: UInt64) {
         guard enabled else { return }
@@ -104,16 +152,24 @@ public final class IntentLog: @unchecked Sendable {
 
     func clear(_ generations: [Region: UInt64]) throws {
         guard enabled, !generations.isEmpty else { return }
-        let changed: Bool = lock.withLock {
-            var any = false
-            for (k, g) in generations where dirty[k]?.inflight == 0 && dirty[k]?.generation == g && dirty[k]?.pinned == false {
-                dirty[k] = nil
-                any = true
-            }
-            if dirty.isEmpty && overflow { overflow = false; any = true }
-            return any
+        if lock.withLock({ clearLocked(generations, directories: [:]) }) { try persist() }
+    }
+
+    /// Forgets the regions and directories that saw no change since their
+    /// generations were taken; true when the log changed.
+    private func clearLocked(_ generations: [Region: UInt64], directories: [String: UInt64]) -> Bool {
+        var any = false
+        for (k, g) in generations where dirty[k]?.inflight == 0 && dirty[k]?.generation == g && dirty[k]?.pinned == false {
+            dirty[k] = nil
+            any = true
         }
-        if changed { try persist() }
+        for (k, g) in directories where dirtyDirectories[k]?.inflight == 0 && dirtyDirectories[k]?.generation == g
+            && dirtyDirectories[k]?.pinned == false {
+            dirtyDirectories[k] = nil
+            any = true
+        }
+        if dirty.isEmpty && dirtyDirectories.isEmpty && overflow { overflow = false; any = true }
+        return any
     }
 
     /// Clears every region idle for `idleSeconds`, after making all members
@@ -121,14 +177,16 @@ public final class IntentLog: @unchecked Sendable {
     public func flushIdle(idleSeconds: Double) throws {
         guard enabled else { return }
         let now = Date().timeIntervalSince1970
-        let candidates: [Region: UInt64] = lock.withLock {
+        let (candidates, directories): ([Region: UInt64], [String: UInt64]) = lock.withLock {
             var out: [Region: UInt64] = [:]
             for (k, v) in dirty where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds { out[k] = v.generation }
-            return out
+            var dirs: [String: UInt64] = [:]
+            for (k, v) in dirtyDirectories where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds { dirs[k] = v.generation }
+            return (out, dirs)
         }
-        guard !candidates.isEmpty else { return }
+        guard !candidates.isEmpty || !directories.isEmpty else { return }
         array.syncAllMembers()
-        try clear(candidates)
+        if lock.withLock({ clearLocked(candidates, directories: directories) }) { try persist() }
     }
 
     /// Writes the dirty set to every active member (fdatasync'ed).
@@ -162,7 +220,17 @@ public final class IntentLog: @unchecked Sendable {
         var payload: [UInt8] = []
         var count: UInt32 = 0
         var over = overflow
-        for (k, v) in dirty {
+        // Directories first: a slot that overflows must still name them.
+        for (d, _) in dirtyDirectories.sorted(by: { $0.key < $1.key }) {
+            let path = Array(d.utf8.prefix(4096))
+            if IntentLog.headerBytes + payload.count + 18 + path.count > IntentLog.slotBytes { over = true; break }
+            appendLE64(&payload, 0)
+            appendLE64(&payload, 0)
+            payload.append(UInt8(path.count & 0xff)); payload.append(UInt8(path.count >> 8))
+            payload += path
+            count += 1
+        }
+        for (k, v) in dirty.sorted(by: { ($0.key.fileId, $0.key.index) < ($1.key.fileId, $1.key.index) }) {
             let path = Array(v.path.utf8.prefix(4096))
             if IntentLog.headerBytes + payload.count + 18 + path.count > IntentLog.slotBytes { over = true; break }
             appendLE64(&payload, k.fileId)

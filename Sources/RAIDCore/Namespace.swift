@@ -18,10 +18,14 @@ public struct Caller: Sendable {
 }
 
 /// The namespace (tree and metadata) kept on every member. Reads are served
-/// by the first active member; changes go to the first member (whose error is
-/// the caller's answer) and then to every other active member, and a member
-/// that then disagrees is failed — the namespace survives any loss the data
-/// survives.
+/// by the first active member; changes are logged per directory in the
+/// write-intent log, then go to the first member (whose error is the
+/// caller's answer) and then to every other active member. A member that
+/// then answers differently has diverged (a crash cut an earlier change
+/// short, or a power cut lost it there): its copy of the directories is
+/// brought in line with the first member's, as a self-healing read repairs a
+/// chunk, and it stays in. Only a real I/O error fails a member, and never
+/// more members than the level tolerates.
 extension RAIDArray {
     /// Runs a read-only `body` on the first active member still present.
     func onPrimary<T>(_ what: String, _ body: (Member) throws -> T) throws -> T {
@@ -42,16 +46,19 @@ extension RAIDArray {
         throw FSError.io("\(what): no active member left in array \(arrayUUID)")
     }
 
-    /// Applies a change to every active member; caller holds the namespace lock.
-    func replicateLocked(_ what: String, _ body: (Member) throws -> Void) throws {
+    /// Applies a change to every active member; caller holds the namespace
+    /// lock. `dirs` are the directories whose entries the change touches.
+    func replicateLocked(_ what: String, dirs: [String], _ body: (Member) throws -> Void) throws {
         guard !readOnly else { throw FSError(EROFS, "\(what): read-only array") }
         try requireNotFailed(what)
-        var primary: Int? = nil
+        try intentLog.beginNamespace(dirs)
+        defer { intentLog.endNamespace(dirs) }
+        var primary: (role: Int, member: Member)? = nil
         for role in activeRoles {
             guard let m = member(role) else { continue }
             do {
                 try body(m)
-                primary = role
+                primary = (role, m)
                 break
             } catch let e as FSError {
                 if !m.isPresent() {
@@ -59,19 +66,28 @@ extension RAIDArray {
                 } else if e.isMemberFault {
                     // The member's fault, not the caller's: fail it (as md
                     // fails a member on a write error) and go on.
-                    memberWriteFailed(role: role, reason: "\(what): \(e)")
+                    guard failWithinRedundancy(role: role, reason: "\(what): \(e)") else {
+                        intentLog.pinDirectories(dirs)
+                        throw FSError.io("\(what): \(e); not failing \(memberName(role)) as well: that would exceed RAID \(geometry.level.rawValue)'s redundancy")
+                    }
                 } else {
                     throw e
                 }
             }
         }
         guard let p = primary else { throw FSError.io("\(what): no active member left in array \(arrayUUID)") }
-        for role in activeRoles where role > p {
+        var refused: FSError? = nil
+        for role in activeRoles where role > p.role {
             guard let m = member(role) else { continue }
             do {
                 try body(m)
+            } catch let e as FSError where e.isDivergence && m.isPresent() {
+                repairDivergence(role: role, authority: p, dirs: dirs, what: what, e)
             } catch {
-                memberWriteFailed(role: role, reason: "\(what) failed on this member only: \(error)")
+                if !failWithinRedundancy(role: role, reason: "\(what) failed on this member only: \(error)") {
+                    intentLog.pinDirectories(dirs)
+                    refused = FSError.io("\(what): \(error); not failing \(memberName(role)) as well: that would exceed RAID \(geometry.level.rawValue)'s redundancy")
+                }
             }
         }
         // A member being rebuilt may not have the parent yet: the rebuild
@@ -84,11 +100,41 @@ extension RAIDArray {
             guard let m = shadowMember(role) else { continue }
             do { try body(m) } catch { rebuildMissed() }
         }
+        if let refused { throw refused }
         try requireNotFailed(what)
     }
 
-    func replicate(_ what: String, _ body: (Member) throws -> Void) throws {
-        try namespace.lock.withLock { try replicateLocked(what, body) }
+    func replicate(_ what: String, dirs: [String], _ body: (Member) throws -> Void) throws {
+        try namespace.lock.withLock { try replicateLocked(what, dirs: dirs, body) }
+    }
+
+    /// Fails `role` unless that would lose more members than the level
+    /// tolerates; false when it was kept in for that reason.
+    func failWithinRedundancy(role: Int, reason: String) -> Bool {
+        let lost = stateLock.withLock { roleStates.filter { $0 != .active }.count }
+        if lost + 1 > geometry.parityChunkCount && roleState(role) == .active {
+            stateLock.withLock { counters[role].writeErrors += 1 }
+            eventLog.record(ArrayEvent(kind: "write-error", member: role,
+                                       message: "\(reason); member kept: failing it would exceed RAID \(geometry.level.rawValue)'s redundancy"))
+            return false
+        }
+        memberWriteFailed(role: role, reason: reason)
+        return true
+    }
+
+    /// `role` answered a namespace change differently from the first
+    /// member: bring its copy of `dirs` in line (rolling the change forward
+    /// there) and record it. Failing the repair is an I/O error: the member
+    /// is failed, within redundancy.
+    func repairDivergence(role: Int, authority: (role: Int, member: Member), dirs: [String], what: String, _ cause: FSError) {
+        guard let m = member(role) else { return }
+        do {
+            let fixed = try reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs)
+            eventLog.record(ArrayEvent(kind: "namespace-repaired", member: role, path: dirs.first,
+                                       message: "\(what): \(memberName(role)) answered \(String(cString: strerror(cause.errno))) where member \(authority.role) succeeded; \(fixed) entries of \(dirs.joined(separator: ", ")) brought in line with member \(authority.role)"))
+        } catch {
+            _ = failWithinRedundancy(role: role, reason: "\(what): namespace diverged (\(cause)) and could not be repaired: \(error)")
+        }
     }
 
     private func chownIfRoot(_ m: Member, _ path: String, _ caller: Caller) throws {
@@ -121,7 +167,7 @@ extension RAIDArray {
     }
 
     /// Reads one member file's header into a small stack buffer.
-    private func readHeader(of f: MemberFile) throws -> FileHeader? {
+    func readHeader(of f: MemberFile) throws -> FileHeader? {
         try withUnsafeTemporaryAllocation(byteCount: FileHeader.encodedBytes, alignment: 8) { raw in
             try f.readFull(into: raw.baseAddress!, count: FileHeader.encodedBytes, at: 0)
             return FileHeader.decode(raw.baseAddress!)
@@ -211,30 +257,30 @@ extension RAIDArray {
     // MARK: changes
 
     public func mkdir(_ path: String, mode: mode_t, caller: Caller) throws {
-        try replicate("mkdir \(path)") { m in
+        try replicate("mkdir \(path)", dirs: [parentDirectory(path)]) { m in
             try m.mkdir(path, mode: mode)
             try chownIfRoot(m, path, caller)
         }
     }
 
     public func rmdir(_ path: String) throws {
-        try replicate("rmdir \(path)") { try $0.rmdir(path) }
+        try replicate("rmdir \(path)", dirs: [parentDirectory(path)]) { try $0.rmdir(path) }
     }
 
     public func unlink(_ path: String) throws {
-        try replicate("unlink \(path)") { try $0.unlink(path) }
+        try replicate("unlink \(path)", dirs: [parentDirectory(path)]) { try $0.unlink(path) }
     }
 
     public func rename(_ from: String, _ to: String, flags: UInt32) throws {
-        try replicate("rename \(from)") { try $0.rename(from, to, flags: flags) }
+        try replicate("rename \(from)", dirs: directories(of: from, to)) { try $0.rename(from, to, flags: flags) }
     }
 
     public func link(_ from: String, _ to: String) throws {
-        try replicate("link \(to)") { try $0.link(from, to) }
+        try replicate("link \(to)", dirs: directories(of: to, from)) { try $0.link(from, to) }
     }
 
     public func symlink(target: String, at path: String, caller: Caller) throws {
-        try replicate("symlink \(path)") { m in
+        try replicate("symlink \(path)", dirs: [parentDirectory(path)]) { m in
             try m.symlink(target: target, at: path)
             try chownIfRoot(m, path, caller)
         }
@@ -245,26 +291,26 @@ extension RAIDArray {
             release(try create(path, mode: mode, exclusive: true, caller: caller))
             return
         }
-        try replicate("mknod \(path)") { m in
+        try replicate("mknod \(path)", dirs: [parentDirectory(path)]) { m in
             try m.mknod(path, mode: mode, device: device)
             try chownIfRoot(m, path, caller)
         }
     }
 
     public func chmod(_ path: String, mode: mode_t) throws {
-        try replicate("chmod \(path)") { try $0.chmod(path, mode: mode) }
+        try replicate("chmod \(path)", dirs: [parentDirectory(path)]) { try $0.chmod(path, mode: mode) }
     }
 
     public func chown(_ path: String, uid: uid_t, gid: gid_t) throws {
-        try replicate("chown \(path)") { try $0.chown(path, uid: uid, gid: gid) }
+        try replicate("chown \(path)", dirs: [parentDirectory(path)]) { try $0.chown(path, uid: uid, gid: gid) }
     }
 
     public func utimens(_ path: String, _ times: (timespec, timespec)) throws {
-        try replicate("utimens \(path)") { try $0.utimens(path, times) }
+        try replicate("utimens \(path)", dirs: [parentDirectory(path)]) { try $0.utimens(path, times) }
     }
 
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
-        try replicate("setxattr \(path)") { try $0.setxattr(path, name: name, value: value, flags: flags) }
+        try replicate("setxattr \(path)", dirs: [parentDirectory(path)]) { try $0.setxattr(path, name: name, value: value, flags: flags) }
     }
 
     public func getxattr(_ path: String, name: String) throws -> [UInt8] {
@@ -276,7 +322,7 @@ extension RAIDArray {
     }
 
     public func removexattr(_ path: String, name: String) throws {
-        try replicate("removexattr \(path)") { try $0.removexattr(path, name: name) }
+        try replicate("removexattr \(path)", dirs: [parentDirectory(path)]) { try $0.removexattr(path, name: name) }
     }
 
     /// fsyncdir: the directory's entries durable on every active member.
@@ -314,12 +360,10 @@ extension RAIDArray {
             if exists {
                 if exclusive { throw FSError(EEXIST, "\(path): file exists") }
             } else {
-                // 63 bits: also the file's inode number, which must stay positive as off_t-like values do.
-                var id: UInt64 = 0
-                repeat { id = UInt64.random(in: (1 << 32)...(UInt64(Int64.max))) } while namespace.openFiles[id] != nil
+                let id = newFileIdLocked()
                 let header = AlignedBuffer(count: 4096)
                 FileHeader(fileId: id, size: 0).encode(into: header.pointer)
-                try replicateLocked("create \(path)") { m in
+                try replicateLocked("create \(path)", dirs: [parentDirectory(path)]) { m in
                     let f = try m.open(path, flags: O_CREAT | O_EXCL | O_WRONLY, mode: mode & 0o7777)
                     defer { f.close() }
                     try f.write(from: header.pointer, count: FileHeader.encodedBytes, at: 0)
@@ -330,34 +374,47 @@ extension RAIDArray {
         }
     }
 
+    /// A new file's id: 63 bits, also its inode number, which must stay
+    /// positive as off_t-like values do; ids below 2^32 are never used (the
+    /// intent log marks directories with 0). Caller holds the namespace lock.
+    func newFileIdLocked() -> UInt64 {
+        var id: UInt64 = 0
+        repeat { id = UInt64.random(in: (1 << 32)...(UInt64(Int64.max))) } while namespace.openFiles[id] != nil
+        return id
+    }
+
     public func open(_ path: String) throws -> ArrayFile {
         try namespace.lock.withLock { try openLocked(path) }
     }
 
-    private func openLocked(_ path: String) throws -> ArrayFile {
+    func openLocked(_ path: String) throws -> ArrayFile {
         let n = geometry.memberCount
         // Sampled before opening: a role that changes member meanwhile
         // leaves a handle that no longer matches, and is not used.
         let generations = (0..<n).map { roleGenerations[$0] }
         var files = [MemberFile?](repeating: nil, count: n)
-        var opened = false
+        var primary: (role: Int, member: Member)? = nil
         let flags = readOnly ? O_RDONLY : O_RDWR
         for role in activeRoles {
             guard let m = member(role) else { continue }
             do {
                 files[role] = try m.open(path, flags: flags, mode: 0)
-                opened = true
+                if primary == nil { primary = (role, m) }
             } catch let e as FSError {
                 if !m.isPresent() {
                     memberFailed(role: role, reason: "member vanished during open \(path) (\(e))")
-                } else if !opened {
+                } else if primary == nil {
                     throw e
+                } else if e.isDivergence && !readOnly {
+                    // The first member has the file and this one does not.
+                    repairDivergence(role: role, authority: primary!, dirs: [parentDirectory(path)], what: "open \(path)", e)
+                    files[role] = isActive(role) ? try? m.open(path, flags: flags, mode: 0) : nil
                 } else {
-                    memberFailed(role: role, reason: "open \(path) failed on this member only: \(e)")
+                    _ = failWithinRedundancy(role: role, reason: "open \(path) failed on this member only: \(e)")
                 }
             }
         }
-        guard opened else { throw FSError.io("open \(path): no active member left in array \(arrayUUID)") }
+        guard let primary else { throw FSError.io("open \(path): no active member left in array \(arrayUUID)") }
         for role in rebuildingRoles {
             files[role] = try? member(role)?.open(path, flags: flags, mode: 0)
         }
@@ -379,6 +436,21 @@ extension RAIDArray {
         guard let fileId = valid.first?.fileId else {
             for f in files { f?.close() }
             throw FSError.io("\(path): no member holds a valid file header")
+        }
+        // A member whose file at this path is another file (a crash cut a
+        // rename or an unlink-and-create short there) has diverged: repair
+        // it, never write this file's header over the other's.
+        for role in 0..<n where headers[role] != nil && headers[role]!.fileId != fileId {
+            files[role]?.close()
+            files[role] = nil
+            headers[role] = nil
+            guard !readOnly, isActive(role), let m = member(role) else { continue }
+            repairDivergence(role: role, authority: primary, dirs: [parentDirectory(path)], what: "open \(path)",
+                             FSError(EEXIST, "\(path) on \(m.name) is another file"))
+            if isActive(role), let f = try? m.open(path, flags: flags, mode: 0), let h = try? readHeader(of: f), h.fileId == fileId {
+                files[role] = f
+                headers[role] = h
+            }
         }
         if let existing = namespace.openFiles[fileId] {
             for f in files { f?.close() }
@@ -409,12 +481,27 @@ extension RAIDArray {
     }
 
     public func release(_ af: ArrayFile) {
-        namespace.lock.withLock {
-            af.openCount -= 1
-            if af.openCount == 0 {
-                if namespace.openFiles[af.fileId] === af { namespace.openFiles[af.fileId] = nil }
-                af.closeMembers()
-            }
+        namespace.lock.withLock { releaseLocked(af) }
+    }
+
+    func releaseLocked(_ af: ArrayFile) {
+        precondition(af.openCount > 0, "\(af.displayPath): released more often than opened")
+        af.openCount -= 1
+        if af.openCount == 0 {
+            if namespace.openFiles[af.fileId] === af { namespace.openFiles[af.fileId] = nil }
+            af.closeMembers()
         }
     }
+}
+
+/// The directory holding `path` ("/" for a name in the root).
+func parentDirectory(_ path: String) -> String {
+    guard let i = path.lastIndex(of: "/"), i != path.startIndex else { return "/" }
+    return String(path[..<i])
+}
+
+/// The directories holding `a` and `b`, once each.
+func directories(of a: String, _ b: String) -> [String] {
+    let (x, y) = (parentDirectory(a), parentDirectory(b))
+    return x == y ? [x] : [x, y]
 }

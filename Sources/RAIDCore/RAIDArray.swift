@@ -71,6 +71,12 @@ public final class RAIDArray: @unchecked Sendable {
     /// `markInUse` before anything is served.
     public internal(set) var pendingResync: [(IntentLog.Region, String)] = []
     public internal(set) var pendingResyncAll = false
+    /// Directories the intent log named: every member's copy is brought in
+    /// line with the first active member's before anything is served.
+    public internal(set) var pendingNamespace = Set<String>()
+    /// Roles taken back by a forced assembly (`-o force`), with the event
+    /// counter each was at: resynced whole before anything is served.
+    public let forcedRoles: [(role: Int, events: UInt64)]
     /// The superblocks said the last mount ended cleanly.
     let wasCleanAtAssembly: Bool
     private let stopFlusher = Mutex()
@@ -88,6 +94,7 @@ public final class RAIDArray: @unchecked Sendable {
         // with no fault set it only forwards.
         memberSlots = plan.membersByRole.map { $0.map { FaultInjectingMember($0) } }
         wasCleanAtAssembly = sb.clean
+        forcedRoles = plan.forced
         spareMembers = plan.spares.map { ($0.superblock.memberUUID, FaultInjectingMember($0.member)) }
         superblock = sb
         roleStates = sb.roles.map { $0.state }
@@ -118,6 +125,7 @@ public final class RAIDArray: @unchecked Sendable {
             for role in self.activeRoles { try? self.member(role)?.appendEvents(bytes) }
         }
         readIntentLogs()
+        if !forcedRoles.isEmpty { pendingResyncAll = true }
     }
 
     /// Unions the dirty regions of every active member's newest log slot.
@@ -133,6 +141,10 @@ public final class RAIDArray: @unchecked Sendable {
             intentLog.adopt(sequence: log.sequence)
             if log.overflow { pendingResyncAll = true }
             for (r, path) in log.regions where !seen.contains(r) {
+                if r.fileId == 0 {
+                    pendingNamespace.insert(path)   // a directory's entry
+                    continue
+                }
                 seen.insert(r)
                 pendingResync.append((r, path))
             }
@@ -148,29 +160,30 @@ public final class RAIDArray: @unchecked Sendable {
 
     /// Assembles the array from `directories`. Nothing is written: call
     /// `markInUse()` once the array is really going to be served.
-    public static func assemble(directories: [String], readOnly: Bool = false, intentLog: Bool = true,
+    public static func assemble(directories: [String], readOnly: Bool = false, intentLog: Bool = true, force: Bool = false,
                                 logger: Logger = Logger(label: "raidfs")) throws -> (RAIDArray, AssemblyReport) {
-        let plan = try Assembler.plan(directories: directories)
+        let plan = try Assembler.plan(directories: directories, force: force && !readOnly)
         return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger), plan.report)
     }
 
     /// Assembles from member objects (simulated members in tests).
-    public static func assemble(members: [Member], readOnly: Bool = false, intentLog: Bool = true,
+    public static func assemble(members: [Member], readOnly: Bool = false, intentLog: Bool = true, force: Bool = false,
                                 logger: Logger = Logger(label: "raidfs")) throws -> (RAIDArray, AssemblyReport) {
-        let plan = try Assembler.plan(members: members)
+        let plan = try Assembler.plan(members: members, force: force && !readOnly)
         return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger), plan.report)
     }
 
     /// True when the last run did not finish its writes (crash) and regions
     /// await resync.
-    public var needsResync: Bool { pendingResyncAll || !pendingResync.isEmpty }
+    public var needsResync: Bool { pendingResyncAll || !pendingResync.isEmpty || !pendingNamespace.isEmpty }
 
     /// Records the new membership in every usable member (event counter
     /// moves on, so members left out are stale from now on) and marks the
     /// array in use (not clean).
     public func markInUse() throws {
         guard !readOnly else { return }
-        try persistState(clean: false, reason: "assembled")
+        try persistState(clean: false, reason: forcedRoles.isEmpty ? "assembled" : "assembled by force")
+        try repairNamespaceAfterCrash()
         try resyncAfterCrash()
         if !wasCleanAtAssembly { removeOrphans() }
     }

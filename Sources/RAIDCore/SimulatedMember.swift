@@ -3,6 +3,33 @@ import Foundation
 import Glibc
 #endif
 
+/// A process crash (kill -9) shared by the members of one simulated array:
+/// armed with a count, it lets that many member mutations through and then
+/// fails every later one, so what the members hold is frozen at that moment,
+/// wherever it falls — inside a namespace change, a data write, a superblock
+/// or intent-log update. Disarm it to "restart the daemon".
+public final class SimulatedCrash: @unchecked Sendable {
+    private let lock = Mutex()
+    private var remaining: Int? = nil
+    public private(set) var fired = false
+    public init() {}
+
+    /// The next `count` mutations succeed; the one after is the crash.
+    public func arm(after count: Int) { lock.withLock { remaining = count; fired = false } }
+    public func disarm() { lock.withLock { remaining = nil } }
+
+    func tick(_ what: String) throws {
+        try lock.withLock {
+            guard let r = remaining else { return }
+            if r == 0 {
+                fired = true
+                throw FSError(EIO, "\(what): the process crashed here (simulated)")
+            }
+            remaining = r - 1
+        }
+    }
+}
+
 /// Faults a simulated member injects (the same vocabulary as `raidctl inject`).
 public struct MemberFaults: Sendable {
     /// Reads fail with EIO.
@@ -30,6 +57,8 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     private var superblock: [UInt8]? = nil
     private var intentLog = SimulatedData()
     public var faults = MemberFaults()
+    /// The array's simulated process crash, if a test arms one.
+    public var crash: SimulatedCrash? = nil
     private var bitrotCounter: UInt64 = 0
 
     final class SimulatedData {
@@ -159,6 +188,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func writeSuperblock(_ bytes: [UInt8]) throws {
         try lock.withLock {
+            try crash?.tick("write superblock \(name)")
             try check("write superblock", "/")
             if faults.writeErrors { throw FSError(EIO, "write superblock \(name): Input/output error (simulated)") }
             superblock = bytes
@@ -173,6 +203,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func writeIntentLog(slot: Int, slotBytes: Int, _ bytes: [UInt8]) throws {
         try lock.withLock {
+            try crash?.tick("write intent log \(name)")
             try check("write intent log", "/")
             if faults.writeErrors { throw FSError(EIO, "write intent log \(name): Input/output error (simulated)") }
             intentLog.perform(.write(UInt64(slot * slotBytes), bytes))
@@ -187,11 +218,12 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     }
 
     public func appendEvents(_ bytes: [UInt8]) throws {
-        try lock.withLock { try check("append events", "/"); events += bytes }
+        try lock.withLock { try check("append events", "/"); try crash?.tick("append events \(name)"); events += bytes }
     }
 
     public func syncAll() throws {
         try lock.withLock {
+            try crash?.tick("syncfs \(name)")
             try check("syncfs", "/")
             for d in nodes.values.compactMap({ $0.data }) { d.sync() }
         }
@@ -220,11 +252,12 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     }
 
     public func mkdir(_ path: String, mode: mode_t) throws {
-        try lock.withLock { try insert(path, Node(mode: S_IFDIR | (mode & 0o7777)), "mkdir") }
+        try lock.withLock { try crash?.tick("mkdir \(name)"); try insert(path, Node(mode: S_IFDIR | (mode & 0o7777)), "mkdir") }
     }
 
     public func rmdir(_ path: String) throws {
         try lock.withLock {
+            try crash?.tick("rmdir \(name)")
             let n = try node(path, "rmdir")
             guard (n.st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "rmdir \(name):\(path): Not a directory") }
             guard children(path).isEmpty else { throw FSError(ENOTEMPTY, "rmdir \(name):\(path): Directory not empty") }
@@ -234,6 +267,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func unlink(_ path: String) throws {
         try lock.withLock {
+            try crash?.tick("unlink \(name)")
             let n = try node(path, "unlink")
             if (n.st.st_mode & S_IFMT) == S_IFDIR { throw FSError(EISDIR, "unlink \(name):\(path): Is a directory") }
             n.st.st_nlink -= 1
@@ -243,12 +277,25 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func rename(_ from: String, _ to: String, flags: UInt32) throws {
         try lock.withLock {
+            try crash?.tick("rename \(name)")
             let n = try node(from, "rename")
             try requireParentDirectory(to, "rename")
             if flags & 1 != 0 && nodes[to] != nil { throw FSError(EEXIST, "rename \(name):\(to): File exists") }
+            if flags & 2 != 0 {   // RENAME_EXCHANGE: both names stay, their nodes (and subtrees) swap
+                guard nodes[to] != nil else { throw FSError(ENOENT, "rename \(name):\(to): No such file or directory") }
+                let a = nodes.filter { $0.key == from || $0.key.hasPrefix(from + "/") }
+                let b = nodes.filter { $0.key == to || $0.key.hasPrefix(to + "/") }
+                for k in a.keys { nodes[k] = nil }
+                for k in b.keys { nodes[k] = nil }
+                for (k, v) in a { nodes[to + k.dropFirst(from.count)] = v }
+                for (k, v) in b { nodes[from + k.dropFirst(to.count)] = v }
+                return
+            }
             if let existing = nodes[to], (existing.st.st_mode & S_IFMT) == S_IFDIR, !children(to).isEmpty {
                 throw FSError(ENOTEMPTY, "rename \(name):\(to): Directory not empty")
             }
+            if nodes[to] === n { return }   // two names of one file: nothing happens
+            nodes[to]?.st.st_nlink -= 1
             let prefix = from + "/"
             let moved = nodes.keys.filter { $0.hasPrefix(prefix) }
             nodes[to] = n
@@ -262,6 +309,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func link(_ from: String, _ to: String) throws {
         try lock.withLock {
+            try crash?.tick("link \(name)")
             let n = try node(from, "link")
             try insert(to, n, "link")
             n.st.st_nlink += 1
@@ -270,6 +318,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func symlink(target: String, at path: String) throws {
         try lock.withLock {
+            try crash?.tick("symlink \(name)")
             let n = Node(mode: S_IFLNK | 0o777)
             n.target = target
             try insert(path, n, "symlink")
@@ -284,11 +333,12 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     }
 
     public func mknod(_ path: String, mode: mode_t, device: dev_t) throws {
-        try lock.withLock { try insert(path, Node(mode: mode), "mknod") }
+        try lock.withLock { try crash?.tick("mknod \(name)"); try insert(path, Node(mode: mode), "mknod") }
     }
 
     public func chmod(_ path: String, mode: mode_t) throws {
         try lock.withLock {
+            try crash?.tick("chmod \(name)")
             let n = try node(path, "chmod")
             n.st.st_mode = (n.st.st_mode & S_IFMT) | (mode & 0o7777)
         }
@@ -296,6 +346,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func chown(_ path: String, uid: uid_t, gid: gid_t) throws {
         try lock.withLock {
+            try crash?.tick("chown \(name)")
             let n = try node(path, "chown")
             if uid != uid_t.max { n.st.st_uid = uid }
             if gid != gid_t.max { n.st.st_gid = gid }
@@ -304,6 +355,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func utimens(_ path: String, _ times: (timespec, timespec)) throws {
         try lock.withLock {
+            try crash?.tick("utimens \(name)")
             let n = try node(path, "utimens")
             n.st.st_atim = times.0
             n.st.st_mtim = times.1
@@ -328,6 +380,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
         try lock.withLock {
+            try crash?.tick("setxattr \(name)")
             let n = try node(path, "setxattr")
             if flags == 1 && n.xattrs[name] != nil { throw FSError(EEXIST, "setxattr \(name): exists") }   // XATTR_CREATE
             if flags == 2 && n.xattrs[name] == nil { throw FSError(ENODATA, "setxattr \(name): no such attribute") }  // XATTR_REPLACE
@@ -348,6 +401,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func removexattr(_ path: String, name: String) throws {
         try lock.withLock {
+            try crash?.tick("removexattr \(name)")
             let n = try node(path, "removexattr")
             guard n.xattrs.removeValue(forKey: name) != nil else { throw FSError(ENODATA, "removexattr \(name): no such attribute") }
         }
@@ -364,6 +418,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
                 if nodes[path] != nil {
                     if flags & O_EXCL != 0 { throw FSError(EEXIST, "open \(name):\(path): File exists") }
                 } else {
+                    try crash?.tick("create \(name):\(path)")
                     let n = Node(mode: S_IFREG | (mode & 0o7777))
                     n.data = SimulatedData()
                     try insert(path, n, "open")
@@ -398,6 +453,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     func write(_ data: SimulatedData, _ path: String, from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         try lock.withLock {
+            try crash?.tick("pwrite \(name)")
             try check("pwrite", path)
             if faults.writeErrors { throw FSError(EIO, "pwrite \(name):\(path): Input/output error (simulated)") }
             data.perform(.write(offset, Array(UnsafeRawBufferPointer(start: buffer, count: count))))
@@ -406,6 +462,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     func truncate(_ data: SimulatedData, _ path: String, to size: UInt64) throws {
         try lock.withLock {
+            try crash?.tick("ftruncate \(name)")
             try check("ftruncate", path)
             if faults.writeErrors { throw FSError(EIO, "ftruncate \(name):\(path): Input/output error (simulated)") }
             data.perform(.truncate(size))
@@ -414,6 +471,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     func sync(_ data: SimulatedData, _ path: String) throws {
         try lock.withLock {
+            try crash?.tick("fsync \(name)")
             try check("fsync", path)
             if faults.writeErrors { throw FSError(EIO, "fsync \(name):\(path): Input/output error (simulated)") }
             data.sync()
@@ -429,6 +487,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     func markModified(_ node: Node, _ path: String) throws {
         try lock.withLock {
+            try crash?.tick("futimens \(name)")
             try check("futimens", path)
             var ts = timespec()
             clock_gettime(CLOCK_REALTIME, &ts)

@@ -114,7 +114,7 @@ enum RaidfsCommand {
         let array: RAIDArray
         do {
             let (a, report) = try RAIDArray.assemble(directories: o.members, readOnly: o.readOnly,
-                                                     intentLog: o.intentLog, logger: logger)
+                                                     intentLog: o.intentLog, force: o.force, logger: logger)
             array = a
             if a.needsResync && a.state != .clean && !o.force {
                 // md refuses a dirty degraded RAID 5/6 for the same reason: a

@@ -1,0 +1,374 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Bringing members' copies of the namespace back into agreement.
+///
+/// Every namespace change reaches the members one after the other, first
+/// member first. A crash between two of them, or a power cut that loses an
+/// unsynced change on some members, leaves the members disagreeing about
+/// the directories that change touched. The write-intent log names those
+/// directories; at the next mount (and whenever a member answers a change
+/// differently at run time) each member's copy of them is made to match the
+/// first active member's — the change rolls forward if it reached the first
+/// member, back if it did not — before anything is served.
+///
+/// Entries are matched by identity, not only by name: a regular file by the
+/// file id in its header (so a rename or a hard link cut short is finished
+/// with a rename or link on the member, keeping its chunks), a symlink by
+/// its target, a directory by kind (and, when it moved, by its names).
+/// A member file that has to be created anew is rebuilt from the other
+/// members' chunks.
+extension RAIDArray {
+    /// What a directory entry is, for agreement between members.
+    enum EntryIdentity: Equatable {
+        case file(UInt64)
+        case directory
+        case symlink(String)
+        case special(mode_t, dev_t)
+        /// A regular file whose header cannot be read on this member.
+        case damaged
+
+        /// Whether two members' entries stand for the same thing. Two
+        /// regular files whose headers are both unreadable agree: nothing
+        /// says otherwise (the data path reports such a file as damaged).
+        func agrees(with other: EntryIdentity?) -> Bool { self == other }
+    }
+
+    struct EntryInfo {
+        var identity: EntryIdentity
+        var st: stat
+        /// For a regular file: the logical size its header records.
+        var size: UInt64
+    }
+
+    /// Prefix of the names under which a repair keeps a member file that is
+    /// wanted elsewhere while the place it sits is cleared (removed before
+    /// the repair returns, and by the next repair after a crash).
+    static let repairStashPrefix = ".raidfs-repair-"
+
+    // MARK: mount
+
+    /// After an unclean shutdown: every directory the intent log named (the
+    /// whole tree when the log was incomplete, or members were forced back)
+    /// made to agree on every member, before the data resync.
+    func repairNamespaceAfterCrash() throws {
+        let everything = pendingResyncAll
+        guard !pendingNamespace.isEmpty || everything, !readOnly else { return }
+        try namespace.lock.withLock {
+            guard let authority = namespaceAuthority() else { throw FSError.io("namespace repair: no active member can list the root") }
+            var dirs = Array(pendingNamespace)
+            if everything {
+                dirs = ["/"]
+                try walk { path, type in
+                    if type == UInt8(DT_DIR) { dirs.append(path) }
+                    return true
+                }
+            }
+            var total = 0
+            for role in 0..<geometry.memberCount where isWritable(role) && role != authority.role {
+                guard let m = member(role) else { continue }
+                do {
+                    let fixed = try reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs)
+                    total += fixed
+                    if fixed > 0 {
+                        eventLog.record(ArrayEvent(kind: "namespace-repaired", member: role,
+                                                   message: "after an unclean shutdown: \(fixed) entries on \(m.name) brought in line with member \(authority.role)"))
+                    }
+                } catch {
+                    _ = failWithinRedundancy(role: role, reason: "namespace repair after an unclean shutdown failed: \(error)")
+                }
+            }
+            logger.notice("namespace repair after unclean shutdown: \(dirs.count) directories compared, \(total) entries repaired")
+        }
+        pendingNamespace = []
+    }
+
+    /// The member whose namespace the others follow: the first active one
+    /// that can list the root.
+    func namespaceAuthority() -> (role: Int, member: Member)? {
+        for role in activeRoles {
+            if let m = member(role), (try? m.list("/")) != nil { return (role, m) }
+        }
+        return nil
+    }
+
+    // MARK: one member
+
+    /// Makes `target`'s copy of `dirs` agree with `authority`'s; caller holds
+    /// the namespace lock. Returns how many entries were changed. Throws
+    /// when the member's copy cannot be made to agree (I/O errors).
+    func reconcileLocked(role: Int, target m: Member, authority a: Member, dirs: [String]) throws -> Int {
+        var changes = try settleAuthorityHeaders(a, dirs: dirs)
+        var created: [String] = []
+        try removeStashes(m)
+        for _ in 0..<4 {
+            var want: [String: EntryInfo] = [:]
+            var have: [String: EntryInfo] = [:]
+            for d in Set(dirs).sorted() {
+                guard let wanted = try describeDirectory(a, d) else { continue }   // gone there: its parent says so
+                want.merge(wanted) { x, _ in x }
+                if let held = try describeDirectory(m, d) {
+                    have.merge(held) { x, _ in x }
+                } else {
+                    changes += try makeDirectoryPath(m, d, like: a)
+                }
+            }
+            let differing = Set(want.keys).union(have.keys).filter { p in
+                guard let w = want[p] else { return true }
+                return !w.identity.agrees(with: have[p]?.identity)
+            }
+            if differing.isEmpty {
+                changes += try alignAttributes(m, want, have)
+                try rebuildCreatedCopies(role: role, created)
+                return changes
+            }
+
+            // Files the member holds where they do not belong but that are
+            // wanted somewhere: keep them under a second name while their
+            // place is cleared, so a link finishes the change without a rebuild.
+            var wantedIds = Set<UInt64>()
+            for info in want.values { if case .file(let id) = info.identity { wantedIds.insert(id) } }
+            var sources: [UInt64: String] = [:]
+            for (p, info) in have { if case .file(let id) = info.identity, want[p]?.identity == info.identity { sources[id] = p } }
+            for p in differing.sorted() {
+                guard case .file(let id)? = have[p]?.identity, wantedIds.contains(id), sources[id] == nil else { continue }
+                let stash = "/" + RAIDArray.repairStashPrefix + String(id)
+                try m.link(p, stash)
+                sources[id] = stash
+            }
+
+            // A directory that moved (a rename cut short): rename it there,
+            // when exactly one directory out of place has the same names.
+            var moved = false
+            for p in differing.sorted() where want[p]?.identity == .directory {
+                let names = try Set(a.list(p).map { $0.name })
+                var candidates: [String] = []
+                for (q, info) in have where info.identity == .directory && want[q]?.identity != .directory
+                    && !p.hasPrefix(q + "/") && !q.hasPrefix(p + "/") {
+                    if try Set(m.list(q).map { $0.name }) == names { candidates.append(q) }
+                }
+                guard candidates.count == 1 else { continue }
+                if have[p] != nil { try removeTree(m, p) }
+                try m.rename(candidates[0], p, flags: 0)
+                changes += 1
+                moved = true
+                break
+            }
+            if moved { continue }   // describe again
+
+            // Every wanted entry as the authority has it, parents first.
+            for p in want.keys.sorted() {
+                let w = want[p]!
+                let h = try describeEntry(m, p)
+                if w.identity.agrees(with: h?.identity) { continue }
+                if w.identity == .damaged && h == nil { continue }   // nothing to copy it from
+                if case .file(let id) = w.identity, h?.identity == .damaged {
+                    // The same file with its header lost (a crash while
+                    // creating it): write the header back.
+                    let f = try m.open(p, flags: O_WRONLY, mode: 0)
+                    defer { f.close() }
+                    try writeHeader(FileHeader(fileId: id, size: w.size), to: f)
+                    changes += 1
+                    continue
+                }
+                if h != nil { try removeTree(m, p) }
+                try createEntry(m, p, like: w, from: a, sources: &sources, created: &created)
+                changes += 1
+            }
+            // What the authority does not have.
+            for p in have.keys.sorted() where want[p] == nil {
+                guard (try? m.lstat(p)) != nil else { continue }   // went with its directory
+                try removeTree(m, p)
+                changes += 1
+            }
+            try removeStashes(m)
+        }
+        throw FSError.io("\(m.name): its copy of \(dirs.joined(separator: ", ")) still differs after repair")
+    }
+
+    /// Entries of directory `d` on `m` by array path; nil when `d` is not a
+    /// directory there.
+    private func describeDirectory(_ m: Member, _ d: String) throws -> [String: EntryInfo]? {
+        let entries: [DirectoryEntry]
+        do {
+            entries = try m.list(d)
+        } catch let e as FSError where e.errno == ENOENT || e.errno == ENOTDIR {
+            return nil
+        }
+        var out: [String: EntryInfo] = [:]
+        for e in entries {
+            let p = d == "/" ? "/" + e.name : d + "/" + e.name
+            if d == "/" && e.name.hasPrefix(RAIDArray.repairStashPrefix) { continue }
+            if let info = try describeEntry(m, p) { out[p] = info }
+        }
+        return out
+    }
+
+    /// One entry on `m`; nil when it is not there.
+    private func describeEntry(_ m: Member, _ p: String) throws -> EntryInfo? {
+        let st: stat
+        do {
+            st = try m.lstat(p)
+        } catch let e as FSError where e.errno == ENOENT || e.errno == ENOTDIR {
+            return nil
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR:
+            return EntryInfo(identity: .directory, st: st, size: 0)
+        case S_IFLNK:
+            return EntryInfo(identity: .symlink(try m.readlink(p)), st: st, size: 0)
+        case S_IFREG:
+            let f = try m.open(p, flags: O_RDONLY, mode: 0)
+            defer { f.close() }
+            guard let h = try readHeader(of: f) else { return EntryInfo(identity: .damaged, st: st, size: 0) }
+            return EntryInfo(identity: .file(h.fileId), st: st, size: h.size)
+        default:
+            return EntryInfo(identity: .special(st.st_mode & S_IFMT, st.st_rdev), st: st, size: 0)
+        }
+    }
+
+    /// Creates `p` on `m` as the authority has it (a directory with all it
+    /// holds). A regular file is linked from a name the member already has
+    /// for it, or else created empty and listed for a rebuild of its chunks.
+    private func createEntry(_ m: Member, _ p: String, like w: EntryInfo, from a: Member,
+                             sources: inout [UInt64: String], created: inout [String]) throws {
+        switch w.identity {
+        case .file(let id):
+            if let src = sources[id], (try? describeEntry(m, src))??.identity == .file(id) {
+                try m.link(src, p)
+            } else {
+                let f = try m.open(p, flags: O_CREAT | O_EXCL | O_WRONLY, mode: w.st.st_mode & 0o7777)
+                defer { f.close() }
+                try writeHeader(FileHeader(fileId: id, size: w.size), to: f)
+                // Until rebuilt, its chunks must read as damaged, not as the
+                // zeros an empty checksum entry stands for: another member's
+                // rebuild must not take them as data.
+                var poison = UInt64(1).littleEndian
+                let stripes = (w.size + UInt64(geometry.stripeDataBytes) - 1) / UInt64(geometry.stripeDataBytes)
+                for s in 0..<stripes {
+                    try withUnsafeBytes(of: &poison) { try f.write(from: $0.baseAddress!, count: 8, at: layout.entryOffset(stripe: s)) }
+                }
+                sources[id] = p
+                created.append(p)
+            }
+        case .directory:
+            try m.mkdir(p, mode: w.st.st_mode & 0o7777)
+            for e in try a.list(p).sorted(by: { $0.name < $1.name }) {
+                let child = p == "/" ? "/" + e.name : p + "/" + e.name
+                guard let info = try describeEntry(a, child), info.identity != .damaged else { continue }
+                try createEntry(m, child, like: info, from: a, sources: &sources, created: &created)
+            }
+        case .symlink(let target):
+            try m.symlink(target: target, at: p)
+        case .special:
+            try m.mknod(p, mode: w.st.st_mode, device: w.st.st_rdev)
+        case .damaged:
+            return
+        }
+        if geteuid() == 0 { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
+        if case .symlink = w.identity { return }   // a symlink's mode means nothing
+        try m.chmod(p, mode: w.st.st_mode & 0o7777)
+    }
+
+    private func writeHeader(_ h: FileHeader, to f: MemberFile) throws {
+        try withUnsafeTemporaryAllocation(byteCount: FileHeader.encodedBytes, alignment: 8) { raw in
+            h.encode(into: raw.baseAddress!)
+            try f.write(from: raw.baseAddress!, count: FileHeader.encodedBytes, at: 0)
+        }
+    }
+
+    /// A regular file in `dirs` whose header the authority cannot read takes
+    /// the header another member holds for it. Where no member holds one, a
+    /// crash came while the file was being created, before any header was
+    /// written: the file is finished as created, empty, with a new id.
+    private func settleAuthorityHeaders(_ a: Member, dirs: [String]) throws -> Int {
+        var settled = 0
+        for d in Set(dirs).sorted() {
+            guard let entries = try describeDirectory(a, d) else { continue }
+            for (p, info) in entries.sorted(by: { $0.key < $1.key }) where info.identity == .damaged {
+                var found: FileHeader? = nil
+                for role in activeRoles {
+                    guard let m = member(role), m !== a, let f = try? m.open(p, flags: O_RDONLY, mode: 0) else { continue }
+                    defer { f.close() }
+                    if let h = try? readHeader(of: f) { found = h; break }
+                }
+                let f = try a.open(p, flags: O_WRONLY, mode: 0)
+                defer { f.close() }
+                if let found {
+                    try writeHeader(found, to: f)
+                } else {
+                    try f.truncate(to: layout.fileBytes(stripeCount: 0))
+                    try writeHeader(FileHeader(fileId: newFileIdLocked(), size: 0), to: f)
+                }
+                settled += 1
+            }
+        }
+        return settled
+    }
+
+    /// Creates the directories leading to `d` on `m` that it lacks.
+    private func makeDirectoryPath(_ m: Member, _ d: String, like a: Member) throws -> Int {
+        guard d != "/", try describeEntry(m, d)?.identity != .directory else { return 0 }
+        var made = try makeDirectoryPath(m, parentDirectory(d), like: a)
+        if (try? m.lstat(d)) != nil { try removeTree(m, d) }
+        let st = try a.lstat(d)
+        try m.mkdir(d, mode: st.st_mode & 0o7777)
+        if geteuid() == 0 { try m.chown(d, uid: st.st_uid, gid: st.st_gid) }
+        made += 1
+        return made
+    }
+
+    /// Mode and ownership of entries both sides have, as the authority has them.
+    private func alignAttributes(_ m: Member, _ want: [String: EntryInfo], _ have: [String: EntryInfo]) throws -> Int {
+        var changed = 0
+        for (p, w) in want {
+            guard let h = have[p] else { continue }
+            if case .symlink = w.identity {} else if w.st.st_mode & 0o7777 != h.st.st_mode & 0o7777 {
+                try m.chmod(p, mode: w.st.st_mode & 0o7777)
+                changed += 1
+            }
+            if geteuid() == 0 && (w.st.st_uid != h.st.st_uid || w.st.st_gid != h.st.st_gid) {
+                try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid)
+                changed += 1
+            }
+        }
+        return changed
+    }
+
+    /// Removes `p` on `m`, a directory with everything in it.
+    private func removeTree(_ m: Member, _ p: String) throws {
+        let st: stat
+        do { st = try m.lstat(p) } catch let e as FSError where e.errno == ENOENT { return }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            for e in try m.list(p) { try removeTree(m, p == "/" ? "/" + e.name : p + "/" + e.name) }
+            try m.rmdir(p)
+        } else {
+            try m.unlink(p)
+        }
+    }
+
+    private func removeStashes(_ m: Member) throws {
+        for e in try m.list("/") where e.name.hasPrefix(RAIDArray.repairStashPrefix) {
+            try m.unlink("/" + e.name)
+        }
+    }
+
+    /// Member files a repair had to create hold no data yet: rebuild their
+    /// chunks from the other members, as a rebuild would.
+    private func rebuildCreatedCopies(role: Int, _ paths: [String]) throws {
+        guard let m = member(role) else { return }
+        for path in paths {
+            let af = try openLocked(path)
+            defer { releaseLocked(af) }
+            let f = try m.open(path, flags: O_RDWR, mode: 0)
+            try workspaces.withItem { ws in
+                try af.lock.withWriteLock {
+                    af.attach(role: role, f)
+                    for s in 0..<af.stripeCount { af.rebuildChunk(role: role, stripe: s, ws: ws) }
+                    try af.writable(role)?.truncate(to: layout.fileBytes(stripeCount: af.stripeCount))
+                }
+            }
+        }
+    }
+}
