@@ -177,14 +177,23 @@ public final class IntentLog: @unchecked Sendable {
     public func flushIdle(idleSeconds: Double) throws {
         guard enabled else { return }
         let now = Date().timeIntervalSince1970
-        let (candidates, directories): ([Region: UInt64], [String: UInt64]) = lock.withLock {
+        let (candidates, directories, directoriesDue): ([Region: UInt64], [String: UInt64], Bool) = lock.withLock {
             var out: [Region: UInt64] = [:]
             for (k, v) in dirty where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds { out[k] = v.generation }
             var dirs: [String: UInt64] = [:]
-            for (k, v) in dirtyDirectories where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds { dirs[k] = v.generation }
-            return (out, dirs)
+            var oldest = now
+            for (k, v) in dirtyDirectories where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds {
+                dirs[k] = v.generation
+                oldest = min(oldest, v.lastWrite)
+            }
+            // A syncfs of every member is what clearing costs: directories
+            // alone wait longer for one (or until the log holds many), as
+            // a tree being filled would otherwise sync all members twice a
+            // second. Data regions clear them along the way.
+            let due = !dirs.isEmpty && (now - oldest >= idleSeconds * 5 || dirtyDirectories.count >= 512)
+            return (out, dirs, due)
         }
-        guard !candidates.isEmpty || !directories.isEmpty else { return }
+        guard !candidates.isEmpty || directoriesDue else { return }
         array.syncAllMembers()
         if lock.withLock({ clearLocked(candidates, directories: directories) }) { try persist() }
     }

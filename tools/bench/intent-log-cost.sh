@@ -6,29 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MIB="${1:-512}"
 RUNTIME="${2:-20}"
-source tools/deps.sh
-raidfs_install_deps fio
-BIN="$(raidfs_release_bin)"
-WORK="$(mktemp -d /tmp/raidfs-bench.XXXXXX)"
-MNT="$WORK/mnt"
-PID=""
-cleanup() {
-    mountpoint -q "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"; }
-    [ -n "$PID" ] && { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$MNT"
-
-mount_array() { # level members log
-    rm -rf "$WORK"/d*; mkdir -p $(seq -f "$WORK/d%g" 0 $(($2 - 1)))
-    "$BIN/raidctl" create --level "$1" $(seq -f "$WORK/d%g" 0 $(($2 - 1))) >/dev/null
-    "$BIN/raidfs" "$(seq -f "$WORK/d%g" -s: 0 $(($2 - 1)))" "$MNT" -f -o "auto_unmount,intent_log=$3" 2>/dev/null &
-    PID=$!
-    for _ in $(seq 100); do mountpoint -q "$MNT" && return; sleep 0.1; done
-    echo "mount failed"; exit 1
-}
-unmount_array() { fusermount3 -u "$MNT"; wait "$PID" || true; PID=""; }
+source tools/bench/array-lib.sh
+bench_setup fio
 
 fio_bw() { # name rw bs
     fio --name="$1" --directory="$MNT" --rw="$2" --bs="$3" --size="${SIZE_MIB}M" --runtime="$RUNTIME" \
