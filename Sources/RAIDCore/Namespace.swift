@@ -110,15 +110,15 @@ extension RAIDArray {
 
     /// Fails `role` unless that would lose more members than the level
     /// tolerates; false when it was kept in for that reason.
-    func failWithinRedundancy(role: Int, reason: String) -> Bool {
+    func failWithinRedundancy(role: Int, reason: String, countsAsWriteError: Bool = true) -> Bool {
         let lost = stateLock.withLock { roleStates.filter { $0 != .active }.count }
+        if countsAsWriteError { stateLock.withLock { counters[role].writeErrors += 1 } }
         if lost + 1 > geometry.parityChunkCount && roleState(role) == .active {
-            stateLock.withLock { counters[role].writeErrors += 1 }
-            eventLog.record(ArrayEvent(kind: "write-error", member: role,
+            eventLog.record(ArrayEvent(kind: countsAsWriteError ? "write-error" : "member-kept", member: role,
                                        message: "\(reason); member kept: failing it would exceed RAID \(geometry.level.rawValue)'s redundancy"))
             return false
         }
-        memberWriteFailed(role: role, reason: reason)
+        memberFailed(role: role, reason: reason)
         return true
     }
 

@@ -54,6 +54,13 @@ public final class RAIDArray: @unchecked Sendable {
     /// `-o rebuild_rate=`: bytes per second, nil for unthrottled.
     public var rebuildRateBytesPerSecond: Double?
     var counters: [MemberCounters]
+    /// `-o max_read_errors=N`: read and checksum errors one member may have
+    /// within an hour before it is failed and a spare takes over (md's
+    /// default is 20); 0 never fails a member for them.
+    public var maxReadErrorsPerHour = 20
+    /// When each role's read and checksum errors of the last hour happened
+    /// (guarded by `stateLock`).
+    var recentErrorTimes: [[Double]]
     private let superblockWriteLock = Mutex()
     /// Serialises starting rebuilds: a failure, the monitor and `add` may race.
     let rebuildStartLock = Mutex()
@@ -99,6 +106,7 @@ public final class RAIDArray: @unchecked Sendable {
         superblock = sb
         roleStates = sb.roles.map { $0.state }
         counters = Array(repeating: MemberCounters(), count: geometry.memberCount)
+        recentErrorTimes = Array(repeating: [], count: geometry.memberCount)
         activeFlags = .allocate(capacity: geometry.memberCount)
         roleGenerations = .allocate(capacity: geometry.memberCount)
         roleGenerations.initialize(repeating: 0, count: geometry.memberCount)
@@ -275,7 +283,34 @@ public final class RAIDArray: @unchecked Sendable {
         eventLog.record(ArrayEvent(kind: "read-error", member: role, message: "\(error)"))
         if let m = member(role), !m.isPresent() {
             memberFailed(role: role, reason: "member vanished (\(error))")
+        } else {
+            spendErrorBudget(role: role)
         }
+    }
+
+    /// One more read or checksum error on `role`: past `maxReadErrorsPerHour`
+    /// within the last hour the member is failed (and a spare takes over),
+    /// as md fails a member past its read-error limit — unless that would
+    /// lose data, in which case an event says so and it stays.
+    private func spendErrorBudget(role: Int) {
+        let budget = maxReadErrorsPerHour
+        guard budget > 0, !readOnly else { return }
+        let now = Date().timeIntervalSince1970
+        let count: Int = stateLock.withLock {
+            recentErrorTimes[role].append(now)
+            recentErrorTimes[role].removeAll { now - $0 > 3600 }
+            return recentErrorTimes[role].count
+        }
+        guard count > budget, roleState(role) == .active else { return }
+        let reason = "\(count) read and checksum errors within an hour, over the budget of \(budget) (max_read_errors)"
+        _ = failWithinRedundancy(role: role, reason: reason, countsAsWriteError: false)
+    }
+
+    /// The counters and the error budget start over: a new member took the
+    /// role, or `raidctl clear`. Caller holds `stateLock`.
+    func resetCountersLocked(_ role: Int) {
+        counters[role] = MemberCounters()
+        recentErrorTimes[role] = []
     }
 
     /// A write failed on `role`. A full member (ENOSPC, EDQUOT) or a file
@@ -301,6 +336,7 @@ public final class RAIDArray: @unchecked Sendable {
         stateLock.withLock { counters[role].checksumErrors += 1 }
         eventLog.record(ArrayEvent(kind: "checksum-error", member: role, path: path,
                                    message: "checksum mismatch in stripe \(stripe) on \(memberName(role))"))
+        spendErrorBudget(role: role)
     }
 
     func noteRepaired(role: Int, path: String, stripe: UInt64) {

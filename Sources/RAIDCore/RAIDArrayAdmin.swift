@@ -30,8 +30,11 @@ extension RAIDArray {
             throw FSError(EBUSY, "failing member \(role) would leave RAID \(geometry.level.rawValue) with \(geometry.memberCount - lostAfter) of \(geometry.memberCount) members: data would be lost (use --force)")
         }
         if state == .rebuilding, let r = stateLock.withLock({ rebuilderSlot }), r.role == role { r.stop() }
+        let name = memberName(role)
         memberFailed(role: role, reason: "failed by administrator")
-        return "member \(role) (\(memberName(role))) marked faulty; array is \(self.state.rawValue)"
+        // A hot spare may hold the role already.
+        let spare = memberName(role) != name ? "; spare \(memberName(role)) takes its role" : ""
+        return "member \(role) (\(name)) marked faulty; array is \(self.state.rawValue)\(spare)"
     }
 
     /// `raidctl remove`: detaches a faulty role's member, or a spare.
@@ -165,7 +168,7 @@ extension RAIDArray {
                 guard shadowFlags[r.role] != 0, let slot = shadowSlots[r.role], slot.member === r.target else { return nil }
                 old = memberSlots[r.role]?.name ?? "(missing)"
                 roleGenerations[r.role] &+= 1
-                counters[r.role] = MemberCounters()
+                resetCountersLocked(r.role)
                 memberSlots[r.role] = r.target
                 superblock.roles[r.role].memberUUID = slot.uuid
                 roleStates[r.role] = .active
@@ -233,7 +236,7 @@ extension RAIDArray {
                     spareMembers.remove(at: i)
                     memberSlots[role] = spare.member
                     roleGenerations[role] &+= 1
-                    counters[role] = MemberCounters()   // the counters are the new member's
+                    resetCountersLocked(role)   // the counters are the new member's
                     roleStates[role] = .rebuilding
                     superblock.roles[role].memberUUID = spare.uuid
                     superblock.rebuild = nil

@@ -23,6 +23,7 @@ enum RaidfsCommand {
         var intentLog = true
         var force = false
         var rebuildRateBytesPerSecond: Double? = nil
+        var maxReadErrorsPerHour = 20
         var fuseOptions: [String] = []
     }
 
@@ -56,6 +57,13 @@ enum RaidfsCommand {
                                 throw UsageError("-o \(opt): rebuild_rate takes a positive number of MB/s")
                             }
                             o.rebuildRateBytesPerSecond = v * 1e6
+                            break
+                        }
+                        if opt.hasPrefix("max_read_errors=") {
+                            guard let v = Int(opt.dropFirst("max_read_errors=".count)), v >= 0 else {
+                                throw UsageError("-o \(opt): max_read_errors takes a whole number of errors per hour (0: never fail a member for them)")
+                            }
+                            o.maxReadErrorsPerHour = v
                             break
                         }
                         o.fuseOptions.append(opt)
@@ -141,6 +149,7 @@ enum RaidfsCommand {
         let opts = ["fsname=raidfs", "subtype=raidfs", "default_permissions"] + o.fuseOptions
         fuseArgs += ["-o", opts.joined(separator: ",")]
         array.rebuildRateBytesPerSecond = o.rebuildRateBytesPerSecond
+        array.maxReadErrorsPerHour = o.maxReadErrorsPerHour
         let control = ControlServer(path: ControlProtocol.socketPath(mountpoint: o.mountpoint), logger: logger) { req, send in
             ArrayController.handle(array, req, send: send)
         }

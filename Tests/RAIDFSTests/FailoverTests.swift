@@ -85,6 +85,35 @@ final class FailoverTests: XCTestCase {
         }, writer: false)
     }
 
+    /// Read errors are repaired from redundancy and counted; a member is
+    /// failed only once it spends its budget (-o max_read_errors per hour),
+    /// and then the spare takes over.
+    func testSpareTakesOverWhenTheReadErrorBudgetIsSpent() throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount(options: ["max_read_errors=5"])
+        let expected = try populate(a)
+        let spare = try makeSpare(a, "spare")
+        XCTAssertEqual(try a.ctl(["add", a.mountpoint, spare]).status, 0)
+        func readAll() throws {
+            for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+        }
+        XCTAssertEqual(try a.ctl(["inject", "--count", "3", a.mountpoint, "1", "eio-read"]).status, 0)
+        try readAll()
+        var st = try a.status()
+        XCTAssertTrue((1...3).contains(st.members[1].readErrors), "\(st.members[1].readErrors) read errors counted")
+        XCTAssertEqual(st.members[1].state, "active", "within its budget a member stays")
+        XCTAssertEqual(st.state, "clean")
+        XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "1", "eio-read"]).status, 0)
+        try readAll()
+        let deadline = Date().addingTimeInterval(60)
+        repeat { usleep(100_000); st = try a.status() } while !(st.state == "clean" && st.members[1].path == spare) && Date() < deadline
+        XCTAssertEqual(st.members[1].path, spare, "the spare took role 1")
+        XCTAssertEqual(st.state, "clean")
+        let events = try a.ctl(["events", a.mountpoint]).stdout
+        XCTAssertTrue(events.contains("over the budget of 5 (max_read_errors)"), events)
+        try readAll()
+    }
+
     func testSpareAttachedAfterTheFailureTakesOver() throws {
         let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
         try a.mount()
