@@ -5,12 +5,12 @@ import XCTest
 /// writer, remount, and check fsync'ed data, `raidctl check` and degraded
 /// reads. The full 200-round runs are in tools/, by hand.
 final class CrashTests: XCTestCase {
-    func runHarness(level: Int, rounds: Int) throws {
+    func runHarness(level: Int, rounds: Int, workload: String = "data") throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", root + "/tools/crash/harness.py", "--level", "\(level)", "--rounds", "\(rounds)",
-                       "--seed", "\(level)", "--max-size", "\(1 << 20)"]
+                       "--seed", "\(level)", "--max-size", "\(1 << 20)", "--workload", workload]
         var env = ProcessInfo.processInfo.environment
         env["RAIDFS_BIN_DIR"] = binDir
         p.environment = env
@@ -26,4 +26,10 @@ final class CrashTests: XCTestCase {
 
     func testKillNineRAID5() throws { try runHarness(level: 5, rounds: 3) }
     func testKillNineRAID6() throws { try runHarness(level: 6, rounds: 3) }
+
+    /// kill -9 during create/unlink/rename/link/mkdir/rmdir/symlink churn:
+    /// clean after every remount, the tree as acknowledged.
+    func testKillNineDuringNamespaceChurnRAID1() throws { try runHarness(level: 1, rounds: 6, workload: "namespace") }
+    func testKillNineDuringNamespaceChurnRAID5() throws { try runHarness(level: 5, rounds: 10, workload: "namespace") }
+    func testKillNineDuringNamespaceChurnRAID6() throws { try runHarness(level: 6, rounds: 6, workload: "namespace") }
 }

@@ -18,7 +18,12 @@ Each round:
      and every file must read back byte-identical to step 5 — parity was
      consistent, no write hole.
 
-Usage: tools/crash/harness.py --level 5 --rounds 200 [--members 5] [--seed N]
+With --workload namespace the writer churns the namespace instead (create,
+unlink, rename, link, symlink, mkdir, rmdir; see namespace.py): after each
+kill the array must come back clean, with the tree exactly what the
+acknowledged operations made it, the one in flight done or not as a unit.
+
+Usage: tools/crash/harness.py --level 5 --rounds 200 [--members 5] [--seed N] [--workload data|namespace]
 Exit status 0 when every round passed. Prints 'N passed, N failed' at the end.
 """
 import argparse
@@ -103,6 +108,26 @@ class Array:
 
     def check(self):
         return subprocess.run([f"{self.bin}/raidctl", "check"] + self.dirs, capture_output=True, text=True)
+
+    def status_problem(self):
+        """None when `raidctl status` says clean (exit 0); else what it said."""
+        os.stat(self.mnt)   # waits for the daemon's INIT, where the control socket starts
+        deadline = time.time() + 20
+        while True:
+            r = subprocess.run([f"{self.bin}/raidctl", "status", self.mnt], capture_output=True, text=True)
+            if "control socket" not in r.stderr or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        if r.returncode == 0:
+            return None
+        return f"array not clean after remount (status exit {r.returncode}):\n{r.stdout[-1500:]}{r.stderr[-500:]}"
+
+    def print_log_tail(self):
+        try:
+            with open(os.path.join(self.work, "raidfs.log"), "rb") as f:
+                print("raidfs.log (tail):\n" + f.read()[-3000:].decode(errors="replace"), flush=True)
+        except OSError:
+            pass
 
 
 def writer(mnt, logpath, seed, files, max_size, fsync_fraction):
@@ -240,6 +265,82 @@ def read_files(mnt, files, created):
     return out
 
 
+def run_namespace(args, bindir, members):
+    """Rounds of namespace churn killed at random; see namespace.py."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import namespace as ns
+    rng = random.Random(args.seed)
+    passed = failed = 0
+    work = tempfile.mkdtemp(prefix=f"raidfs-nscrash-r{args.level}-")
+    arr = Array(bindir, work, args.level, members, args.chunk)
+    model = ns.Model()
+    problem = None
+
+    try:
+        arr.mount(extra=args.mount_option)
+        for d in ["d0", "d1", "d0/e"]:
+            os.mkdir(os.path.join(arr.mnt, d))
+        for rnd in range(args.rounds):
+            problem = None
+            # Keep the churn's directories there (a rename or rmdir may have taken them).
+            for d in ["d0", "d1", "d0/e"]:
+                full = os.path.join(arr.mnt, d)
+                if model.tree.get(d) == ("d",):
+                    continue
+                if os.path.dirname(d) and model.tree.get(os.path.dirname(d)) != ("d",):
+                    continue
+                if d in model.tree:
+                    shutil.rmtree(full) if model.tree[d] == ("d",) else os.unlink(full)
+                    for k in [k for k in model.tree if k == d or k.startswith(d + "/")]:
+                        del model.tree[k]
+                os.mkdir(full)
+                model.tree[d] = ("d",)
+            wlog = os.path.join(work, f"churn-{rnd}.log")
+            pid = os.fork()
+            if pid == 0:
+                ns.churn(arr.mnt, wlog, rng.randrange(1 << 30), (rnd + 1) * 1_000_000)
+            time.sleep(rng.uniform(0.05, 1.0))
+            arr.kill()
+            os.waitpid(pid, 0)
+            model, inflight, problem = ns.replay(wlog, model)
+            try:
+                if not problem:
+                    arr.mount(extra=args.mount_option)
+                    problem = arr.status_problem()
+                if not problem:
+                    tree, data = ns.observe(arr.mnt)
+                    problem, model = ns.check_round(model, inflight, tree, data)
+                    if not problem and inflight and inflight[0] == "create" and model.tree.get(inflight[1]) == ("f", int(inflight[2])):
+                        got = data.get(inflight[1])
+                        if got != ns.content(int(inflight[2])):
+                            os.unlink(os.path.join(arr.mnt, inflight[1]))   # cut short: start it over
+                            del model.tree[inflight[1]]
+                if not problem and ((rnd + 1) % 10 == 0 or rnd + 1 == args.rounds):
+                    arr.unmount()
+                    chk = arr.check()
+                    if chk.returncode != 0:
+                        problem = f"raidctl check exit {chk.returncode}: {chk.stdout.strip()[-500:]}"
+                    arr.mount(extra=args.mount_option)
+            except Exception as e:  # noqa: BLE001 - report and count
+                problem = f"{type(e).__name__}: {e}"
+            if problem:
+                failed += 1
+                print(f"round {rnd}: FAIL {problem}", flush=True)
+                arr.print_log_tail()
+                break   # the model no longer describes the array
+            passed += 1
+            if (rnd + 1) % 10 == 0:
+                print(f"round {rnd + 1}: {passed} passed, {failed} failed ({len(model.tree)} entries)", flush=True)
+    finally:
+        arr.unmount()
+        if not args.keep or failed == 0:
+            shutil.rmtree(work, ignore_errors=True)
+        elif failed:
+            print(f"kept {work}")
+    print(f"RAID {args.level} namespace crash harness: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--level", type=int, default=5)
@@ -255,10 +356,14 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory of a failed round")
     ap.add_argument("--mount-option", action="append", default=[],
                     help="extra -o option for the crashing mounts (e.g. intent_log=off, to see the harness catch a write hole)")
+    ap.add_argument("--workload", choices=["data", "namespace"], default="data",
+                    help="data: pwrite/truncate/fsync on a few files; namespace: create/unlink/rename/link/mkdir/rmdir/symlink churn")
     args = ap.parse_args()
     members = args.members or {1: 3, 5: 5, 6: 6}[args.level]
     redundancy = {1: members - 1, 5: 1, 6: 2}[args.level]
     bindir = bin_dir(args.config)
+    if args.workload == "namespace":
+        return run_namespace(args, bindir, members)
     rng = random.Random(args.seed)
     passed = failed = 0
     work = tempfile.mkdtemp(prefix=f"raidfs-crash-r{args.level}-")
@@ -318,12 +423,7 @@ def main():
             if problem:
                 failed += 1
                 print(f"round {rnd} (writer seed {wseed}): FAIL {problem}", flush=True)
-                try:
-                    with open(os.path.join(work, "raidfs.log"), "rb") as f:
-                        tail = f.read()[-3000:].decode(errors="replace")
-                    print("raidfs.log (tail):\n" + tail, flush=True)
-                except OSError:
-                    pass
+                arr.print_log_tail()
                 if args.keep:
                     print(f"kept {work}")
                     return 1

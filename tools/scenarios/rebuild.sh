@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
-# Scenario: a six-member RAID 6 holding SIZE_MIB of random files while a
-# writer keeps writing; fail two members, add two empty directories, wait for
-# the array to return to clean by itself, then check every byte. Prints the
-# rebuild rate beside the raw copy rate of the backing directories (cp -r).
-#   tools/scenarios/rebuild.sh [SIZE_MIB]   (default 1024)
+# Scenario: a six-member RAID 6 (or four-member RAID 5) holding SIZE_MIB of
+# random files while a writer keeps writing; lose two members (one on RAID
+# 5), wait for the array to return to clean by itself, then check every
+# byte. Prints the rebuild rate beside the raw copy rate of the backing
+# directories (cp -r).
+#   tools/scenarios/rebuild.sh [SIZE_MIB] [--level 5|6] [--failover]
+# Default: fail the members, then add empty directories (add starts the
+# rebuild). --failover: hot spares are attached first; the first member is
+# failed with raidctl fail, the second one's directory is deleted while the
+# array serves, and nothing else is typed: the spares take over by themselves.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tools/deps.sh
 raidfs_install_deps bc
-SIZE_MIB="${1:-1024}"
+SIZE_MIB=1024; LEVEL=6; FAILOVER=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --level) LEVEL="$2"; shift 2 ;;
+        --failover) FAILOVER=1; shift ;;
+        [0-9]*) SIZE_MIB="$1"; shift ;;
+        *) echo "usage: $0 [SIZE_MIB] [--level 5|6] [--failover]" >&2; exit 64 ;;
+    esac
+done
+case "$LEVEL" in
+    6) N=6; LOST=(1 4) ;;
+    5) N=4; LOST=(1) ;;
+    *) echo "rebuild.sh: --level must be 5 or 6" >&2; exit 64 ;;
+esac
 BIN="$(raidfs_release_bin)"
 WORK="$(mktemp -d /tmp/raidfs-rebuild.XXXXXX)"
 MNT="$WORK/mnt"
@@ -20,7 +38,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir -p "$MNT" "$WORK/src" "$WORK"/d{0..5} "$WORK/spare0" "$WORK/spare1"
+MEMBERS=(); for i in $(seq 0 $((N - 1))); do MEMBERS+=("$WORK/d$i"); done
+SPARES=(); for i in "${!LOST[@]}"; do SPARES+=("$WORK/spare$i"); done
+mkdir -p "$MNT" "$WORK/src" "${MEMBERS[@]}" "${SPARES[@]}"
 FILES=16
 PER=$((SIZE_MIB / FILES))
 for i in $(seq -w 1 $FILES); do head -c $((PER << 20)) /dev/urandom > "$WORK/src/f$i"; done
@@ -33,8 +53,8 @@ raw=$(echo "$SIZE_MIB / ($t1 - $t0)" | bc -l)
 rm -rf "$WORK/copy"
 printf "cp -r: %d MiB in %.1f s = %.0f MiB/s\n" "$SIZE_MIB" "$(echo "$t1 - $t0" | bc -l)" "$raw"
 
-"$BIN/raidctl" create --level 6 "$WORK"/d{0..5} >/dev/null
-"$BIN/raidfs" "$WORK/d0:$WORK/d1:$WORK/d2:$WORK/d3:$WORK/d4:$WORK/d5" "$MNT" -f -o auto_unmount 2>"$WORK/log" &
+"$BIN/raidctl" create --level "$LEVEL" "${MEMBERS[@]}" >/dev/null
+"$BIN/raidfs" "$(IFS=:; echo "${MEMBERS[*]}")" "$MNT" -f -o auto_unmount 2>"$WORK/log" &
 PID=$!
 for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
 cp -r "$WORK/src/." "$MNT/"
@@ -46,30 +66,43 @@ head -c $((64 << 20)) /dev/urandom > "$WORK/stream"
 WPID=$!
 sleep 1
 
-echo "== fail two members, add two empty directories (caches dropped first, as for cp -r)"
-sync; echo 3 > /proc/sys/vm/drop_caches
-"$BIN/raidctl" fail "$MNT" 1
-"$BIN/raidctl" fail "$MNT" 4
-"$BIN/raidctl" status "$MNT" || true
-t0=$(date +%s.%N)
-"$BIN/raidctl" add "$MNT" "$WORK/spare0"
-"$BIN/raidctl" add "$MNT" "$WORK/spare1"
+if [ $FAILOVER = 1 ]; then
+    echo "== ${#SPARES[@]} hot spare(s) attached; lose ${#LOST[@]} member(s) (caches dropped first, as for cp -r)"
+    for s in "${SPARES[@]}"; do "$BIN/raidctl" add "$MNT" "$s"; done
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    t0=$(date +%s.%N)
+    "$BIN/raidctl" fail "$MNT" "${LOST[0]}"
+    # The second member dies: its directory is deleted; no command follows.
+    if [ ${#LOST[@]} -gt 1 ]; then
+        # (the daemon may still append to it while it goes: try again)
+        for _ in $(seq 20); do rm -rf "${MEMBERS[${LOST[1]}]}" 2>/dev/null && break; sleep 0.05; done
+    fi
+else
+    echo "== fail ${#LOST[@]} member(s), add as many empty directories (caches dropped first, as for cp -r)"
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    for r in "${LOST[@]}"; do "$BIN/raidctl" fail "$MNT" "$r"; done
+    "$BIN/raidctl" status "$MNT" || true
+    t0=$(date +%s.%N)
+    for s in "${SPARES[@]}"; do "$BIN/raidctl" add "$MNT" "$s"; done
+fi
 rates=()
 while :; do
     st=$("$BIN/raidctl" status --json "$MNT" || true)
-    state=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' <<<"$st")
+    # Done when clean with every spare in a role (the health monitor may
+    # not have noticed a deleted member yet).
+    state=$(python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["state"] + ("" if not s["spares"] else "+spares"))' <<<"$st")
     [ "$state" = clean ] && break
     r=$(python3 -c 'import json,sys; s=json.load(sys.stdin)["rebuild"]; print(s["bytesPerSecond"] if s["running"] else "")' <<<"$st")
     [ -n "$r" ] && rates+=("$r")
-    sleep 0.5
+    sleep 0.1
 done
 t1=$(date +%s.%N)
 kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=""
 "$BIN/raidctl" status "$MNT"
 elapsed=$(echo "$t1 - $t0" | bc -l)
-printf "rebuilt 2 roles of %d MiB of files in %.1f s: %.0f MiB/s per role (the two roles are rebuilt one after the other)\n" \
-    "$SIZE_MIB" "$elapsed" "$(echo "2 * $SIZE_MIB / $elapsed" | bc -l)"
-"$BIN/raidctl" events "$MNT" | grep rebuild-finished
+printf "from the failure to clean: %d role(s) of %d MiB of files rebuilt in %.1f s, %.0f MiB/s per role (roles one after the other)\n" \
+    "${#LOST[@]}" "$SIZE_MIB" "$elapsed" "$(echo "${#LOST[@]} * $SIZE_MIB / $elapsed" | bc -l)"
+"$BIN/raidctl" events "$MNT" | grep -E "member-failed|spare-activated|rebuild-finished"
 
 echo "== every byte"
 echo 3 > /proc/sys/vm/drop_caches
