@@ -47,6 +47,12 @@ final class NamespaceRepairTests: XCTestCase {
             expected[p] = randomBytes(300_000 + i * 1000, seed: UInt64(40 + i))
             try writeFile(a.path(p), expected[p]!)
         }
+        try writeFile(a.path("j15"), randomBytes(10_000, seed: 9))
+        a.unmount()
+        // As the old behaviour left it: an unlink that reached member 0
+        // only, then the members failed one after another.
+        XCTAssertEqual(unlink(a.members[0] + "/data/j15"), 0)
+        try a.mount()
         XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
         XCTAssertEqual(try a.ctl(["fail", "--force", a.mountpoint, "2"]).status, 0)
         XCTAssertEqual(try a.ctl(["fail", "--force", a.mountpoint, "3"]).status, 0)
@@ -62,6 +68,12 @@ final class NamespaceRepairTests: XCTestCase {
         XCTAssertTrue(a.log().contains("forced back"), a.log())
         XCTAssertEqual(try a.status().state, "degraded")
         for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "forced: \(p)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: a.path("j15")), "the unlink rolled forward")
+        // The assembled members agree on the tree.
+        let trees = try [0, 2, 3].map { try runTool("/usr/bin/find", [a.members[$0] + "/data", "-printf", "%P %y %m\n"]).stdout
+            .split(separator: "\n").sorted() }
+        XCTAssertEqual(trees[0], trees[1])
+        XCTAssertEqual(trees[0], trees[2])
         XCTAssertEqual(try a.ctl(["add", a.mountpoint, a.members[1]]).status, 0)
         _ = try a.waitFor(state: "clean", seconds: 60)
         for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "after the rebuild: \(p)") }
