@@ -46,6 +46,8 @@ public enum ArrayController {
                 case let m: throw FSError.invalid("unknown scrub mode \(m) (repair, check or stop)")
                 }
                 _ = send(ControlResponse(ok: true, message: message, status: array.status()))
+            case "clear":
+                _ = send(ControlResponse(ok: true, message: try array.clearCounters(req.member), status: array.status()))
             case "inject":
                 let message: String
                 if req.fault == "clear" || req.fault == nil {
@@ -73,12 +75,14 @@ public enum ArrayController {
 
 /// Hands events from the logging thread to a follower's connection thread;
 /// bounded, so a stalled follower cannot grow it without limit.
-final class EventQueue: @unchecked Sendable {
+public final class EventQueue: @unchecked Sendable {
     private let cond = NSCondition()
     private var items: [ArrayEvent] = []
     static let max = 10_000
 
-    func push(_ e: ArrayEvent) {
+    public init() {}
+
+    public func push(_ e: ArrayEvent) {
         cond.lock()
         if items.count < EventQueue.max { items.append(e) }
         cond.signal()
@@ -86,7 +90,7 @@ final class EventQueue: @unchecked Sendable {
     }
 
     /// The next event, or nil after a second without one.
-    func pop() -> ArrayEvent? {
+    public func pop() -> ArrayEvent? {
         cond.lock()
         defer { cond.unlock() }
         if items.isEmpty { cond.wait(until: Date().addingTimeInterval(1)) }

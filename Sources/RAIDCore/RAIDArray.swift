@@ -9,7 +9,7 @@ public enum ArrayState: String, Sendable {
 }
 
 /// Error counters of one role, as `status` reports them.
-public struct MemberCounters: Sendable, Equatable {
+public struct MemberCounters: Codable, Sendable, Equatable {
     public var readErrors: UInt64 = 0
     public var writeErrors: UInt64 = 0
     public var checksumErrors: UInt64 = 0
@@ -53,6 +53,8 @@ public final class RAIDArray: @unchecked Sendable {
     var scrubberSlot: Scrubber?
     /// `-o rebuild_rate=`: bytes per second, nil for unthrottled.
     public var rebuildRateBytesPerSecond: Double?
+    /// Where the array is mounted (set by the daemon): a spare must not live there.
+    public var mountpoint: String?
     var counters: [MemberCounters]
     /// `-o max_read_errors=N`: read and checksum errors one member may have
     /// within an hour before it is failed and a spare takes over (md's
@@ -105,7 +107,8 @@ public final class RAIDArray: @unchecked Sendable {
         spareMembers = plan.spares.map { ($0.superblock.memberUUID, FaultInjectingMember($0.member)) }
         superblock = sb
         roleStates = sb.roles.map { $0.state }
-        counters = Array(repeating: MemberCounters(), count: geometry.memberCount)
+        // The counters persist across remounts, as ZFS's do until `zpool clear`.
+        counters = sb.counters?.count == geometry.memberCount ? sb.counters! : Array(repeating: MemberCounters(), count: geometry.memberCount)
         recentErrorTimes = Array(repeating: [], count: geometry.memberCount)
         activeFlags = .allocate(capacity: geometry.memberCount)
         roleGenerations = .allocate(capacity: geometry.memberCount)
@@ -221,6 +224,7 @@ public final class RAIDArray: @unchecked Sendable {
                     self.probeMembers()
                     if !self.readOnly { self.startRebuildIfPossible() }
                 }
+                if tick % 20 == 0 && !self.readOnly { self.persistCountersIfChanged() }
                 guard !self.readOnly, self.intentLog.enabled else { continue }
                 do { try self.intentLog.flushIdle(idleSeconds: 2) } catch { self.logger.error("intent log flush: \(error)") }
             }
@@ -306,6 +310,26 @@ public final class RAIDArray: @unchecked Sendable {
         _ = failWithinRedundancy(role: role, reason: reason, countsAsWriteError: false)
     }
 
+    /// Error counts changed since the superblocks last recorded them: record
+    /// them (every ten seconds at most, and with every other update).
+    func persistCountersIfChanged() {
+        guard stateLock.withLock({ superblock.counters != counters }) else { return }
+        do { try persistState(clean: false, reason: "error counters") } catch {
+            logger.error("error counters: \(error)")
+        }
+    }
+
+    /// `raidctl clear`: the READ, WRITE and CKSUM counters (and the error
+    /// budget) of one role, or of every role, start over.
+    public func clearCounters(_ name: String?) throws -> String {
+        let roles = try name.map { [try resolveRole($0)] } ?? Array(0..<geometry.memberCount)
+        stateLock.withLock { for r in roles { resetCountersLocked(r) } }
+        try persistState(clean: false, reason: "counters cleared")
+        let which = name == nil ? "every member" : "member \(roles[0]) (\(memberName(roles[0])))"
+        eventLog.record(ArrayEvent(kind: "counters-cleared", member: name == nil ? nil : roles[0], message: "error counters of \(which) cleared"))
+        return "error counters of \(which) cleared"
+    }
+
     /// The counters and the error budget start over: a new member took the
     /// role, or `raidctl clear`. Caller holds `stateLock`.
     func resetCountersLocked(_ role: Int) {
@@ -384,6 +408,7 @@ public final class RAIDArray: @unchecked Sendable {
                     superblock.clean = clean
                     superblock.updatedAt = Date().timeIntervalSince1970
                     for r in 0..<geometry.memberCount { superblock.roles[r].state = roleStates[r] }
+                    superblock.counters = counters
                     superblock.spares = spareMembers.map { $0.uuid }
                     if let c = checkpoint { superblock.rebuild = c }
                     return (superblock, (0..<geometry.memberCount).filter { roleStates[$0] == .active || roleStates[$0] == .rebuilding })

@@ -70,6 +70,7 @@ extension RAIDArray {
     /// array is taken as a new, empty spare — never trusted as it is.
     public func addSpare(directory: String) throws -> String {
         let dir = absolutePath(directory)
+        try requireSeparateDisk(dir)
         for r in 0..<geometry.memberCount where member(r)?.name == dir && isWritable(r) {
             throw FSError.invalid("\(dir) is already member \(r) of this array")
         }
@@ -90,6 +91,23 @@ extension RAIDArray {
         let started = try addSpare(member: DirectoryMember(root: dir),
                                    note: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")")
         return started.map { "\(dir) added; rebuilding role \($0) onto it" } ?? "\(dir) added as a hot spare"
+    }
+
+    /// A spare or replacement must be a disk of its own: not inside the
+    /// array's mount (its data would live on the array it protects), and not
+    /// inside a member or spare directory.
+    func requireSeparateDisk(_ dir: String) throws {
+        func inside(_ root: String) -> Bool { dir == root || dir.hasPrefix(root == "/" ? "/" : root + "/") }
+        if let mp = mountpoint {
+            var a = stat(), b = stat()
+            if inside(mp) || (lstat(dir, &a) == 0 && lstat(mp, &b) == 0 && a.st_dev == b.st_dev) {
+                throw FSError.invalid("\(dir): inside the array's own mount \(mp); a spare must be a separate disk")
+            }
+        }
+        let others = (0..<geometry.memberCount).compactMap { member($0)?.name } + spares.map { $0.name }
+        if let m = others.first(where: { inside($0) && dir != $0 }) {
+            throw FSError.invalid("\(dir): inside member \(m); a spare must be a separate disk")
+        }
     }
 
     /// Takes an empty, prepared member as a hot spare; a rebuild onto it
@@ -115,6 +133,7 @@ extension RAIDArray {
             throw FSError(EBUSY, "a rebuild or replacement is already running; wait for it")
         }
         let dir = absolutePath(directory)
+        try requireSeparateDisk(dir)
         if let bytes = try? DirectoryMember(root: dir).readSuperblock(), let old = try? Superblock.decode(bytes, source: dir) {
             guard old.arrayUUID == arrayUUID, !(0..<geometry.memberCount).contains(where: { member($0)?.name == dir }) else {
                 throw FSError.invalid("\(dir): belongs to \(old.arrayUUID == arrayUUID ? "this array already" : "another array (\(old.arrayUUID))")")

@@ -46,6 +46,8 @@ public struct Superblock: Codable, Equatable, Sendable {
     public var clean: Bool
     /// Where a rebuild stood at its last checkpoint: a remount resumes there.
     public var rebuild: RebuildCheckpoint? = nil
+    /// Each role's READ, WRITE and CKSUM counts, kept until `raidctl clear`.
+    public var counters: [MemberCounters]? = nil
 
     public var geometry: Geometry {
         Geometry(level: level, memberCount: memberCount, chunkSizeBytes: chunkSizeBytes)

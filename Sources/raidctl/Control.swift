@@ -159,6 +159,37 @@ struct Add: ParsableCommand {
     }
 }
 
+struct Monitor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run PROGRAM for each new event of a mounted array (as mdadm --monitor --program).",
+        discussion: "PROGRAM runs under /bin/sh -c with the event as a JSON line on stdin and RAIDFS_EVENT, RAIDFS_MEMBER, RAIDFS_PATH, RAIDFS_MESSAGE and RAIDFS_MOUNTPOINT in its environment. Runs until the mount goes away.")
+    @Argument(help: "The mount point.") var mountpoint: String
+    @Option(name: .long, help: "The program to run per event.") var exec: String
+    func run() throws {
+        var c = try ControlClient(mountpoint: mountpoint)
+        defer { close(c.fd) }
+        try c.send(ControlRequest(command: "events", follow: true))
+        let program = EventProgram(program: exec, mountpoint: c.mountpoint)
+        var first = true
+        while let r = try c.receive() {
+            // The first answer is the history: only what happens from now on.
+            if first { first = false; continue }
+            for e in r.events ?? [] {
+                do { try program.run(e) } catch { FileHandle.standardError.write(Data("raidctl: \(error)\n".utf8)) }
+            }
+        }
+    }
+}
+
+struct Clear: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Reset the READ, WRITE and CKSUM counters (of one member, or all).")
+    @Argument(help: "The mount point.") var mountpoint: String
+    @Argument(help: "Role index or member directory (default: every member).") var member: String?
+    func run() throws {
+        try ControlClient.run(mountpoint, ControlRequest(command: "clear", member: member.map(memberArgument)))
+    }
+}
+
 struct Replace: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Rebuild onto DIR while MEMBER still serves, then retire MEMBER.")
     @Argument(help: "The mount point.") var mountpoint: String

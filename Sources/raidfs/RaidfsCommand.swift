@@ -24,6 +24,7 @@ enum RaidfsCommand {
         var force = false
         var rebuildRateBytesPerSecond: Double? = nil
         var maxReadErrorsPerHour = 20
+        var eventProgram: String? = nil
         var fuseOptions: [String] = []
     }
 
@@ -57,6 +58,12 @@ enum RaidfsCommand {
                                 throw UsageError("-o \(opt): rebuild_rate takes a positive number of MB/s")
                             }
                             o.rebuildRateBytesPerSecond = v * 1e6
+                            break
+                        }
+                        if opt.hasPrefix("event_program=") {
+                            let program = String(opt.dropFirst("event_program=".count))
+                            guard !program.isEmpty else { throw UsageError("-o event_program= needs a program") }
+                            o.eventProgram = program
                             break
                         }
                         if opt.hasPrefix("max_read_errors=") {
@@ -150,6 +157,12 @@ enum RaidfsCommand {
         fuseArgs += ["-o", opts.joined(separator: ",")]
         array.rebuildRateBytesPerSecond = o.rebuildRateBytesPerSecond
         array.maxReadErrorsPerHour = o.maxReadErrorsPerHour
+        array.mountpoint = o.mountpoint
+        if let program = o.eventProgram {
+            EventProgram(program: program, mountpoint: o.mountpoint).attach(to: array.eventLog) { [logger] in
+                logger.error("\($0)")
+            }
+        }
         let control = ControlServer(path: ControlProtocol.socketPath(mountpoint: o.mountpoint), logger: logger) { req, send in
             ArrayController.handle(array, req, send: send)
         }
