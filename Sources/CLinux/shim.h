@@ -13,4 +13,8 @@ struct raidfs_ucred { int pid; unsigned int uid; unsigned int gid; };
 /* O_PATH and O_NOATIME are only defined under _GNU_SOURCE. */
 static const int RAIDFS_O_PATH = 010000000;
 static const int RAIDFS_O_NOATIME = 01000000;
+/* Relaxed atomics for counters read and written from many threads. */
+#include <stdint.h>
+static inline void raidfs_store_relaxed_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t raidfs_load_relaxed_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 #endif

@@ -63,9 +63,17 @@ public struct ProgressStatus: Codable, Sendable, Equatable {
     public var mode: String?
     public var problems: Int?
     public var stopped: Bool?
+    /// Scrub only: when the last complete scrub ended (seconds since the
+    /// epoch) and what it found; when the next scheduled one is due; and,
+    /// when one was cut short, the path it resumes after.
+    public var lastFinishedAt: Double?
+    public var lastResult: ScrubResult?
+    public var nextDueAt: Double?
+    public var resumesAfter: String?
 
     enum CodingKeys: String, CodingKey {
         case running, progress, bytesPerSecond, etaSeconds, repaired, unrecoverable, role, target, mode, problems, stopped
+        case lastFinishedAt, lastResult, nextDueAt, resumesAfter
     }
 
     /// etaSeconds is always present (null when unknown), as DESIGN.md lists it.
@@ -82,6 +90,10 @@ public struct ProgressStatus: Codable, Sendable, Equatable {
         try c.encodeIfPresent(mode, forKey: .mode)
         try c.encodeIfPresent(problems, forKey: .problems)
         try c.encodeIfPresent(stopped, forKey: .stopped)
+        try c.encodeIfPresent(lastFinishedAt, forKey: .lastFinishedAt)
+        try c.encodeIfPresent(lastResult, forKey: .lastResult)
+        try c.encodeIfPresent(nextDueAt, forKey: .nextDueAt)
+        try c.encodeIfPresent(resumesAfter, forKey: .resumesAfter)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,6 +56,14 @@ public final class RAIDArray: @unchecked Sendable {
     public var rebuildRateBytesPerSecond: Double?
     /// Where the array is mounted (set by the daemon): a spare must not live there.
     public var mountpoint: String?
+    /// `-o scrub_interval=`: a scrub starts by itself once the last complete
+    /// one is older than this (seconds; 0 never). 7 days by default.
+    public var scrubIntervalSeconds: Double = 7 * 86_400
+    /// `-o scrub_rate=`: bytes per second, nil for unthrottled.
+    public var scrubRateBytesPerSecond: Double?
+    /// When a user last read or wrote (monotonic milliseconds): a scrub
+    /// yields while this is recent. Written on every request, relaxed.
+    let userIOStamp: UnsafeMutablePointer<UInt64>
     var counters: [MemberCounters]
     /// `-o max_read_errors=N`: read and checksum errors one member may have
     /// within an hour before it is failed and a spare takes over (md's
@@ -124,6 +133,8 @@ public final class RAIDArray: @unchecked Sendable {
             if present && roleStates[r] != .rebuilding { roleStates[r] = .active }
             activeFlags[r] = !present ? 0 : (roleStates[r] == .rebuilding ? 2 : 1)
         }
+        userIOStamp = .allocate(capacity: 1)
+        userIOStamp.initialize(to: 0)
         zeroStripe = AlignedBuffer(count: geometry.stripeDataBytes)
         zeroChunkCRC = crc32c(zeroStripe.pointer, count: geometry.chunkSizeBytes)
         let g = geometry
@@ -163,6 +174,7 @@ public final class RAIDArray: @unchecked Sendable {
     }
 
     deinit {
+        userIOStamp.deallocate()
         activeFlags.deallocate()
         roleGenerations.deallocate()
         shadowFlags.deallocate()
@@ -194,8 +206,12 @@ public final class RAIDArray: @unchecked Sendable {
     public func markInUse() throws {
         guard !readOnly else { return }
         try persistState(clean: false, reason: forcedRoles.isEmpty ? "assembled" : "assembled by force")
+        let crashed = needsResync
+        // The files the intent log named, for the scrub that follows a crash.
+        let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }
         try repairNamespaceAfterCrash()
         try resyncAfterCrash()
+        if crashed { scheduleScrubAfterCrash(paths: touched) }
         if !wasCleanAtAssembly { removeOrphans() }
     }
 
@@ -225,6 +241,7 @@ public final class RAIDArray: @unchecked Sendable {
                     if !self.readOnly { self.startRebuildIfPossible() }
                 }
                 if tick % 20 == 0 && !self.readOnly { self.persistCountersIfChanged() }
+                if tick % 2 == 0 { self.startScheduledScrubIfDue() }
                 guard !self.readOnly, self.intentLog.enabled else { continue }
                 do { try self.intentLog.flushIdle(idleSeconds: 2) } catch { self.logger.error("intent log flush: \(error)") }
             }
@@ -459,7 +476,7 @@ public final class RAIDArray: @unchecked Sendable {
             while r.isRunning { usleep(10_000) }
         }
         if let s = stateLock.withLock({ scrubberSlot }) {
-            s.stop()
+            s.stop(resumable: true)   // the next mount resumes it
             while s.isRunning { usleep(10_000) }
         }
         do {
@@ -473,6 +490,10 @@ public final class RAIDArray: @unchecked Sendable {
             logger.error("clean shutdown: \(error)")
         }
     }
+
+    /// A user read or wrote: a running scrub yields for a moment.
+    @inline(__always)
+    func noteUserIO() { raidfs_store_relaxed_u64(userIOStamp, monotonicMilliseconds()) }
 
     /// Throws EIO when more roles are lost than the level tolerates.
     func requireNotFailed(_ what: @autoclosure () -> String) throws {
@@ -511,4 +532,12 @@ final class StripeWorkspace {
         scratchPointers.deallocate()
         outputPointers.deallocate()
     }
+}
+
+/// Milliseconds of the coarse monotonic clock (cheap enough per request).
+@inline(__always)
+func monotonicMilliseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+    return UInt64(ts.tv_sec) &* 1000 &+ UInt64(ts.tv_nsec / 1_000_000)
 }

@@ -1,4 +1,5 @@
 import Foundation
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,21 +14,49 @@ public final class Scrubber: @unchecked Sendable {
     public let repair: Bool
     private unowned let array: RAIDArray
     private let rateBytesPerSecond: Double?
+    /// After an unclean shutdown: only these files.
+    let only: Set<String>?
     private let lock = Mutex()
     private let startedAt = Date()
-    private var bytesDone: UInt64 = 0
+    /// When this scrub first started (before any remount that resumed it).
+    private let firstStartedAt: Double
     private var bytesTotal: UInt64 = 0
     private var running = true
     private var stopRequested = false
+    /// Stopped by an unmount: the checkpoint stays and the next mount resumes.
+    private var resumable = false
     private var stopped = false
-    private var problems = 0
-    private var repaired = 0
-    private var unrecoverable = 0
+    /// What was found, including before a resume.
+    private var found: ScrubResult
+    private let bytesAtStart: UInt64
+    private var resumeAfter: [String]?
+    /// Resumed from a checkpoint (an unmount or crash cut it short).
+    private let resumed: Bool
+    private var lastPath = ""
+    /// What was found when `lastPath` was finished: what a checkpoint keeps,
+    /// so a resumed scrub counts the file it redoes once.
+    private var foundAtLastPath: ScrubResult
+    private var lastCheckpoint = Date()
 
-    init(array: RAIDArray, repair: Bool, rateBytesPerSecond: Double?) {
+    init(array: RAIDArray, repair: Bool, rateBytesPerSecond: Double?, resume: ScrubCheckpoint? = nil, only: [String]? = nil) {
         self.array = array
         self.repair = repair
         self.rateBytesPerSecond = rateBytesPerSecond
+        let mode = repair ? "repair" : "check"
+        if let r = resume {
+            found = r.found
+            resumeAfter = r.lastPath.isEmpty ? nil : Rebuilder.components(r.lastPath)
+            lastPath = r.lastPath
+            firstStartedAt = r.startedAt
+            self.only = r.only.map(Set.init)
+        } else {
+            found = ScrubResult(mode: mode, bytes: 0, problems: 0, repaired: 0, unrecoverable: 0)
+            firstStartedAt = Date().timeIntervalSince1970
+            self.only = only.map(Set.init)
+        }
+        bytesAtStart = found.bytes
+        foundAtLastPath = found
+        resumed = resume != nil
     }
 
     /// Progress, and what was found (kept after the scrub ends, as
@@ -35,20 +64,22 @@ public final class Scrubber: @unchecked Sendable {
     public var status: ProgressStatus {
         lock.withLock {
             let elapsed = max(0.001, Date().timeIntervalSince(startedAt))
-            let rate = Double(bytesDone) / elapsed
-            let total = max(bytesTotal, bytesDone)
+            let rate = Double(found.bytes - bytesAtStart) / elapsed
+            let total = max(bytesTotal, found.bytes)
             return ProgressStatus(running: running,
-                                  progress: total == 0 ? (running ? 0 : 1) : Double(bytesDone) / Double(total),
+                                  progress: total == 0 ? (running ? 0 : 1) : Double(found.bytes) / Double(total),
                                   bytesPerSecond: rate,
-                                  etaSeconds: running && rate > 0 ? Double(total - bytesDone) / rate : (running ? nil : 0),
-                                  repaired: repaired, unrecoverable: unrecoverable,
-                                  mode: repair ? "repair" : "check", problems: problems, stopped: stopped)
+                                  etaSeconds: running && rate > 0 ? Double(total - found.bytes) / rate : (running ? nil : 0),
+                                  repaired: found.repaired, unrecoverable: found.unrecoverable,
+                                  mode: found.mode, problems: found.problems, stopped: stopped)
         }
     }
 
     public var isRunning: Bool { lock.withLock { running } }
 
-    func stop() { lock.withLock { stopRequested = true } }
+    /// `resumable`: an unmount, which the next mount resumes from; else
+    /// `raidctl scrub --stop`, which ends this scrub for good.
+    func stop(resumable: Bool) { lock.withLock { stopRequested = true; self.resumable = resumable } }
     private var shouldStop: Bool { lock.withLock { stopRequested } }
 
     func start() {
@@ -57,30 +88,57 @@ public final class Scrubber: @unchecked Sendable {
         t.start()
     }
 
+    private var checkpoint: ScrubCheckpoint {
+        lock.withLock { ScrubCheckpoint(lastPath: lastPath, startedAt: firstStartedAt, found: foundAtLastPath, only: only.map { $0.sorted() }) }
+    }
+
     private func run() {
-        let mode = repair ? "repair" : "check"
-        array.eventLog.record(ArrayEvent(kind: "scrub-started", message: "scrub (\(mode)) started"))
+        let mode = found.mode
+        let what = only.map { "of the \($0.count) files written when the array last stopped uncleanly" } ?? "of every file"
+        let how = !resumed ? "started" : lastPath.isEmpty ? "resumed from the start" : "resumed after \(lastPath)"
+        array.eventLog.record(ArrayEvent(kind: resumed ? "scrub-resumed" : "scrub-started", message: "scrub (\(mode)) \(what) \(how)"))
+        array.recordScrub { $0.checkpoint = checkpoint }
         do {
             let total = try array.fileBytes { shouldStop }
             lock.withLock { bytesTotal = total }
             try array.walk { path, type in
                 if shouldStop { return false }
-                if type == UInt8(DT_REG) { try scrubFile(path) }
+                let done = resumeAfter.map { !$0.lexicographicallyPrecedes(Rebuilder.components(path)) } ?? false
+                if type == UInt8(DT_REG) && !done && (only?.contains(path) ?? true) { try scrubFile(path) }
+                if shouldStop { return false }
+                lock.withLock { lastPath = path; foundAtLastPath = found }
+                if Date().timeIntervalSince(lastCheckpoint) >= 2 {
+                    lastCheckpoint = Date()
+                    array.recordScrub { $0.checkpoint = checkpoint }
+                }
                 return true
             }
         } catch {
             array.eventLog.record(ArrayEvent(kind: "scrub-failed", message: "scrub (\(mode)) stopped: \(error)"))
         }
-        let (p, r, u, b, s) = lock.withLock { () -> (Int, Int, Int, UInt64, Bool) in
-            running = false
+        let (result, wasStopped, keep) = lock.withLock { () -> (ScrubResult, Bool, Bool) in
             stopped = stopRequested
-            return (problems, repaired, unrecoverable, bytesDone, stopRequested)
+            return (found, stopRequested, resumable)
         }
+        let now = Date().timeIntervalSince1970
+        array.recordScrub { record in
+            if wasStopped {
+                record.checkpoint = keep ? checkpoint : nil
+            } else {
+                record.checkpoint = nil
+                if only == nil {   // a whole scrub: the schedule counts from here
+                    record.lastFinishedAt = now
+                    record.lastResult = result
+                }
+            }
+        }
+        lock.withLock { running = false }
         let seconds = Date().timeIntervalSince(startedAt)
         array.eventLog.record(ArrayEvent(
-            kind: s ? "scrub-stopped" : "scrub-finished",
-            message: String(format: "scrub (%@) %@ after %.1f s: %llu bytes checked, %d problems, %d repaired, %d beyond redundancy",
-                            mode, s ? "stopped" : "finished", seconds, b, p, r, u)))
+            kind: wasStopped ? "scrub-stopped" : "scrub-finished",
+            message: String(format: "scrub (%@) %@ %@ after %.1f s: %llu bytes checked, %d problems, %d repaired, %d beyond redundancy%@",
+                            mode, what, wasStopped ? "stopped" : "finished", seconds, result.bytes, result.problems, result.repaired,
+                            result.unrecoverable, wasStopped && keep ? "; the next mount resumes it" : "")))
     }
 
     /// Scrubs one file a stripe at a time; a file removed meanwhile is skipped.
@@ -93,6 +151,7 @@ public final class Scrubber: @unchecked Sendable {
         var stripe: UInt64 = 0
         while stripe < af.lock.withReadLock({ af.stripeCount }) {
             if shouldStop { return }
+            array.yieldToUserIO()
             let result = try af.checkStripe(stripe, mode: repair ? .repair : .check)
             let start = stripe * stripeBytes
             for p in result.problems {
@@ -108,12 +167,12 @@ public final class Scrubber: @unchecked Sendable {
             let size = af.currentSize()
             let bytes = min(size, start + stripeBytes) - min(size, start)
             lock.withLock {
-                problems += result.problems.count
-                if result.repaired { repaired += result.problems.count }
-                if result.unrecoverable { unrecoverable += 1 }
-                bytesDone += bytes
+                found.problems += result.problems.count
+                if result.repaired { found.repaired += result.problems.count }
+                if result.unrecoverable { found.unrecoverable += 1 }
+                found.bytes += bytes
             }
-            pace(bytes: lock.withLock { bytesDone }, since: startedAt, rate: rateBytesPerSecond)
+            pace(bytes: lock.withLock { found.bytes - bytesAtStart }, since: startedAt, rate: rateBytesPerSecond)
             stripe += 1
         }
     }
@@ -124,30 +183,97 @@ extension RAIDArray {
     public func startScrub(repair: Bool) throws -> String {
         guard !readOnly || !repair else { throw FSError(EROFS, "array is mounted read-only: use scrub --check") }
         try requireNotFailed("scrub")
-        return try stateLock.withLock {
+        try launchScrub(Scrubber(array: self, repair: repair, rateBytesPerSecond: scrubRateBytesPerSecond))
+        return "scrub (\(repair ? "repair" : "check")) started"
+    }
+
+    private func launchScrub(_ s: Scrubber) throws {
+        try stateLock.withLock {
             if rebuilderSlot?.isRunning == true {
                 throw FSError(EBUSY, "a rebuild is running; scrub after it finishes (it reads every stripe too)")
             }
             if scrubberSlot?.isRunning == true { throw FSError(EBUSY, "a scrub is already running; stop it first") }
-            let s = Scrubber(array: self, repair: repair, rateBytesPerSecond: rebuildRateBytesPerSecond)
             scrubberSlot = s
-            s.start()
-            return "scrub (\(repair ? "repair" : "check")) started"
         }
+        s.start()
     }
 
-    /// `raidctl scrub --stop`.
+    /// `raidctl scrub --stop`: ends the scrub for good (an unmount instead
+    /// leaves it to be resumed).
     public func stopScrub() throws -> String {
         guard let s = stateLock.withLock({ scrubberSlot }), s.isRunning else {
             throw FSError.invalid("no scrub is running")
         }
-        s.stop()
+        s.stop(resumable: false)
         while s.isRunning { usleep(10_000) }
         return "scrub stopped"
     }
 
+    /// Changes the scrub history in the superblocks and records it.
+    func recordScrub(_ change: (inout ScrubRecord) -> Void) {
+        guard !readOnly else { return }
+        stateLock.withLock {
+            var record = superblock.scrub ?? ScrubRecord()
+            change(&record)
+            superblock.scrub = record
+        }
+        do { try persistState(clean: false, reason: "scrub") } catch { logger.error("scrub record: \(error)") }
+    }
+
+    /// The monitor's check, every second: resume a scrub an unmount or crash
+    /// cut short, scrub the files a crash left in the intent log, or start
+    /// the scheduled scrub once the last complete one is older than
+    /// `scrubIntervalSeconds` — only on a clean array with no rebuild.
+    func startScheduledScrubIfDue(now: Double = Date().timeIntervalSince1970) {
+        guard !readOnly, state == .clean else { return }
+        let (record, created, busy) = stateLock.withLock {
+            (superblock.scrub ?? ScrubRecord(), superblock.createdAt,
+             rebuilderSlot?.isRunning == true || scrubberSlot?.isRunning == true)
+        }
+        guard !busy else { return }
+        if let cp = record.checkpoint {
+            try? launchScrub(Scrubber(array: self, repair: cp.found.mode == "repair", rateBytesPerSecond: scrubRateBytesPerSecond, resume: cp))
+        } else if scrubIntervalSeconds > 0, now - (record.lastFinishedAt ?? created) >= scrubIntervalSeconds {
+            eventLog.record(ArrayEvent(kind: "scrub-scheduled", message: "the last complete scrub is older than the scrub interval (\(Int(scrubIntervalSeconds)) s)"))
+            try? launchScrub(Scrubber(array: self, repair: true, rateBytesPerSecond: scrubRateBytesPerSecond))
+        }
+    }
+
+    /// After an unclean shutdown: a scrub of the files the intent log
+    /// named, recorded as a checkpoint so that it survives another crash.
+    func scheduleScrubAfterCrash(paths: [String]?) {
+        let only = paths.map { Array(Set($0)).sorted() }
+        if only?.isEmpty == true { return }
+        recordScrub { record in
+            guard record.checkpoint == nil else { return }   // a scrub already in progress covers them
+            record.checkpoint = ScrubCheckpoint(lastPath: "", startedAt: Date().timeIntervalSince1970,
+                                                found: ScrubResult(mode: "repair", bytes: 0, problems: 0, repaired: 0, unrecoverable: 0),
+                                                only: only)
+        }
+    }
+
+    /// Pauses a scrub while users are reading or writing (at most a second
+    /// per stripe, so it always moves on), as ZFS's scrub yields to I/O.
+    func yieldToUserIO() {
+        var waited = 0
+        while waited < 100 && monotonicMilliseconds() &- raidfs_load_relaxed_u64(userIOStamp) < 50 {
+            usleep(10_000)
+            waited += 1
+        }
+    }
+
     public var scrubStatus: ProgressStatus {
-        stateLock.withLock { scrubberSlot }?.status
-            ?? ProgressStatus(running: false, progress: 0, bytesPerSecond: 0, etaSeconds: nil, repaired: 0, unrecoverable: 0)
+        let (record, live) = stateLock.withLock { (superblock.scrub, scrubberSlot) }
+        var st = live?.status
+            ?? ProgressStatus(running: false, progress: 0, bytesPerSecond: 0, etaSeconds: nil,
+                              repaired: record?.lastResult?.repaired ?? 0, unrecoverable: record?.lastResult?.unrecoverable ?? 0,
+                              mode: record?.lastResult?.mode, problems: record?.lastResult?.problems)
+        st.lastFinishedAt = record?.lastFinishedAt
+        st.lastResult = record?.lastResult
+        st.resumesAfter = st.running ? nil : record?.checkpoint?.lastPath
+        if scrubIntervalSeconds > 0 {
+            st.nextDueAt = (record?.lastFinishedAt ?? currentSuperblock.createdAt) + scrubIntervalSeconds
+        }
+        return st
     }
 }

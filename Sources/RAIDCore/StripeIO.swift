@@ -79,7 +79,8 @@ extension ArrayFile {
 
     /// Reads up to `count` bytes at `offset`; returns the bytes read (short at EOF).
     public func read(into dst: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
-        try lock.withReadLock {
+        array.noteUserIO()
+        return try lock.withReadLock {
             guard offset < size, count > 0 else { return 0 }
             let end = min(offset + UInt64(count), size)
             let g = array.geometry
@@ -192,6 +193,7 @@ extension ArrayFile {
     /// Writes `count` bytes at `offset`, extending the file as needed.
     public func write(from src: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
+        array.noteUserIO()
         guard count > 0 else { return }
         try lock.withWriteLock {
             let stripeBytes = UInt64(array.geometry.stripeDataBytes)

@@ -14,6 +14,35 @@ public struct RebuildCheckpoint: Codable, Equatable, Sendable {
     public var bytesDone: UInt64
 }
 
+/// What a scrub found.
+public struct ScrubResult: Codable, Equatable, Sendable {
+    public var mode: String
+    public var bytes: UInt64
+    public var problems: Int
+    public var repaired: Int
+    public var unrecoverable: Int
+}
+
+/// The scrub history the superblocks keep: when the last complete scrub
+/// ended and what it found, and where a scrub in progress stood at its last
+/// checkpoint (an unmount or crash resumes it there).
+public struct ScrubRecord: Codable, Equatable, Sendable {
+    public var lastFinishedAt: Double?
+    public var lastResult: ScrubResult?
+    public var checkpoint: ScrubCheckpoint?
+}
+
+public struct ScrubCheckpoint: Codable, Equatable, Sendable {
+    /// Files are scrubbed in sorted depth-first order; this one and all
+    /// before it are done ("" before the first).
+    public var lastPath: String
+    public var startedAt: Double
+    /// What was found so far (carried over when resumed).
+    public var found: ScrubResult
+    /// After an unclean shutdown: only these files (those the intent log named).
+    public var only: [String]?
+}
+
 public struct RoleRecord: Codable, Equatable, Sendable {
     public var memberUUID: String
     public var state: RoleState
@@ -48,6 +77,7 @@ public struct Superblock: Codable, Equatable, Sendable {
     public var rebuild: RebuildCheckpoint? = nil
     /// Each role's READ, WRITE and CKSUM counts, kept until `raidctl clear`.
     public var counters: [MemberCounters]? = nil
+    public var scrub: ScrubRecord? = nil
 
     public var geometry: Geometry {
         Geometry(level: level, memberCount: memberCount, chunkSizeBytes: chunkSizeBytes)

@@ -79,6 +79,12 @@ func duration(_ s: Double?) -> String {
     return String(format: "%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60)
 }
 
+func timestamp(_ t: Double) -> String {
+    let f = DateFormatter()
+    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    return f.string(from: Date(timeIntervalSince1970: t))
+}
+
 func render(_ st: ArrayStatus, mountpoint: String) -> String {
     var out = "\(mountpoint): raid\(st.level) array \(st.arrayUUID) (chunk \(st.chunkSizeBytes / 1024)K, events \(st.events))\n"
     out += "   state: \(st.state)\n"
@@ -88,10 +94,18 @@ func render(_ st: ArrayStatus, mountpoint: String) -> String {
         if let r = p.role { out += "  (role \(r) → \(p.target ?? "?"))" }
         out += "\n"
     }
-    if !st.scrub.running, let mode = st.scrub.mode {
-        out += "   last scrub (\(mode)): \(st.scrub.stopped == true ? "stopped" : "finished"), \(st.scrub.problems ?? 0) problems, "
+    if !st.scrub.running, let mode = st.scrub.mode, st.scrub.stopped == true {
+        out += "   scrub (\(mode)) stopped: \(st.scrub.problems ?? 0) problems, "
             + "\(st.scrub.repaired ?? 0) repaired, \(st.scrub.unrecoverable ?? 0) beyond redundancy\n"
     }
+    if let at = st.scrub.lastFinishedAt, let r = st.scrub.lastResult {
+        out += "   last scrub (\(r.mode)): finished \(timestamp(at)), \(r.bytes / 1_000_000) MB checked, \(r.problems) problems, "
+            + "\(r.repaired) repaired, \(r.unrecoverable) beyond redundancy\n"
+    } else {
+        out += "   last scrub: none yet\n"
+    }
+    if let after = st.scrub.resumesAfter { out += "   scrub interrupted: resumes after \(after.isEmpty ? "the start" : after) when the array is clean and idle\n" }
+    if let due = st.scrub.nextDueAt, !st.scrub.running { out += "   next scrub due: \(timestamp(due))\n" }
     out += "\n   ROLE  STATE         READ  WRITE  CKSUM  MEMBER\n"
     for m in st.members {
         out += "   " + padLeft("\(m.index)", 4) + "  " + pad(m.state, 10) + " " + padLeft("\(m.readErrors)", 6)

@@ -25,6 +25,8 @@ enum RaidfsCommand {
         var rebuildRateBytesPerSecond: Double? = nil
         var maxReadErrorsPerHour = 20
         var eventProgram: String? = nil
+        var scrubIntervalSeconds: Double = 7 * 86_400
+        var scrubRateBytesPerSecond: Double? = nil
         var fuseOptions: [String] = []
     }
 
@@ -58,6 +60,20 @@ enum RaidfsCommand {
                                 throw UsageError("-o \(opt): rebuild_rate takes a positive number of MB/s")
                             }
                             o.rebuildRateBytesPerSecond = v * 1e6
+                            break
+                        }
+                        if opt.hasPrefix("scrub_interval=") {
+                            guard let v = parseDuration(String(opt.dropFirst("scrub_interval=".count))) else {
+                                throw UsageError("-o \(opt): scrub_interval takes a duration such as 7d, 12h, 30m or 90s (0: never)")
+                            }
+                            o.scrubIntervalSeconds = v
+                            break
+                        }
+                        if opt.hasPrefix("scrub_rate=") {
+                            guard let v = Double(opt.dropFirst("scrub_rate=".count)), v > 0 else {
+                                throw UsageError("-o \(opt): scrub_rate takes a positive number of MB/s")
+                            }
+                            o.scrubRateBytesPerSecond = v * 1e6
                             break
                         }
                         if opt.hasPrefix("event_program=") {
@@ -94,6 +110,15 @@ enum RaidfsCommand {
         guard !o.members.isEmpty else { throw UsageError("no member directories in \(positional[0])") }
         o.mountpoint = absolutePath(positional[1])
         return o
+    }
+
+    /// "7d", "12h", "30m", "90s" or plain seconds; nil when not a duration.
+    static func parseDuration(_ text: String) -> Double? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var number = Substring(text), scale = 1.0
+        if let last = text.last, let u = units[last] { number = text.dropLast(); scale = u }
+        guard let v = Double(number), v >= 0, v.isFinite else { return nil }
+        return v * scale
     }
 
     struct UsageError: Error {
@@ -158,6 +183,8 @@ enum RaidfsCommand {
         array.rebuildRateBytesPerSecond = o.rebuildRateBytesPerSecond
         array.maxReadErrorsPerHour = o.maxReadErrorsPerHour
         array.mountpoint = o.mountpoint
+        array.scrubIntervalSeconds = o.scrubIntervalSeconds
+        array.scrubRateBytesPerSecond = o.scrubRateBytesPerSecond
         if let program = o.eventProgram {
             EventProgram(program: program, mountpoint: o.mountpoint).attach(to: array.eventLog) { [logger] in
                 logger.error("\($0)")

@@ -86,7 +86,12 @@ final class PowerCutTests: XCTestCase {
 
         let (again, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
         XCTAssertTrue(again.needsResync, "a crash with writes in flight leaves regions in the intent log")
+        let named = Set(again.pendingResync.map { $0.1 })
         try again.markInUse()
+        if !named.isEmpty {
+            // The files the log named are scrubbed next, even across another crash.
+            XCTAssertEqual(again.currentSuperblock.scrub?.checkpoint?.only.map(Set.init), named)
+        }
         var healthy: [[UInt8]] = []
         for i in 0..<fileCount {
             let af = try again.open("/f\(i)")

@@ -75,7 +75,7 @@ final class ScrubTests: XCTestCase {
 
     func testScrubCanBeStoppedAndUnmountStopsIt() throws {
         let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
-        try a.mount(options: ["rebuild_rate=2"])   // 2 MB/s: a 16 MiB scrub takes seconds
+        try a.mount(options: ["scrub_rate=2"])   // 2 MB/s: a 16 MiB scrub takes seconds
         try writeFile(a.path("f"), randomBytes(16 << 20, seed: 8))
         XCTAssertEqual(try a.ctl(["scrub", a.mountpoint]).status, 0)
         XCTAssertTrue(try a.status().scrub.running)
@@ -95,9 +95,92 @@ final class ScrubTests: XCTestCase {
         XCTAssertFalse(isMounted(a.mountpoint))
         XCTAssertEqual(daemon.terminationReason, .exit)
         XCTAssertEqual(daemon.terminationStatus, 0)
-        try a.mount()
-        let events = try a.ctl(["events", a.mountpoint]).stdout
+        try a.mount(options: ["scrub_rate=2"])
+        var events = try a.ctl(["events", a.mountpoint]).stdout
         XCTAssertEqual(events.components(separatedBy: "scrub-stopped").count - 1, 2, events)
-        XCTAssertFalse(try a.status().scrub.running, "a scrub does not restart by itself at mount")
+        // --stop ends a scrub for good; the one the unmount stopped resumes.
+        let deadline = Date().addingTimeInterval(10)
+        while !events.contains("scrub-resumed") && Date() < deadline { usleep(100_000); events = try a.ctl(["events", a.mountpoint]).stdout }
+        XCTAssertTrue(events.contains("scrub-resumed"), events)
+        XCTAssertEqual(events.components(separatedBy: "scrub-resumed").count - 1, 1, events)
+    }
+}
+
+/// Scrubs that run with no one at the keyboard: on a schedule, resumed
+/// after an unmount, with their history in the superblocks.
+final class ScheduledScrubTests: XCTestCase {
+    /// Flips one byte in the chunk `index` of `stripe` of `file` on the
+    /// member that holds it; returns that member's role.
+    @discardableResult
+    func flip(_ a: ScratchArray, _ file: String, stripe: UInt64, index: Int, geometry g: Geometry, chunk: Int) throws -> Int {
+        let role = g.member(stripe: stripe, chunkIndex: index)
+        let fd = open(a.members[role] + "/data/" + file, O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var b: UInt8 = 0
+        let off = off_t(MemberFileLayout(chunkSizeBytes: chunk).chunkOffset(stripe: stripe)) + 777
+        XCTAssertEqual(pread(fd, &b, 1, off), 1)
+        b ^= 0x81
+        XCTAssertEqual(pwrite(fd, &b, 1, off), 1)
+        return role
+    }
+
+    /// Polls status until `done` holds, failing after `seconds`.
+    func waitForScrub(_ a: ScratchArray, seconds: Double = 60, _ done: (ProgressStatus) -> Bool) throws -> ProgressStatus {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let s = try a.status().scrub
+            if done(s) { return s }
+            if Date() > deadline { throw FSError.io("scrub never reached the state waited for: \(s)") }
+            usleep(100_000)
+        }
+    }
+
+    func testScheduledScrubRepairsDamageNoReadTouchedThenFindsNothing() throws {
+        let chunk = 16 * 1024
+        let a = try ScratchArray(level: 6, members: 5, chunk: "16K")
+        try a.mount(options: ["scrub_interval=0"])
+        let data = randomBytes(600_000, seed: 21)
+        try writeFile(a.path("f"), data)
+        a.unmount()
+        let g = Geometry(level: .raid6, memberCount: 5, chunkSizeBytes: chunk)
+        try flip(a, "f", stripe: 0, index: 0, geometry: g, chunk: chunk)                   // data
+        try flip(a, "f", stripe: 1, index: g.dataChunkCount, geometry: g, chunk: chunk)    // P
+        // Nothing is typed after this mount: the schedule starts the scrubs.
+        try a.mount(options: ["scrub_interval=2s"])
+        var s = try waitForScrub(a) { $0.lastResult != nil && !$0.running }
+        XCTAssertEqual(s.lastResult?.problems, 2)
+        XCTAssertEqual(s.lastResult?.repaired, 2)
+        let first = s.lastFinishedAt!
+        XCTAssertEqual(s.nextDueAt!, first + 2, accuracy: 0.01)
+        s = try waitForScrub(a) { ($0.lastFinishedAt ?? 0) > first && !$0.running }
+        XCTAssertEqual(s.lastResult?.problems, 0, "the second scrub finds nothing")
+        let events = try a.ctl(["events", a.mountpoint]).stdout
+        XCTAssertTrue(events.contains("scrub-scheduled"), events)
+        XCTAssertEqual(try readFile(a.path("f")), data)
+        let text = try a.ctl(["status", a.mountpoint]).stdout
+        XCTAssertTrue(text.contains("last scrub (repair): finished") && text.contains("next scrub due"), text)
+        // The history survives a remount.
+        a.unmount()
+        try a.mount(options: ["scrub_interval=0"])
+        XCTAssertNotNil(try a.status().scrub.lastFinishedAt)
+        XCTAssertNil(try a.status().scrub.nextDueAt, "scrub_interval=0: never scheduled")
+    }
+
+    func testScrubCutShortByUnmountResumesAtTheNextMount() throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount(options: ["scrub_interval=0", "scrub_rate=1"])
+        for i in 0..<8 { try writeFile(a.path(String(format: "f%02d", i)), randomBytes(500_000, seed: UInt64(30 + i))) }
+        XCTAssertEqual(try a.ctl(["scrub", a.mountpoint]).status, 0)
+        let before = try waitForScrub(a) { $0.running && $0.progress > 0.25 }
+        a.unmount()
+        XCTAssertTrue(try runTool("raidctl", ["examine", "--json", a.members[0]]).stdout.contains("checkpoint"))
+        try a.mount(options: ["scrub_interval=0"])
+        let s = try waitForScrub(a) { $0.lastFinishedAt != nil && !$0.running }
+        XCTAssertEqual(s.lastResult?.bytes, 8 * 500_000, "every byte scrubbed once over both mounts")
+        XCTAssertNil(s.resumesAfter)
+        let events = try a.ctl(["events", a.mountpoint]).stdout
+        XCTAssertTrue(events.contains("scrub-resumed") && events.contains("the next mount resumes it"), events)
+        XCTAssertGreaterThan(before.progress, 0.25)
     }
 }
