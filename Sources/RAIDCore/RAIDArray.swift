@@ -417,7 +417,7 @@ public final class RAIDArray: @unchecked Sendable {
     /// Writes the current membership to every active member's superblock,
     /// moving the event counter on. A member that cannot take its superblock
     /// is failed in turn and the survivors are written again.
-    func persistState(clean: Bool, reason: String, checkpoint: RebuildCheckpoint?? = nil) throws {
+    func persistState(clean: Bool, reason: String, rebuilds: [RebuildCheckpoint]?? = nil) throws {
         try superblockWriteLock.withLock {
             while true {
                 let (sb, targets): (Superblock, [Int]) = stateLock.withLock {
@@ -427,7 +427,7 @@ public final class RAIDArray: @unchecked Sendable {
                     for r in 0..<geometry.memberCount { superblock.roles[r].state = roleStates[r] }
                     superblock.counters = counters
                     superblock.spares = spareMembers.map { $0.uuid }
-                    if let c = checkpoint { superblock.rebuild = c }
+                    if let c = rebuilds { superblock.rebuilds = c }
                     return (superblock, (0..<geometry.memberCount).filter { roleStates[$0] == .active || roleStates[$0] == .rebuilding })
                 }
                 var failed: [(Int, Error)] = []

@@ -29,7 +29,7 @@ extension RAIDArray {
         if lostAfter > geometry.parityChunkCount && state == .active && !force {
             throw FSError(EBUSY, "failing member \(role) would leave RAID \(geometry.level.rawValue) with \(geometry.memberCount - lostAfter) of \(geometry.memberCount) members: data would be lost (use --force)")
         }
-        if state == .rebuilding, let r = stateLock.withLock({ rebuilderSlot }), r.role == role { r.stop() }
+        // A rebuild onto this role's member drops it and goes on with the others.
         let name = memberName(role)
         memberFailed(role: role, reason: "failed by administrator")
         // A hot spare may hold the role already.
@@ -157,8 +157,8 @@ extension RAIDArray {
             shadowGenerations[role] &+= 1
             shadowFlags[role] = 1
         }
-        let r = Rebuilder(array: self, role: role, target: target, targetUUID: uuid,
-                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: nil, replacing: true)
+        let r = Rebuilder(array: self, targets: [.init(role: role, member: target, uuid: uuid)],
+                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: [], replacing: true)
         stateLock.withLock { rebuilderSlot = r }
         eventLog.record(ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(memberName(role)) onto \(dir)"))
         r.start()
@@ -220,24 +220,59 @@ extension RAIDArray {
     }
 
     private func startRebuildLocked() -> Int? {
+        // Spares found usable in this call, by uuid.
+        var probed = Set<String>()
         while true {
-            enum Step { case none, resume(Int, Member, String, RebuildCheckpoint?), candidate(Int, (uuid: String, member: Member)) }
+            enum Step {
+                case none
+                /// A role was lost while a rebuild runs: stop it (it leaves
+                /// checkpoints) and start one pass for every lost role.
+                case restart(Rebuilder)
+                case probe(Int, (uuid: String, member: Member))
+                /// The roles to rebuild, their checkpoints, and which of them
+                /// spares just took.
+                case launch([Rebuilder.Target], [RebuildCheckpoint], [Rebuilder.Target])
+            }
             let step: Step = stateLock.withLock {
-                if rebuilderSlot?.isRunning == true { return .none }
-                if let r = (0..<geometry.memberCount).first(where: { roleStates[$0] == .rebuilding }), let m = memberSlots[r] {
-                    return .resume(r, m, superblock.roles[r].memberUUID, superblock.rebuild)
+                let lost = (0..<geometry.memberCount).filter { roleStates[$0] == .faulty || roleStates[$0] == .missing }
+                let canTake = !lost.isEmpty && !spareMembers.isEmpty
+                    && roleStates.filter({ $0 == .active }).count >= geometry.dataChunkCount
+                if let r = rebuilderSlot, r.isRunning {
+                    return canTake && !r.replacing ? .restart(r) : .none
                 }
-                guard let r = (0..<geometry.memberCount).first(where: { roleStates[$0] == .faulty || roleStates[$0] == .missing }),
-                      let spare = spareMembers.first,
-                      roleStates.filter({ $0 == .active }).count >= geometry.dataChunkCount else { return .none }
-                return .candidate(r, spare)
+                var targets: [Rebuilder.Target] = (0..<geometry.memberCount).compactMap { r in
+                    guard roleStates[r] == .rebuilding, let m = memberSlots[r] else { return nil }
+                    return Rebuilder.Target(role: r, member: m, uuid: superblock.roles[r].memberUUID)
+                }
+                var resume = superblock.rebuilds ?? []
+                var activated: [Rebuilder.Target] = []
+                if canTake {
+                    for (role, spare) in zip(lost, spareMembers) where !probed.contains(spare.uuid) {
+                        return .probe(role, spare)   // probed outside the lock first
+                    }
+                    for (role, spare) in zip(lost, spareMembers) {
+                        spareMembers.removeAll { $0.uuid == spare.uuid }
+                        memberSlots[role] = spare.member
+                        roleGenerations[role] &+= 1
+                        resetCountersLocked(role)   // the counters are the new member's
+                        roleStates[role] = .rebuilding
+                        superblock.roles[role].memberUUID = spare.uuid
+                        activeFlags[role] = 2
+                        resume.removeAll { $0.role == role }
+                        activated.append(Rebuilder.Target(role: role, member: spare.member, uuid: spare.uuid))
+                    }
+                }
+                targets += activated
+                superblock.rebuilds = resume.isEmpty ? nil : resume
+                return targets.isEmpty ? .none : .launch(targets, resume, activated)
             }
             switch step {
             case .none:
                 return nil
-            case .resume(let role, let target, let uuid, let checkpoint):
-                return launchRebuild(role: role, target: target, uuid: uuid, checkpoint: checkpoint)
-            case .candidate(let role, let spare):
+            case .restart(let r):
+                r.stop()
+                while r.isRunning { usleep(5_000) }
+            case .probe(let role, let spare):
                 // A spare that is gone, full or unwritable cannot take over:
                 // say so and try the next one rather than keep it listed.
                 if let why = unusableSpareReason(spare) {
@@ -247,25 +282,17 @@ extension RAIDArray {
                     do { try persistState(clean: false, reason: "unusable spare dropped") } catch {
                         logger.error("dropping spare \(spare.member.name): \(error)")
                     }
-                    continue
+                } else {
+                    probed.insert(spare.uuid)
                 }
-                let taken: Bool = stateLock.withLock {
-                    guard roleStates[role] == .faulty || roleStates[role] == .missing,
-                          let i = spareMembers.firstIndex(where: { $0.uuid == spare.uuid }) else { return false }
-                    spareMembers.remove(at: i)
-                    memberSlots[role] = spare.member
-                    roleGenerations[role] &+= 1
-                    resetCountersLocked(role)   // the counters are the new member's
-                    roleStates[role] = .rebuilding
-                    superblock.roles[role].memberUUID = spare.uuid
-                    superblock.rebuild = nil
-                    activeFlags[role] = 2
-                    return true
+                continue
+            case .launch(let targets, let resume, let activated):
+                // (Events are recorded outside the state lock: recording
+                // writes to the members, which asks for it.)
+                for t in activated {
+                    eventLog.record(ArrayEvent(kind: "spare-activated", member: t.role, message: "spare \(t.member.name) takes role \(t.role)"))
                 }
-                guard taken else { continue }
-                eventLog.record(ArrayEvent(kind: "spare-activated", member: role,
-                                           message: "spare \(spare.member.name) takes role \(role)"))
-                return launchRebuild(role: role, target: spare.member, uuid: spare.uuid, checkpoint: nil)
+                return launchRebuild(targets, resume: resume)
             }
         }
     }
@@ -281,45 +308,58 @@ extension RAIDArray {
         return nil
     }
 
-    private func launchRebuild(role: Int, target: Member, uuid: String, checkpoint: RebuildCheckpoint?) -> Int? {
+    private func launchRebuild(_ targets: [Rebuilder.Target], resume: [RebuildCheckpoint]) -> Int? {
+        let roles = targets.map { String($0.role) }.joined(separator: ", ")
         do {
-            try persistState(clean: false, reason: "rebuild of role \(role) started")
+            try persistState(clean: false, reason: "rebuild of role\(targets.count > 1 ? "s" : "") \(roles) started")
         } catch {
-            logger.error("rebuild of role \(role): \(error)")
+            logger.error("rebuild of \(roles): \(error)")
             return nil
         }
-        let r = Rebuilder(array: self, role: role, target: target, targetUUID: uuid,
-                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: checkpoint)
+        let r = Rebuilder(array: self, targets: targets, rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume)
         stateLock.withLock { rebuilderSlot = r }
         r.start()
-        return role
+        return targets[0].role
     }
 
     /// True while `r`'s target still holds its role (being rebuilt, or
     /// attached as the replacement).
-    func isCurrentTarget(_ r: Rebuilder) -> Bool {
+    /// True while `t`'s member still holds its role for `r` (being rebuilt,
+    /// or attached as the replacement).
+    func isCurrentTarget(_ r: Rebuilder, _ t: Rebuilder.Target) -> Bool {
         stateLock.withLock {
-            if r.replacing { return shadowSlots[r.role]?.member === r.target }
-            return roleStates[r.role] == .rebuilding && memberSlots[r.role] === r.target
+            if r.replacing { return shadowSlots[t.role]?.member === t.member }
+            return roleStates[t.role] == .rebuilding && memberSlots[t.role] === t.member
         }
     }
 
-    func checkpointRebuild(_ c: RebuildCheckpoint) {
-        try? persistState(clean: false, reason: "rebuild checkpoint", checkpoint: .some(c))
+    func checkpointRebuild(_ c: [RebuildCheckpoint]) {
+        do { try persistState(clean: false, reason: "rebuild checkpoint", rebuilds: .some(c)) } catch {
+            logger.error("rebuild checkpoint: \(error)")
+        }
     }
 
     func finishRebuild(_ r: Rebuilder) {
-        let ok: Bool = stateLock.withLock {
-            guard roleStates[r.role] == .rebuilding, memberSlots[r.role] === r.target else { return false }
-            roleStates[r.role] = .active
-            activeFlags[r.role] = 1
-            return true
+        let done: [Rebuilder.Target] = stateLock.withLock {
+            r.targets.filter { t in
+                guard roleStates[t.role] == .rebuilding, memberSlots[t.role] === t.member else { return false }
+                roleStates[t.role] = .active
+                activeFlags[t.role] = 1
+                return true
+            }
         }
-        guard ok else { return }
-        try? persistState(clean: false, reason: "rebuild of role \(r.role) finished", checkpoint: .some(nil))
+        guard !done.isEmpty else { return }
+        do {
+            try persistState(clean: false, reason: "rebuild of roles \(done.map { String($0.role) }.joined(separator: ", ")) finished",
+                             rebuilds: .some(nil))
+        } catch {
+            logger.error("rebuild finished, but no superblock took it: \(error)")
+        }
         let st = r.status
-        eventLog.record(ArrayEvent(kind: "rebuild-finished", member: r.role,
-                                   message: "role \(r.role) rebuilt onto \(r.target.name) (\(String(format: "%.1f", st.bytesPerSecond / 1e6)) MB/s); array is \(state.rawValue)"))
+        for t in done {
+            eventLog.record(ArrayEvent(kind: "rebuild-finished", member: t.role,
+                                       message: "role \(t.role) rebuilt onto \(t.member.name) (\(String(format: "%.1f", st.bytesPerSecond / 1e6)) MB/s); array is \(state.rawValue)"))
+        }
         startRebuildIfPossible()
     }
 

@@ -3,17 +3,25 @@ import Foundation
 import Glibc
 #endif
 
-/// Rebuilds one role onto a new member while the array keeps serving: the
-/// tree is walked in sorted depth-first order, each file's chunks for that
-/// role are reconstructed from the others a few stripes at a time under the
-/// file's lock (user I/O interleaves between batches), and progress is
-/// checkpointed in the superblocks so a remount resumes where it stopped.
-/// Only data that exists is rebuilt. New writes reach the member as soon as
-/// it is attached, so what the walk has done stays current.
+/// Rebuilds lost roles onto new members while the array keeps serving —
+/// every lost role in one pass, as md recovers two RAID 6 devices at once:
+/// the tree is walked in sorted depth-first order, each file's chunks for
+/// those roles are reconstructed together from one read of the survivors a
+/// few stripes at a time under the file's lock (user I/O interleaves
+/// between batches), and each role's progress is checkpointed in the
+/// superblocks so a remount resumes where it stopped. Only data that exists
+/// is rebuilt. New writes reach the members as soon as they are attached, so
+/// what the walk has done stays current.
 public final class Rebuilder: @unchecked Sendable {
-    public let role: Int
-    public let target: Member
-    public let targetUUID: String
+    public struct Target {
+        public let role: Int
+        public let member: Member
+        public let uuid: String
+    }
+    /// The roles rebuilt in this pass (one when replacing).
+    public let targets: [Target]
+    public var role: Int { targets[0].role }
+    public var target: Member { targets[0].member }
     /// raidctl replace: the role's member keeps serving; chunks are copied
     /// from it (rebuilt from the others where it fails) to the replacement.
     public let replacing: Bool
@@ -27,31 +35,35 @@ public final class Rebuilder: @unchecked Sendable {
     private var runningValue = true
     private var stopRequested = false
     private var missedDuringWalk = false
-    private var completed = Set<UInt64>()
-    private var resumeAfter: [String]?
+    /// File ids finished, by role.
+    private var completed: [Int: Set<UInt64>] = [:]
+    /// Where each resumed role's checkpoint stood: files up to it are done.
+    private var resumeAfter: [Int: [String]] = [:]
     private var lastPath = ""
     /// bytesDone when `lastPath` was finished: what a checkpoint records.
     private var lastPathBytes: UInt64 = 0
     private var lastCheckpoint = Date()
     static let stripesPerBatch: UInt64 = 16
 
-    init(array: RAIDArray, role: Int, target: Member, targetUUID: String, rateBytesPerSecond: Double?,
-         resume: RebuildCheckpoint?, replacing: Bool = false) {
+    init(array: RAIDArray, targets: [Target], rateBytesPerSecond: Double?,
+         resume: [RebuildCheckpoint], replacing: Bool = false) {
+        precondition(!targets.isEmpty && (!replacing || targets.count == 1), "a rebuild needs targets; a replacement has one")
         self.array = array
         self.replacing = replacing
-        self.role = role
-        self.target = target
-        self.targetUUID = targetUUID
+        self.targets = targets
         self.rateBytesPerSecond = rateBytesPerSecond
-        if let r = resume, r.role == role, r.memberUUID == targetUUID {
-            resumeAfter = Rebuilder.components(r.lastPath)
-            lastPath = r.lastPath
-            bytesDoneValue = r.bytesDone
-            lastPathBytes = r.bytesDone
-        } else {
-            bytesDoneValue = 0
+        var resumedBytes: UInt64? = nil
+        for t in targets {
+            if let r = resume.first(where: { $0.role == t.role && $0.memberUUID == t.uuid }) {
+                resumeAfter[t.role] = Rebuilder.components(r.lastPath)
+                resumedBytes = min(resumedBytes ?? r.bytesDone, r.bytesDone)
+            } else {
+                resumedBytes = 0
+            }
         }
+        bytesDoneValue = resumedBytes ?? 0
         bytesAtStart = bytesDoneValue
+        lastPathBytes = bytesDoneValue
     }
 
     public var status: ProgressStatus {
@@ -63,16 +75,22 @@ public final class Rebuilder: @unchecked Sendable {
             return ProgressStatus(running: runningValue,
                                   progress: total == 0 ? (runningValue ? 0 : 1) : Double(bytesDoneValue) / Double(total),
                                   bytesPerSecond: rate, etaSeconds: rate > 0 ? remaining / rate : nil,
-                                  role: role, target: target.name)
+                                  role: role, target: targets.map { $0.member.name }.joined(separator: ", "))
         }
     }
 
     public var isRunning: Bool { lock.withLock { runningValue } }
 
+    /// Stops at the next batch; the checkpoint lets a later pass resume.
     func stop() { lock.withLock { stopRequested = true } }
-    /// Asked to stop (unmount), or the target no longer holds the role
-    /// (it failed in turn): a later rebuild takes the next spare.
-    private var shouldStop: Bool { lock.withLock { stopRequested } || !array.isCurrentTarget(self) }
+
+    /// The targets that still hold their roles (one that failed in turn is
+    /// dropped; a later rebuild gives its role the next spare).
+    private var liveTargets: [Target] { targets.filter { array.isCurrentTarget(self, $0) } }
+
+    /// Asked to stop (unmount, or a new loss to take into the pass), or no
+    /// target is left.
+    private var shouldStop: Bool { lock.withLock { stopRequested } || liveTargets.isEmpty }
 
     /// A namespace change could not be applied to the member being rebuilt
     /// (its parent was not there yet): walk again at the end.
@@ -82,13 +100,18 @@ public final class Rebuilder: @unchecked Sendable {
 
     func start() {
         let t = Thread { [self] in run() }
-        t.name = "raidfs-rebuild-\(role)"
+        t.name = "raidfs-rebuild-" + targets.map { String($0.role) }.joined(separator: "-")
         t.start()
     }
 
     private func run() {
-        array.eventLog.record(ArrayEvent(kind: "rebuild-started", member: role,
-                                         message: "rebuilding role \(role) onto \(target.name)\(resumeAfter != nil ? " (resuming after \(lastPath))" : "")"))
+        for t in targets {
+            let resumed = resumeAfter[t.role].map { " (resuming after /" + $0.joined(separator: "/") + ")" } ?? ""
+            let together = targets.count > 1 ? " (with role\(targets.count > 2 ? "s" : "") "
+                + targets.filter { $0.role != t.role }.map { String($0.role) }.joined(separator: ", ") + ", in one pass)" : ""
+            array.eventLog.record(ArrayEvent(kind: "rebuild-started", member: t.role,
+                                             message: "rebuilding role \(t.role) onto \(t.member.name)\(together)\(resumed)"))
+        }
         do {
             let total = try array.fileBytes { shouldStop }
             lock.withLock { bytesTotalValue = total }
@@ -96,14 +119,13 @@ public final class Rebuilder: @unchecked Sendable {
             repeat {
                 lock.withLock { missedDuringWalk = false }
                 try walk()
-                resumeAfter = nil
+                resumeAfter = [:]
                 pass += 1
             } while lock.withLock({ missedDuringWalk }) && pass < 8 && !shouldStop
             if shouldStop {
-                // Unmounting: leave a checkpoint so the next mount resumes here.
-                if !lastPath.isEmpty && !replacing && lock.withLock({ stopRequested }) {
-                    array.checkpointRebuild(RebuildCheckpoint(role: role, memberUUID: targetUUID, lastPath: lastPath, bytesDone: lastPathBytes))
-                }
+                // Unmounting, or restarted with more roles: checkpoints let
+                // the next pass resume here.
+                if !replacing && lock.withLock({ stopRequested }) { array.checkpointRebuild(checkpoints()) }
                 lock.withLock { runningValue = false }
                 return
             }
@@ -111,35 +133,61 @@ public final class Rebuilder: @unchecked Sendable {
             if replacing { array.completeReplacement(self) } else { array.finishRebuild(self) }
         } catch {
             lock.withLock { runningValue = false }
-            array.eventLog.record(ArrayEvent(kind: "rebuild-failed", member: role, message: "rebuild onto \(target.name) stopped: \(error)"))
+            for t in targets {
+                array.eventLog.record(ArrayEvent(kind: "rebuild-failed", member: t.role, message: "rebuild onto \(t.member.name) stopped: \(error)"))
+            }
         }
     }
 
+    /// Where each live target stands: the walk's position, or its older
+    /// checkpoint where the walk has not reached that yet.
+    private func checkpoints() -> [RebuildCheckpoint] {
+        let (path, bytes) = lock.withLock { (lastPath, lastPathBytes) }
+        let here = Rebuilder.components(path)
+        return liveTargets.map { t in
+            var at = path
+            if let old = resumeAfter[t.role], here.lexicographicallyPrecedes(old) { at = "/" + old.joined(separator: "/") }
+            return RebuildCheckpoint(role: t.role, memberUUID: t.uuid, lastPath: at, bytesDone: bytes)
+        }
+    }
 
     /// One pass over the namespace, in the walk's order: a checkpoint's
     /// lastPath covers every file that sorts before it.
     private func walk() throws {
         try array.walk { path, type in
             if shouldStop { return false }
-            // Resuming: files up to and including the checkpoint are done.
-            let done = resumeAfter.map { !$0.lexicographicallyPrecedes(Rebuilder.components(path)) } ?? false
+            let here = Rebuilder.components(path)
+            let live = liveTargets
             guard let st = try? array.getattr(path) else { return true }
             switch type {
             case UInt8(DT_DIR):
-                ignoreExists { try target.mkdir(path, mode: st.st_mode & 0o7777) }
-                copyAttributes(path, st)
+                for t in live {
+                    ignoreExists { try t.member.mkdir(path, mode: st.st_mode & 0o7777) }
+                    copyAttributes(t.member, path, st)
+                }
             case UInt8(DT_LNK):
-                if let t = try? array.readlink(path) { ignoreExists { try target.symlink(target: t, at: path) } }
-                try? target.chown(path, uid: st.st_uid, gid: st.st_gid)
+                if let link = try? array.readlink(path) {
+                    for t in live {
+                        ignoreExists { try t.member.symlink(target: link, at: path) }
+                        try? t.member.chown(path, uid: st.st_uid, gid: st.st_gid)
+                    }
+                }
             case UInt8(DT_REG):
-                if done { return true }
-                guard try rebuildFile(path, st) else { return false }
+                // Resuming: a role's files up to its checkpoint are done.
+                let needing = live.filter { t in
+                    guard let old = resumeAfter[t.role] else { return true }
+                    return !(here == old || here.lexicographicallyPrecedes(old))
+                }
+                if !needing.isEmpty {
+                    guard try rebuildFile(path, st, needing) else { return false }
+                }
             default:
-                ignoreExists { try target.mknod(path, mode: st.st_mode, device: st.st_rdev) }
-                copyAttributes(path, st)
+                for t in live {
+                    ignoreExists { try t.member.mknod(path, mode: st.st_mode, device: st.st_rdev) }
+                    copyAttributes(t.member, path, st)
+                }
             }
-            lastPath = path
-            lastPathBytes = lock.withLock { bytesDoneValue }
+            lock.withLock { lastPath = path; lastPathBytes = bytesDoneValue }
             checkpointIfDue()
             return true
         }
@@ -151,39 +199,45 @@ public final class Rebuilder: @unchecked Sendable {
         }
     }
 
-    private func copyAttributes(_ path: String, _ st: stat) {
-        try? target.chmod(path, mode: st.st_mode & 0o7777)
-        try? target.chown(path, uid: st.st_uid, gid: st.st_gid)
-        try? target.utimens(path, (st.st_atim, st.st_mtim))
+    private func copyAttributes(_ m: Member, _ path: String, _ st: stat) {
+        try? m.chmod(path, mode: st.st_mode & 0o7777)
+        try? m.chown(path, uid: st.st_uid, gid: st.st_gid)
+        try? m.utimens(path, (st.st_atim, st.st_mtim))
     }
 
     /// False when stopped before the file was finished.
-    private func rebuildFile(_ path: String, _ st: stat) throws -> Bool {
+    private func rebuildFile(_ path: String, _ st: stat, _ needing: [Target]) throws -> Bool {
         guard let af = try? array.open(path) else { return true }   // deleted meanwhile
         defer { array.release(af) }
-        let attached = { self.replacing ? af.isShadowAttached(role: self.role) : af.isAttached(role: self.role) }
-        if lock.withLock({ completed.contains(af.fileId) }) && af.lock.withReadLock(attached) { return true }
+        let attached = { (t: Target) in self.replacing ? af.isShadowAttached(role: t.role) : af.isAttached(role: t.role) }
+        let todo = try af.lock.withReadLock {
+            needing.filter { t in !(lock.withLock { completed[t.role]?.contains(af.fileId) ?? false } && attached(t)) }
+        }
+        if todo.isEmpty { return true }
         try af.lock.withWriteLock {
-            if !attached() {
-                let f = try target.open(path, flags: O_CREAT | O_RDWR, mode: st.st_mode & 0o7777)
-                if replacing { af.attachShadow(role: role, f) } else { af.attach(role: role, f) }
-                try? target.chown(path, uid: st.st_uid, gid: st.st_gid)
+            for t in todo where !attached(t) {
+                let f = try t.member.open(path, flags: O_CREAT | O_RDWR, mode: st.st_mode & 0o7777)
+                if replacing { af.attachShadow(role: t.role, f) } else { af.attach(role: t.role, f) }
+                try? t.member.chown(path, uid: st.st_uid, gid: st.st_gid)
             }
             try af.writeHeadersLocked()
         }
+        let roles = todo.map { $0.role }
         var stripe: UInt64 = 0
         while !shouldStop {
             let (finished, bytes): (Bool, UInt64) = try array.workspaces.withItem { ws in
                 try af.lock.withWriteLock {
                     let count = af.stripeCount
                     if stripe >= count {
-                        try (replacing ? af.shadow(role) : af.writable(role))?.truncate(to: array.layout.fileBytes(stripeCount: count))
+                        for r in roles {
+                            try (replacing ? af.shadow(r) : af.writable(r))?.truncate(to: array.layout.fileBytes(stripeCount: count))
+                        }
                         return (true, 0)
                     }
                     let end = min(count, stripe + Rebuilder.stripesPerBatch)
                     for s in stripe..<end {
                         if replacing { af.copyChunkToReplacement(role: role, stripe: s, ws: ws) }
-                        else { af.rebuildChunk(role: role, stripe: s, ws: ws) }
+                        else { af.rebuildChunks(roles: roles.filter { af.writable($0) != nil }, stripe: s, ws: ws) }
                     }
                     let sb = UInt64(array.geometry.stripeDataBytes)
                     let bytes = min(end * sb, af.size) - min(stripe * sb, af.size)
@@ -196,8 +250,8 @@ public final class Rebuilder: @unchecked Sendable {
             throttle()
         }
         if shouldStop { return false }
-        try? target.utimens(path, (st.st_atim, st.st_mtim))
-        lock.withLock { _ = completed.insert(af.fileId) }
+        for t in todo { try? t.member.utimens(path, (st.st_atim, st.st_mtim)) }
+        lock.withLock { for r in roles { completed[r, default: []].insert(af.fileId) } }
         return true
     }
 
@@ -206,9 +260,9 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     private func checkpointIfDue() {
-        guard Date().timeIntervalSince(lastCheckpoint) >= 2 else { return }
+        guard !replacing, Date().timeIntervalSince(lastCheckpoint) >= 2 else { return }
         lastCheckpoint = Date()
-        array.checkpointRebuild(RebuildCheckpoint(role: role, memberUUID: targetUUID, lastPath: lastPath, bytesDone: lastPathBytes))
+        array.checkpointRebuild(checkpoints())
     }
 }
 
@@ -230,21 +284,31 @@ extension ArrayFile {
     }
 
     /// Reconstructs the chunk `role` holds in `stripe` from the others and
-    /// writes it there. Beyond redundancy the entry is poisoned, so the chunk
-    /// reads as damaged (EIO) rather than as zeros.
+    /// writes it there.
     func rebuildChunk(role: Int, stripe: UInt64, ws: StripeWorkspace) {
-        let i = array.geometry.chunkIndex(stripe: stripe, member: role)
+        rebuildChunks(roles: [role], stripe: stripe, ws: ws)
+    }
+
+    /// Reconstructs the chunks `roles` hold in `stripe` together, from one
+    /// read of the others, and writes each to its member. Beyond redundancy
+    /// their entries are poisoned, so the chunks read as damaged (EIO)
+    /// rather than as zeros.
+    func rebuildChunks(roles: [Int], stripe: UInt64, ws: StripeWorkspace) {
+        guard !roles.isEmpty else { return }
+        let lost = roles.map { array.geometry.chunkIndex(stripe: stripe, member: $0) }
         var have = Set<Int>()
         do {
-            try recover(stripe: stripe, lost: [i], have: &have, ws: ws, heal: false)
-            writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes)
+            try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: false)
+            for (role, i) in zip(roles, lost) { writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes) }
         } catch {
-            array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: role, path: displayPath,
-                                             message: "stripe \(stripe) cannot be rebuilt: \(error)"))
-            guard let f = writable(role) else { return }
-            var poison = UInt64(1).littleEndian
-            _ = try? withUnsafeBytes(of: &poison) {
-                try f.write(from: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
+            for role in roles {
+                array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: role, path: displayPath,
+                                                 message: "stripe \(stripe) cannot be rebuilt: \(error)"))
+                guard let f = writable(role) else { continue }
+                var poison = UInt64(1).littleEndian
+                _ = try? withUnsafeBytes(of: &poison) {
+                    try f.write(from: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
+                }
             }
         }
     }

@@ -73,8 +73,9 @@ public struct Superblock: Codable, Equatable, Sendable {
     public var updatedAt: Double
     /// False while mounted read-write; true after a clean shutdown.
     public var clean: Bool
-    /// Where a rebuild stood at its last checkpoint: a remount resumes there.
-    public var rebuild: RebuildCheckpoint? = nil
+    /// Where each role being rebuilt stood at its last checkpoint: a remount
+    /// resumes there.
+    public var rebuilds: [RebuildCheckpoint]? = nil
     /// Each role's READ, WRITE and CKSUM counts, kept until `raidctl clear`.
     public var counters: [MemberCounters]? = nil
     public var scrub: ScrubRecord? = nil

@@ -193,7 +193,7 @@ final class AdminTests: XCTestCase {
         XCTAssertGreaterThan(before, 0.2)
         a.unmount()
         let sb = try runTool("raidctl", ["examine", "--json", spare]).stdout
-        XCTAssertTrue(sb.contains("\"rebuild\""), sb)
+        XCTAssertTrue(sb.contains("\"rebuilds\""), sb)
         try a.mount(a.members + [spare])
         st = try a.status()
         XCTAssertTrue(st.state == "rebuilding" || st.state == "clean", st.state)

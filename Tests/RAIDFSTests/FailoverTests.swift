@@ -152,6 +152,29 @@ final class FailoverTests: XCTestCase {
         for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "rebuilt members carry \(p)") }
     }
 
+    /// Two lost roles on RAID 6 are rebuilt together, in one pass over the
+    /// survivors; the new members' chunks agree with parity and checksums
+    /// and alone (with two survivors) carry every byte.
+    func testTwoLostRolesAreRebuiltInOnePass() throws {
+        let a = try ScratchArray(level: 6, members: 6, chunk: "16K")
+        try a.mount(options: ["rebuild_rate=4"])
+        let expected = try populate(a, count: 8)
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "4"]).status, 0)
+        let spares = [try makeSpare(a, "spare0"), try makeSpare(a, "spare1")]
+        // The first add starts a rebuild of one role; the second joins it.
+        for s in spares { XCTAssertEqual(try a.ctl(["add", a.mountpoint, s]).status, 0) }
+        let st = try a.waitFor(state: "clean", seconds: 60)
+        let events = try a.ctl(["events", a.mountpoint]).stdout
+        XCTAssertTrue(events.contains("(with role 4, in one pass)") && events.contains("(with role 1, in one pass)"), events)
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+        a.unmount()
+        let check = try runTool("raidctl", ["check"] + st.members.map { $0.path })
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+        try a.mount([1, 3, 4, 5].map { st.members[$0].path })
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "from the rebuilt members: \(p)") }
+    }
+
     /// A spare whose directory vanished cannot take over: an event says so
     /// and the next spare is used.
     func testUnusableSpareIsReportedAndSkipped() throws {

@@ -100,7 +100,7 @@ t1=$(date +%s.%N)
 kill "$WPID"; wait "$WPID" 2>/dev/null || true; WPID=""
 "$BIN/raidctl" status "$MNT"
 elapsed=$(echo "$t1 - $t0" | bc -l)
-printf "from the failure to clean: %d role(s) of %d MiB of files rebuilt in %.1f s, %.0f MiB/s per role (roles one after the other)\n" \
+printf "from the failure to clean: %d role(s) of %d MiB of files rebuilt in %.1f s, %.0f MiB/s per role (the roles in one pass)\n" \
     "${#LOST[@]}" "$SIZE_MIB" "$elapsed" "$(echo "${#LOST[@]} * $SIZE_MIB / $elapsed" | bc -l)"
 "$BIN/raidctl" events "$MNT" | grep -E "member-failed|spare-activated|rebuild-finished"
 
