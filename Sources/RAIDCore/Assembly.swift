@@ -103,6 +103,9 @@ public enum Assembler {
             // As mdadm, one event behind is fresh enough: a crash while the
             // superblocks were being written leaves some members one behind,
             // and the freshest one still says what became of their role.
+            if sb.role < 0 && freshest.replacement?.memberUUID == sb.memberUUID {
+                continue   // taking over a role (raidctl replace): resumed by the array
+            }
             if sb.events + 1 < maxEvents {
                 report.leftOut.append(.init(directory: c.member.name,
                                             reason: "stale (event counter \(sb.events), array at \(maxEvents)); kicked as non-fresh"))

@@ -71,7 +71,6 @@ extension RAIDArray {
         logger.notice("resync after unclean shutdown: \(pendingResync.count) regions, \(stripes) stripes checked, \(fixed) made consistent in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
         pendingResync = []
         pendingResyncAll = false
-        try intentLog.persist()
     }
 
     /// Finds an open-able file by its id (a file renamed after its region

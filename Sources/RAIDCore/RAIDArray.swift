@@ -211,7 +211,12 @@ public final class RAIDArray: @unchecked Sendable {
         let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }
         try repairNamespaceAfterCrash()
         try resyncAfterCrash()
-        if crashed { scheduleScrubAfterCrash(paths: touched) }
+        if crashed {
+            // Everything the log named is repaired: write it anew (empty of
+            // them) on every member, or the next mount would find them again.
+            try intentLog.persist()
+            scheduleScrubAfterCrash(paths: touched)
+        }
         if !wasCleanAtAssembly { removeOrphans() }
     }
 
@@ -230,7 +235,10 @@ public final class RAIDArray: @unchecked Sendable {
     /// member is still there — a member directory removed or unmounted while
     /// files are open would otherwise go unnoticed until the next open.
     public func startBackgroundWork() {
-        if !readOnly { startRebuildIfPossible() }
+        if !readOnly {
+            resumeReplacement()
+            startRebuildIfPossible()
+        }
         let t = Thread { [weak self] in
             var tick = 0
             while let self, !self.stopFlusher.withLock({ self.flusherStopped }) {
@@ -442,7 +450,10 @@ public final class RAIDArray: @unchecked Sendable {
                         failed.append((r, error))
                     }
                 }
-                for (uuid, spare) in stateLock.withLock({ spareMembers }) {
+                // Spares and a replacement in progress stay as fresh as the
+                // members (a failure here is found when they are used).
+                let idle = stateLock.withLock { spareMembers + shadowSlots.compactMap { $0 } }
+                for (uuid, spare) in idle {
                     var mine = sb
                     mine.role = -1
                     mine.memberUUID = uuid

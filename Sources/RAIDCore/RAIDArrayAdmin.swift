@@ -146,23 +146,67 @@ extension RAIDArray {
         guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
         let target = FaultInjectingMember(DirectoryMember(root: dir))
         let uuid = UUID().uuidString.lowercased()
-        // Until it takes the role it is a spare no one lists: a replacement
-        // cut short by an unmount is simply started again.
+        // Until it takes the role it is a spare only the replacement record
+        // names: an unmount or crash leaves it to the next mount to resume.
         var sb = currentSuperblock
         sb.role = -1
         sb.memberUUID = uuid
         try target.writeSuperblock(sb.encoded())
+        stateLock.withLock {
+            superblock.replacement = ReplacementRecord(role: role, memberUUID: uuid, directory: dir, lastPath: "", bytesDone: 0)
+        }
+        try persistState(clean: false, reason: "replacement of member \(role) started")
+        eventLog.record(ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(memberName(role)) onto \(dir)"))
+        startReplacement(role: role, target: target, uuid: uuid, resume: [])
+        return "replacing member \(role) (\(memberName(role))) with \(dir); \(memberName(role)) serves until the copy is done"
+    }
+
+    private func startReplacement(role: Int, target: Member, uuid: String, resume: [RebuildCheckpoint]) {
         stateLock.withLock {
             shadowSlots[role] = (uuid, target)
             shadowGenerations[role] &+= 1
             shadowFlags[role] = 1
         }
         let r = Rebuilder(array: self, targets: [.init(role: role, member: target, uuid: uuid)],
-                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: [], replacing: true)
+                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume, replacing: true)
         stateLock.withLock { rebuilderSlot = r }
-        eventLog.record(ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(memberName(role)) onto \(dir)"))
         r.start()
-        return "replacing member \(role) (\(memberName(role))) with \(dir); \(memberName(role)) serves until the copy is done"
+    }
+
+    /// At mount: a `raidctl replace` an unmount or crash cut short goes on.
+    /// After a clean unmount it resumes at its checkpoint; after a crash it
+    /// starts over (writes in flight may have missed the replacement, and
+    /// the crash resync does not know it).
+    func resumeReplacement() {
+        guard let rec = stateLock.withLock({ superblock.replacement }) else { return }
+        let target = FaultInjectingMember(DirectoryMember(root: rec.directory))
+        let why: String? = {
+            guard roleState(rec.role) == .active else { return "member \(rec.role) is \(roleState(rec.role).rawValue)" }
+            guard let bytes = try? target.readSuperblock(), let sb = try? Superblock.decode(bytes, source: rec.directory) else {
+                return "\(rec.directory) has no readable superblock"
+            }
+            return sb.arrayUUID == arrayUUID && sb.memberUUID == rec.memberUUID ? nil : "\(rec.directory) now holds another member"
+        }()
+        if let why {
+            stateLock.withLock { superblock.replacement = nil }
+            eventLog.record(ArrayEvent(kind: "replace-failed", member: rec.role, message: "replacement of member \(rec.role) not resumed: \(why)"))
+            do { try persistState(clean: false, reason: "replacement dropped") } catch { logger.error("replacement: \(error)") }
+            return
+        }
+        let resume = wasCleanAtAssembly && !rec.lastPath.isEmpty
+            ? [RebuildCheckpoint(role: rec.role, memberUUID: rec.memberUUID, lastPath: rec.lastPath, bytesDone: rec.bytesDone)] : []
+        eventLog.record(ArrayEvent(kind: "replace-resumed", member: rec.role,
+                                   message: "copying role \(rec.role) onto \(rec.directory) again, " + (resume.isEmpty ? "from the start" : "after \(rec.lastPath)")))
+        startReplacement(role: rec.role, target: target, uuid: rec.memberUUID, resume: resume)
+    }
+
+    /// Where a replacement's copy stands (every two seconds, and at unmount).
+    func checkpointReplacement(lastPath: String, bytesDone: UInt64) {
+        stateLock.withLock {
+            superblock.replacement?.lastPath = lastPath
+            superblock.replacement?.bytesDone = bytesDone
+        }
+        do { try persistState(clean: false, reason: "replacement checkpoint") } catch { logger.error("replacement checkpoint: \(error)") }
     }
 
     /// Gives up a replacement (its member failed a write, or data could not be copied).
@@ -172,10 +216,12 @@ extension RAIDArray {
             shadowFlags[role] = 0
             shadowSlots[role] = nil
             shadowGenerations[role] &+= 1
+            superblock.replacement = nil
             return rebuilderSlot
         }
         guard let r else { return }
         if r.replacing && r.role == role { r.stop() }
+        do { try persistState(clean: false, reason: "replacement abandoned") } catch { logger.error("replacement: \(error)") }
         eventLog.record(ArrayEvent(kind: "replace-failed", member: role, message: "replacement of member \(role) abandoned: \(reason)"))
     }
 
@@ -194,6 +240,7 @@ extension RAIDArray {
                 activeFlags[r.role] = 1
                 shadowSlots[r.role] = nil
                 shadowFlags[r.role] = 0
+                superblock.replacement = nil
                 return roleGenerations[r.role]
             }
             guard let gen else { return false }

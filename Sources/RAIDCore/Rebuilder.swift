@@ -125,7 +125,7 @@ public final class Rebuilder: @unchecked Sendable {
             if shouldStop {
                 // Unmounting, or restarted with more roles: checkpoints let
                 // the next pass resume here.
-                if !replacing && lock.withLock({ stopRequested }) { array.checkpointRebuild(checkpoints()) }
+                if lock.withLock({ stopRequested }) { saveCheckpoint() }
                 lock.withLock { runningValue = false }
                 return
             }
@@ -260,9 +260,19 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     private func checkpointIfDue() {
-        guard !replacing, Date().timeIntervalSince(lastCheckpoint) >= 2 else { return }
+        guard Date().timeIntervalSince(lastCheckpoint) >= 2 else { return }
         lastCheckpoint = Date()
-        array.checkpointRebuild(checkpoints())
+        saveCheckpoint()
+    }
+
+    private func saveCheckpoint() {
+        if replacing {
+            let (path, bytes) = lock.withLock { (lastPath, lastPathBytes) }
+            if liveTargets.isEmpty { return }
+            array.checkpointReplacement(lastPath: path, bytesDone: bytes)
+        } else {
+            array.checkpointRebuild(checkpoints())
+        }
     }
 }
 

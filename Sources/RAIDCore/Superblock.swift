@@ -43,6 +43,16 @@ public struct ScrubCheckpoint: Codable, Equatable, Sendable {
     public var only: [String]?
 }
 
+/// `raidctl replace` in progress: the member taking over `role`, where it
+/// lives, and how far the copy got; the next mount resumes it.
+public struct ReplacementRecord: Codable, Equatable, Sendable {
+    public var role: Int
+    public var memberUUID: String
+    public var directory: String
+    public var lastPath: String
+    public var bytesDone: UInt64
+}
+
 public struct RoleRecord: Codable, Equatable, Sendable {
     public var memberUUID: String
     public var state: RoleState
@@ -79,6 +89,7 @@ public struct Superblock: Codable, Equatable, Sendable {
     /// Each role's READ, WRITE and CKSUM counts, kept until `raidctl clear`.
     public var counters: [MemberCounters]? = nil
     public var scrub: ScrubRecord? = nil
+    public var replacement: ReplacementRecord? = nil
 
     public var geometry: Geometry {
         Geometry(level: level, memberCount: memberCount, chunkSizeBytes: chunkSizeBytes)

@@ -156,6 +156,7 @@ enum RaidfsCommand {
             let (a, report) = try RAIDArray.assemble(directories: o.members, readOnly: o.readOnly,
                                                      intentLog: o.intentLog, force: o.force, logger: logger)
             array = a
+            for line in report.lines { fputs("raidfs: \(line)\n", stderr) }
             if a.needsResync && a.state != .clean && !o.force {
                 // md refuses a dirty degraded RAID 5/6 for the same reason: a
                 // region written when the crash came may hold parity that no
@@ -164,7 +165,6 @@ enum RaidfsCommand {
                 fputs("raidfs: array \(a.arrayUUID) was not shut down cleanly and is \(a.state.rawValue) (\(a.activeRoles.count) of \(a.geometry.memberCount) members): its unsynced regions could rebuild wrong data; add the missing members, or mount with -o force to accept that risk\n", stderr)
                 return 1
             }
-            for line in report.lines { fputs("raidfs: \(line)\n", stderr) }
             if a.state != .clean {
                 fputs("raidfs: array \(a.arrayUUID) assembled \(a.state.rawValue): \(a.activeRoles.count) of \(a.geometry.memberCount) members active\n", stderr)
             }

@@ -233,6 +233,73 @@ final class AdminTests: XCTestCase {
         XCTAssertEqual(try readFile(a.path("new")), randomBytes(300_000, seed: 3))
     }
 
+    /// A replace cut short by an unmount goes on at the next mount, from
+    /// where it stopped, with the old member serving until it is done.
+    func testReplaceCutShortByUnmountResumes() throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount(options: ["rebuild_rate=1"])
+        var expected: [String: Data] = [:]
+        for i in 0..<6 {
+            expected["f\(i)"] = randomBytes(600_000, seed: UInt64(i + 70))
+            try writeFile(a.path("f\(i)"), expected["f\(i)"]!)
+        }
+        let fresh = a.root + "/fresh"
+        try FileManager.default.createDirectory(atPath: fresh, withIntermediateDirectories: true)
+        XCTAssertEqual(try a.ctl(["replace", a.mountpoint, "1", fresh]).status, 0)
+        var st = try a.status()
+        let deadline = Date().addingTimeInterval(30)
+        while st.rebuild.progress < 0.4 && Date() < deadline { usleep(100_000); st = try a.status() }
+        XCTAssertTrue(st.rebuild.running)
+        a.unmount()
+        XCTAssertTrue(try runTool("raidctl", ["examine", "--json", a.members[0]]).stdout.contains("\"replacement\""))
+        // Mounted as before (the replacement's directory is not named): it goes on.
+        try a.mount(options: ["rebuild_rate=1"])
+        st = try a.status()
+        XCTAssertEqual(st.members[1].path, a.members[1], "the old member serves until the copy is done")
+        XCTAssertEqual(st.state, "clean")
+        let done = Date().addingTimeInterval(60)
+        repeat { usleep(100_000); st = try a.status() } while st.members[1].path != fresh && Date() < done
+        XCTAssertEqual(st.members[1].path, fresh)
+        XCTAssertEqual(st.state, "clean")
+        let events = try a.ctl(["events", a.mountpoint]).stdout
+        XCTAssertTrue(events.contains("replace-resumed") && events.contains("onto \(fresh) again, after /f"), events)
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+        a.unmount()
+        let check = try runTool("raidctl", ["check", a.members[0], fresh, a.members[2]])
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+        try a.mount([fresh, a.members[2]])
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "replacement + member 2: \(p)") }
+    }
+
+    /// kill -9 during a replace: the next mount copies everything again
+    /// (the crash resync does not know the replacement) and completes it.
+    func testReplaceCutShortByACrashStartsOverAndCompletes() throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount(options: ["rebuild_rate=0.5"])   // the copy takes about 5 s
+        var expected: [String: Data] = [:]
+        for i in 0..<4 {
+            expected["f\(i)"] = randomBytes(600_000, seed: UInt64(i + 90))
+            try writeFile(a.path("f\(i)"), expected["f\(i)"]!)
+        }
+        let fresh = a.root + "/fresh"
+        try FileManager.default.createDirectory(atPath: fresh, withIntermediateDirectories: true)
+        XCTAssertEqual(try a.ctl(["replace", a.mountpoint, "1", fresh]).status, 0)
+        usleep(2_500_000)   // past a checkpoint
+        XCTAssertTrue(try a.status().rebuild.running, "the copy is still running when the crash comes")
+        kill(a.daemon!.processIdentifier, SIGKILL)
+        a.unmount()
+        try a.mount()
+        var st = try a.status()
+        let done = Date().addingTimeInterval(60)
+        while (st.members[1].path != fresh || st.state != "clean") && Date() < done { usleep(100_000); st = try a.status() }
+        XCTAssertEqual(st.members[1].path, fresh)
+        XCTAssertTrue(try a.ctl(["events", a.mountpoint]).stdout.contains("onto \(fresh) again, from the start"))
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+        a.unmount()
+        try a.mount([fresh, a.members[2]])
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "replacement + member 2: \(p)") }
+    }
+
     func testReplaceWhileTheOldMemberServes() throws {
         let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
         try a.mount(options: ["rebuild_rate=1"])
