@@ -417,8 +417,12 @@ public final class RAIDArray: @unchecked Sendable {
             }
             // A hot spare takes over at once, as md starts recovery the
             // moment a member is marked faulty (the monitor retries every
-            // second if a rebuild is already running).
-            startRebuildIfPossible()
+            // second). On a thread of its own: the caller may hold a file's
+            // lock (a write error) or be the rebuild itself, and starting may
+            // have to wait for a running rebuild to stop, which needs both.
+            let t = Thread { [weak self] in self?.startRebuildIfPossible() }
+            t.name = "raidfs-failover"
+            t.start()
         }
     }
 

@@ -214,13 +214,18 @@ public final class Rebuilder: @unchecked Sendable {
             needing.filter { t in !(lock.withLock { completed[t.role]?.contains(af.fileId) ?? false } && attached(t)) }
         }
         if todo.isEmpty { return true }
-        try af.lock.withWriteLock {
+        // Stripes written after the targets are attached reach them through
+        // the write path (a stripe with a member being rebuilt is written
+        // whole): only those there now need rebuilding, so a file that grows
+        // faster than the rebuild rate still gets done.
+        let stripesAtAttach: UInt64 = try af.lock.withWriteLock {
             for t in todo where !attached(t) {
                 let f = try t.member.open(path, flags: O_CREAT | O_RDWR, mode: st.st_mode & 0o7777)
                 if replacing { af.attachShadow(role: t.role, f) } else { af.attach(role: t.role, f) }
                 try? t.member.chown(path, uid: st.st_uid, gid: st.st_gid)
             }
             try af.writeHeadersLocked()
+            return af.stripeCount
         }
         let roles = todo.map { $0.role }
         var stripe: UInt64 = 0
@@ -228,13 +233,13 @@ public final class Rebuilder: @unchecked Sendable {
             let (finished, bytes): (Bool, UInt64) = try array.workspaces.withItem { ws in
                 try af.lock.withWriteLock {
                     let count = af.stripeCount
-                    if stripe >= count {
+                    if stripe >= min(count, stripesAtAttach) {
                         for r in roles {
                             try (replacing ? af.shadow(r) : af.writable(r))?.truncate(to: array.layout.fileBytes(stripeCount: count))
                         }
                         return (true, 0)
                     }
-                    let end = min(count, stripe + Rebuilder.stripesPerBatch)
+                    let end = min(count, stripesAtAttach, stripe + Rebuilder.stripesPerBatch)
                     for s in stripe..<end {
                         if replacing { af.copyChunkToReplacement(role: role, stripe: s, ws: ws) }
                         else { af.rebuildChunks(roles: roles.filter { af.writable($0) != nil }, stripe: s, ws: ws) }

@@ -175,6 +175,30 @@ final class FailoverTests: XCTestCase {
         for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, "from the rebuilt members: \(p)") }
     }
 
+    /// A second member fails by a write error (a writer holds the file's
+    /// lock) while the first one's rebuild runs: the second spare joins the
+    /// rebuild, which has to stop and start again with both, without the
+    /// writer and the rebuild waiting on each other.
+    func testWriteErrorDuringARebuildJoinsIt() throws {
+        let a = try ScratchArray(level: 6, members: 6, chunk: "16K")
+        try a.mount(options: ["rebuild_rate=8"])   // still running when the write error comes
+        let expected = try populate(a, count: 8)
+        let spares = [try makeSpare(a, "spare0"), try makeSpare(a, "spare1")]
+        for s in spares { XCTAssertEqual(try a.ctl(["add", a.mountpoint, s]).status, 0) }
+        let writer = BackgroundWriter(path: a.path("live"))
+        writer.start()
+        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
+        XCTAssertTrue(try a.status().rebuild.running)
+        XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "4", "eio-write"]).status, 0)
+        let st = try a.waitFor(state: "clean", seconds: 90)
+        writer.stop()
+        XCTAssertEqual(Set([st.members[1].path, st.members[4].path]), Set(spares))
+        for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
+        XCTAssertTrue(try writer.verify(), "the live writer's file differs")
+        let events = try a.ctl(["events", a.mountpoint]).stdout
+        XCTAssertTrue(events.contains("in one pass"), events)
+    }
+
     /// A spare whose directory vanished cannot take over: an event says so
     /// and the next spare is used.
     func testUnusableSpareIsReportedAndSkipped() throws {
