@@ -127,17 +127,25 @@ final class FailoverTests: XCTestCase {
         for (p, d) in expected { XCTAssertEqual(try readFile(a.path(p)), d, p) }
     }
 
-    /// RAID 6, two spares attached first, two members failed one after the
-    /// other while a writer runs: both roles are rebuilt, the array is clean.
-    func testTwoFailuresAndTwoSparesOnRAID6EndClean() throws {
+    /// RAID 6 of six with files, two spares attached, a writer writing, and
+    /// member 1 just failed.
+    private func raid6WithTwoSparesAndAWriter(options: [String] = []) throws
+        -> (ScratchArray, [String: Data], [String], BackgroundWriter) {
         let a = try ScratchArray(level: 6, members: 6, chunk: "16K")
-        try a.mount()
+        try a.mount(options: options)
         let expected = try populate(a, count: 8)
         let spares = [try makeSpare(a, "spare0"), try makeSpare(a, "spare1")]
         for s in spares { XCTAssertEqual(try a.ctl(["add", a.mountpoint, s]).status, 0) }
         let writer = BackgroundWriter(path: a.path("live"))
         writer.start()
         XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
+        return (a, expected, spares, writer)
+    }
+
+    /// RAID 6, two spares attached first, two members failed one after the
+    /// other while a writer runs: both roles are rebuilt, the array is clean.
+    func testTwoFailuresAndTwoSparesOnRAID6EndClean() throws {
+        let (a, expected, spares, writer) = try raid6WithTwoSparesAndAWriter()
         XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "4"]).status, 0)
         let st = try a.waitFor(state: "clean", seconds: 90)
         writer.stop()
@@ -180,14 +188,8 @@ final class FailoverTests: XCTestCase {
     /// rebuild, which has to stop and start again with both, without the
     /// writer and the rebuild waiting on each other.
     func testWriteErrorDuringARebuildJoinsIt() throws {
-        let a = try ScratchArray(level: 6, members: 6, chunk: "16K")
-        try a.mount(options: ["rebuild_rate=8"])   // still running when the write error comes
-        let expected = try populate(a, count: 8)
-        let spares = [try makeSpare(a, "spare0"), try makeSpare(a, "spare1")]
-        for s in spares { XCTAssertEqual(try a.ctl(["add", a.mountpoint, s]).status, 0) }
-        let writer = BackgroundWriter(path: a.path("live"))
-        writer.start()
-        XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
+        // (rebuild_rate: still running when the write error comes)
+        let (a, expected, spares, writer) = try raid6WithTwoSparesAndAWriter(options: ["rebuild_rate=8"])
         XCTAssertTrue(try a.status().rebuild.running)
         XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "4", "eio-write"]).status, 0)
         let st = try a.waitFor(state: "clean", seconds: 90)
