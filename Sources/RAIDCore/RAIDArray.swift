@@ -45,6 +45,18 @@ public final class RAIDArray: @unchecked Sendable {
     var shadowSlots: [(uuid: String, member: Member)?]
     let shadowFlags: UnsafeMutablePointer<UInt8>
     let shadowGenerations: UnsafeMutablePointer<UInt32>
+    /// Lock order, outermost first; a thread holding one never waits for an
+    /// earlier one:
+    ///   1. `namespace.lock` — namespace changes, open and release;
+    ///   2. an `ArrayFile.lock` — one file's stripes (taken under 1 by open);
+    ///   3. `rebuildStartLock` — starting or restarting a rebuild (never with
+    ///      a file's lock held: a member failure starts it on its own thread);
+    ///   4. the intent log's `persistLock`, then its `lock`;
+    ///   5. `superblockWriteLock`;
+    ///   6. `stateLock` — innermost. Record no event and call no Member while
+    ///      holding it: recording writes to the members, which asks for it.
+    /// The rebuilder's, scrubber's and event log's own locks guard only
+    /// their fields and call nothing while held.
     let stateLock = Mutex()
     var superblock: Superblock
     var roleStates: [RoleState]
