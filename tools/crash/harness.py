@@ -265,6 +265,20 @@ def read_files(mnt, files, created):
     return out
 
 
+def reap(pid, seconds=20):
+    """Waits for a workload child that should end once the mount is gone;
+    kills it if it does not (it must never go on writing to the bare
+    mount point)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
 def run_namespace(args, bindir, members):
     """Rounds of namespace churn killed at random; see namespace.py."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -301,7 +315,7 @@ def run_namespace(args, bindir, members):
                 ns.churn(arr.mnt, wlog, rng.randrange(1 << 30), (rnd + 1) * 1_000_000)
             time.sleep(rng.uniform(0.05, 1.0))
             arr.kill()
-            os.waitpid(pid, 0)
+            reap(pid)
             model, inflight, problem = ns.replay(wlog, model)
             try:
                 if not problem:
@@ -382,7 +396,7 @@ def main():
                 writer(arr.mnt, wlog, wseed, args.files, args.max_size, args.fsync_fraction)
             time.sleep(rng.uniform(0.05, 1.5))
             arr.kill()
-            os.waitpid(pid, 0)
+            reap(pid)
             durable, pending, created = expected_state(wlog, args.files)
             problem = None
             try:

@@ -32,8 +32,11 @@ def churn(root, logpath, seed, start_id):
     rng = random.Random(seed)
     log = open(logpath, "w", buffering=1)
     k = start_id
+    # Once the daemon is killed, auto_unmount may take the mount away before
+    # an operation fails: stop as soon as root is no longer the mount.
+    mounted_dev = os.stat(root).st_dev
     try:
-        while True:
+        while os.stat(root).st_dev == mounted_dev:
             d = rng.choice(DIRS)
             p = os.path.join(d, rng.choice(NAMES)) if d else rng.choice(NAMES)
             q_dir = rng.choice(DIRS)

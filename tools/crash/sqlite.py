@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Array, bin_dir  # noqa: E402
+from harness import Array, bin_dir, reap  # noqa: E402
 
 
 def committer(db, logpath, journal, start):
@@ -78,7 +78,7 @@ def main():
                 committer(db, log, args.journal, committed)
             time.sleep(rng.uniform(0.05, 1.0))
             arr.kill()
-            os.waitpid(pid, 0)
+            reap(pid)
             with open(log) as f:
                 done = [int(x) for x in f.read().split()]
             last = done[-1] if done else committed
