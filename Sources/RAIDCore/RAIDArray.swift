@@ -351,9 +351,7 @@ public final class RAIDArray: @unchecked Sendable {
     /// them (every ten seconds at most, and with every other update).
     func persistCountersIfChanged() {
         guard stateLock.withLock({ superblock.counters != counters }) else { return }
-        do { try persistState(clean: false, reason: "error counters") } catch {
-            logger.error("error counters: \(error)")
-        }
+        persistStateLoggingFailure("error counters")
     }
 
     /// `raidctl clear`: the READ, WRITE and CKSUM counters (and the error
@@ -422,11 +420,7 @@ public final class RAIDArray: @unchecked Sendable {
         eventLog.record(ArrayEvent(kind: "member-failed", member: role,
                                    message: "\(memberName(role)) marked faulty: \(reason); array is \(state.rawValue)"))
         if !readOnly {
-            do {
-                try persistState(clean: false, reason: "member \(role) faulty")
-            } catch {
-                logger.critical("member \(role) faulty, but no superblock took it: \(error)")
-            }
+            persistStateLoggingFailure("member \(role) faulty")
             // A hot spare takes over at once, as md starts recovery the
             // moment a member is marked faulty (the monitor retries every
             // second). On a thread of its own: the caller may hold a file's
@@ -491,6 +485,14 @@ public final class RAIDArray: @unchecked Sendable {
                     logger.critical("member \(r) (\(memberName(r))) marked faulty: superblock write failed: \(e)")
                 }
             }
+        }
+    }
+
+    /// `persistState` for background bookkeeping (checkpoints, counters,
+    /// records) whose caller has no one to hand the error to: logged.
+    func persistStateLoggingFailure(_ reason: String, rebuilds: [RebuildCheckpoint]?? = nil) {
+        do { try persistState(clean: false, reason: reason, rebuilds: rebuilds) } catch {
+            logger.error("\(reason): no superblock took the change: \(error)")
         }
     }
 

@@ -95,14 +95,13 @@ extension RAIDArray {
 
     /// A spare or replacement must be a disk of its own: not inside the
     /// array's mount (its data would live on the array it protects), and not
-    /// inside a member or spare directory.
+    /// inside a member or spare directory. `dir` is resolved (realpath), so
+    /// the path says it; the daemon does not stat its own mount, which would
+    /// wait on itself.
     func requireSeparateDisk(_ dir: String) throws {
         func inside(_ root: String) -> Bool { dir == root || dir.hasPrefix(root == "/" ? "/" : root + "/") }
-        if let mp = mountpoint {
-            var a = stat(), b = stat()
-            if inside(mp) || (lstat(dir, &a) == 0 && lstat(mp, &b) == 0 && a.st_dev == b.st_dev) {
-                throw FSError.invalid("\(dir): inside the array's own mount \(mp); a spare must be a separate disk")
-            }
+        if let mp = mountpoint, inside(mp) {
+            throw FSError.invalid("\(dir): inside the array's own mount \(mp); a spare must be a separate disk")
         }
         let others = (0..<geometry.memberCount).compactMap { member($0)?.name } + spares.map { $0.name }
         if let m = others.first(where: { inside($0) && dir != $0 }) {
@@ -190,7 +189,7 @@ extension RAIDArray {
         if let why {
             stateLock.withLock { superblock.replacement = nil }
             eventLog.record(ArrayEvent(kind: "replace-failed", member: rec.role, message: "replacement of member \(rec.role) not resumed: \(why)"))
-            do { try persistState(clean: false, reason: "replacement dropped") } catch { logger.error("replacement: \(error)") }
+            persistStateLoggingFailure("replacement dropped")
             return
         }
         let resume = wasCleanAtAssembly && !rec.lastPath.isEmpty
@@ -206,7 +205,7 @@ extension RAIDArray {
             superblock.replacement?.lastPath = lastPath
             superblock.replacement?.bytesDone = bytesDone
         }
-        do { try persistState(clean: false, reason: "replacement checkpoint") } catch { logger.error("replacement checkpoint: \(error)") }
+        persistStateLoggingFailure("replacement checkpoint")
     }
 
     /// Gives up a replacement (its member failed a write, or data could not be copied).
@@ -221,7 +220,7 @@ extension RAIDArray {
         }
         guard let r else { return }
         if r.replacing && r.role == role { r.stop() }
-        do { try persistState(clean: false, reason: "replacement abandoned") } catch { logger.error("replacement: \(error)") }
+        persistStateLoggingFailure("replacement abandoned")
         eventLog.record(ArrayEvent(kind: "replace-failed", member: role, message: "replacement of member \(role) abandoned: \(reason)"))
     }
 
@@ -250,7 +249,7 @@ extension RAIDArray {
             return true
         }
         guard done else { return }
-        try? persistState(clean: false, reason: "member \(r.role) replaced")
+        persistStateLoggingFailure("member \(r.role) replaced")
         eventLog.record(ArrayEvent(kind: "member-replaced", member: r.role,
                                    message: "\(r.target.name) took role \(r.role); \(old) retired (now stale)"))
     }
@@ -326,9 +325,7 @@ extension RAIDArray {
                     stateLock.withLock { spareMembers.removeAll { $0.uuid == spare.uuid } }
                     eventLog.record(ArrayEvent(kind: "spare-unusable", member: role,
                                                message: "spare \(spare.member.name) cannot take role \(role) and was dropped: \(why)"))
-                    do { try persistState(clean: false, reason: "unusable spare dropped") } catch {
-                        logger.error("dropping spare \(spare.member.name): \(error)")
-                    }
+                    persistStateLoggingFailure("unusable spare dropped")
                 } else {
                     probed.insert(spare.uuid)
                 }
@@ -381,9 +378,7 @@ extension RAIDArray {
     }
 
     func checkpointRebuild(_ c: [RebuildCheckpoint]) {
-        do { try persistState(clean: false, reason: "rebuild checkpoint", rebuilds: .some(c)) } catch {
-            logger.error("rebuild checkpoint: \(error)")
-        }
+        persistStateLoggingFailure("rebuild checkpoint", rebuilds: .some(c))
     }
 
     func finishRebuild(_ r: Rebuilder) {
@@ -396,12 +391,7 @@ extension RAIDArray {
             }
         }
         guard !done.isEmpty else { return }
-        do {
-            try persistState(clean: false, reason: "rebuild of roles \(done.map { String($0.role) }.joined(separator: ", ")) finished",
-                             rebuilds: .some(nil))
-        } catch {
-            logger.error("rebuild finished, but no superblock took it: \(error)")
-        }
+        persistStateLoggingFailure("rebuild of roles \(done.map { String($0.role) }.joined(separator: ", ")) finished", rebuilds: .some(nil))
         let st = r.status
         for t in done {
             eventLog.record(ArrayEvent(kind: "rebuild-finished", member: t.role,

@@ -217,7 +217,7 @@ extension RAIDArray {
             change(&record)
             superblock.scrub = record
         }
-        do { try persistState(clean: false, reason: "scrub") } catch { logger.error("scrub record: \(error)") }
+        persistStateLoggingFailure("scrub")
     }
 
     /// The monitor's check, every second: resume a scrub an unmount or crash

@@ -54,41 +54,7 @@ enum RaidfsCommand {
                     default:
                         // fstab conventions: our own names, and x-* options meant for other tools (systemd).
                         if opt.hasPrefix("fsname=") || opt.hasPrefix("subtype=") || opt.hasPrefix("x-") { break }
-                        if opt.hasPrefix("rebuild_rate=") {
-                            // MB/s (10^6 bytes), as md's speed limits are per device in KiB/s.
-                            guard let v = Double(opt.dropFirst("rebuild_rate=".count)), v > 0 else {
-                                throw UsageError("-o \(opt): rebuild_rate takes a positive number of MB/s")
-                            }
-                            o.rebuildRateBytesPerSecond = v * 1e6
-                            break
-                        }
-                        if opt.hasPrefix("scrub_interval=") {
-                            guard let v = parseDuration(String(opt.dropFirst("scrub_interval=".count))) else {
-                                throw UsageError("-o \(opt): scrub_interval takes a duration such as 7d, 12h, 30m or 90s (0: never)")
-                            }
-                            o.scrubIntervalSeconds = v
-                            break
-                        }
-                        if opt.hasPrefix("scrub_rate=") {
-                            guard let v = Double(opt.dropFirst("scrub_rate=".count)), v > 0 else {
-                                throw UsageError("-o \(opt): scrub_rate takes a positive number of MB/s")
-                            }
-                            o.scrubRateBytesPerSecond = v * 1e6
-                            break
-                        }
-                        if opt.hasPrefix("event_program=") {
-                            let program = String(opt.dropFirst("event_program=".count))
-                            guard !program.isEmpty else { throw UsageError("-o event_program= needs a program") }
-                            o.eventProgram = program
-                            break
-                        }
-                        if opt.hasPrefix("max_read_errors=") {
-                            guard let v = Int(opt.dropFirst("max_read_errors=".count)), v >= 0 else {
-                                throw UsageError("-o \(opt): max_read_errors takes a whole number of errors per hour (0: never fail a member for them)")
-                            }
-                            o.maxReadErrorsPerHour = v
-                            break
-                        }
+                        if try parseValueOption(opt, into: &o) { break }
                         o.fuseOptions.append(opt)
                     }
                 }
@@ -110,6 +76,37 @@ enum RaidfsCommand {
         guard !o.members.isEmpty else { throw UsageError("no member directories in \(positional[0])") }
         o.mountpoint = absolutePath(positional[1])
         return o
+    }
+
+    /// raidfs's own KEY=VALUE options; false for one that is libfuse's.
+    static func parseValueOption(_ opt: String, into o: inout Options) throws -> Bool {
+        guard let eq = opt.firstIndex(of: "=") else { return false }
+        let key = String(opt[..<eq]), value = String(opt[opt.index(after: eq)...])
+        /// MB/s (10^6 bytes), as md's speed limits are per device in KiB/s.
+        func rate() throws -> Double {
+            guard let v = Double(value), v > 0 else { throw UsageError("-o \(opt): \(key) takes a positive number of MB/s") }
+            return v * 1e6
+        }
+        switch key {
+        case "rebuild_rate": o.rebuildRateBytesPerSecond = try rate()
+        case "scrub_rate": o.scrubRateBytesPerSecond = try rate()
+        case "scrub_interval":
+            guard let v = parseDuration(value) else {
+                throw UsageError("-o \(opt): scrub_interval takes a duration such as 7d, 12h, 30m or 90s (0: never)")
+            }
+            o.scrubIntervalSeconds = v
+        case "max_read_errors":
+            guard let v = Int(value), v >= 0 else {
+                throw UsageError("-o \(opt): max_read_errors takes a whole number of errors per hour (0: never fail a member for them)")
+            }
+            o.maxReadErrorsPerHour = v
+        case "event_program":
+            guard !value.isEmpty else { throw UsageError("-o event_program= needs a program") }
+            o.eventProgram = value
+        default:
+            return false
+        }
+        return true
     }
 
     /// "7d", "12h", "30m", "90s" or plain seconds; nil when not a duration.
