@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "raidfs", targets: ["raidfs"]),
         .executable(name: "raidctl", targets: ["raidctl"]),
+        .executable(name: "raidfs-codec-bench", targets: ["raidfs-codec-bench"]),
         .library(name: "RAIDCore", targets: ["RAIDCore"]),
     ],
     dependencies: [
@@ -35,6 +36,8 @@ let package = Package(
                           dependencies: ["RAIDCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
+                          swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "raidfs-codec-bench", dependencies: ["RAIDCore"],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "RAIDCoreTests",
                     dependencies: ["RAIDCore", .product(name: "Logging", package: "swift-log")],

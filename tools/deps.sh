@@ -3,6 +3,26 @@
 # Sourced by quickstart.sh and test.sh; safe to run again.
 set -euo pipefail
 
+# Runs an apt-get command, waiting (up to ten minutes, saying so) while
+# another apt or dpkg process holds its lock, as on a fresh machine running
+# its own updates. install waits inside apt (DPkg::Lock::Timeout); update
+# takes the lists lock, which that option does not cover, so it is retried.
+raidfs_apt() {
+    local deadline=$((SECONDS + 600)) said="" out rc
+    while :; do
+        rc=0
+        out="$("$@" -o DPkg::Lock::Timeout=600 2>&1 >/dev/null)" || rc=$?
+        ((rc == 0)) && return 0
+        if grep -q "Could not get lock\|Unable to lock" <<<"$out" && ((SECONDS < deadline)); then
+            [ -n "$said" ] || { echo "waiting for another apt process to release its lock (up to 10 minutes)…" >&2; said=1; }
+            sleep 5
+            continue
+        fi
+        echo "$out" >&2
+        return "$rc"
+    done
+}
+
 raidfs_install_deps() {
     local want=(fuse3 libfuse3-dev libisal-dev pkg-config "$@")
     local missing=()
@@ -13,8 +33,8 @@ raidfs_install_deps() {
         echo "installing: ${missing[*]}" >&2
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+        raidfs_apt $sudo apt-get update -qq
+        raidfs_apt $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     fi
     if ! command -v swift >/dev/null; then
         for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do

@@ -31,6 +31,7 @@ public final class Codec: @unchecked Sendable {
     private let parityTables: [UInt8]
     private let lock = Mutex()
     private var decodeTables: [DecodeKey: [UInt8]] = [:]
+    private var lastDecode: (key: DecodeKey, table: [UInt8])?
 
     private struct DecodeKey: Hashable {
         let sources: [Int]
@@ -128,8 +129,18 @@ public final class Codec: @unchecked Sendable {
     }
 
     private func decodeTable(sources: [Int], wanted: [Int]) throws -> [UInt8] {
+        // The last table first: a degraded array decodes with the same
+        // sources stripe after stripe, and hashing two arrays per call costs
+        // as much as a 4 KiB decode.
+        let hit = lock.withLock { () -> [UInt8]? in
+            if let last = lastDecode, last.key.sources == sources, last.key.wanted == wanted { return last.table }
+            let key = DecodeKey(sources: sources, wanted: wanted)
+            guard let t = decodeTables[key] else { return nil }
+            lastDecode = (key, t)
+            return t
+        }
+        if let t = hit { return t }
         let key = DecodeKey(sources: sources, wanted: wanted)
-        if let t = lock.withLock({ decodeTables[key] }) { return t }
         let k = dataCount
         var b = [UInt8](repeating: 0, count: k * k)
         for (r, src) in sources.enumerated() {
@@ -155,7 +166,10 @@ public final class Codec: @unchecked Sendable {
         }
         var t = [UInt8](repeating: 0, count: 32 * k * wanted.count)
         ec_init_tables(Int32(k), Int32(wanted.count), &rows, &t)
-        lock.withLock { if decodeTables.count < 1024 { decodeTables[key] = t } }
+        lock.withLock {
+            if decodeTables.count < 1024 { decodeTables[key] = t }
+            lastDecode = (key, t)
+        }
         return t
     }
 }
