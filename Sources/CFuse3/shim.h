@@ -1,4 +1,4 @@
-// libfuse3 as Swift sees it. FUSE_USE_VERSION must be defined before fuse.h,
+// libfuse3 (its low-level API) as Swift sees it. FUSE_USE_VERSION must be defined before fuse.h,
 // and the macros Swift cannot import are wrapped in static inline functions.
 #ifndef RAIDFS_CFUSE3_SHIM_H
 #define RAIDFS_CFUSE3_SHIM_H
@@ -8,9 +8,11 @@
 #include <sys/types.h>
 #include <fcntl.h>
 
-static inline int raidfs_fuse_main(int argc, char *argv[],
-                                   const struct fuse_operations *op,
-                                   void *private_data) {
-    return fuse_main_real(argc, argv, op, sizeof(*op), private_data);
+static inline int raidfs_parse_cmdline(struct fuse_args *args, struct fuse_cmdline_opts *opts) {
+    return fuse_parse_cmdline(args, opts);
+}
+
+static inline int raidfs_session_loop_mt(struct fuse_session *se, struct fuse_loop_config *config) {
+    return fuse_session_loop_mt(se, config);
 }
 #endif

@@ -19,6 +19,9 @@ public final class ArrayFile: @unchecked Sendable {
     public internal(set) var size: UInt64
     /// For messages: the path the file was opened under.
     public internal(set) var displayPath: String
+    /// Its name in the orphan area once its last visible name is gone while
+    /// open; guarded by the namespace lock.
+    public internal(set) var orphanPath: String?
     let lock = ReadWriteLock()
     /// Handles open on this file; guarded by the namespace lock.
     var openCount = 0
@@ -270,6 +273,8 @@ extension ArrayFile {
                 st.st_blocks = blkcnt_t((s + 511) / 512)
                 st.st_blksize = blksize_t(array.geometry.stripeDataBytes)
                 st.st_ino = ino_t(fileId)
+                // The orphan area's name is not one of the file's links.
+                if orphanPath != nil && st.st_nlink > 0 { st.st_nlink -= 1 }
                 return st
             } catch {
                 lastError = error

@@ -85,18 +85,4 @@ extension RAIDArray {
         }
         return found
     }
-
-    /// After an unclean shutdown: files unlinked while open were left under
-    /// libfuse's hidden names (.fuse_hiddenNNN); nothing can have them open
-    /// now, so remove them.
-    func removeOrphans() {
-        var removed = 0
-        try? walk { path, type in
-            if type != UInt8(DT_DIR) && path.split(separator: "/").last!.hasPrefix(".fuse_hidden") && (try? unlink(path)) != nil {
-                removed += 1
-            }
-            return true
-        }
-        if removed > 0 { logger.notice("removed \(removed) orphaned .fuse_hidden files left by an unclean shutdown") }
-    }
 }

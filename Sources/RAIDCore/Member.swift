@@ -6,6 +6,7 @@ import Glibc
 public struct DirectoryEntry: Sendable, Equatable {
     public let name: String
     public let type: UInt8   // DT_* value
+    public init(name: String, type: UInt8) { self.name = name; self.type = type }
 }
 
 /// The seam between the engine and a member disk. Every byte the engine reads

@@ -174,7 +174,7 @@ extension RAIDArray {
         }
     }
 
-    private func readHeader(_ path: String) throws -> FileHeader {
+    func readHeader(_ path: String) throws -> FileHeader {
         var lastError: FSError? = nil
         for role in activeRoles {
             guard let m = member(role) else { continue }
@@ -267,12 +267,30 @@ extension RAIDArray {
         try replicate("rmdir \(path)", dirs: [parentDirectory(path)]) { try $0.rmdir(path) }
     }
 
+    /// The last name of an open file goes to the orphan area instead (see
+    /// Orphans.swift).
     public func unlink(_ path: String) throws {
-        try replicate("unlink \(path)", dirs: [parentDirectory(path)]) { try $0.unlink(path) }
+        try namespace.lock.withLock {
+            if let af = openFileAtLastLinkLocked(path) {
+                try orphanLocked(af, path, move: true)
+            } else {
+                try replicateLocked("unlink \(path)", dirs: [parentDirectory(path)]) { try $0.unlink(path) }
+            }
+        }
     }
 
     public func rename(_ from: String, _ to: String, flags: UInt32) throws {
-        try replicate("rename \(from)", dirs: directories(of: from, to)) { try $0.rename(from, to, flags: flags) }
+        try namespace.lock.withLock {
+            // Renaming over the last name of an open file: the file keeps an
+            // orphan name first. Only when the rename can succeed: a file
+            // (not a directory) moving onto it, and no RENAME_NOREPLACE or
+            // RENAME_EXCHANGE (flags 1 and 2), which remove nothing.
+            if flags == 0, from != to, let af = openFileAtLastLinkLocked(to),
+               let st = try? onPrimary("lstat \(from)", { try $0.lstat(from) }), (st.st_mode & S_IFMT) != S_IFDIR {
+                try orphanLocked(af, to, move: false)
+            }
+            try replicateLocked("rename \(from)", dirs: directories(of: from, to)) { try $0.rename(from, to, flags: flags) }
+        }
     }
 
     public func link(_ from: String, _ to: String) throws {
@@ -490,6 +508,7 @@ extension RAIDArray {
         if af.openCount == 0 {
             if namespace.openFiles[af.fileId] === af { namespace.openFiles[af.fileId] = nil }
             af.closeMembers()
+            reclaimOrphanLocked(af)
         }
     }
 }

@@ -222,6 +222,7 @@ public final class RAIDArray: @unchecked Sendable {
         // The files the intent log named, for the scrub that follows a crash.
         let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }
         try repairNamespaceAfterCrash()
+        if !wasCleanAtAssembly { try reclaimOrphansAfterCrash() }
         try resyncAfterCrash()
         if crashed {
             // Everything the log named is repaired: write it anew (empty of
@@ -229,7 +230,6 @@ public final class RAIDArray: @unchecked Sendable {
             try intentLog.persist()
             scheduleScrubAfterCrash(paths: touched)
         }
-        if !wasCleanAtAssembly { removeOrphans() }
     }
 
 

@@ -11,11 +11,13 @@ final class OpenHandle {
     init(file: ArrayFile) { self.file = file }
 }
 
-/// An open directory: with nullpath_ok, readdir gets no path, so the
-/// handle carries it.
+/// An open directory: the directory's entries as they were at opendir (or
+/// at the last rewind), served by index as the offset.
 final class DirectoryHandle {
-    let path: String
-    init(path: String) { self.path = path }
+    let node: UInt64
+    var entries: [DirectoryEntry] = []
+    var loaded = false
+    init(node: UInt64) { self.node = node }
 }
 
 /// The mounted filesystem: the array plus the hooks the daemon runs when
@@ -26,6 +28,12 @@ public final class MountedArray: @unchecked Sendable {
     /// Runs once the mount is live (after daemonising), e.g. to mark the
     /// array in use in its superblocks and start background work.
     let onInit: () -> Void
+    let inodes = InodeTable()
+    /// -o writeback_cache: the kernel gathers small writes in its page
+    /// cache and sends them as large ones.
+    public var writebackCache = false
+    /// Read buffers, one per concurrent read: no allocation per request.
+    let readBuffers = Pool<AlignedBuffer>(keepMax: 16) { AlignedBuffer(count: 1 << 20) }
 
     public init(array: RAIDArray, logger: Logger, onInit: @escaping () -> Void) {
         self.array = array
@@ -38,21 +46,52 @@ public final class MountedArray: @unchecked Sendable {
 /// pointers and cannot capture context.
 nonisolated(unsafe) var mounted: MountedArray!
 
+/// How long the kernel may keep names and attributes. Every change goes
+/// through this daemon, and the kernel updates or drops what a change of its
+/// own touches; one second bounds what it does not see (the access time a
+/// read sets on the members), as passthrough_ll's default does.
+let cacheTimeout = 1.0
+
+struct Stale: Error {}
+
+/// Runs `body`, which replies on success; a thrown error replies its errno.
 @inline(__always)
-private func run(_ body: () throws -> Int32) -> Int32 {
+private func serve(_ req: fuse_req_t?, _ body: () throws -> Void) {
     do {
-        return try body()
+        try body()
     } catch let e as FSError {
         if e.errno == EIO { mounted.logger.error("\(e.message)") }
-        return -e.errno
+        fuse_reply_err(req, e.errno)
+    } catch is Stale {
+        fuse_reply_err(req, ESTALE)
     } catch {
         mounted.logger.error("\(error)")
-        return -EIO
+        fuse_reply_err(req, EIO)
     }
 }
 
 @inline(__always)
 private func str(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
+
+private func path(_ ino: fuse_ino_t) throws -> String {
+    if let p = mounted.inodes.path(ino) { return p }
+    // An open file whose every name is gone: its orphan name.
+    if let id = mounted.inodes.fileId(ino), let af = mounted.array.openFile(id: id), let p = af.orphanPath { return p }
+    throw Stale()
+}
+
+/// The path of `name` in `parent`. raidfs's own names in the root
+/// (`.raidfs-…`) do not exist for users: looking them up finds nothing, and
+/// making them is refused.
+private func child(_ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, creating: Bool = false) throws -> String {
+    let n = str(name)
+    if parent == InodeTable.rootId && n.hasPrefix(RAIDArray.reservedPrefix) {
+        throw creating ? FSError(EPERM, "\(n): names beginning with \(RAIDArray.reservedPrefix) in the root are raidfs's own")
+                       : FSError(ENOENT, "\(n): no such file")
+    }
+    guard let p = mounted.inodes.path(parent, n) else { throw Stale() }
+    return p
+}
 
 @inline(__always)
 private func handle(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> OpenHandle? {
@@ -60,196 +99,372 @@ private func handle(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> OpenHandle? 
     return Unmanaged<OpenHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
 }
 
-private func attach(_ file: ArrayFile, to fi: UnsafeMutablePointer<fuse_file_info>?) {
-    let h = OpenHandle(file: file)
-    fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(h).toOpaque()))
+@inline(__always)
+private func directory(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> DirectoryHandle? {
+    guard let fi, fi.pointee.fh != 0 else { return nil }
+    return Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
 }
 
-private func caller() -> Caller {
-    let ctx = fuse_get_context()!.pointee
+private func attach(_ file: ArrayFile, to fi: UnsafeMutablePointer<fuse_file_info>?) {
+    fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(OpenHandle(file: file)).toOpaque()))
+}
+
+private func detach(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> OpenHandle? {
+    guard let fi, fi.pointee.fh != 0 else { return nil }
+    let h = Unmanaged<OpenHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeRetainedValue()
+    fi.pointee.fh = 0
+    return h
+}
+
+private func caller(_ req: fuse_req_t?) -> Caller {
+    let ctx = fuse_req_ctx(req)!.pointee
     return Caller(uid: ctx.uid, gid: ctx.gid)
 }
 
-/// Builds the libfuse operation table. Kept out of main.swift: callbacks
+/// Attributes of a node: an open file's from its open state (no member file
+/// is opened), anything else from the members.
+private func attributes(_ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) throws -> stat {
+    if let h = handle(fi) { return try h.file.attributes() }
+    if let id = mounted.inodes.fileId(ino), let af = mounted.array.openFile(id: id) { return try af.attributes() }
+    return try mounted.array.getattr(try path(ino))
+}
+
+/// Answers a lookup-like request with the node for `name` in `parent`.
+private func entry(_ parent: fuse_ino_t, _ name: String, _ st: stat) -> fuse_entry_param {
+    var e = fuse_entry_param()
+    e.ino = mounted.inodes.remember(parent, name, st)
+    e.generation = 0   // node ids are never reused within a mount
+    e.attr = st
+    e.attr_timeout = cacheTimeout
+    e.entry_timeout = cacheTimeout
+    return e
+}
+
+private func replyEntry(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ st: stat) {
+    var e = entry(parent, str(name), st)
+    if fuse_reply_entry(req, &e) != 0 { mounted.inodes.forget(e.ino, 1) }
+}
+
+/// Looks `name` up in `parent` and answers with its node.
+private func lookupEntry(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) throws {
+    let st = try mounted.array.getattr(try child(parent, name))
+    replyEntry(req, parent, name, st)
+}
+
+private func fillDirectory(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ offset: off_t,
+                           _ fi: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) throws {
+    guard let d = directory(fi), offset >= 0 else { throw FSError(EBADF, "readdir: no directory handle") }
+    if !d.loaded || offset == 0 {
+        // "." and ".." first, then the entries; raidfs's own names in the
+        // root stay hidden.
+        let hideOwn = d.node == InodeTable.rootId
+        d.entries = [DirectoryEntry(name: ".", type: UInt8(DT_DIR)), DirectoryEntry(name: "..", type: UInt8(DT_DIR))]
+            + (try mounted.array.list(try path(ino))).filter { !(hideOwn && $0.name.hasPrefix(RAIDArray.reservedPrefix)) }
+        d.loaded = true
+    }
+    let buf = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
+    defer { buf.deallocate() }
+    var used = 0
+    var index = Int(offset)
+    while index < d.entries.count {
+        let e = d.entries[index]
+        let next = off_t(index + 1)
+        var added: Int
+        if plus {
+            var param = fuse_entry_param()
+            let isDot = e.name == "." || e.name == ".."
+            if !isDot {
+                // A name removed since the listing was taken is skipped.
+                guard let p = mounted.inodes.path(ino, e.name), let st = try? mounted.array.getattr(p) else {
+                    index += 1
+                    continue
+                }
+                param = entry(ino, e.name, st)
+            } else {
+                // No node (ino 0), but a nonzero d_ino: readdir(3) skips 0.
+                param.attr.st_mode = mode_t(e.type) << 12
+                param.attr.st_ino = 0xffff_ffff
+            }
+            added = fuse_add_direntry_plus(req, buf + used, size - used, e.name, &param, next)
+            if added > size - used {
+                if !isDot { mounted.inodes.forget(param.ino, 1) }
+                break
+            }
+        } else {
+            var st = stat()
+            st.st_mode = mode_t(e.type) << 12
+            st.st_ino = 0xffff_ffff
+            added = fuse_add_direntry(req, buf + used, size - used, e.name, &st, next)
+            if added > size - used { break }
+        }
+        used += added
+        index += 1
+    }
+    fuse_reply_buf(req, buf, used)
+}
+
+/// Builds the low-level operation table. Kept out of main.swift: callbacks
 /// defined in top-level code trap when a FUSE worker thread calls them.
-func makeOperations() -> fuse_operations {
-    var ops = fuse_operations()
-    ops.`init` = { conn, cfg in
+func makeOperations() -> fuse_lowlevel_ops {
+    var ops = fuse_lowlevel_ops()
+    ops.`init` = { _, conn in
+        guard let conn else { return }
         // 1 MiB requests (the kernel's ceiling) and matching readahead.
-        conn!.pointee.max_write = 1 << 20
-        conn!.pointee.max_readahead = 1 << 20
-        cfg!.pointee.nullpath_ok = 1
-        // Inode numbers are ours: a regular file's is its file id, stable
-        // across remounts and shared by its hard links.
-        cfg!.pointee.use_ino = 1
-        // No attribute or entry caching in the kernel: the high-level API
-        // gives each hard link its own node, so a cached link count or size
-        // would go stale when the file changes through another name (libfuse's
-        // passthrough example makes the same choice).
-        cfg!.pointee.attr_timeout = 0
-        cfg!.pointee.entry_timeout = 0
-        cfg!.pointee.negative_timeout = 0
-        // Unlinking an open file: libfuse renames it to .fuse_hiddenNNN and
-        // unlinks it at the last close, so fstat and I/O through open
-        // handles keep working (with hard_remove the kernel's getattr of an
-        // unlinked open file has no path to ask for). readdir hides them.
-        cfg!.pointee.hard_remove = 0
+        conn.pointee.max_write = 1 << 20
+        conn.pointee.max_readahead = 1 << 20
+        let want = UInt32(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ATOMIC_O_TRUNC)
+        conn.pointee.want |= want & conn.pointee.capable
+        if mounted.writebackCache && conn.pointee.capable & UInt32(FUSE_CAP_WRITEBACK_CACHE) != 0 {
+            conn.pointee.want |= UInt32(FUSE_CAP_WRITEBACK_CACHE)
+        } else {
+            conn.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE)
+        }
         mounted.onInit()
-        return nil
     }
-    ops.getattr = { path, st, fi in
-        run {
-            if let h = handle(fi) {
-                st!.pointee = try h.file.attributes()
+    ops.lookup = { req, parent, name in
+        serve(req) { try lookupEntry(req, parent, name) }
+    }
+    ops.forget = { req, ino, count in
+        mounted.inodes.forget(ino, count)
+        fuse_reply_none(req)
+    }
+    ops.forget_multi = { req, count, forgets in
+        for i in 0..<count { mounted.inodes.forget(forgets![i].ino, forgets![i].nlookup) }
+        fuse_reply_none(req)
+    }
+    ops.getattr = { req, ino, fi in
+        serve(req) {
+            var st = try attributes(ino, fi)
+            fuse_reply_attr(req, &st, cacheTimeout)
+        }
+    }
+    ops.setattr = { req, ino, attr, toSet, fi in
+        serve(req) {
+            let a = attr!.pointee
+            let set = Int32(toSet)
+            func has(_ flag: Int32) -> Bool { set & flag != 0 }
+            // An open file is reached through its handle (or its open state:
+            // it may have no name left); anything else by path.
+            let open = handle(fi)?.file ?? mounted.inodes.fileId(ino).flatMap { mounted.array.openFile(id: $0) }
+            let p = try? path(ino)
+            if has(FUSE_SET_ATTR_SIZE) {
+                guard a.st_size >= 0 else { throw FSError(EINVAL, "truncate: negative size") }
+                if let af = open { try af.truncate(to: UInt64(a.st_size)) }
+                else { try mounted.array.truncate(try path(ino), size: UInt64(a.st_size)) }
+            }
+            if has(FUSE_SET_ATTR_MODE) { try mounted.array.chmod(try p ?? path(ino), mode: a.st_mode & 0o7777) }
+            if has(FUSE_SET_ATTR_UID) || has(FUSE_SET_ATTR_GID) {
+                try mounted.array.chown(try p ?? path(ino), uid: has(FUSE_SET_ATTR_UID) ? a.st_uid : uid_t.max,
+                                        gid: has(FUSE_SET_ATTR_GID) ? a.st_gid : gid_t.max)
+            }
+            if has(FUSE_SET_ATTR_ATIME) || has(FUSE_SET_ATTR_MTIME) {
+                let now = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 1)    // UTIME_NOW
+                let omit = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)   // UTIME_OMIT
+                let at = has(FUSE_SET_ATTR_ATIME) ? (has(FUSE_SET_ATTR_ATIME_NOW) ? now : a.st_atim) : omit
+                let mt = has(FUSE_SET_ATTR_MTIME) ? (has(FUSE_SET_ATTR_MTIME_NOW) ? now : a.st_mtim) : omit
+                try mounted.array.utimens(try p ?? path(ino), (at, mt))
+            }
+            var st = try attributes(ino, fi)
+            fuse_reply_attr(req, &st, cacheTimeout)
+        }
+    }
+    ops.readlink = { req, ino in
+        serve(req) {
+            let target = try mounted.array.readlink(try path(ino))
+            fuse_reply_readlink(req, target)
+        }
+    }
+    ops.mknod = { req, parent, name, mode, rdev in
+        serve(req) {
+            let p = try child(parent, name, creating: true)
+            try mounted.array.mknod(p, mode: mode, device: rdev, caller: caller(req))
+            replyEntry(req, parent, name, try mounted.array.getattr(p))
+        }
+    }
+    ops.mkdir = { req, parent, name, mode in
+        serve(req) {
+            let p = try child(parent, name, creating: true)
+            try mounted.array.mkdir(p, mode: mode, caller: caller(req))
+            replyEntry(req, parent, name, try mounted.array.getattr(p))
+        }
+    }
+    ops.symlink = { req, target, parent, name in
+        serve(req) {
+            let p = try child(parent, name, creating: true)
+            try mounted.array.symlink(target: str(target), at: p, caller: caller(req))
+            replyEntry(req, parent, name, try mounted.array.getattr(p))
+        }
+    }
+    ops.link = { req, ino, newParent, newName in
+        serve(req) {
+            let to = try child(newParent, newName, creating: true)
+            try mounted.array.link(try path(ino), to)
+            replyEntry(req, newParent, newName, try mounted.array.getattr(to))
+        }
+    }
+    ops.unlink = { req, parent, name in
+        serve(req) {
+            try mounted.array.unlink(try child(parent, name))
+            mounted.inodes.removed(parent, str(name))
+            fuse_reply_err(req, 0)
+        }
+    }
+    ops.rmdir = { req, parent, name in
+        serve(req) {
+            try mounted.array.rmdir(try child(parent, name))
+            mounted.inodes.removed(parent, str(name))
+            fuse_reply_err(req, 0)
+        }
+    }
+    ops.rename = { req, parent, name, newParent, newName, flags in
+        serve(req) {
+            try mounted.array.rename(try child(parent, name), try child(newParent, newName, creating: true), flags: flags)
+            mounted.inodes.renamed(.init(parent: parent, name: str(name)), .init(parent: newParent, name: str(newName)),
+                                   exchange: flags & 2 != 0)
+            fuse_reply_err(req, 0)
+        }
+    }
+    ops.create = { req, parent, name, mode, fi in
+        serve(req) {
+            let p = try child(parent, name, creating: true)
+            let flags = fi!.pointee.flags
+            let af = try mounted.array.create(p, mode: mode, exclusive: flags & O_EXCL != 0, caller: caller(req))
+            do {
+                if flags & O_TRUNC != 0 { try af.truncate(to: 0) }
+                var e = entry(parent, str(name), try af.attributes())
+                attach(af, to: fi)
+                fi!.pointee.keep_cache = 1
+                if fuse_reply_create(req, &e, fi) != 0 {
+                    // Interrupted: the kernel will not release it.
+                    mounted.inodes.forget(e.ino, 1)
+                    if let h = detach(fi) { mounted.array.release(h.file) }
+                }
+            } catch {
+                if let h = detach(fi) { mounted.array.release(h.file) } else { mounted.array.release(af) }
+                throw error
+            }
+        }
+    }
+    ops.open = { req, ino, fi in
+        serve(req) {
+            let af: ArrayFile
+            if let id = mounted.inodes.fileId(ino), let open = mounted.array.open(fileId: id) {
+                af = open
             } else {
-                st!.pointee = try mounted.array.getattr(str(path))
+                af = try mounted.array.open(try path(ino))
             }
-            return 0
-        }
-    }
-    ops.readlink = { path, buf, size in
-        run {
-            let target = Array(try mounted.array.readlink(str(path)).utf8)
-            let n = min(target.count, size - 1)
-            target.withUnsafeBytes { memcpy(buf!, $0.baseAddress!, n) }
-            buf![n] = 0
-            return 0
-        }
-    }
-    ops.mknod = { path, mode, dev in
-        run { try mounted.array.mknod(str(path), mode: mode, device: dev, caller: caller()); return 0 }
-    }
-    ops.mkdir = { path, mode in
-        run { try mounted.array.mkdir(str(path), mode: mode, caller: caller()); return 0 }
-    }
-    ops.unlink = { path in run { try mounted.array.unlink(str(path)); return 0 } }
-    ops.rmdir = { path in run { try mounted.array.rmdir(str(path)); return 0 } }
-    ops.symlink = { target, path in
-        run { try mounted.array.symlink(target: str(target), at: str(path), caller: caller()); return 0 }
-    }
-    ops.rename = { from, to, flags in
-        run { try mounted.array.rename(str(from), str(to), flags: flags); return 0 }
-    }
-    ops.link = { from, to in run { try mounted.array.link(str(from), str(to)); return 0 } }
-    ops.chmod = { path, mode, _ in run { try mounted.array.chmod(str(path), mode: mode); return 0 } }
-    ops.chown = { path, uid, gid, _ in run { try mounted.array.chown(str(path), uid: uid, gid: gid); return 0 } }
-    ops.truncate = { path, size, fi in
-        run {
-            guard size >= 0 else { return -EINVAL }
-            if let h = handle(fi) {
-                try h.file.truncate(to: UInt64(size))
-            } else {
-                try mounted.array.truncate(str(path), size: UInt64(size))
-            }
-            return 0
-        }
-    }
-    ops.open = { path, fi in
-        run {
-            let file = try mounted.array.open(str(path))
-            if fi!.pointee.flags & O_TRUNC != 0 && fi!.pointee.flags & O_ACCMODE != O_RDONLY {
-                do { try file.truncate(to: 0) } catch { mounted.array.release(file); throw error }
-            }
-            attach(file, to: fi)
-            return 0
-        }
-    }
-    ops.create = { path, mode, fi in
-        run {
-            let exclusive = fi!.pointee.flags & O_EXCL != 0
-            let file = try mounted.array.create(str(path), mode: mode, exclusive: exclusive, caller: caller())
+            // O_TRUNC truncates whatever the access mode, as on Linux's own
+            // filesystems (the kernel has checked write permission).
             if fi!.pointee.flags & O_TRUNC != 0 {
-                do { try file.truncate(to: 0) } catch { mounted.array.release(file); throw error }
+                do { try af.truncate(to: 0) } catch { mounted.array.release(af); throw error }
             }
-            attach(file, to: fi)
-            return 0
+            attach(af, to: fi)
+            // Every change to the file's data comes through this mount, and
+            // the kernel's cache sees it: keep the cache across opens.
+            fi!.pointee.keep_cache = 1
+            if fuse_reply_open(req, fi) != 0, let h = detach(fi) { mounted.array.release(h.file) }
         }
     }
-    ops.read = { _, buf, size, offset, fi in
-        run {
-            guard let h = handle(fi), offset >= 0 else { return -EBADF }
-            return Int32(try h.file.read(into: buf!, count: size, at: UInt64(offset)))
+    ops.read = { req, _, size, offset, fi in
+        serve(req) {
+            guard let h = handle(fi), offset >= 0 else { throw FSError(EBADF, "read: no open handle") }
+            if size <= 1 << 20 {
+                try mounted.readBuffers.withItem { b in
+                    let n = try h.file.read(into: b.bytes, count: size, at: UInt64(offset))
+                    fuse_reply_buf(req, b.pointer.assumingMemoryBound(to: CChar.self), n)
+                }
+            } else {
+                let b = AlignedBuffer(count: size)
+                let n = try h.file.read(into: b.bytes, count: size, at: UInt64(offset))
+                fuse_reply_buf(req, b.pointer.assumingMemoryBound(to: CChar.self), n)
+            }
         }
     }
-    ops.write = { _, buf, size, offset, fi in
-        run {
-            guard let h = handle(fi), offset >= 0 else { return -EBADF }
-            try h.file.write(from: buf!, count: size, at: UInt64(offset))
-            return Int32(size)
+    ops.write = { req, _, buf, size, offset, fi in
+        serve(req) {
+            guard let h = handle(fi), offset >= 0 else { throw FSError(EBADF, "write: no open handle") }
+            try h.file.write(from: UnsafeRawPointer(buf!), count: size, at: UInt64(offset))
+            fuse_reply_write(req, size)
         }
     }
-    ops.statfs = { _, out in
-        run { out!.pointee = try mounted.array.statfs(); return 0 }
+    ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
+    ops.release = { req, _, fi in
+        if let h = detach(fi) { mounted.array.release(h.file) }
+        fuse_reply_err(req, 0)
     }
-    ops.flush = { _, _ in 0 }
-    ops.release = { _, fi in
-        guard let fi, fi.pointee.fh != 0 else { return 0 }
-        let h = Unmanaged<OpenHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeRetainedValue()
-        fi.pointee.fh = 0
-        mounted.array.release(h.file)
-        return 0
-    }
-    ops.fsync = { _, datasync, fi in
-        run {
-            guard let h = handle(fi) else { return -EBADF }
+    ops.fsync = { req, _, datasync, fi in
+        serve(req) {
+            guard let h = handle(fi) else { throw FSError(EBADF, "fsync: no open handle") }
             try h.file.sync(dataOnly: datasync != 0)
-            return 0
+            fuse_reply_err(req, 0)
         }
     }
-    ops.opendir = { path, fi in
-        run {
-            let p = str(path)
-            let st = try mounted.array.getattr(p)
-            guard (st.st_mode & S_IFMT) == S_IFDIR else { return -ENOTDIR }
-            fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(DirectoryHandle(path: p)).toOpaque()))
-            return 0
-        }
-    }
-    ops.fsyncdir = { _, _, fi in
-        run {
-            guard let fi, fi.pointee.fh != 0 else { return -EBADF }
-            let dir = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
-            try mounted.array.syncDirectory(dir.path)
-            return 0
-        }
-    }
-    ops.releasedir = { _, fi in
-        guard let fi, fi.pointee.fh != 0 else { return 0 }
-        Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).release()
-        fi.pointee.fh = 0
-        return 0
-    }
-    ops.readdir = { path, buf, filler, _, fi, _ in
-        run {
-            guard let fi, fi.pointee.fh != 0 else { return -EBADF }
-            let dir = Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
-            let entries = try mounted.array.list(dir.path)
-            _ = filler!(buf, ".", nil, 0, fuse_fill_dir_flags(0))
-            _ = filler!(buf, "..", nil, 0, fuse_fill_dir_flags(0))
-            for e in entries where !e.name.hasPrefix(".fuse_hidden") {
-                var st = stat()
-                st.st_mode = mode_t(e.type) << 12
-                st.st_ino = 0xffff_ffff  // FUSE_UNKNOWN_INO: the kernel asks getattr for the real one
-                if filler!(buf, e.name, &st, 0, fuse_fill_dir_flags(0)) != 0 { break }
+    ops.opendir = { req, ino, fi in
+        serve(req) {
+            let st = try attributes(ino, nil)
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "opendir: not a directory") }
+            fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(DirectoryHandle(node: ino)).toOpaque()))
+            fi!.pointee.cache_readdir = 0
+            if fuse_reply_open(req, fi) != 0 {
+                Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi!.pointee.fh))!).release()
             }
-            return 0
         }
     }
-    ops.access = { path, _ in
-        run { _ = try mounted.array.getattr(str(path)); return 0 }
+    ops.readdir = { req, ino, size, offset, fi in
+        serve(req) { try fillDirectory(req, ino, size, offset, fi, plus: false) }
     }
-    ops.utimens = { path, tv, _ in
-        run {
-            let now = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 1 /* UTIME_NOW */)
-            let times = tv.map { ($0[0], $0[1]) } ?? (now, now)
-            try mounted.array.utimens(str(path), times)
-            return 0
+    ops.readdirplus = { req, ino, size, offset, fi in
+        serve(req) { try fillDirectory(req, ino, size, offset, fi, plus: true) }
+    }
+    ops.releasedir = { req, _, fi in
+        if let fi, fi.pointee.fh != 0 {
+            Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).release()
+            fi.pointee.fh = 0
+        }
+        fuse_reply_err(req, 0)
+    }
+    ops.fsyncdir = { req, ino, _, _ in
+        serve(req) {
+            try mounted.array.syncDirectory(try path(ino))
+            fuse_reply_err(req, 0)
         }
     }
-    ops.fallocate = { _, mode, offset, length, fi in
-        run {
-            guard let h = handle(fi) else { return -EBADF }
-            guard offset >= 0, length > 0 else { return -EINVAL }
+    ops.statfs = { req, _ in
+        serve(req) {
+            var st = try mounted.array.statfs()
+            fuse_reply_statfs(req, &st)
+        }
+    }
+    ops.setxattr = { req, ino, name, value, size, flags in
+        serve(req) {
+            let bytes = size == 0 ? [] : Array(UnsafeRawBufferPointer(start: value, count: size))
+            try mounted.array.setxattr(try path(ino), name: str(name), value: bytes, flags: flags)
+            fuse_reply_err(req, 0)
+        }
+    }
+    ops.getxattr = { req, ino, name, size in
+        serve(req) {
+            let v = try mounted.array.getxattr(try path(ino), name: str(name))
+            try replyXattr(req, v, size)
+        }
+    }
+    ops.listxattr = { req, ino, size in
+        serve(req) {
+            var bytes: [UInt8] = []
+            for n in try mounted.array.listxattr(try path(ino)) { bytes += Array(n.utf8) + [0] }
+            try replyXattr(req, bytes, size)
+        }
+    }
+    ops.removexattr = { req, ino, name in
+        serve(req) {
+            try mounted.array.removexattr(try path(ino), name: str(name))
+            fuse_reply_err(req, 0)
+        }
+    }
+    ops.fallocate = { req, _, mode, offset, length, fi in
+        serve(req) {
+            guard let h = handle(fi) else { throw FSError(EBADF, "fallocate: no open handle") }
+            guard offset >= 0, length > 0 else { throw FSError(EINVAL, "fallocate: bad range") }
             let keepSize: Int32 = 0x01, punchHole: Int32 = 0x02
             switch mode {
             case 0, keepSize:
@@ -257,50 +472,59 @@ func makeOperations() -> fuse_operations {
             case punchHole | keepSize:
                 try h.file.punchHole(offset: UInt64(offset), length: UInt64(length))
             default:
-                return -EOPNOTSUPP   // collapse, insert, zero-range, unshare
+                throw FSError(EOPNOTSUPP, "fallocate: mode \(mode) (collapse, insert, zero-range, unshare) is not supported")
             }
-            return 0
+            fuse_reply_err(req, 0)
         }
-    }
-    ops.setxattr = { path, name, value, size, flags in
-        run {
-            let bytes = size == 0 ? [] : Array(UnsafeRawBufferPointer(start: value, count: size))
-            try mounted.array.setxattr(str(path), name: str(name), value: bytes, flags: flags)
-            return 0
-        }
-    }
-    ops.getxattr = { path, name, value, size in
-        run {
-            let v = try mounted.array.getxattr(str(path), name: str(name))
-            if size == 0 { return Int32(v.count) }
-            guard v.count <= size else { return -ERANGE }
-            v.withUnsafeBytes { if $0.count > 0 { memcpy(value!, $0.baseAddress!, $0.count) } }
-            return Int32(v.count)
-        }
-    }
-    ops.listxattr = { path, list, size in
-        run {
-            var bytes: [UInt8] = []
-            for n in try mounted.array.listxattr(str(path)) { bytes += Array(n.utf8) + [0] }
-            if size == 0 { return Int32(bytes.count) }
-            guard bytes.count <= size else { return -ERANGE }
-            bytes.withUnsafeBytes { if $0.count > 0 { memcpy(list!, $0.baseAddress!, $0.count) } }
-            return Int32(bytes.count)
-        }
-    }
-    ops.removexattr = { path, name in
-        run { try mounted.array.removexattr(str(path), name: str(name)); return 0 }
     }
     return ops
 }
 
-/// Mounts `array` at the mount point named in `fuseArguments` and serves it
-/// until unmounted or signalled (fuse_main: parses the FUSE options,
-/// daemonises unless -f, runs the multithreaded loop).
+/// getxattr/listxattr: the size when asked for it, else the bytes.
+private func replyXattr(_ req: fuse_req_t?, _ v: [UInt8], _ size: Int) throws {
+    if size == 0 {
+        fuse_reply_xattr(req, v.count)
+        return
+    }
+    guard v.count <= size else { throw FSError(ERANGE, "xattr value larger than the buffer") }
+    v.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+}
+
+/// Mounts `m` at the mount point named in `fuseArguments` and serves it
+/// until unmounted or signalled: libfuse's low-level session (parses the
+/// FUSE options, daemonises unless -f, runs the multithreaded loop).
 public func serve(_ m: MountedArray, fuseArguments: [String]) -> Int32 {
     mounted = m
     var ops = makeOperations()
-    var cargs = fuseArguments.map { strdup($0) }
-    defer { for p in cargs { free(p) } }
-    return raidfs_fuse_main(Int32(cargs.count), &cargs, &ops, nil)
+    let argv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: fuseArguments.count + 1)
+    for (i, a) in fuseArguments.enumerated() { argv[i] = strdup(a) }
+    argv[fuseArguments.count] = nil
+    defer {
+        for i in 0..<fuseArguments.count { free(argv[i]) }
+        argv.deallocate()
+    }
+    var args = fuse_args(argc: Int32(fuseArguments.count), argv: argv, allocated: 0)
+    defer { fuse_opt_free_args(&args) }
+    var opts = fuse_cmdline_opts()
+    guard raidfs_parse_cmdline(&args, &opts) == 0 else { return 1 }
+    defer { free(opts.mountpoint) }
+    guard let se = fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, nil) else { return 1 }
+    defer { fuse_session_destroy(se) }
+    guard fuse_set_signal_handlers(se) == 0 else { return 1 }
+    defer { fuse_remove_signal_handlers(se) }
+    guard fuse_session_mount(se, opts.mountpoint) == 0 else { return 1 }
+    defer { fuse_session_unmount(se) }
+    fuse_daemonize(opts.foreground)
+    let rc: Int32
+    if opts.singlethread != 0 {
+        rc = fuse_session_loop(se)
+    } else {
+        let config = fuse_loop_cfg_create()
+        defer { fuse_loop_cfg_destroy(config) }
+        fuse_loop_cfg_set_clone_fd(config, UInt32(opts.clone_fd))
+        fuse_loop_cfg_set_idle_threads(config, opts.max_idle_threads)
+        fuse_loop_cfg_set_max_threads(config, opts.max_threads)
+        rc = raidfs_session_loop_mt(se, config)
+    }
+    return rc == 0 ? 0 : 1
 }

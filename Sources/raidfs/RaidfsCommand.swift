@@ -27,6 +27,7 @@ enum RaidfsCommand {
         var eventProgram: String? = nil
         var scrubIntervalSeconds: Double = 7 * 86_400
         var scrubRateBytesPerSecond: Double? = nil
+        var writebackCache = false
         var fuseOptions: [String] = []
     }
 
@@ -50,6 +51,7 @@ enum RaidfsCommand {
                     case "intent_log=on": o.intentLog = true
                     // As mdadm --force: serve a dirty, degraded array.
                     case "force": o.force = true
+                    case "writeback_cache": o.writebackCache = true
                     case "rw", "defaults", "auto", "noauto", "nofail", "user", "nouser", "_netdev": break
                     default:
                         // fstab conventions: our own names, and x-* options meant for other tools (systemd).
@@ -204,6 +206,7 @@ enum RaidfsCommand {
                 logger.critical("cannot record the array in its superblocks: \(error)")
             }
         }
+        m.writebackCache = o.writebackCache
         let rc = serve(m, fuseArguments: fuseArgs)
         control.stop()
         array.shutdown()

@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Files unlinked while open, kept as ext4 keeps them on its orphan list:
+/// the last unlink (or a rename over the file) takes the name away at once,
+/// and the member files move to a hidden directory of every member, named
+/// by file id, where the rebuild and scrub still cover them. Handles keep
+/// reading and writing them; the last release deletes them. After a crash
+/// nothing can hold them open, so the next mount deletes what is left.
+extension RAIDArray {
+    /// The orphan area, in the array's root on every member. The adapter
+    /// hides every root name with the `.raidfs-` prefix.
+    public static let orphanDirectory = "/.raidfs-orphans"
+    public static let reservedPrefix = ".raidfs-"
+
+    static func orphanPath(_ fileId: UInt64) -> String {
+        orphanDirectory + "/" + String(fileId, radix: 16)
+    }
+
+    /// The open file whose last link `path` is, if any. Caller holds the
+    /// namespace lock. Costs nothing while no file is open.
+    func openFileAtLastLinkLocked(_ path: String) -> ArrayFile? {
+        guard !namespace.openFiles.isEmpty,
+              let st = try? onPrimary("lstat \(path)", { try $0.lstat(path) }),
+              (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1,
+              let id = try? readHeader(path).fileId else { return nil }
+        return namespace.openFiles[id]
+    }
+
+    /// Moves the last visible name of open file `af` into the orphan area
+    /// (`move`: unlink), or gives it a second name there (a rename over it
+    /// then replaces the visible name in one step).
+    func orphanLocked(_ af: ArrayFile, _ path: String, move: Bool) throws {
+        let orphan = RAIDArray.orphanPath(af.fileId)
+        if (try? onPrimary("lstat \(RAIDArray.orphanDirectory)", { try $0.lstat(RAIDArray.orphanDirectory) })) == nil {
+            try replicateLocked("mkdir \(RAIDArray.orphanDirectory)", dirs: ["/"]) {
+                try $0.mkdir(RAIDArray.orphanDirectory, mode: 0o700)
+            }
+        }
+        if move {
+            try replicateLocked("unlink \(path)", dirs: [parentDirectory(path), RAIDArray.orphanDirectory]) {
+                try $0.rename(path, orphan, flags: 0)
+            }
+        } else {
+            try replicateLocked("link \(path) to \(orphan)", dirs: [RAIDArray.orphanDirectory]) {
+                try $0.link(path, orphan)
+            }
+        }
+        af.orphanPath = orphan
+        af.displayPath = orphan
+    }
+
+    /// The last handle of an orphaned file is gone: delete it.
+    func reclaimOrphanLocked(_ af: ArrayFile) {
+        guard let orphan = af.orphanPath else { return }
+        do {
+            try replicateLocked("reclaim \(orphan)", dirs: [RAIDArray.orphanDirectory]) { try $0.unlink(orphan) }
+        } catch {
+            logger.error("\(orphan): an unlinked file's last handle is closed but its member files could not be deleted: \(error); the next mount after a crash deletes them")
+        }
+    }
+
+    /// At mount after an unclean shutdown: delete every orphan (no handle
+    /// can hold one now). Runs before the crash resync, which then has
+    /// nothing of theirs to do.
+    func reclaimOrphansAfterCrash() throws {
+        let names: [DirectoryEntry]
+        do {
+            names = try list(RAIDArray.orphanDirectory)
+        } catch let e as FSError where e.errno == ENOENT {
+            return
+        }
+        guard !names.isEmpty else { return }
+        try namespace.lock.withLock {
+            for e in names {
+                let p = RAIDArray.orphanDirectory + "/" + e.name
+                try replicateLocked("reclaim \(p)", dirs: [RAIDArray.orphanDirectory]) { try $0.unlink(p) }
+            }
+        }
+        eventLog.record(ArrayEvent(kind: "orphans-reclaimed", member: nil, path: RAIDArray.orphanDirectory,
+                                   message: "deleted \(names.count) files that were unlinked while open when the array last stopped uncleanly"))
+    }
+
+    /// An open file by its id, opened once more (no member file is opened):
+    /// nil when no handle has it open.
+    public func open(fileId: UInt64) -> ArrayFile? {
+        namespace.lock.withLock {
+            guard let af = namespace.openFiles[fileId] else { return nil }
+            af.openCount += 1
+            af.expectAccess()
+            return af
+        }
+    }
+
+    /// The open file with this id, without opening it again.
+    public func openFile(id: UInt64) -> ArrayFile? {
+        namespace.lock.withLock { namespace.openFiles[id] }
+    }
+}

@@ -1,0 +1,156 @@
+import RAIDCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The kernel's view of the namespace: FUSE node ids for what it has looked
+/// up, each with the names it is known by, and its lookup count, which
+/// `forget` brings back to zero before the node is dropped (as
+/// passthrough_ll's inode table does with its file descriptors).
+///
+/// A file is one node whatever the number of its hard links: a regular
+/// file's node is keyed by the file id in its header (a symlink's or
+/// device's by its inode number), so `ln f l` and a lookup of `l` give the
+/// kernel the node it has for `f`. Directories are keyed by name. A node's path is its first name's parent's path plus
+/// that name, so renaming a directory moves everything under it at once.
+final class InodeTable: @unchecked Sendable {
+    struct Name: Hashable {
+        let parent: UInt64
+        let name: String
+    }
+
+    /// What a node stands for when it is not a directory.
+    struct Object: Hashable {
+        let regular: Bool
+        let number: UInt64
+    }
+
+    final class Node {
+        let id: UInt64
+        let isDirectory: Bool
+        let object: Object?
+        /// Regular files only: the id in the file's header.
+        var fileId: UInt64? { object.flatMap { $0.regular ? $0.number : nil } }
+        /// The names the kernel knows it by (a directory has one).
+        var names: [Name] = []
+        var lookups: UInt64 = 0
+
+        init(id: UInt64, isDirectory: Bool, object: Object?) {
+            self.id = id
+            self.isDirectory = isDirectory
+            self.object = object
+        }
+    }
+
+    static let rootId: UInt64 = 1
+    private let lock = Mutex()
+    private var nodes: [UInt64: Node] = [rootId: Node(id: rootId, isDirectory: true, object: nil)]
+    private var byName: [Name: UInt64] = [:]
+    private var byObject: [Object: UInt64] = [:]
+    private var nextId: UInt64 = 2
+
+    /// The array path of `id`; nil when the kernel asks for a node whose
+    /// every name is gone (its caller answers ESTALE, or uses an open handle).
+    func path(_ id: UInt64) -> String? {
+        lock.withLock { pathLocked(id) }
+    }
+
+    func path(_ parent: UInt64, _ name: String) -> String? {
+        guard let p = path(parent) else { return nil }
+        return p == "/" ? "/" + name : p + "/" + name
+    }
+
+    private func pathLocked(_ id: UInt64) -> String? {
+        var parts: [String] = []
+        var current = id
+        while current != InodeTable.rootId {
+            guard let n = nodes[current], let first = n.names.first, parts.count < 4096 else { return nil }
+            parts.append(first.name)
+            current = first.parent
+        }
+        return "/" + parts.reversed().joined(separator: "/")
+    }
+
+    func fileId(_ id: UInt64) -> UInt64? {
+        lock.withLock { nodes[id]?.fileId }
+    }
+
+    /// A lookup answered with `st` for `name` in `parent`: the node, its
+    /// lookup count one higher.
+    func remember(_ parent: UInt64, _ name: String, _ st: stat) -> UInt64 {
+        let key = Name(parent: parent, name: name)
+        let isRegular = (st.st_mode & S_IFMT) == S_IFREG
+        let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+        return lock.withLock { rememberLocked(key, st, isRegular: isRegular, isDirectory: isDirectory) }
+    }
+
+    private func rememberLocked(_ key: Name, _ st: stat, isRegular: Bool, isDirectory: Bool) -> UInt64 {
+        // Anything but a directory may have hard links: one node per object
+        // (a regular file by its file id, anything else by the first
+        // member's inode number, which getattr reports for it).
+        let object = isDirectory ? nil : Object(regular: isRegular, number: UInt64(st.st_ino))
+        var node: Node? = nil
+        if let object {
+            node = byObject[object].flatMap { nodes[$0] }
+        } else if let id = byName[key], let n = nodes[id], n.isDirectory {
+            node = n
+        }
+        if node == nil {
+            let n = Node(id: nextId, isDirectory: isDirectory, object: object)
+            nextId += 1
+            nodes[n.id] = n
+            if let object { byObject[object] = n.id }
+            node = n
+        }
+        let n = node!
+        if let other = byName[key], other != n.id { dropNameLocked(key, from: other) }
+        if !n.names.contains(key) {
+            // A directory has one name: a new one replaces the old.
+            if n.isDirectory { for old in n.names { byName[old] = nil }; n.names = [] }
+            n.names.append(key)
+        }
+        byName[key] = n.id
+        n.lookups += 1
+        return n.id
+    }
+
+    /// The kernel dropped `count` of its references to `id`.
+    func forget(_ id: UInt64, _ count: UInt64) {
+        lock.withLock { forgetLocked(id, count) }
+    }
+
+    private func forgetLocked(_ id: UInt64, _ count: UInt64) {
+        guard id != InodeTable.rootId, let n = nodes[id] else { return }
+        n.lookups = n.lookups > count ? n.lookups - count : 0
+        if n.lookups == 0 {
+            for k in n.names where byName[k] == id { byName[k] = nil }
+            if let o = n.object, byObject[o] == id { byObject[o] = nil }
+            nodes[id] = nil
+        }
+    }
+
+    /// `name` in `parent` is gone (unlink, rmdir, or replaced by a rename).
+    func removed(_ parent: UInt64, _ name: String) {
+        let key = Name(parent: parent, name: name)
+        lock.withLock { if let id = byName[key] { dropNameLocked(key, from: id) } }
+    }
+
+    /// A rename: what was at `to` loses that name, and the node at `from`
+    /// takes it (RENAME_EXCHANGE: the two swap).
+    func renamed(_ from: Name, _ to: Name, exchange: Bool) {
+        lock.withLock { renamedLocked(from, to, exchange: exchange) }
+    }
+
+    private func renamedLocked(_ from: Name, _ to: Name, exchange: Bool) {
+        let moving = byName[from], replaced = byName[to]
+        if let r = replaced { dropNameLocked(to, from: r) }
+        if let m = moving { dropNameLocked(from, from: m) }
+        if let m = moving, let n = nodes[m] { n.names.append(to); byName[to] = m }
+        if exchange, let r = replaced, let n = nodes[r] { n.names.append(from); byName[from] = r }
+    }
+
+    private func dropNameLocked(_ key: Name, from id: UInt64) {
+        if byName[key] == id { byName[key] = nil }
+        nodes[id]?.names.removeAll { $0 == key }
+    }
+}
