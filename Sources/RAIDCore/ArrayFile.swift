@@ -23,6 +23,9 @@ public final class ArrayFile: @unchecked Sendable {
     /// open; guarded by the namespace lock.
     public internal(set) var orphanPath: String?
     let lock = ReadWriteLock()
+    /// During a write: the end of the bytes being written (.max for the
+    /// cleanup that restores zeros past EOF); guarded by the write lock.
+    var writeExtentEnd: UInt64 = 0
     /// Handles open on this file; guarded by the namespace lock.
     var openCount = 0
     /// A write of this operation hit a full member (ENOSPC, EDQUOT, EFBIG);
@@ -152,8 +155,12 @@ public final class ArrayFile: @unchecked Sendable {
 
     /// fsync/fdatasync: data, parity, checksums and size durable on every
     /// active member before returning.
+    ///
+    /// The intent log's regions of the file stay dirty: the flusher clears
+    /// them once idle (as md's bitmap daemon clears bits after a delay).
+    /// Clearing them here cost two log writes on every member per
+    /// transaction of a program that writes and fsyncs in turn (SQLite).
     public func sync(dataOnly: Bool) throws {
-        let clean = array.intentLog.snapshotGenerations(fileId: fileId)
         try lock.withReadLock {
             var full: Int32? = nil
             for role in 0..<array.geometry.memberCount {
@@ -169,8 +176,6 @@ public final class ArrayFile: @unchecked Sendable {
                 throw FSError(e, "\(displayPath): fsync: \(String(cString: strerror(e))) on a member")
             }
         }
-        // Data and parity of these regions are durable now.
-        try array.intentLog.clear(clean)
     }
 
     /// Sets the logical size. Shrinking zeroes the tail of the last stripe

@@ -50,6 +50,14 @@ public final class IntentLog: @unchecked Sendable {
     /// Directories with namespace changes not yet known durable everywhere.
     private var dirtyDirectories: [String: State] = [:]
     private var sequence: UInt64 = 0
+    /// The entries as the slot holds them, appended to as entries are
+    /// added, so that a persist costs the write, not an encoding of every
+    /// entry (creating thousands of files added one entry each, and
+    /// encoding them all each time was quadratic). Rebuilt after entries
+    /// are cleared.
+    private var encodedDirectories: [UInt8] = []
+    private var encodedRegions: [UInt8] = []
+    private var encodingValid = true
     /// The dirty set outgrew a slot: resync everything after a crash.
     private var overflow = false
 
@@ -69,6 +77,7 @@ public final class IntentLog: @unchecked Sendable {
                 let key = Region(fileId: file.fileId, index: r)
                 if dirty[key] == nil {
                     dirty[key] = State(path: file.displayPath, inflight: 0, generation: 0, lastWrite: 0)
+                    if encodingValid { IntentLog.appendEntry(&encodedRegions, key.fileId, key.index, file.displayPath) }
                     added = true
                 }
                 dirty[key]!.inflight += 1
@@ -100,6 +109,7 @@ public final class IntentLog: @unchecked Sendable {
             for d in dirs {
                 if dirtyDirectories[d] == nil {
                     dirtyDirectories[d] = State(path: d, inflight: 0, generation: 0, lastWrite: 0)
+                    if encodingValid { IntentLog.appendEntry(&encodedDirectories, 0, 0, d) }
                     added = true
                 }
                 dirtyDirectories[d]!.inflight += 1
@@ -140,21 +150,6 @@ public final class IntentLog: @unchecked Sendable {
         lock.withLock { for k in dirty.keys where k.fileId == fileId { dirty[k]!.pinned = true } }
     }
 
-    /// After `file` was made durable: forget its regions that saw no write
-    /// since `generations` were taken.
-    func snapshotGenerations(fileId: UInt64) -> [Region: UInt64] {
-        lock.withLock {
-            var out: [Region: UInt64] = [:]
-            for (k, v) in dirty where k.fileId == fileId && v.inflight == 0 { out[k] = v.generation }
-            return out
-        }
-    }
-
-    func clear(_ generations: [Region: UInt64]) throws {
-        guard enabled, !generations.isEmpty else { return }
-        if lock.withLock({ clearLocked(generations, directories: [:]) }) { try persist() }
-    }
-
     /// Forgets the regions and directories that saw no change since their
     /// generations were taken; true when the log changed.
     private func clearLocked(_ generations: [Region: UInt64], directories: [String: UInt64]) -> Bool {
@@ -169,6 +164,7 @@ public final class IntentLog: @unchecked Sendable {
             any = true
         }
         if dirty.isEmpty && dirtyDirectories.isEmpty && overflow { overflow = false; any = true }
+        if any { encodingValid = false }
         return any
     }
 
@@ -225,28 +221,47 @@ public final class IntentLog: @unchecked Sendable {
         }
     }
 
+    /// One entry: file id, region index (0 and 0 for a directory), path.
+    static func appendEntry(_ out: inout [UInt8], _ fileId: UInt64, _ index: UInt64, _ path: String) {
+        let p = path.utf8.prefix(4096)
+        appendLE64(&out, fileId)
+        appendLE64(&out, index)
+        out.append(UInt8(p.count & 0xff)); out.append(UInt8(p.count >> 8))
+        out += p
+    }
+
     private func encode() -> [UInt8] {
-        var payload: [UInt8] = []
-        var count: UInt32 = 0
-        var over = overflow
-        // Directories first: a slot that overflows must still name them.
-        for (d, _) in dirtyDirectories.sorted(by: { $0.key < $1.key }) {
-            let path = Array(d.utf8.prefix(4096))
-            if IntentLog.headerBytes + payload.count + 18 + path.count > IntentLog.slotBytes { over = true; break }
-            appendLE64(&payload, 0)
-            appendLE64(&payload, 0)
-            payload.append(UInt8(path.count & 0xff)); payload.append(UInt8(path.count >> 8))
-            payload += path
-            count += 1
+        if !encodingValid {
+            // Sorted, so that one set of entries always encodes the same way.
+            encodedDirectories = []
+            for d in dirtyDirectories.keys.sorted() { IntentLog.appendEntry(&encodedDirectories, 0, 0, d) }
+            encodedRegions = []
+            for (k, v) in dirty.sorted(by: { ($0.key.fileId, $0.key.index) < ($1.key.fileId, $1.key.index) }) {
+                IntentLog.appendEntry(&encodedRegions, k.fileId, k.index, v.path)
+            }
+            encodingValid = true
         }
-        for (k, v) in dirty.sorted(by: { ($0.key.fileId, $0.key.index) < ($1.key.fileId, $1.key.index) }) {
-            let path = Array(v.path.utf8.prefix(4096))
-            if IntentLog.headerBytes + payload.count + 18 + path.count > IntentLog.slotBytes { over = true; break }
-            appendLE64(&payload, k.fileId)
-            appendLE64(&payload, k.index)
-            payload.append(UInt8(path.count & 0xff)); payload.append(UInt8(path.count >> 8))
-            payload += path
-            count += 1
+        var count = UInt32(dirtyDirectories.count + dirty.count)
+        var over = overflow
+        var payload = encodedDirectories
+        if IntentLog.headerBytes + encodedDirectories.count + encodedRegions.count <= IntentLog.slotBytes {
+            payload += encodedRegions
+        } else {
+            // More than a slot holds: whole entries up to the slot's end,
+            // directories first, and the overflow flag (resync everything
+            // after a crash).
+            over = true
+            payload = []
+            count = 0
+            var i = 0
+            let all = encodedDirectories + encodedRegions
+            while i + 18 <= all.count {
+                let len = 18 + (Int(all[i + 16]) | Int(all[i + 17]) << 8)
+                if IntentLog.headerBytes + payload.count + len > IntentLog.slotBytes { break }
+                payload += all[i..<(i + len)]
+                count += 1
+                i += len
+            }
         }
         overflow = over
         var out = IntentLog.magic

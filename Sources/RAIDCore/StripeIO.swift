@@ -244,6 +244,9 @@ extension ArrayFile {
         let stripeBytes = UInt64(g.stripeDataBytes)
         let end = offset + UInt64(count)
         let oldSize = knownZeroFrom ?? size
+        // Cleanup after a crash restores zeros past EOF: write whole chunks.
+        writeExtentEnd = knownZeroFrom == .max ? .max : end
+        defer { writeExtentEnd = 0 }
         try array.workspaces.withItem { ws in
             var pos = offset
             while pos < end {
@@ -272,7 +275,7 @@ extension ArrayFile {
             if plan.isFullStripe {
                 for j in 0..<k { memcpy(ws.chunks[j].pointer, src + (j * c - lo), c) }
                 array.codec.encode(ws.pointers, length: c)
-                try commit(stripe: stripe, dataChunks: 0..<k, ws: ws)
+                try commit(stripe: stripe, dataChunks: 0..<k, ws: ws, trimToExtent: true)
                 return
             }
             if g.level != .raid1 && plan.readModifyWriteReads(parityCount: g.parityChunkCount) < plan.reconstructWriteReads {
@@ -310,7 +313,7 @@ extension ArrayFile {
             overlay(j, plan: plan, src: src, into: chunk.pointer)
         }
         array.codec.encode(ws.pointers, length: g.chunkSizeBytes)
-        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws)
+        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, trimToExtent: true)
         return true
     }
 
@@ -348,7 +351,8 @@ extension ArrayFile {
             parityLo = min(parityLo, span.lowerBound)
             parityHi = max(parityHi, span.upperBound)
         }
-        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, dataSpan: plan.span, paritySpan: parityLo..<parityHi)
+        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, dataSpan: plan.span, paritySpan: parityLo..<parityHi,
+                   trimToExtent: true)
         return true
     }
 
@@ -386,14 +390,41 @@ extension ArrayFile {
     /// to their members; fails with EIO only if the array is now failed.
     /// `dataSpan` and `paritySpan` limit the bytes written to those that
     /// changed (read-modify-write); by default whole chunks are written.
+    ///
+    /// `trimToExtent` (the healthy write paths, whose chunks were read and
+    /// verified or lie past the old EOF): in the stripe that holds EOF,
+    /// nothing past the file's end is written. Those bytes are zeros (the
+    /// zeros-past-EOF invariant), and a member file reads as zeros past its
+    /// end, so the tail chunk holds only the file's bytes (in whole 4 KiB
+    /// blocks) and parity only as many as its longest data chunk: a small
+    /// file costs its size per member, not a chunk. The checksum still
+    /// covers the whole chunk, zeros included.
     private func commit<S: Sequence>(stripe: UInt64, dataChunks: S, ws: StripeWorkspace,
-                                     dataSpan: ((Int) -> Range<Int>)? = nil, paritySpan: Range<Int>? = nil) throws where S.Element == Int {
+                                     dataSpan: ((Int) -> Range<Int>)? = nil, paritySpan: Range<Int>? = nil,
+                                     trimToExtent: Bool = false) throws where S.Element == Int {
         let g = array.geometry
+        let c = g.chunkSizeBytes
+        let stripeStart = stripe * UInt64(g.stripeDataBytes)
+        let end = max(size, writeExtentEnd)
+        let inStripe = !trimToExtent ? g.stripeDataBytes
+            : end > stripeStart ? Int(min(end - stripeStart, UInt64(g.stripeDataBytes))) : 0
+        /// Bytes of data chunk `j` that may be nonzero; parity has as many
+        /// as data chunk 0.
+        func extent(_ j: Int) -> Int {
+            let e = inStripe - j * c
+            return e <= 0 ? 0 : min(c, (e + 4095) & ~4095)
+        }
+        func clamp(_ r: Range<Int>?, _ limit: Int) -> Range<Int> {
+            let r = r ?? 0..<c
+            return min(r.lowerBound, limit)..<min(r.upperBound, limit)
+        }
         for j in dataChunks {
-            writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes, range: dataSpan?(j))
+            writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes,
+                       range: clamp(dataSpan?(j), extent(j)))
         }
         for p in g.dataChunkCount..<g.memberCount {
-            writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes, range: paritySpan)
+            writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes,
+                       range: clamp(paritySpan, extent(0)))
         }
         try array.requireNotFailed(displayPath)
         try throwIfOutOfSpace(stripe: stripe)

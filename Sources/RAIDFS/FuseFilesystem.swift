@@ -125,8 +125,18 @@ private func caller(_ req: fuse_req_t?) -> Caller {
 /// is opened), anything else from the members.
 private func attributes(_ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) throws -> stat {
     if let h = handle(fi) { return try h.file.attributes() }
-    if let id = mounted.inodes.fileId(ino), let af = mounted.array.openFile(id: id) { return try af.attributes() }
+    if let af = heldOpen(ino) {
+        defer { mounted.array.release(af) }
+        return try af.attributes()
+    }
     return try mounted.array.getattr(try path(ino))
+}
+
+/// The open state of a regular file's node, held (released by the caller)
+/// so that a release racing with this request cannot close its member files
+/// underneath; nil when no handle has the file open.
+private func heldOpen(_ ino: fuse_ino_t) -> ArrayFile? {
+    mounted.inodes.fileId(ino).flatMap { mounted.array.open(fileId: $0) }
 }
 
 /// Answers a lookup-like request with the node for `name` in `parent`.
@@ -245,12 +255,17 @@ func makeOperations() -> fuse_lowlevel_ops {
             func has(_ flag: Int32) -> Bool { set & flag != 0 }
             // An open file is reached through its handle (or its open state:
             // it may have no name left); anything else by path.
-            let open = handle(fi)?.file ?? mounted.inodes.fileId(ino).flatMap { mounted.array.openFile(id: $0) }
             let p = try? path(ino)
             if has(FUSE_SET_ATTR_SIZE) {
                 guard a.st_size >= 0 else { throw FSError(EINVAL, "truncate: negative size") }
-                if let af = open { try af.truncate(to: UInt64(a.st_size)) }
-                else { try mounted.array.truncate(try path(ino), size: UInt64(a.st_size)) }
+                if let h = handle(fi) {
+                    try h.file.truncate(to: UInt64(a.st_size))
+                } else if let af = heldOpen(ino) {
+                    defer { mounted.array.release(af) }
+                    try af.truncate(to: UInt64(a.st_size))
+                } else {
+                    try mounted.array.truncate(try path(ino), size: UInt64(a.st_size))
+                }
             }
             if has(FUSE_SET_ATTR_MODE) { try mounted.array.chmod(try p ?? path(ino), mode: a.st_mode & 0o7777) }
             if has(FUSE_SET_ATTR_UID) || has(FUSE_SET_ATTR_GID) {
