@@ -32,6 +32,8 @@ public final class MountedArray: @unchecked Sendable {
     /// -o writeback_cache: the kernel gathers small writes in its page
     /// cache and sends them as large ones.
     public var writebackCache = false
+    /// Nodes known to have no security.capability xattr.
+    let withoutCapabilities = Locked<Set<UInt64>>([])
     /// Read buffers, one per concurrent read: no allocation per request.
     let readBuffers = Pool<AlignedBuffer>(keepMax: 16) { AlignedBuffer(count: 1 << 20) }
 
@@ -53,6 +55,14 @@ nonisolated(unsafe) var mounted: MountedArray!
 let cacheTimeout = 1.0
 
 struct Stale: Error {}
+
+/// A value behind a mutex.
+final class Locked<T>: @unchecked Sendable {
+    private let mutex = Mutex()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R { try mutex.withLock { try body(&value) } }
+}
 
 /// Runs `body`, which replies on success; a thrown error replies its errno.
 @inline(__always)
@@ -452,6 +462,7 @@ func makeOperations() -> fuse_lowlevel_ops {
     }
     ops.setxattr = { req, ino, name, value, size, flags in
         serve(req) {
+            mounted.withoutCapabilities.withLock { _ = $0.remove(ino) }
             let bytes = size == 0 ? [] : Array(UnsafeRawBufferPointer(start: value, count: size))
             try mounted.array.setxattr(try path(ino), name: str(name), value: bytes, flags: flags)
             fuse_reply_err(req, 0)
@@ -459,8 +470,21 @@ func makeOperations() -> fuse_lowlevel_ops {
     }
     ops.getxattr = { req, ino, name, size in
         serve(req) {
-            let v = try mounted.array.getxattr(try path(ino), name: str(name))
-            try replyXattr(req, v, size)
+            let n = str(name)
+            // The kernel asks for security.capability before every write
+            // (to drop it, as a write must): answered from memory once known
+            // absent, until an xattr of the node changes.
+            let isCaps = n == "security.capability"
+            if isCaps && mounted.withoutCapabilities.withLock({ $0.contains(ino) }) {
+                throw FSError(ENODATA, "no \(n)")
+            }
+            do {
+                let v = try mounted.array.getxattr(try path(ino), name: n)
+                try replyXattr(req, v, size)
+            } catch let e as FSError where e.errno == ENODATA && isCaps {
+                mounted.withoutCapabilities.withLock { _ = $0.insert(ino) }
+                throw e
+            }
         }
     }
     ops.listxattr = { req, ino, size in
@@ -472,6 +496,7 @@ func makeOperations() -> fuse_lowlevel_ops {
     }
     ops.removexattr = { req, ino, name in
         serve(req) {
+            mounted.withoutCapabilities.withLock { _ = $0.remove(ino) }
             try mounted.array.removexattr(try path(ino), name: str(name))
             fuse_reply_err(req, 0)
         }
