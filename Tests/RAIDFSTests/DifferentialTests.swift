@@ -128,9 +128,9 @@ final class DifferentialTests: XCTestCase {
         return "type \(type) mode \(String(st.st_mode & 0o7777, radix: 8)) size \(size) nlink \(nlink)"
     }
 
-    func runDifferential(level: Int, members: Int, degradeBy: Int, seed: UInt64, steps: Int) throws {
+    func runDifferential(level: Int, members: Int, degradeBy: Int, seed: UInt64, steps: Int, options: [String] = []) throws {
         let a = try ScratchArray(level: level, members: members, chunk: "16K")
-        try a.mount()
+        try a.mount(options: options)
         for i in 0..<degradeBy { XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "\(i)"]).status, 0) }
         let plain = a.root + "/plain"
         try FileManager.default.createDirectory(atPath: plain, withIntermediateDirectories: true)
@@ -171,5 +171,9 @@ final class DifferentialTests: XCTestCase {
     func testRAID6() throws { try runDifferential(level: 6, members: 5, degradeBy: 0, seed: 3, steps: 400) }
     func testRAID1Degraded() throws { try runDifferential(level: 1, members: 3, degradeBy: 2, seed: 4, steps: 400) }
     func testRAID5Degraded() throws { try runDifferential(level: 5, members: 4, degradeBy: 1, seed: 5, steps: 400) }
+    /// -o writeback_cache: the kernel gathers writes in its page cache.
+    func testRAID5WritebackCache() throws {
+        try runDifferential(level: 5, members: 4, degradeBy: 0, seed: 7, steps: 400, options: ["writeback_cache"])
+    }
     func testRAID6Degraded() throws { try runDifferential(level: 6, members: 5, degradeBy: 2, seed: 6, steps: 400) }
 }

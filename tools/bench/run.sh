@@ -47,7 +47,7 @@ if ((QUICK)); then
     DEFAULT_FS=backing,passthrough_ll,mergerfs,raid5,raid6,raid5-degraded,raid5-rebuilding
 else
     : "${ROUNDS:=3}"
-    SEQ_MIB=1024 RAND_MIB=256 RAND_S=10 SMALL_N=10000 SQL_TX=2000 SWEEP="64 256 1024 4096" DATA_MIB=2048 PREFILL_MIB=4096
+    SEQ_MIB=1024 RAND_MIB=256 RAND_S=6 SMALL_N=10000 SQL_TX=2000 SWEEP="64 256 1024 4096" DATA_MIB=2048 PREFILL_MIB=4096
     TREE=/usr/include DOCS=/usr/share/doc GITSRC=/usr/include/linux
     DEFAULT_FS=backing,passthrough_ll,mergerfs,raid1,raid5,raid6,raid1-degraded,raid5-degraded,raid6-degraded,raid1-rebuilding,raid5-rebuilding,raid6-rebuilding
 fi
@@ -280,7 +280,11 @@ section_sweep() { # fs round
 # Scrub and rebuild of DATA_MIB of files, beside cp -r of the same files on
 # the same backing: each as data bytes per second.
 wait_clean() {
-    while [ "$(status_json | json_field 'd["state"]')" != clean ]; do sleep 0.1; done
+    local deadline=$((SECONDS + 900))
+    while [ "$(status_json | json_field 'd["state"]')" != clean ]; do
+        ((SECONDS < deadline)) || { echo "run.sh: the array at $MNT is not clean after 15 minutes" >&2; exit 1; }
+        sleep 0.1
+    done
 }
 section_maintenance() { # round
     local level fs t0 t1
