@@ -31,7 +31,7 @@ raidfs demo: RAID 6 over six member directories ($DEMO/disk0 … disk5),
 mounted at $MNT. Try:
 
   cp -r /usr/share/common-licenses $MNT/ && ls $MNT
-  df -h $MNT                                   # usable capacity: 4 of 6 members
+  df -h $MNT                                   # usable capacity: the six share one disk, so 4/6 of its space
   $BIN/raidctl status $MNT                     # md/zpool-style state; --watch to follow
   $BIN/raidctl examine $DEMO/disk0
   rm -rf $DEMO/disk1 $DEMO/disk4                # lose two members…

@@ -4,12 +4,13 @@ import Glibc
 #endif
 
 /// What a mount does after an unclean shutdown, before it serves anything:
-/// resync the regions the write-intent log names, and remove files left
-/// under libfuse's hidden names.
+/// resync the regions the write-intent log names (files unlinked while
+/// open are deleted first: see Orphans.swift).
 extension RAIDArray {
     /// Makes parity and checksums agree with the data in every region the
     /// intent log named, then empties the log.
-    func resyncAfterCrash() throws {
+    /// `skipping`: files deleted since the log named them (reclaimed orphans).
+    func resyncAfterCrash(skipping deleted: Set<UInt64> = []) throws {
         guard needsResync else { return }
         let start = Date()
         var stripes = 0, fixed = 0
@@ -54,7 +55,7 @@ extension RAIDArray {
                 return true
             }
         } else {
-            for (region, path) in pendingResync {
+            for (region, path) in pendingResync where !deleted.contains(region.fileId) {
                 // A file renamed since is found by its id; a deleted one needs nothing.
                 var found: ArrayFile? = try? open(path)
                 if let af = found, af.fileId != region.fileId {

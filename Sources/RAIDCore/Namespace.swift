@@ -229,27 +229,39 @@ extension RAIDArray {
         try onPrimary("readlink \(path)") { try $0.readlink(path) }
     }
 
-    /// Usable capacity: the smallest member's space times the data chunks per stripe.
+    /// Usable capacity, counting each filesystem once. A filesystem that
+    /// holds g active members receives g of every n chunks written, so it
+    /// fills after its space × k / g bytes of data (k data chunks per
+    /// stripe); the array's size and free space are the least of that over
+    /// the filesystems the members are on (members on their own disks: the
+    /// smallest member's space × k). Inodes: each file takes one on every
+    /// member.
     public func statfs() throws -> statvfs {
-        var result: statvfs? = nil
+        var groups: [UInt64: (s: statvfs, members: Int)] = [:]
         for role in activeRoles {
-            guard let m = member(role), let s = try? m.statfs() else { continue }
-            if result == nil { result = s; continue }
-            let scale = { (v: fsblkcnt_t, from: UInt, to: UInt) in fsblkcnt_t(UInt(v) * from / to) }
-            let r = result!
-            let bsize = r.f_frsize
-            if scale(s.f_blocks, s.f_frsize, bsize) < r.f_blocks { result!.f_blocks = scale(s.f_blocks, s.f_frsize, bsize) }
-            if scale(s.f_bfree, s.f_frsize, bsize) < r.f_bfree { result!.f_bfree = scale(s.f_bfree, s.f_frsize, bsize) }
-            if scale(s.f_bavail, s.f_frsize, bsize) < r.f_bavail { result!.f_bavail = scale(s.f_bavail, s.f_frsize, bsize) }
-            result!.f_files = min(r.f_files, s.f_files)
-            result!.f_ffree = min(r.f_ffree, s.f_ffree)
-            result!.f_favail = min(r.f_favail, s.f_favail)
+            guard let m = member(role), let s = try? m.statfs(), let root = try? m.lstat("/") else { continue }
+            let device = UInt64(root.st_dev)
+            groups[device] = (s, (groups[device]?.members ?? 0) + 1)
         }
-        guard var r = result else { throw FSError.io("statfs: no active member in array \(arrayUUID)") }
-        let k = fsblkcnt_t(geometry.dataChunkCount)
-        r.f_blocks *= k
-        r.f_bfree *= k
-        r.f_bavail *= k
+        guard let bsize = groups.values.first?.s.f_frsize, bsize > 0 else {
+            throw FSError.io("statfs: no active member in array \(arrayUUID)")
+        }
+        let k = UInt64(geometry.dataChunkCount)
+        var r = groups.values.first!.s
+        var first = true
+        for (s, g) in groups.values {
+            // In the first group's block size, this filesystem's share.
+            let scale = { (v: fsblkcnt_t) -> fsblkcnt_t in fsblkcnt_t(UInt64(v) * UInt64(s.f_frsize) / UInt64(bsize) * k / UInt64(g)) }
+            let files = { (v: fsfilcnt_t) -> fsfilcnt_t in v / fsfilcnt_t(g) }
+            if first || scale(s.f_blocks) < r.f_blocks { r.f_blocks = scale(s.f_blocks) }
+            if first || scale(s.f_bfree) < r.f_bfree { r.f_bfree = scale(s.f_bfree) }
+            if first || scale(s.f_bavail) < r.f_bavail { r.f_bavail = scale(s.f_bavail) }
+            if first || files(s.f_files) < r.f_files { r.f_files = files(s.f_files) }
+            if first || files(s.f_ffree) < r.f_ffree { r.f_ffree = files(s.f_ffree) }
+            if first || files(s.f_favail) < r.f_favail { r.f_favail = files(s.f_favail) }
+            first = false
+        }
+        r.f_frsize = bsize
         r.f_namemax = 255
         return r
     }
@@ -285,7 +297,7 @@ extension RAIDArray {
             // orphan name first. Only when the rename can succeed: a file
             // (not a directory) moving onto it, and no RENAME_NOREPLACE or
             // RENAME_EXCHANGE (flags 1 and 2), which remove nothing.
-            if flags == 0, from != to, let af = openFileAtLastLinkLocked(to),
+            if flags & 3 == 0, from != to, let af = openFileAtLastLinkLocked(to),
                let st = try? onPrimary("lstat \(from)", { try $0.lstat(from) }), (st.st_mode & S_IFMT) != S_IFDIR {
                 try orphanLocked(af, to, move: false)
             }

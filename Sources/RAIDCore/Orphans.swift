@@ -48,7 +48,8 @@ extension RAIDArray {
             }
         }
         af.orphanPath = orphan
-        af.displayPath = orphan
+        // Read under the file's lock (the intent log, messages).
+        af.lock.withWriteLock { af.displayPath = orphan }
     }
 
     /// The last handle of an orphaned file is gone: delete it.
@@ -57,29 +58,39 @@ extension RAIDArray {
         do {
             try replicateLocked("reclaim \(orphan)", dirs: [RAIDArray.orphanDirectory]) { try $0.unlink(orphan) }
         } catch {
-            logger.error("\(orphan): an unlinked file's last handle is closed but its member files could not be deleted: \(error); the next mount after a crash deletes them")
+            logger.error("\(orphan): an unlinked file's last handle is closed but its member files could not be deleted: \(error); the next mount deletes them")
         }
     }
 
-    /// At mount after an unclean shutdown: delete every orphan (no handle
-    /// can hold one now). Runs before the crash resync, which then has
-    /// nothing of theirs to do.
-    func reclaimOrphansAfterCrash() throws {
+    /// At mount: delete every orphan (no handle can hold one now): those a
+    /// crash left, and those of a daemon stopped while files were held
+    /// open. Runs before the crash resync, which skips their regions.
+    /// Returns their file ids. One that cannot be deleted is reported and
+    /// left for the next mount; it does not stop this one.
+    func reclaimOrphans() -> Set<UInt64> {
         let names: [DirectoryEntry]
         do {
             names = try list(RAIDArray.orphanDirectory)
-        } catch let e as FSError where e.errno == ENOENT {
-            return
+        } catch {
+            if (error as? FSError)?.errno != ENOENT { logger.error("\(RAIDArray.orphanDirectory): \(error)") }
+            return []
         }
-        guard !names.isEmpty else { return }
-        try namespace.lock.withLock {
+        guard !names.isEmpty else { return [] }
+        var ids = Set<UInt64>()
+        namespace.lock.withLock {
             for e in names {
                 let p = RAIDArray.orphanDirectory + "/" + e.name
-                try replicateLocked("reclaim \(p)", dirs: [RAIDArray.orphanDirectory]) { try $0.unlink(p) }
+                do {
+                    try replicateLocked("reclaim \(p)", dirs: [RAIDArray.orphanDirectory]) { try $0.unlink(p) }
+                    if let id = UInt64(e.name, radix: 16) { ids.insert(id) }
+                } catch {
+                    logger.error("\(p): a file unlinked while open could not be deleted: \(error)")
+                }
             }
         }
         eventLog.record(ArrayEvent(kind: "orphans-reclaimed", member: nil, path: RAIDArray.orphanDirectory,
-                                   message: "deleted \(names.count) files that were unlinked while open when the array last stopped uncleanly"))
+                                   message: "deleted \(ids.count) files that were unlinked while open when the array last stopped"))
+        return ids
     }
 
     /// An open file by its id, opened once more (no member file is opened):
@@ -93,8 +104,8 @@ extension RAIDArray {
         }
     }
 
-    /// The open file with this id, without opening it again.
-    public func openFile(id: UInt64) -> ArrayFile? {
-        namespace.lock.withLock { namespace.openFiles[id] }
+    /// The orphan name of the open file with this id, if it has one.
+    public func orphanPath(ofOpenFile id: UInt64) -> String? {
+        namespace.lock.withLock { namespace.openFiles[id]?.orphanPath }
     }
 }

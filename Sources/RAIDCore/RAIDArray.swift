@@ -222,8 +222,7 @@ public final class RAIDArray: @unchecked Sendable {
         // The files the intent log named, for the scrub that follows a crash.
         let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }
         try repairNamespaceAfterCrash()
-        if !wasCleanAtAssembly { try reclaimOrphansAfterCrash() }
-        try resyncAfterCrash()
+        try resyncAfterCrash(skipping: reclaimOrphans())
         if crashed {
             // Everything the log named is repaired: write it anew (empty of
             // them) on every member, or the next mount would find them again.

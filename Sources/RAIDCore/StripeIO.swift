@@ -200,8 +200,25 @@ extension ArrayFile {
             let first = offset / stripeBytes, last = (offset + UInt64(count) - 1) / stripeBytes
             try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
             defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
-            try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
             let end = offset + UInt64(count)
+            do {
+                try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
+            } catch {
+                // A write past EOF that failed (no space, a member lost) may
+                // have left its bytes there while the size stayed: zero them
+                // again, as the mount after a crash would, so that what lies
+                // past EOF stays zeros (short tails and known-zero reads rely
+                // on it). Best effort: the region stays pinned in the log.
+                if end > size {
+                    do {
+                        try zeroTailLocked(newSize: size, upTo: end, trustZerosPastEOF: false)
+                        try dropStripesLocked()
+                    } catch let cleanup {
+                        array.logger.error("\(displayPath): zeroing past EOF after a failed write: \(cleanup)")
+                    }
+                }
+                throw error
+            }
             let extended = end > size
             if extended {
                 size = end

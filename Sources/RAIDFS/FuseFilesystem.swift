@@ -32,8 +32,6 @@ public final class MountedArray: @unchecked Sendable {
     /// -o writeback_cache: the kernel gathers small writes in its page
     /// cache and sends them as large ones.
     public var writebackCache = false
-    /// Nodes known to have no security.capability xattr.
-    let withoutCapabilities = Locked<Set<UInt64>>([])
     /// Read buffers, one per concurrent read: no allocation per request.
     let readBuffers = Pool<AlignedBuffer>(keepMax: 16) { AlignedBuffer(count: 1 << 20) }
 
@@ -56,14 +54,6 @@ let cacheTimeout = 1.0
 
 struct Stale: Error {}
 
-/// A value behind a mutex.
-final class Locked<T>: @unchecked Sendable {
-    private let mutex = Mutex()
-    private var value: T
-    init(_ value: T) { self.value = value }
-    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R { try mutex.withLock { try body(&value) } }
-}
-
 /// Runs `body`, which replies on success; a thrown error replies its errno.
 @inline(__always)
 private func serve(_ req: fuse_req_t?, _ body: () throws -> Void) {
@@ -80,13 +70,24 @@ private func serve(_ req: fuse_req_t?, _ body: () throws -> Void) {
     }
 }
 
+/// Held shared by every request that works by path, exclusively by a
+/// rename: a path found from the inode table stays the node's path until
+/// the request is done (what libfuse's high-level tree lock does).
+let treeLock = ReadWriteLock()
+
+/// `serve` for a request that resolves paths.
+@inline(__always)
+private func named(_ req: fuse_req_t?, renaming: Bool = false, _ body: () throws -> Void) {
+    if renaming { treeLock.withWriteLock { serve(req, body) } } else { treeLock.withReadLock { serve(req, body) } }
+}
+
 @inline(__always)
 private func str(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
 
 private func path(_ ino: fuse_ino_t) throws -> String {
     if let p = mounted.inodes.path(ino) { return p }
     // An open file whose every name is gone: its orphan name.
-    if let id = mounted.inodes.fileId(ino), let af = mounted.array.openFile(id: id), let p = af.orphanPath { return p }
+    if let id = mounted.inodes.fileId(ino), let p = mounted.array.orphanPath(ofOpenFile: id) { return p }
     throw Stale()
 }
 
@@ -142,6 +143,17 @@ private func attributes(_ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_
     return try mounted.array.getattr(try path(ino))
 }
 
+/// Opens the file of node `ino` by its path: ESTALE (the kernel looks the
+/// name up again) when another file has taken that name meanwhile.
+private func openNode(_ ino: fuse_ino_t) throws -> ArrayFile {
+    let af = try mounted.array.open(try path(ino))
+    if let id = mounted.inodes.fileId(ino), af.fileId != id {
+        mounted.array.release(af)
+        throw Stale()
+    }
+    return af
+}
+
 /// The open state of a regular file's node, held (released by the caller)
 /// so that a release racing with this request cannot close its member files
 /// underneath; nil when no handle has the file open.
@@ -185,6 +197,7 @@ private func fillDirectory(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _
     let buf = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
     defer { buf.deallocate() }
     var used = 0
+    var counted: [UInt64] = []
     var index = Int(offset)
     while index < d.entries.count {
         let e = d.entries[index]
@@ -210,6 +223,7 @@ private func fillDirectory(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _
                 if !isDot { mounted.inodes.forget(param.ino, 1) }
                 break
             }
+            if !isDot { counted.append(param.ino) }
         } else {
             var st = stat()
             st.st_mode = mode_t(e.type) << 12
@@ -220,7 +234,10 @@ private func fillDirectory(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _
         used += added
         index += 1
     }
-    fuse_reply_buf(req, buf, used)
+    if fuse_reply_buf(req, buf, used) != 0 {
+        // Interrupted: the kernel never saw these entries.
+        for id in counted { mounted.inodes.forget(id, 1) }
+    }
 }
 
 /// Builds the low-level operation table. Kept out of main.swift: callbacks
@@ -242,7 +259,7 @@ func makeOperations() -> fuse_lowlevel_ops {
         mounted.onInit()
     }
     ops.lookup = { req, parent, name in
-        serve(req) { try lookupEntry(req, parent, name) }
+        named(req) { try lookupEntry(req, parent, name) }
     }
     ops.forget = { req, ino, count in
         mounted.inodes.forget(ino, count)
@@ -253,13 +270,13 @@ func makeOperations() -> fuse_lowlevel_ops {
         fuse_reply_none(req)
     }
     ops.getattr = { req, ino, fi in
-        serve(req) {
+        named(req) {
             var st = try attributes(ino, fi)
             fuse_reply_attr(req, &st, cacheTimeout)
         }
     }
     ops.setattr = { req, ino, attr, toSet, fi in
-        serve(req) {
+        named(req) {
             let a = attr!.pointee
             let set = Int32(toSet)
             func has(_ flag: Int32) -> Bool { set & flag != 0 }
@@ -274,7 +291,9 @@ func makeOperations() -> fuse_lowlevel_ops {
                     defer { mounted.array.release(af) }
                     try af.truncate(to: UInt64(a.st_size))
                 } else {
-                    try mounted.array.truncate(try path(ino), size: UInt64(a.st_size))
+                    let af = try openNode(ino)
+                    defer { mounted.array.release(af) }
+                    try af.truncate(to: UInt64(a.st_size))
                 }
             }
             if has(FUSE_SET_ATTR_MODE) { try mounted.array.chmod(try p ?? path(ino), mode: a.st_mode & 0o7777) }
@@ -294,55 +313,55 @@ func makeOperations() -> fuse_lowlevel_ops {
         }
     }
     ops.readlink = { req, ino in
-        serve(req) {
+        named(req) {
             let target = try mounted.array.readlink(try path(ino))
             fuse_reply_readlink(req, target)
         }
     }
     ops.mknod = { req, parent, name, mode, rdev in
-        serve(req) {
+        named(req) {
             let p = try child(parent, name, creating: true)
             try mounted.array.mknod(p, mode: mode, device: rdev, caller: caller(req))
             replyEntry(req, parent, name, try mounted.array.getattr(p))
         }
     }
     ops.mkdir = { req, parent, name, mode in
-        serve(req) {
+        named(req) {
             let p = try child(parent, name, creating: true)
             try mounted.array.mkdir(p, mode: mode, caller: caller(req))
             replyEntry(req, parent, name, try mounted.array.getattr(p))
         }
     }
     ops.symlink = { req, target, parent, name in
-        serve(req) {
+        named(req) {
             let p = try child(parent, name, creating: true)
             try mounted.array.symlink(target: str(target), at: p, caller: caller(req))
             replyEntry(req, parent, name, try mounted.array.getattr(p))
         }
     }
     ops.link = { req, ino, newParent, newName in
-        serve(req) {
+        named(req) {
             let to = try child(newParent, newName, creating: true)
             try mounted.array.link(try path(ino), to)
             replyEntry(req, newParent, newName, try mounted.array.getattr(to))
         }
     }
     ops.unlink = { req, parent, name in
-        serve(req) {
+        named(req) {
             try mounted.array.unlink(try child(parent, name))
             mounted.inodes.removed(parent, str(name))
             fuse_reply_err(req, 0)
         }
     }
     ops.rmdir = { req, parent, name in
-        serve(req) {
+        named(req) {
             try mounted.array.rmdir(try child(parent, name))
             mounted.inodes.removed(parent, str(name))
             fuse_reply_err(req, 0)
         }
     }
     ops.rename = { req, parent, name, newParent, newName, flags in
-        serve(req) {
+        named(req, renaming: true) {
             try mounted.array.rename(try child(parent, name), try child(newParent, newName, creating: true), flags: flags)
             mounted.inodes.renamed(.init(parent: parent, name: str(name)), .init(parent: newParent, name: str(newName)),
                                    exchange: flags & 2 != 0)
@@ -350,7 +369,7 @@ func makeOperations() -> fuse_lowlevel_ops {
         }
     }
     ops.create = { req, parent, name, mode, fi in
-        serve(req) {
+        named(req) {
             let p = try child(parent, name, creating: true)
             let flags = fi!.pointee.flags
             let af = try mounted.array.create(p, mode: mode, exclusive: flags & O_EXCL != 0, caller: caller(req))
@@ -371,12 +390,12 @@ func makeOperations() -> fuse_lowlevel_ops {
         }
     }
     ops.open = { req, ino, fi in
-        serve(req) {
+        named(req) {
             let af: ArrayFile
             if let id = mounted.inodes.fileId(ino), let open = mounted.array.open(fileId: id) {
                 af = open
             } else {
-                af = try mounted.array.open(try path(ino))
+                af = try openNode(ino)
             }
             // O_TRUNC truncates whatever the access mode, as on Linux's own
             // filesystems (the kernel has checked write permission).
@@ -425,7 +444,7 @@ func makeOperations() -> fuse_lowlevel_ops {
         }
     }
     ops.opendir = { req, ino, fi in
-        serve(req) {
+        named(req) {
             let st = try attributes(ino, nil)
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "opendir: not a directory") }
             fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(DirectoryHandle(node: ino)).toOpaque()))
@@ -436,10 +455,10 @@ func makeOperations() -> fuse_lowlevel_ops {
         }
     }
     ops.readdir = { req, ino, size, offset, fi in
-        serve(req) { try fillDirectory(req, ino, size, offset, fi, plus: false) }
+        named(req) { try fillDirectory(req, ino, size, offset, fi, plus: false) }
     }
     ops.readdirplus = { req, ino, size, offset, fi in
-        serve(req) { try fillDirectory(req, ino, size, offset, fi, plus: true) }
+        named(req) { try fillDirectory(req, ino, size, offset, fi, plus: true) }
     }
     ops.releasedir = { req, _, fi in
         if let fi, fi.pointee.fh != 0 {
@@ -449,7 +468,7 @@ func makeOperations() -> fuse_lowlevel_ops {
         fuse_reply_err(req, 0)
     }
     ops.fsyncdir = { req, ino, _, _ in
-        serve(req) {
+        named(req) {
             try mounted.array.syncDirectory(try path(ino))
             fuse_reply_err(req, 0)
         }
@@ -461,42 +480,41 @@ func makeOperations() -> fuse_lowlevel_ops {
         }
     }
     ops.setxattr = { req, ino, name, value, size, flags in
-        serve(req) {
-            mounted.withoutCapabilities.withLock { _ = $0.remove(ino) }
+        named(req) {
+            mounted.inodes.xattrsChanging(ino)
             let bytes = size == 0 ? [] : Array(UnsafeRawBufferPointer(start: value, count: size))
             try mounted.array.setxattr(try path(ino), name: str(name), value: bytes, flags: flags)
             fuse_reply_err(req, 0)
         }
     }
     ops.getxattr = { req, ino, name, size in
-        serve(req) {
+        named(req) {
             let n = str(name)
             // The kernel asks for security.capability before every write
             // (to drop it, as a write must): answered from memory once known
             // absent, until an xattr of the node changes.
             let isCaps = n == "security.capability"
-            if isCaps && mounted.withoutCapabilities.withLock({ $0.contains(ino) }) {
-                throw FSError(ENODATA, "no \(n)")
-            }
+            let known = mounted.inodes.capabilitiesState(ino)
+            if isCaps && known.absent { throw FSError(ENODATA, "no \(n)") }
             do {
                 let v = try mounted.array.getxattr(try path(ino), name: n)
                 try replyXattr(req, v, size)
             } catch let e as FSError where e.errno == ENODATA && isCaps {
-                mounted.withoutCapabilities.withLock { _ = $0.insert(ino) }
+                mounted.inodes.noteWithoutCapabilities(ino, generation: known.generation)
                 throw e
             }
         }
     }
     ops.listxattr = { req, ino, size in
-        serve(req) {
+        named(req) {
             var bytes: [UInt8] = []
             for n in try mounted.array.listxattr(try path(ino)) { bytes += Array(n.utf8) + [0] }
             try replyXattr(req, bytes, size)
         }
     }
     ops.removexattr = { req, ino, name in
-        serve(req) {
-            mounted.withoutCapabilities.withLock { _ = $0.remove(ino) }
+        named(req) {
+            mounted.inodes.xattrsChanging(ino)
             try mounted.array.removexattr(try path(ino), name: str(name))
             fuse_reply_err(req, 0)
         }

@@ -34,6 +34,9 @@ final class InodeTable: @unchecked Sendable {
         /// The names the kernel knows it by (a directory has one).
         var names: [Name] = []
         var lookups: UInt64 = 0
+        /// Known to have no security.capability xattr, as of `xattrGeneration`.
+        var withoutCapabilities = false
+        var xattrGeneration: UInt64 = 0
 
         init(id: UInt64, isDirectory: Bool, object: Object?) {
             self.id = id
@@ -60,19 +63,46 @@ final class InodeTable: @unchecked Sendable {
         return p == "/" ? "/" + name : p + "/" + name
     }
 
-    private func pathLocked(_ id: UInt64) -> String? {
-        var parts: [String] = []
-        var current = id
-        while current != InodeTable.rootId {
-            guard let n = nodes[current], let first = n.names.first, parts.count < 4096 else { return nil }
-            parts.append(first.name)
-            current = first.parent
+    /// A node's path through the first of its names whose parents all
+    /// still resolve; names under a directory node the kernel has forgotten
+    /// are dropped on the way (the kernel may forget one name's directory
+    /// while it keeps the file through another).
+    private func pathLocked(_ id: UInt64, depth: Int = 0) -> String? {
+        if id == InodeTable.rootId { return "/" }
+        guard let n = nodes[id], depth < 4096 else { return nil }
+        for name in n.names {
+            guard nodes[name.parent] != nil else { continue }
+            if let p = pathLocked(name.parent, depth: depth + 1) {
+                return p == "/" ? "/" + name.name : p + "/" + name.name
+            }
         }
-        return "/" + parts.reversed().joined(separator: "/")
+        for name in n.names where nodes[name.parent] == nil { dropNameLocked(name, from: id) }
+        return nil
     }
 
     func fileId(_ id: UInt64) -> UInt64? {
         lock.withLock { nodes[id]?.fileId }
+    }
+
+    /// Whether `id` is known to have no security.capability, and the xattr
+    /// generation to hand back to `noteWithoutCapabilities`.
+    func capabilitiesState(_ id: UInt64) -> (absent: Bool, generation: UInt64) {
+        lock.withLock { nodes[id].map { ($0.withoutCapabilities, $0.xattrGeneration) } ?? (false, 0) }
+    }
+
+    /// A getxattr found no security.capability: remember it unless an
+    /// xattr changed since `generation` was read.
+    func noteWithoutCapabilities(_ id: UInt64, generation: UInt64) {
+        lock.withLock {
+            if let n = nodes[id], n.xattrGeneration == generation { n.withoutCapabilities = true }
+        }
+    }
+
+    /// An xattr of `id` changes: forget what was known.
+    func xattrsChanging(_ id: UInt64) {
+        lock.withLock {
+            if let n = nodes[id] { n.withoutCapabilities = false; n.xattrGeneration += 1 }
+        }
     }
 
     /// A lookup answered with `st` for `name` in `parent`: the node, its
@@ -104,10 +134,12 @@ final class InodeTable: @unchecked Sendable {
         }
         let n = node!
         if let other = byName[key], other != n.id { dropNameLocked(key, from: other) }
-        if !n.names.contains(key) {
-            // A directory has one name: a new one replaces the old.
+        if n.names.first != key {
+            // A directory has one name: a new one replaces the old. Any
+            // node's latest name goes first, the one its path is built from.
             if n.isDirectory { for old in n.names { byName[old] = nil }; n.names = [] }
-            n.names.append(key)
+            n.names.removeAll { $0 == key }
+            n.names.insert(key, at: 0)
         }
         byName[key] = n.id
         n.lookups += 1

@@ -49,7 +49,22 @@ struct Create: ParsableCommand {
     func run() throws {
         let sb = try ArrayCreator.create(level: RAIDLevel(rawValue: level)!, chunkSizeBytes: parseSize(chunk)!,
                                          directories: directories, spares: spare)
+        warnOfSharedFilesystems()
         print(sb.arrayUUID)
+    }
+
+    /// Members on one filesystem share its space and its failure: say so,
+    /// in one line per filesystem (the array is created all the same).
+    func warnOfSharedFilesystems() {
+        var byDevice: [UInt64: [String]] = [:]
+        for d in directories {
+            var st = stat()
+            if stat(d, &st) == 0 { byDevice[UInt64(st.st_dev), default: []].append(d) }
+        }
+        for (_, dirs) in byDevice.sorted(by: { $0.value[0] < $1.value[0] }) where dirs.count > 1 {
+            FileHandle.standardError.write(Data(("raidctl: warning: members \(dirs.joined(separator: ", ")) are on one filesystem: "
+                + "they share its free space (counted once in df) and fail together with it\n").utf8))
+        }
     }
 }
 

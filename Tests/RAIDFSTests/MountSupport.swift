@@ -58,15 +58,24 @@ final class ScratchArray {
     private(set) var daemon: Process?
     private var logPath: String
 
-    init(level: Int, members count: Int, chunk: String = "64K") throws {
+    /// `createOutput`: what raidctl create printed on stderr.
+    private(set) var createOutput = ""
+
+    /// An array over `count` fresh directories, or over `paths` (relative
+    /// to the scratch root) when given.
+    init(level: Int, members count: Int, chunk: String = "64K", paths: [String]? = nil,
+         prepare: (String) throws -> Void = { _ in }) throws {
         let base = NSTemporaryDirectory() + "raidfs-mount-\(UUID().uuidString.prefix(8))"
         root = base
-        members = (0..<count).map { base + "/disk\($0)" }
+        members = (paths ?? (0..<count).map { "disk\($0)" }).map { base + "/" + $0 }
         mountpoint = root + "/mnt"
         logPath = root + "/raidfs.log"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        try prepare(base)
         for d in members + [mountpoint] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
         let r = try runTool("raidctl", ["create", "--level", "\(level)", "--chunk", chunk] + members)
         guard r.status == 0 else { throw FSError.io("raidctl create failed: \(r.stderr)") }
+        createOutput = r.stderr
     }
 
     var memberSpec: String { members.joined(separator: ":") }

@@ -67,15 +67,41 @@ final class MountTests: XCTestCase {
         XCTAssertEqual(st.st_size, 0)
     }
 
-    func testStatfsReportsUsableCapacity() throws {
+    /// Members sharing a filesystem count it once: six members on one
+    /// disk hold 4/6 of it, not four disks' worth. create warns of it.
+    func testStatfsCountsASharedFilesystemOnce() throws {
         let a = try ScratchArray(level: 6, members: 6)
+        XCTAssertTrue(a.createOutput.contains("are on one filesystem"), a.createOutput)
+        XCTAssertEqual(a.createOutput.split(separator: "\n").count, 1, a.createOutput)
         try a.mount()
         var m = statvfs(), d = statvfs()
         XCTAssertEqual(statvfs(a.mountpoint, &m), 0)
         XCTAssertEqual(statvfs(a.members[0], &d), 0)
         let mountBytes = Double(m.f_blocks) * Double(m.f_frsize)
         let memberBytes = Double(d.f_blocks) * Double(d.f_frsize)
-        XCTAssertEqual(mountBytes / memberBytes, 4.0, accuracy: 0.01, "RAID 6 over 6 members holds 4 members' worth")
+        XCTAssertEqual(mountBytes / memberBytes, 4.0 / 6.0, accuracy: 0.01, "RAID 6 of 6 members on one filesystem")
+    }
+
+    /// Members on their own filesystems: the smallest filesystem's share
+    /// bounds the array. Two tmpfs of 64 and 128 MiB, three members each:
+    /// the first fills after 64 MiB × 4 / 3 of data.
+    func testStatfsTakesTheFullestFilesystemsShare() throws {
+        var mounted: [String] = []
+        defer { for m in mounted { _ = try? runTool("/usr/bin/umount", ["-l", m]) } }
+        let a = try ScratchArray(level: 6, members: 6, paths: ["a/d0", "a/d1", "a/d2", "b/d3", "b/d4", "b/d5"]) { base in
+            for (fs, size) in [("a", "64m"), ("b", "128m")] {
+                try FileManager.default.createDirectory(atPath: base + "/" + fs, withIntermediateDirectories: true)
+                XCTAssertEqual(try runTool("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", base + "/" + fs]).status, 0)
+                mounted.append(base + "/" + fs)
+            }
+        }
+        XCTAssertEqual(a.createOutput.split(separator: "\n").count, 2, "one warning per shared filesystem: \(a.createOutput)")
+        try a.mount()
+        defer { a.unmount() }
+        var m = statvfs()
+        XCTAssertEqual(statvfs(a.mountpoint, &m), 0)
+        let mountBytes = Double(m.f_blocks) * Double(m.f_frsize)
+        XCTAssertEqual(mountBytes / Double(64 << 20), 4.0 / 3.0, accuracy: 0.02)
     }
 
     func testUnmountAndSigtermLeaveSuperblocksClean() throws {
