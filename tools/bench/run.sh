@@ -74,6 +74,9 @@ echo "building raidfs (release)…" >&2
 swift build -c release >/dev/null
 BIN="$(swift build -c release --show-bin-path)"
 
+# The commit the binaries are built from, taken now: sources may change
+# while a long run goes on.
+COMMIT="$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- Sources Package.swift || echo ' (with local changes)')"
 STAMP="$(date -u +%Y%m%d-%H%M%S)"
 OUT="${OUT:-$REPO/bench-results/$STAMP}"
 mkdir -p "$OUT"
@@ -371,7 +374,7 @@ want codec && { say "codec"; section_codec; }
 
 # The machine and the run, for the report.
 {
-    echo "commit	$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD || echo ' (with local changes)')"
+    echo "commit	$COMMIT"
     echo "date	$(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "cpu	$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
     echo "cores	$(nproc)"
