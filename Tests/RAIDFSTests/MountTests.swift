@@ -87,7 +87,11 @@ final class MountTests: XCTestCase {
     /// the first fills after 64 MiB × 4 / 3 of data.
     func testStatfsTakesTheFullestFilesystemsShare() throws {
         var mounted: [String] = []
-        defer { for m in mounted { _ = try? runTool("/usr/bin/umount", ["-l", m]) } }
+        defer {
+            for m in mounted { _ = try? runTool("/usr/bin/umount", ["-l", m]) }
+            // The scratch root, whose cleanup may have run while these were mounted.
+            if let m = mounted.first { _ = try? runTool("/bin/rm", ["-rf", (m as NSString).deletingLastPathComponent]) }
+        }
         let a = try ScratchArray(level: 6, members: 6, paths: ["a/d0", "a/d1", "a/d2", "b/d3", "b/d4", "b/d5"]) { base in
             for (fs, size) in [("a", "64m"), ("b", "128m")] {
                 try FileManager.default.createDirectory(atPath: base + "/" + fs, withIntermediateDirectories: true)
