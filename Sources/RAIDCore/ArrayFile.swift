@@ -23,9 +23,6 @@ public final class ArrayFile: @unchecked Sendable {
     /// open; guarded by the namespace lock.
     public internal(set) var orphanPath: String?
     let lock = ReadWriteLock()
-    /// During a write: the end of the bytes being written (.max for the
-    /// cleanup that restores zeros past EOF); guarded by the write lock.
-    var writeExtentEnd: UInt64 = 0
     /// Handles open on this file; guarded by the namespace lock.
     var openCount = 0
     /// A write of this operation hit a full member (ENOSPC, EDQUOT, EFBIG);

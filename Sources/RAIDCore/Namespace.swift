@@ -240,28 +240,26 @@ extension RAIDArray {
         var groups: [UInt64: (s: statvfs, members: Int)] = [:]
         for role in activeRoles {
             guard let m = member(role), let s = try? m.statfs(), let root = try? m.lstat("/") else { continue }
-            let device = UInt64(root.st_dev)
-            groups[device] = (s, (groups[device]?.members ?? 0) + 1)
+            groups[UInt64(root.st_dev), default: (s, 0)].members += 1
         }
-        guard let bsize = groups.values.first?.s.f_frsize, bsize > 0 else {
+        guard var r = groups.values.first?.s, r.f_frsize > 0 else {
             throw FSError.io("statfs: no active member in array \(arrayUUID)")
         }
         let k = UInt64(geometry.dataChunkCount)
-        var r = groups.values.first!.s
-        var first = true
-        for (s, g) in groups.values {
-            // In the first group's block size, this filesystem's share.
-            let scale = { (v: fsblkcnt_t) -> fsblkcnt_t in fsblkcnt_t(UInt64(v) * UInt64(s.f_frsize) / UInt64(bsize) * k / UInt64(g)) }
-            let files = { (v: fsfilcnt_t) -> fsfilcnt_t in v / fsfilcnt_t(g) }
-            if first || scale(s.f_blocks) < r.f_blocks { r.f_blocks = scale(s.f_blocks) }
-            if first || scale(s.f_bfree) < r.f_bfree { r.f_bfree = scale(s.f_bfree) }
-            if first || scale(s.f_bavail) < r.f_bavail { r.f_bavail = scale(s.f_bavail) }
-            if first || files(s.f_files) < r.f_files { r.f_files = files(s.f_files) }
-            if first || files(s.f_ffree) < r.f_ffree { r.f_ffree = files(s.f_ffree) }
-            if first || files(s.f_favail) < r.f_favail { r.f_favail = files(s.f_favail) }
-            first = false
+        // Each filesystem's share, in the first one's block size; the least wins.
+        let shares = groups.values.map { (s, g) -> statvfs in
+            var x = s
+            let blocks = { (v: fsblkcnt_t) in fsblkcnt_t(UInt64(v) * UInt64(s.f_frsize) / UInt64(r.f_frsize) * k / UInt64(g)) }
+            (x.f_blocks, x.f_bfree, x.f_bavail) = (blocks(s.f_blocks), blocks(s.f_bfree), blocks(s.f_bavail))
+            (x.f_files, x.f_ffree, x.f_favail) = (s.f_files / fsfilcnt_t(g), s.f_ffree / fsfilcnt_t(g), s.f_favail / fsfilcnt_t(g))
+            return x
         }
-        r.f_frsize = bsize
+        r.f_blocks = shares.map(\.f_blocks).min()!
+        r.f_bfree = shares.map(\.f_bfree).min()!
+        r.f_bavail = shares.map(\.f_bavail).min()!
+        r.f_files = shares.map(\.f_files).min()!
+        r.f_ffree = shares.map(\.f_ffree).min()!
+        r.f_favail = shares.map(\.f_favail).min()!
         r.f_namemax = 255
         return r
     }
@@ -482,10 +480,8 @@ extension RAIDArray {
                 headers[role] = h
             }
         }
-        if let existing = namespace.openFiles[fileId] {
+        if let existing = reopenLocked(fileId) {
             for f in files { f?.close() }
-            existing.openCount += 1
-            existing.expectAccess()
             return existing
         }
         let size = valid.filter { $0.fileId == fileId }.map { $0.size }.max()!

@@ -52,14 +52,21 @@ extension RAIDArray {
         af.lock.withWriteLock { af.displayPath = orphan }
     }
 
+    /// Deletes orphan `path` on every member; false (and reported) when it
+    /// could not be: the next mount tries again.
+    private func deleteOrphanLocked(_ path: String) -> Bool {
+        do {
+            try replicateLocked("reclaim \(path)", dirs: [RAIDArray.orphanDirectory]) { try $0.unlink(path) }
+            return true
+        } catch {
+            logger.error("\(path): a file unlinked while open could not be deleted: \(error); the next mount tries again")
+            return false
+        }
+    }
+
     /// The last handle of an orphaned file is gone: delete it.
     func reclaimOrphanLocked(_ af: ArrayFile) {
-        guard let orphan = af.orphanPath else { return }
-        do {
-            try replicateLocked("reclaim \(orphan)", dirs: [RAIDArray.orphanDirectory]) { try $0.unlink(orphan) }
-        } catch {
-            logger.error("\(orphan): an unlinked file's last handle is closed but its member files could not be deleted: \(error); the next mount deletes them")
-        }
+        if let orphan = af.orphanPath { _ = deleteOrphanLocked(orphan) }
     }
 
     /// At mount: delete every orphan (no handle can hold one now): those a
@@ -78,16 +85,11 @@ extension RAIDArray {
         guard !names.isEmpty else { return [] }
         var ids = Set<UInt64>()
         namespace.lock.withLock {
-            for e in names {
-                let p = RAIDArray.orphanDirectory + "/" + e.name
-                do {
-                    try replicateLocked("reclaim \(p)", dirs: [RAIDArray.orphanDirectory]) { try $0.unlink(p) }
-                    if let id = UInt64(e.name, radix: 16) { ids.insert(id) }
-                } catch {
-                    logger.error("\(p): a file unlinked while open could not be deleted: \(error)")
-                }
+            for e in names where deleteOrphanLocked(RAIDArray.orphanDirectory + "/" + e.name) {
+                if let id = UInt64(e.name, radix: 16) { ids.insert(id) }
             }
         }
+        guard !ids.isEmpty else { return ids }
         eventLog.record(ArrayEvent(kind: "orphans-reclaimed", member: nil, path: RAIDArray.orphanDirectory,
                                    message: "deleted \(ids.count) files that were unlinked while open when the array last stopped"))
         return ids
@@ -96,12 +98,15 @@ extension RAIDArray {
     /// An open file by its id, opened once more (no member file is opened):
     /// nil when no handle has it open.
     public func open(fileId: UInt64) -> ArrayFile? {
-        namespace.lock.withLock {
-            guard let af = namespace.openFiles[fileId] else { return nil }
-            af.openCount += 1
-            af.expectAccess()
-            return af
-        }
+        namespace.lock.withLock { reopenLocked(fileId) }
+    }
+
+    /// One more handle on the open file with this id, if there is one.
+    func reopenLocked(_ fileId: UInt64) -> ArrayFile? {
+        guard let af = namespace.openFiles[fileId] else { return nil }
+        af.openCount += 1
+        af.expectAccess()
+        return af
     }
 
     /// The orphan name of the open file with this id, if it has one.

@@ -261,9 +261,6 @@ extension ArrayFile {
         let stripeBytes = UInt64(g.stripeDataBytes)
         let end = offset + UInt64(count)
         let oldSize = knownZeroFrom ?? size
-        // Cleanup after a crash restores zeros past EOF: write whole chunks.
-        writeExtentEnd = knownZeroFrom == .max ? .max : end
-        defer { writeExtentEnd = 0 }
         try array.workspaces.withItem { ws in
             var pos = offset
             while pos < end {
@@ -292,7 +289,7 @@ extension ArrayFile {
             if plan.isFullStripe {
                 for j in 0..<k { memcpy(ws.chunks[j].pointer, src + (j * c - lo), c) }
                 array.codec.encode(ws.pointers, length: c)
-                try commit(stripe: stripe, dataChunks: 0..<k, ws: ws, trimToExtent: true)
+                try commit(stripe: stripe, dataChunks: 0..<k, ws: ws, extent: plan.extent)
                 return
             }
             if g.level != .raid1 && plan.readModifyWriteReads(parityCount: g.parityChunkCount) < plan.reconstructWriteReads {
@@ -330,7 +327,7 @@ extension ArrayFile {
             overlay(j, plan: plan, src: src, into: chunk.pointer)
         }
         array.codec.encode(ws.pointers, length: g.chunkSizeBytes)
-        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, trimToExtent: true)
+        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, extent: plan.extent)
         return true
     }
 
@@ -369,7 +366,7 @@ extension ArrayFile {
             parityHi = max(parityHi, span.upperBound)
         }
         try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, dataSpan: plan.span, paritySpan: parityLo..<parityHi,
-                   trimToExtent: true)
+                   extent: plan.extent)
         return true
     }
 
@@ -408,40 +405,35 @@ extension ArrayFile {
     /// `dataSpan` and `paritySpan` limit the bytes written to those that
     /// changed (read-modify-write); by default whole chunks are written.
     ///
-    /// `trimToExtent` (the healthy write paths, whose chunks were read and
-    /// verified or lie past the old EOF): in the stripe that holds EOF,
-    /// nothing past the file's end is written. Those bytes are zeros (the
+    /// `extent` (the healthy write paths, whose chunks were read and
+    /// verified or lie past the old EOF): the bytes of the stripe that may
+    /// be nonzero. Nothing past them is written: they are zeros (the
     /// zeros-past-EOF invariant), and a member file reads as zeros past its
     /// end, so the tail chunk holds only the file's bytes (in whole 4 KiB
-    /// blocks) and parity only as many as its longest data chunk: a small
-    /// file costs its size per member, not a chunk. The checksum still
-    /// covers the whole chunk, zeros included.
+    /// blocks) and parity only as many as its longest data chunk, the
+    /// first: a small file costs its size per member, not a chunk. The
+    /// checksum still covers the whole chunk, zeros included.
     private func commit<S: Sequence>(stripe: UInt64, dataChunks: S, ws: StripeWorkspace,
                                      dataSpan: ((Int) -> Range<Int>)? = nil, paritySpan: Range<Int>? = nil,
-                                     trimToExtent: Bool = false) throws where S.Element == Int {
+                                     extent: Int? = nil) throws where S.Element == Int {
         let g = array.geometry
         let c = g.chunkSizeBytes
-        let stripeStart = stripe * UInt64(g.stripeDataBytes)
-        let end = max(size, writeExtentEnd)
-        let inStripe = !trimToExtent ? g.stripeDataBytes
-            : end > stripeStart ? Int(min(end - stripeStart, UInt64(g.stripeDataBytes))) : 0
-        /// Bytes of data chunk `j` that may be nonzero; parity has as many
-        /// as data chunk 0.
-        func extent(_ j: Int) -> Int {
-            let e = inStripe - j * c
-            return e <= 0 ? 0 : min(c, (e + 4095) & ~4095)
-        }
-        func clamp(_ r: Range<Int>?, _ limit: Int) -> Range<Int> {
+        /// The bytes of `r` (default the whole chunk) below data chunk `j`'s
+        /// share of the extent.
+        func clamp(_ r: Range<Int>?, _ j: Int) -> Range<Int> {
             let r = r ?? 0..<c
+            guard let extent else { return r }
+            let e = extent - j * c
+            let limit = e <= 0 ? 0 : min(c, (e + 4095) & ~4095)
             return min(r.lowerBound, limit)..<min(r.upperBound, limit)
         }
         for j in dataChunks {
             writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes,
-                       range: clamp(dataSpan?(j), extent(j)))
+                       range: clamp(dataSpan?(j), j))
         }
         for p in g.dataChunkCount..<g.memberCount {
             writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes,
-                       range: clamp(paritySpan, extent(0)))
+                       range: clamp(paritySpan, 0))
         }
         try array.requireNotFailed(displayPath)
         try throwIfOutOfSpace(stripe: stripe)
@@ -472,6 +464,14 @@ struct StripeWritePlan {
     }
 
     var isFullStripe: Bool { lo == 0 && hi == dataCount * chunkBytes }
+
+    /// The bytes of the stripe that may be nonzero once written: up to the
+    /// old EOF or the write's end, whichever is further (all of it when
+    /// nothing past EOF is trusted to be zero, `oldSize` .max).
+    var extent: Int {
+        let old = oldSize > stripeStart ? Int(min(oldSize - stripeStart, UInt64(dataCount * chunkBytes))) : 0
+        return max(old, hi)
+    }
 
     /// Data chunks starting at or past the old EOF hold zeros (truncate
     /// keeps that true), so they need no read.

@@ -15,8 +15,8 @@ final class OpenHandle {
 /// at the last rewind), served by index as the offset.
 final class DirectoryHandle {
     let node: UInt64
+    /// Empty until loaded ("." and ".." are always there).
     var entries: [DirectoryEntry] = []
-    var loaded = false
     init(node: UInt64) { self.node = node }
 }
 
@@ -104,27 +104,35 @@ private func child(_ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, creating
     return p
 }
 
+/// The object a request's `fh` carries (an OpenHandle or a DirectoryHandle).
 @inline(__always)
-private func handle(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> OpenHandle? {
+private func carried<T: AnyObject>(_ fi: UnsafeMutablePointer<fuse_file_info>?, _: T.Type) -> Unmanaged<T>? {
     guard let fi, fi.pointee.fh != 0 else { return nil }
-    return Unmanaged<OpenHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
+    return Unmanaged<T>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!)
 }
 
 @inline(__always)
-private func directory(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> DirectoryHandle? {
-    guard let fi, fi.pointee.fh != 0 else { return nil }
-    return Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeUnretainedValue()
+private func handle(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> OpenHandle? {
+    carried(fi, OpenHandle.self)?.takeUnretainedValue()
+}
+
+private func carry(_ object: AnyObject, in fi: UnsafeMutablePointer<fuse_file_info>?) {
+    fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque()))
+}
+
+/// Takes the object back from `fh` (release, or a reply that failed).
+private func detach<T: AnyObject>(_ fi: UnsafeMutablePointer<fuse_file_info>?, _ type: T.Type) -> T? {
+    guard let u = carried(fi, type) else { return nil }
+    fi!.pointee.fh = 0
+    return u.takeRetainedValue()
 }
 
 private func attach(_ file: ArrayFile, to fi: UnsafeMutablePointer<fuse_file_info>?) {
-    fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(OpenHandle(file: file)).toOpaque()))
+    carry(OpenHandle(file: file), in: fi)
 }
 
-private func detach(_ fi: UnsafeMutablePointer<fuse_file_info>?) -> OpenHandle? {
-    guard let fi, fi.pointee.fh != 0 else { return nil }
-    let h = Unmanaged<OpenHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).takeRetainedValue()
-    fi.pointee.fh = 0
-    return h
+private func detachFile(_ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    if let h = detach(fi, OpenHandle.self) { mounted.array.release(h.file) }
 }
 
 private func caller(_ req: fuse_req_t?) -> Caller {
@@ -154,6 +162,12 @@ private func openNode(_ ino: fuse_ino_t) throws -> ArrayFile {
     return af
 }
 
+/// The file of node `ino`, opened once more: from its open state when a
+/// handle has it open (no member file is opened), else by its path.
+private func openFile(_ ino: fuse_ino_t) throws -> ArrayFile {
+    try heldOpen(ino) ?? openNode(ino)
+}
+
 /// The open state of a regular file's node, held (released by the caller)
 /// so that a release racing with this request cannot close its member files
 /// underneath; nil when no handle has the file open.
@@ -177,6 +191,15 @@ private func replyEntry(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: Unsafe
     if fuse_reply_entry(req, &e) != 0 { mounted.inodes.forget(e.ino, 1) }
 }
 
+/// Makes `name` in `parent` with `make` (given its path) and answers with
+/// its node.
+private func makeEntry(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?,
+                       _ make: (String) throws -> Void) throws {
+    let p = try child(parent, name, creating: true)
+    try make(p)
+    replyEntry(req, parent, name, try mounted.array.getattr(p))
+}
+
 /// Looks `name` up in `parent` and answers with its node.
 private func lookupEntry(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) throws {
     let st = try mounted.array.getattr(try child(parent, name))
@@ -185,17 +208,23 @@ private func lookupEntry(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: Unsaf
 
 private func fillDirectory(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ offset: off_t,
                            _ fi: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) throws {
-    guard let d = directory(fi), offset >= 0 else { throw FSError(EBADF, "readdir: no directory handle") }
-    if !d.loaded || offset == 0 {
+    guard let d = carried(fi, DirectoryHandle.self)?.takeUnretainedValue(), offset >= 0 else {
+        throw FSError(EBADF, "readdir: no directory handle")
+    }
+    if d.entries.isEmpty || offset == 0 {
         // "." and ".." first, then the entries; raidfs's own names in the
         // root stay hidden.
         let hideOwn = d.node == InodeTable.rootId
         d.entries = [DirectoryEntry(name: ".", type: UInt8(DT_DIR)), DirectoryEntry(name: "..", type: UInt8(DT_DIR))]
             + (try mounted.array.list(try path(ino))).filter { !(hideOwn && $0.name.hasPrefix(RAIDArray.reservedPrefix)) }
-        d.loaded = true
     }
-    let buf = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
-    defer { buf.deallocate() }
+    // The kernel asks for at most a few pages: a read buffer serves.
+    guard size <= 1 << 20 else { throw FSError(EINVAL, "readdir: \(size) bytes asked") }
+    try mounted.readBuffers.withItem { b in fillEntries(req, ino, d, b.pointer.assumingMemoryBound(to: CChar.self), size, offset, plus) }
+}
+
+private func fillEntries(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ d: DirectoryHandle, _ buf: UnsafeMutablePointer<CChar>,
+                         _ size: Int, _ offset: off_t, _ plus: Bool) {
     var used = 0
     var counted: [UInt64] = []
     var index = Int(offset)
@@ -280,25 +309,21 @@ func makeOperations() -> fuse_lowlevel_ops {
             let a = attr!.pointee
             let set = Int32(toSet)
             func has(_ flag: Int32) -> Bool { set & flag != 0 }
-            // An open file is reached through its handle (or its open state:
-            // it may have no name left); anything else by path.
-            let p = try? path(ino)
+            // An open file is truncated through its handle or open state (it
+            // may have no name left); everything else goes by path.
             if has(FUSE_SET_ATTR_SIZE) {
                 guard a.st_size >= 0 else { throw FSError(EINVAL, "truncate: negative size") }
                 if let h = handle(fi) {
                     try h.file.truncate(to: UInt64(a.st_size))
-                } else if let af = heldOpen(ino) {
-                    defer { mounted.array.release(af) }
-                    try af.truncate(to: UInt64(a.st_size))
                 } else {
-                    let af = try openNode(ino)
+                    let af = try openFile(ino)
                     defer { mounted.array.release(af) }
                     try af.truncate(to: UInt64(a.st_size))
                 }
             }
-            if has(FUSE_SET_ATTR_MODE) { try mounted.array.chmod(try p ?? path(ino), mode: a.st_mode & 0o7777) }
+            if has(FUSE_SET_ATTR_MODE) { try mounted.array.chmod(try path(ino), mode: a.st_mode & 0o7777) }
             if has(FUSE_SET_ATTR_UID) || has(FUSE_SET_ATTR_GID) {
-                try mounted.array.chown(try p ?? path(ino), uid: has(FUSE_SET_ATTR_UID) ? a.st_uid : uid_t.max,
+                try mounted.array.chown(try path(ino), uid: has(FUSE_SET_ATTR_UID) ? a.st_uid : uid_t.max,
                                         gid: has(FUSE_SET_ATTR_GID) ? a.st_gid : gid_t.max)
             }
             if has(FUSE_SET_ATTR_ATIME) || has(FUSE_SET_ATTR_MTIME) {
@@ -306,7 +331,7 @@ func makeOperations() -> fuse_lowlevel_ops {
                 let omit = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)   // UTIME_OMIT
                 let at = has(FUSE_SET_ATTR_ATIME) ? (has(FUSE_SET_ATTR_ATIME_NOW) ? now : a.st_atim) : omit
                 let mt = has(FUSE_SET_ATTR_MTIME) ? (has(FUSE_SET_ATTR_MTIME_NOW) ? now : a.st_mtim) : omit
-                try mounted.array.utimens(try p ?? path(ino), (at, mt))
+                try mounted.array.utimens(try path(ino), (at, mt))
             }
             var st = try attributes(ino, fi)
             fuse_reply_attr(req, &st, cacheTimeout)
@@ -319,25 +344,13 @@ func makeOperations() -> fuse_lowlevel_ops {
         }
     }
     ops.mknod = { req, parent, name, mode, rdev in
-        named(req) {
-            let p = try child(parent, name, creating: true)
-            try mounted.array.mknod(p, mode: mode, device: rdev, caller: caller(req))
-            replyEntry(req, parent, name, try mounted.array.getattr(p))
-        }
+        named(req) { try makeEntry(req, parent, name) { p in try mounted.array.mknod(p, mode: mode, device: rdev, caller: caller(req)) } }
     }
     ops.mkdir = { req, parent, name, mode in
-        named(req) {
-            let p = try child(parent, name, creating: true)
-            try mounted.array.mkdir(p, mode: mode, caller: caller(req))
-            replyEntry(req, parent, name, try mounted.array.getattr(p))
-        }
+        named(req) { try makeEntry(req, parent, name) { p in try mounted.array.mkdir(p, mode: mode, caller: caller(req)) } }
     }
     ops.symlink = { req, target, parent, name in
-        named(req) {
-            let p = try child(parent, name, creating: true)
-            try mounted.array.symlink(target: str(target), at: p, caller: caller(req))
-            replyEntry(req, parent, name, try mounted.array.getattr(p))
-        }
+        named(req) { try makeEntry(req, parent, name) { p in try mounted.array.symlink(target: str(target), at: p, caller: caller(req)) } }
     }
     ops.link = { req, ino, newParent, newName in
         named(req) {
@@ -381,22 +394,17 @@ func makeOperations() -> fuse_lowlevel_ops {
                 if fuse_reply_create(req, &e, fi) != 0 {
                     // Interrupted: the kernel will not release it.
                     mounted.inodes.forget(e.ino, 1)
-                    if let h = detach(fi) { mounted.array.release(h.file) }
+                    detachFile(fi)
                 }
             } catch {
-                if let h = detach(fi) { mounted.array.release(h.file) } else { mounted.array.release(af) }
+                if fi!.pointee.fh != 0 { detachFile(fi) } else { mounted.array.release(af) }
                 throw error
             }
         }
     }
     ops.open = { req, ino, fi in
         named(req) {
-            let af: ArrayFile
-            if let id = mounted.inodes.fileId(ino), let open = mounted.array.open(fileId: id) {
-                af = open
-            } else {
-                af = try openNode(ino)
-            }
+            let af = try openFile(ino)
             // O_TRUNC truncates whatever the access mode, as on Linux's own
             // filesystems (the kernel has checked write permission).
             if fi!.pointee.flags & O_TRUNC != 0 {
@@ -406,7 +414,7 @@ func makeOperations() -> fuse_lowlevel_ops {
             // Every change to the file's data comes through this mount, and
             // the kernel's cache sees it: keep the cache across opens.
             fi!.pointee.keep_cache = 1
-            if fuse_reply_open(req, fi) != 0, let h = detach(fi) { mounted.array.release(h.file) }
+            if fuse_reply_open(req, fi) != 0 { detachFile(fi) }
         }
     }
     ops.read = { req, _, size, offset, fi in
@@ -433,7 +441,7 @@ func makeOperations() -> fuse_lowlevel_ops {
     }
     ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
     ops.release = { req, _, fi in
-        if let h = detach(fi) { mounted.array.release(h.file) }
+        detachFile(fi)
         fuse_reply_err(req, 0)
     }
     ops.fsync = { req, _, datasync, fi in
@@ -447,11 +455,9 @@ func makeOperations() -> fuse_lowlevel_ops {
         named(req) {
             let st = try attributes(ino, nil)
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "opendir: not a directory") }
-            fi!.pointee.fh = UInt64(UInt(bitPattern: Unmanaged.passRetained(DirectoryHandle(node: ino)).toOpaque()))
+            carry(DirectoryHandle(node: ino), in: fi)
             fi!.pointee.cache_readdir = 0
-            if fuse_reply_open(req, fi) != 0 {
-                Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi!.pointee.fh))!).release()
-            }
+            if fuse_reply_open(req, fi) != 0 { _ = detach(fi, DirectoryHandle.self) }
         }
     }
     ops.readdir = { req, ino, size, offset, fi in
@@ -461,10 +467,7 @@ func makeOperations() -> fuse_lowlevel_ops {
         named(req) { try fillDirectory(req, ino, size, offset, fi, plus: true) }
     }
     ops.releasedir = { req, _, fi in
-        if let fi, fi.pointee.fh != 0 {
-            Unmanaged<DirectoryHandle>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(fi.pointee.fh))!).release()
-            fi.pointee.fh = 0
-        }
+        _ = detach(fi, DirectoryHandle.self)
         fuse_reply_err(req, 0)
     }
     ops.fsyncdir = { req, ino, _, _ in

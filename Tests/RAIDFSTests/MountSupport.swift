@@ -156,3 +156,13 @@ func readFile(_ path: String) throws -> Data {
 func writeFile(_ path: String, _ data: Data) throws {
     try data.write(to: URL(fileURLWithPath: path))
 }
+
+/// Creates `path` (mode 0600), open read-write, holding `count` seeded
+/// random bytes: the descriptor and the bytes.
+func createFilled(_ path: String, _ count: Int, seed: UInt64) -> (fd: Int32, data: [UInt8]) {
+    let fd = open(path, O_CREAT | O_RDWR, 0o600)
+    XCTAssertGreaterThanOrEqual(fd, 0, "create \(path): errno \(errno)")
+    let data = [UInt8](randomBytes(count, seed: seed))
+    XCTAssertEqual(pwrite(fd, data, data.count, 0), data.count)
+    return (fd, data)
+}

@@ -33,11 +33,8 @@ final class PosixTests: XCTestCase {
     func testOpenUnlinkedFileStaysReadableAndWritable() throws {
         let a = try ScratchArray(level: 6, members: 4)
         try a.mount()
-        let fd = open(a.path("tmp"), O_CREAT | O_RDWR, 0o600)
-        XCTAssertGreaterThanOrEqual(fd, 0)
+        let (fd, d) = createFilled(a.path("tmp"), 200_000, seed: 4)
         defer { close(fd) }
-        let d = [UInt8](randomBytes(200_000, seed: 4))
-        XCTAssertEqual(pwrite(fd, d, d.count, 0), d.count)
         XCTAssertEqual(unlink(a.path("tmp")), 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: a.path("tmp")))
         XCTAssertEqual(pwrite(fd, d, 1000, 300_000), 1000)
@@ -182,10 +179,7 @@ final class PosixTests: XCTestCase {
         let orphans = { (m: String) in (try? FileManager.default.contentsOfDirectory(atPath: m + "/data/.raidfs-orphans")) ?? [] }
         try writeFile(a.path("keep"), Data("k".utf8))
         XCTAssertEqual(mkdir(a.path("d"), 0o755), 0)
-        let fd = open(a.path("d/gone"), O_CREAT | O_RDWR, 0o600)
-        XCTAssertGreaterThanOrEqual(fd, 0)
-        let data = [UInt8](randomBytes(200_000, seed: 41))
-        XCTAssertEqual(pwrite(fd, data, data.count, 0), data.count)
+        let (fd, data) = createFilled(a.path("d/gone"), 200_000, seed: 41)
         XCTAssertEqual(link(a.path("d/gone"), a.path("other")), 0)
         XCTAssertEqual(unlink(a.path("d/gone")), 0)
         var st = stat()
@@ -227,11 +221,8 @@ final class PosixTests: XCTestCase {
     func testOpenUnlinkedFileStaysRedundantThroughARebuild() throws {
         let a = try ScratchArray(level: 5, members: 4)
         try a.mount()
-        let fd = open(a.path("f"), O_CREAT | O_RDWR, 0o600)
-        XCTAssertGreaterThanOrEqual(fd, 0)
+        let (fd, data) = createFilled(a.path("f"), 1_000_000, seed: 42)
         defer { close(fd) }
-        let data = [UInt8](randomBytes(1_000_000, seed: 42))
-        XCTAssertEqual(pwrite(fd, data, data.count, 0), data.count)
         XCTAssertEqual(unlink(a.path("f")), 0)
         XCTAssertEqual(try a.ctl(["fail", a.mountpoint, "1"]).status, 0)
         let spare = a.root + "/spare"

@@ -190,11 +190,15 @@ fs_down() { # fs section round
         if [[ "$fs" == *-rebuilding ]]; then
             record rebuilding "$fs" "$2" "$3" "$(status_json | json_field 'int(d["rebuild"]["running"])')" running
         fi
-        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"
-        wait "$PID" 2>/dev/null || true
-        PID=""
+        fs_unmount
     fi
     rm -rf "${BACK:?}"/*
+}
+
+fs_unmount() {
+    fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"
+    wait "$PID" 2>/dev/null || true
+    PID=""
 }
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
@@ -331,11 +335,11 @@ section_space() {
         [[ "$fs" =~ ^raid[156]$ ]] || continue
         fs_up "$fs"
         cp -a "$TREE/." "$MNT/"
-        fusermount3 -u "$MNT"; wait "$PID" 2>/dev/null || true; PID=""
+        fs_unmount
         record space "$fs" tree 1 "$(du -sk "$BACK" | cut -f1)" KiB
         fs_up "$fs"
         fio --name=large --directory="$MNT" --rw=write --bs=1M --size=256M --numjobs=4 --ioengine=psync --output=/dev/null
-        fusermount3 -u "$MNT"; wait "$PID" 2>/dev/null || true; PID=""
+        fs_unmount
         record space "$fs" large 1 "$(du -sk "$BACK" | cut -f1)" KiB
         rm -rf "${BACK:?}"/*
     done
