@@ -24,15 +24,24 @@ public final class AlignedBuffer: @unchecked Sendable {
     public var bytes: UnsafeMutablePointer<UInt8> { pointer.assumingMemoryBound(to: UInt8.self) }
 
     public func zero() { memset(pointer, 0, count) }
+
+    /// Zeroes bytes `r` only.
+    public func zero(_ r: Range<Int>) {
+        precondition(r.lowerBound >= 0 && r.upperBound <= count, "zero(\(r)) of a \(count)-byte buffer")
+        memset(pointer + r.lowerBound, 0, r.count)
+    }
 }
 
 /// A bounded pool of stripe workspaces: hot paths take one, use it, give it
 /// back, and allocate nothing per request.
+///
+/// Inlinable: the FUSE adapter takes an item per request, and an
+/// unspecialized generic call looks its metadata up each time.
 public final class Pool<T: AnyObject>: @unchecked Sendable {
-    private let lock = Mutex()
-    private var free: [T] = []
-    private let make: () -> T
-    private let keepMax: Int
+    @usableFromInline let lock = Mutex()
+    @usableFromInline var free: [T] = []
+    @usableFromInline let make: () -> T
+    @usableFromInline let keepMax: Int
 
     public init(keepMax: Int, make: @escaping () -> T) {
         self.keepMax = keepMax
@@ -40,6 +49,7 @@ public final class Pool<T: AnyObject>: @unchecked Sendable {
         free.reserveCapacity(keepMax)
     }
 
+    @inlinable
     public func withItem<R>(_ body: (T) throws -> R) rethrows -> R {
         let item = lock.withLock { free.popLast() } ?? make()
         defer {

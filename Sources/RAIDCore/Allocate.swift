@@ -57,11 +57,12 @@ extension ArrayFile {
             var s = firstWhole
             while s < endWhole {
                 // One run of chunks per checksum table group.
-                let groupEnd = min(endWhole, (s / MemberFileLayout.entriesPerTable + 1) * MemberFileLayout.entriesPerTable)
-                let chunkFrom = array.layout.chunkOffset(stripe: s)
-                let chunkTo = array.layout.chunkOffset(stripe: groupEnd - 1) + UInt64(array.geometry.chunkSizeBytes)
-                let entryFrom = array.layout.entryOffset(stripe: s)
-                let entryBytes = Int((groupEnd - s) * MemberFileLayout.entryBytes)
+                let layout = array.layout
+                let groupEnd = min(endWhole, (s / layout.chunksPerGroup + 1) * layout.chunksPerGroup)
+                let chunkFrom = layout.chunkOffset(stripe: s)
+                let chunkTo = layout.chunkOffset(stripe: groupEnd - 1) + UInt64(array.geometry.chunkSizeBytes)
+                let entryFrom = layout.entryOffset(stripe: s)
+                let entryBytes = Int((groupEnd - s) * layout.sectorsPerChunk * MemberFileLayout.entryBytes)
                 for role in 0..<array.geometry.memberCount {
                     let error = eachTarget(role) { f in
                         do {

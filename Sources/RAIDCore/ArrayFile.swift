@@ -248,10 +248,10 @@ public final class ArrayFile: @unchecked Sendable {
     /// Zeroes the checksum entries of stripes >= `from` left in the last
     /// table, so a later regrow finds "never written", not stale checksums.
     private func clearEntries(_ f: MemberFile, from stripe: UInt64) throws {
-        let per = MemberFileLayout.entriesPerTable
-        let rem = stripe % per
+        let layout = array.layout
+        let rem = stripe % layout.chunksPerGroup
         guard rem != 0 else { return }
-        let bytes = Int((per - rem) * MemberFileLayout.entryBytes)
+        let bytes = Int((layout.chunksPerGroup - rem) * layout.sectorsPerChunk * MemberFileLayout.entryBytes)
         try f.write(from: UnsafeRawPointer(array.zeroStripe.pointer), count: bytes,
                     at: array.layout.entryOffset(stripe: stripe))
     }

@@ -94,32 +94,35 @@ extension ArrayFile {
                 }
             }
             if mode == .resync && !bad.isEmpty {
-                // After a crash a data chunk and its checksum may be from
-                // different writes. If the rest of the stripe rebuilds a chunk
-                // that matches its checksum, the write was whole on the other
-                // members: take that. Otherwise keep the chunk as found (an
-                // unacknowledged write, torn) and re-checksum it.
+                // After a crash a data sector and its checksum may be from
+                // different writes. If the rest of the stripe rebuilds a
+                // sector that matches its checksum, the write was whole on
+                // the other members: take that. Otherwise keep the sector
+                // as found (an unacknowledged write, torn) and re-checksum it.
                 let badData = bad.filter { $0 < k }
                 var restored = Set<Int>()
                 if bad.count + missing <= m && !badData.isEmpty {
                     var have = Set((0..<n).filter { i in
                         !bad.contains(i) && usable(g.member(stripe: stripe, chunkIndex: i)) != nil })
                     if (try? recover(stripe: stripe, lost: badData, have: &have, ws: ws, heal: false)) != nil {
-                        for i in badData {
-                            let role = g.member(stripe: stripe, chunkIndex: i)
-                            if let f = usable(role), let want = try? storedCRC(f, stripe: stripe),
-                               crc32c(ws.chunks[i].pointer, count: g.chunkSizeBytes) == want {
-                                restored.insert(i)
-                            }
-                        }
+                        for i in badData { restored.insert(i) }
                     }
                 }
+                // Sector by sector: a rebuilt sector that matches its entry
+                // is taken; any other keeps what the member holds.
                 for i in badData {
                     let role = g.member(stripe: stripe, chunkIndex: i)
-                    if !restored.contains(i) {
-                        guard readChunkRaw(role: role, stripe: stripe, into: ws.chunks[i].bytes) else { continue }
-                    }
-                    writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes)
+                    guard let f = usable(role) else { continue }
+                    let rebuilt = ws.chunks[i].bytes, raw = ws.old.bytes
+                    guard readChunkRaw(role: role, stripe: stripe, into: raw) else { continue }
+                    let sector = MemberFileLayout.sectorBytes
+                    let merged = restored.contains(i) ? try? storedCRCs(f, stripe: stripe, 0..<g.chunkSizeBytes) { s, want in
+                        let at = s * sector
+                        if want == nil || crc32c(rebuilt + at, count: sector) != want! { memcpy(rebuilt + at, raw + at, sector) }
+                        return true
+                    } : nil
+                    if merged == nil { memcpy(rebuilt, raw, g.chunkSizeBytes) }
+                    writeChunk(role: role, stripe: stripe, from: rebuilt)
                     bad.removeAll { $0 == i }
                 }
             }

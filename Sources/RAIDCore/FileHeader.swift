@@ -1,10 +1,10 @@
 /// The 4 KiB header at the start of every member file of an array file:
 /// the file's identity and logical size, replicated on every member.
-/// Layout (little endian): "RAIDFSF1", format version u32, reserved u32,
+/// Layout (little endian): "RAIDFSF2", format version u32, reserved u32,
 /// file id u64, logical size u64, CRC32C of the preceding 32 bytes.
 public struct FileHeader: Equatable, Sendable {
-    public static let magic: [UInt8] = Array("RAIDFSF1".utf8)
-    public static let formatVersion: UInt32 = 1
+    public static let magic: [UInt8] = Array("RAIDFSF2".utf8)
+    public static let formatVersion: UInt32 = 2
     public static let encodedBytes = 36
 
     public var fileId: UInt64
@@ -36,10 +36,10 @@ public struct FileHeader: Equatable, Sendable {
     }
 }
 
-/// A chunk's checksum entry in its member's table: the CRC32C and its
-/// complement with a tag, so a damaged entry is itself detected. An all-zero
-/// entry means "never written": the chunk must read as zeros.
-enum ChunkEntry {
+/// A 4 KiB sector's checksum entry in its member's table: the CRC32C and
+/// its complement with a tag, so a damaged entry is itself detected. An
+/// all-zero entry means "never written": the sector must read as zeros.
+enum SectorEntry {
     static let tag: UInt32 = 0x5241_4944  // "RAID"
 
     @inline(__always)
@@ -47,10 +47,10 @@ enum ChunkEntry {
         UInt64(crc) | UInt64(crc ^ tag) << 32
     }
 
-    /// The CRC a chunk must have, or nil if the entry is damaged.
+    /// The CRC a sector must have, or nil if the entry is damaged.
     @inline(__always)
-    static func expectedCRC(_ raw: UInt64, zeroChunkCRC: UInt32) -> UInt32? {
-        if raw == 0 { return zeroChunkCRC }
+    static func expectedCRC(_ raw: UInt64, zeroSectorCRC: UInt32) -> UInt32? {
+        if raw == 0 { return zeroSectorCRC }
         let crc = UInt32(truncatingIfNeeded: raw)
         let check = UInt32(truncatingIfNeeded: raw >> 32)
         return check == crc ^ tag ? crc : nil

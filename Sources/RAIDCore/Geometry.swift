@@ -86,46 +86,71 @@ public struct Geometry: Sendable, Equatable {
     }
 }
 
-/// Where things sit inside one member's file for an array file.
+/// Where things sit inside one member's file for an array file (format 2).
 ///
-/// A member file is a 4 KiB header followed by groups. Each group is a 4 KiB
-/// checksum table of 512 entries, then the 512 chunks it describes: the
-/// member's chunk of stripe s is chunk s of the member file. Keeping the table
-/// beside its chunks keeps a chunk and its checksum on the same member, and
-/// the layout needs nothing but pread/pwrite from the host filesystem.
+/// A member file is a 4 KiB header followed by groups. Each group is a
+/// checksum table, then the chunks it describes: the member's chunk of
+/// stripe s is chunk s of the member file. The table holds one 8-byte entry
+/// per 4 KiB sector of its chunks (4 KiB of table for 2 MiB of chunks, or
+/// one chunk's entries when a chunk is larger), so a 4 KiB read verifies
+/// 4 KiB and a 4 KiB write rewrites one entry. Keeping the table beside its
+/// chunks keeps a sector and its checksum on the same member, and the
+/// layout needs nothing but pread/pwrite from the host filesystem.
 public struct MemberFileLayout: Sendable, Equatable {
     public static let headerBytes: UInt64 = 4096
-    public static let tableBytes: UInt64 = 4096
+    public static let sectorBytes = 4096
     public static let entryBytes: UInt64 = 8
-    public static let entriesPerTable: UInt64 = tableBytes / entryBytes
 
     public let chunkSizeBytes: UInt64
+    /// 4 KiB sectors in a chunk, one checksum entry each.
+    public let sectorsPerChunk: UInt64
+    public let tableBytes: UInt64
+    public let chunksPerGroup: UInt64
 
     public init(chunkSizeBytes: Int) {
+        precondition(chunkSizeBytes >= Self.sectorBytes && chunkSizeBytes % Self.sectorBytes == 0,
+                     "chunk size \(chunkSizeBytes) is not a multiple of 4 KiB")
         self.chunkSizeBytes = UInt64(chunkSizeBytes)
+        sectorsPerChunk = UInt64(chunkSizeBytes / Self.sectorBytes)
+        let chunkEntryBytes = sectorsPerChunk * Self.entryBytes
+        tableBytes = max(4096, chunkEntryBytes)
+        chunksPerGroup = tableBytes / chunkEntryBytes
     }
 
     @inline(__always)
-    var groupBytes: UInt64 { Self.tableBytes + Self.entriesPerTable * chunkSizeBytes }
+    var groupBytes: UInt64 { tableBytes + chunksPerGroup * chunkSizeBytes }
 
     @inline(__always)
     public func tableOffset(stripe: UInt64) -> UInt64 {
-        Self.headerBytes + (stripe / Self.entriesPerTable) * groupBytes
+        Self.headerBytes + (stripe / chunksPerGroup) * groupBytes
     }
 
+    /// The entry of sector `sector` (0 ..< sectorsPerChunk) of the chunk of
+    /// `stripe`; a chunk's entries are contiguous.
     @inline(__always)
-    public func entryOffset(stripe: UInt64) -> UInt64 {
-        tableOffset(stripe: stripe) + (stripe % Self.entriesPerTable) * Self.entryBytes
+    public func entryOffset(stripe: UInt64, sector: Int = 0) -> UInt64 {
+        tableOffset(stripe: stripe) + ((stripe % chunksPerGroup) * sectorsPerChunk + UInt64(sector)) * Self.entryBytes
     }
 
     @inline(__always)
     public func chunkOffset(stripe: UInt64) -> UInt64 {
-        tableOffset(stripe: stripe) + Self.tableBytes + (stripe % Self.entriesPerTable) * chunkSizeBytes
+        tableOffset(stripe: stripe) + tableBytes + (stripe % chunksPerGroup) * chunkSizeBytes
     }
 
     /// Member file length that holds exactly stripes 0..<stripeCount.
     public func fileBytes(stripeCount: UInt64) -> UInt64 {
         if stripeCount == 0 { return Self.headerBytes }
         return chunkOffset(stripe: stripeCount - 1) + chunkSizeBytes
+    }
+
+    /// Marks every sector of the chunk of `stripe` in `f` damaged, so it
+    /// reads as lost (EIO or rebuilt), never as the zeros an empty entry
+    /// stands for.
+    func poison(_ f: MemberFile, stripe: UInt64) throws {
+        let n = Int(sectorsPerChunk)
+        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { e in
+            for i in 0..<n { e[i] = UInt64(1).littleEndian }
+            try f.write(from: UnsafeRawPointer(e.baseAddress!), count: n * 8, at: entryOffset(stripe: stripe))
+        }
     }
 }

@@ -4,7 +4,7 @@ import Glibc
 
 /// A pthread mutex owned by a class so its address is stable.
 public final class Mutex: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline let m: UnsafeMutablePointer<pthread_mutex_t>
 
     public init() {
         m = .allocate(capacity: 1)
@@ -17,7 +17,7 @@ public final class Mutex: @unchecked Sendable {
         m.deallocate()
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(m)
         defer { pthread_mutex_unlock(m) }

@@ -244,11 +244,8 @@ extension RAIDArray {
                 // Until rebuilt, its chunks must read as damaged, not as the
                 // zeros an empty checksum entry stands for: another member's
                 // rebuild must not take them as data.
-                var poison = UInt64(1).littleEndian
                 let stripes = (w.size + UInt64(geometry.stripeDataBytes) - 1) / UInt64(geometry.stripeDataBytes)
-                for s in 0..<stripes {
-                    try withUnsafeBytes(of: &poison) { try f.write(from: $0.baseAddress!, count: 8, at: layout.entryOffset(stripe: s)) }
-                }
+                for s in 0..<stripes { try layout.poison(f, stripe: s) }
                 sources[id] = p
                 created.append(p)
             }

@@ -88,8 +88,8 @@ public final class RAIDArray: @unchecked Sendable {
     /// Serialises starting rebuilds: a failure, the monitor and `add` may race.
     let rebuildStartLock = Mutex()
 
-    /// CRC32C of an all-zero chunk: what a never-written chunk must hash to.
-    let zeroChunkCRC: UInt32
+    /// CRC32C of an all-zero 4 KiB sector: what a never-written sector must hash to.
+    let zeroSectorCRC: UInt32
     /// A read-only all-zero buffer of one stripe's data.
     let zeroStripe: AlignedBuffer
     let workspaces: Pool<StripeWorkspace>
@@ -148,7 +148,7 @@ public final class RAIDArray: @unchecked Sendable {
         userIOStamp = .allocate(capacity: 1)
         userIOStamp.initialize(to: 0)
         zeroStripe = AlignedBuffer(count: geometry.stripeDataBytes)
-        zeroChunkCRC = crc32c(zeroStripe.pointer, count: geometry.chunkSizeBytes)
+        zeroSectorCRC = crc32c(zeroStripe.pointer, count: MemberFileLayout.sectorBytes)
         let g = geometry
         workspaces = Pool(keepMax: 16) { StripeWorkspace(geometry: g) }
         namespace = NamespaceState()

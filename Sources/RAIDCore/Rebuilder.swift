@@ -320,10 +320,7 @@ extension ArrayFile {
                 array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: role, path: displayPath,
                                                  message: "stripe \(stripe) cannot be rebuilt: \(error)"))
                 guard let f = writable(role) else { continue }
-                var poison = UInt64(1).littleEndian
-                _ = try? withUnsafeBytes(of: &poison) {
-                    try f.write(from: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
-                }
+                _ = try? array.layout.poison(f, stripe: stripe)
             }
         }
     }

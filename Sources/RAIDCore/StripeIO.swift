@@ -9,52 +9,73 @@ import Glibc
 extension ArrayFile {
     // MARK: chunk I/O
 
-    /// Reads the chunk of `stripe` held by `role` and verifies it. False when
-    /// the member is not usable, the read fails or the checksum disagrees.
+    /// Reads bytes `range` (4 KiB aligned; default the whole chunk) of the
+    /// chunk of `stripe` held by `role` into the same offsets of `buffer`,
+    /// and verifies each 4 KiB sector against its entry. False when the
+    /// member is not usable, the read fails or a checksum disagrees.
     @inline(__always)
-    func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>) -> Bool {
+    func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil) -> Bool {
         guard let f = usable(role) else { return false }
-        let chunkBytes = array.geometry.chunkSizeBytes
-        let expected: UInt32?
+        let r = range ?? 0..<array.geometry.chunkSizeBytes
+        let ok: Bool
         do {
-            try f.readFull(into: buffer, count: chunkBytes, at: array.layout.chunkOffset(stripe: stripe))
-            expected = try storedCRC(f, stripe: stripe)
+            try f.readFull(into: buffer + r.lowerBound, count: r.count,
+                           at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
+            ok = try sectorsMatch(f, stripe: stripe, buffer, r)
         } catch {
             array.noteReadError(role: role, error)
             return false
         }
-        if expected == nil || crc32c(buffer, count: chunkBytes) != expected! {
+        if !ok {
             array.noteChecksumError(role: role, path: displayPath, stripe: stripe)
             return false
         }
         return true
     }
 
-    /// The CRC the chunk of `stripe` must have, or nil if its entry is damaged.
+    /// Whether every sector of `buffer` over `r` (chunk offsets, 4 KiB
+    /// aligned) matches its stored entry in `f`; a damaged entry does not.
     @inline(__always)
-    func storedCRC(_ f: MemberFile, stripe: UInt64) throws -> UInt32? {
-        var raw: UInt64 = 0
-        try withUnsafeMutableBytes(of: &raw) {
-            try f.readFull(into: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe))
+    func sectorsMatch(_ f: MemberFile, stripe: UInt64, _ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>) throws -> Bool {
+        try storedCRCs(f, stripe: stripe, r) { i, want in
+            want != nil && crc32c(buffer + r.lowerBound + i * MemberFileLayout.sectorBytes,
+                                  count: MemberFileLayout.sectorBytes) == want!
         }
-        return ChunkEntry.expectedCRC(UInt64(littleEndian: raw), zeroChunkCRC: array.zeroChunkCRC)
     }
 
-    /// Writes a chunk and its checksum entry. A failed write fails the member.
+    /// Calls `body` with each sector of `r` (its index from r's start) and
+    /// the CRC the sector must have (nil: its entry is damaged), until
+    /// `body` returns false; true if it never did.
+    @inline(__always)
+    func storedCRCs(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, _ body: (Int, UInt32?) -> Bool) throws -> Bool {
+        let sector = MemberFileLayout.sectorBytes
+        precondition(r.lowerBound % sector == 0 && r.upperBound % sector == 0 && r.upperBound <= array.geometry.chunkSizeBytes,
+                     "sector range \(r) of a \(array.geometry.chunkSizeBytes)-byte chunk")
+        let count = r.count / sector
+        return try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
+            try f.readFull(into: UnsafeMutableRawPointer(e.baseAddress!), count: count * 8,
+                           at: array.layout.entryOffset(stripe: stripe, sector: r.lowerBound / sector))
+            for i in 0..<count {
+                let want = SectorEntry.expectedCRC(UInt64(littleEndian: e[i]), zeroSectorCRC: array.zeroSectorCRC)
+                if !body(i, want) { return false }
+            }
+            return true
+        }
+    }
+
+    /// Writes bytes `range` (4 KiB aligned; default the whole chunk) of a
+    /// chunk and their sectors' entries, to the role's member and to its
+    /// replacement if one is running. A failed write fails the member.
+    /// True if the role's own member took it.
     @inline(__always)
     @discardableResult
     func writeChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil) -> Bool {
         let hasPrimary = writable(role) != nil
         guard hasPrimary || shadow(role) != nil else { return false }
-        let chunkBytes = array.geometry.chunkSizeBytes
-        var raw = ChunkEntry.encode(crc: crc32c(buffer, count: chunkBytes)).littleEndian
-        let chunkAt = array.layout.chunkOffset(stripe: stripe), entryAt = array.layout.entryOffset(stripe: stripe)
-        // `range`: only these bytes changed (the rest is on the member as
-        // read and verified); the checksum still covers the whole chunk.
-        let span = range ?? 0..<chunkBytes
-        let error = eachTarget(role) { f in
-            try f.write(from: buffer + span.lowerBound, count: span.count, at: chunkAt + UInt64(span.lowerBound))
-            try withUnsafeBytes(of: &raw) { try f.write(from: $0.baseAddress!, count: 8, at: entryAt) }
+        let r = range ?? 0..<array.geometry.chunkSizeBytes
+        if r.isEmpty { return hasPrimary }
+        let error = withSectorEntries(buffer, r) { entries, entryBytes in
+            eachTarget(role) { f in try writeSectors(f, stripe: stripe, buffer, r, entries, entryBytes) }
         }
         if let error {
             if let e = array.noteWriteError(role: role, error) { spaceErrno = e }
@@ -63,16 +84,42 @@ extension ArrayFile {
         return hasPrimary
     }
 
-    /// Writes a chunk to the member replacing `role` only.
+    /// Writes a whole chunk to the member replacing `role` only.
     func writeShadowChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>) {
         guard let s = shadow(role) else { return }
-        var raw = ChunkEntry.encode(crc: crc32c(buffer, count: array.geometry.chunkSizeBytes)).littleEndian
+        let r = 0..<array.geometry.chunkSizeBytes
         do {
-            try s.write(from: buffer, count: array.geometry.chunkSizeBytes, at: array.layout.chunkOffset(stripe: stripe))
-            try withUnsafeBytes(of: &raw) { try s.write(from: $0.baseAddress!, count: 8, at: array.layout.entryOffset(stripe: stripe)) }
+            try withSectorEntries(buffer, r) { entries, entryBytes in
+                try writeSectors(s, stripe: stripe, buffer, r, entries, entryBytes)
+            }
         } catch {
             array.abandonReplacement(role: role, "\(error)")
         }
+    }
+
+    /// The entries of the sectors of `buffer` over `r`, computed once for
+    /// every target they are written to.
+    @inline(__always)
+    private func withSectorEntries<T>(_ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
+                                      _ body: (UnsafeRawPointer, Int) throws -> T) rethrows -> T {
+        let sector = MemberFileLayout.sectorBytes
+        precondition(r.lowerBound % sector == 0 && r.upperBound % sector == 0 && r.upperBound <= array.geometry.chunkSizeBytes,
+                     "sector range \(r) of a \(array.geometry.chunkSizeBytes)-byte chunk")
+        let count = r.count / sector
+        return try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
+            for i in 0..<count {
+                e[i] = SectorEntry.encode(crc: crc32c(buffer + r.lowerBound + i * sector, count: sector)).littleEndian
+            }
+            return try body(UnsafeRawPointer(e.baseAddress!), count * 8)
+        }
+    }
+
+    @inline(__always)
+    private func writeSectors(_ f: MemberFile, stripe: UInt64, _ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
+                              _ entries: UnsafeRawPointer, _ entryBytes: Int) throws {
+        try f.write(from: buffer + r.lowerBound, count: r.count, at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
+        try f.write(from: entries, count: entryBytes,
+                    at: array.layout.entryOffset(stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes))
     }
 
     // MARK: read
@@ -94,33 +141,50 @@ extension ArrayFile {
                     let stop = min(end, stripeStart + stripeBytes)
                     let first = Int((pos - stripeStart) / chunkBytes)
                     let last = Int((stop - 1 - stripeStart) / chunkBytes)
-                    // A chunk the request covers whole is read (and verified)
-                    // straight into the caller's buffer; the others go
-                    // through the workspace and are copied out.
-                    @inline(__always) func whole(_ j: Int) -> Bool {
+                    // Only the 4 KiB sectors the request touches are read.
+                    // Where it covers them exactly (whole sectors: a whole
+                    // chunk, an aligned 4 KiB read) they are read and
+                    // verified straight into the caller's buffer; the
+                    // others go through the workspace and are copied out.
+                    @inline(__always) func bytes(_ j: Int) -> Range<Int> {
                         let chunkStart = stripeStart + UInt64(j) * chunkBytes
-                        return pos <= chunkStart && chunkStart + chunkBytes <= stop
+                        return Int(max(pos, chunkStart) - chunkStart)..<Int(min(stop, chunkStart + chunkBytes) - chunkStart)
                     }
+                    @inline(__always) func whole(_ j: Int) -> Bool { sectorAligned(bytes(j)) == bytes(j) }
+                    /// Where chunk j's byte 0 would sit in the caller's buffer
+                    /// (before its start when the request begins inside the
+                    /// chunk: only the sectors it covers are touched).
                     @inline(__always) func inPlace(_ j: Int) -> UnsafeMutablePointer<UInt8> {
-                        (dst + Int(stripeStart + UInt64(j) * chunkBytes - offset)).assumingMemoryBound(to: UInt8.self)
+                        (dst + (Int(stripeStart + UInt64(j) * chunkBytes) - Int(offset))).assumingMemoryBound(to: UInt8.self)
                     }
                     var lost: [Int] = []
+                    var lostLo = Int(chunkBytes), lostHi = 0
                     for j in first...last {
+                        let r = sectorAligned(bytes(j))
                         let into = whole(j) ? inPlace(j) : ws.chunks[j].bytes
-                        if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: into) { lost.append(j) }
+                        if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: into, range: r) {
+                            lost.append(j)
+                            lostLo = min(lostLo, r.lowerBound)
+                            lostHi = max(lostHi, r.upperBound)
+                        }
                     }
                     if !lost.isEmpty {
-                        // Recovery works in the workspace: bring the good chunks there.
-                        for j in first...last where whole(j) && !lost.contains(j) {
-                            memcpy(ws.chunks[j].pointer, inPlace(j), Int(chunkBytes))
+                        let lostSectors = lostLo..<lostHi
+                        // Recovery works in the workspace over the sectors
+                        // lost: bring the good whole chunks there (recover
+                        // reads what else it needs over those sectors).
+                        var have = Set<Int>()
+                        for j in first...last where whole(j) && !lost.contains(j) && bytes(j) == 0..<Int(chunkBytes) {
+                            memcpy(ws.chunks[j].pointer + lostSectors.lowerBound, inPlace(j) + lostSectors.lowerBound,
+                                   lostSectors.count)
+                            have.insert(j)
                         }
-                        var have = Set((first...last).filter { !lost.contains($0) })
-                        try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: true)
+                        try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: true, range: lostSectors)
                     }
                     for j in first...last where !(whole(j) && !lost.contains(j)) {
+                        let b = bytes(j)
                         let chunkStart = stripeStart + UInt64(j) * chunkBytes
-                        let a = max(pos, chunkStart), b = min(stop, chunkStart + chunkBytes)
-                        memcpy(dst + Int(a - offset), ws.chunks[j].pointer + Int(a - chunkStart), Int(b - a))
+                        memcpy(dst + Int(chunkStart + UInt64(b.lowerBound) - offset), ws.chunks[j].pointer + b.lowerBound, b.count)
                     }
                     pos = stop
                 }
@@ -139,16 +203,20 @@ extension ArrayFile {
     }
 
     /// Rebuilds chunks `lost` of `stripe` into the workspace from k verified
-    /// chunks (`have` lists those already in the workspace; more are read as
-    /// needed). With `heal`, rewrites each rebuilt chunk whose member is still
-    /// active, and any chunk found bad along the way.
-    func recover(stripe: UInt64, lost: [Int], have: inout Set<Int>, ws: StripeWorkspace, heal: Bool) throws {
+    /// chunks, over bytes `range` of each (4 KiB aligned; default whole
+    /// chunks). `have` lists the chunks already in the workspace over that
+    /// range; more are read as needed. With `heal`, rewrites each rebuilt
+    /// chunk's range whose member is still active, and any chunk found bad
+    /// along the way.
+    func recover(stripe: UInt64, lost: [Int], have: inout Set<Int>, ws: StripeWorkspace, heal: Bool,
+                 range: Range<Int>? = nil) throws {
         let g = array.geometry
+        let r = range ?? 0..<g.chunkSizeBytes
         var bad = lost
         var i = 0
         while have.count < g.dataChunkCount && i < g.memberCount {
             if !have.contains(i) && !lost.contains(i) {
-                if readChunk(role: g.member(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes) {
+                if readChunk(role: g.member(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes, range: r) {
                     have.insert(i)
                 } else {
                     bad.append(i)
@@ -161,20 +229,26 @@ extension ArrayFile {
         }
         let sources = have.sorted().prefix(g.dataChunkCount).map { $0 }
         let wanted = heal ? bad : lost
-        for (n, s) in sources.enumerated() { ws.scratchPointers[n] = ws.chunks[s].bytes }
+        for (n, s) in sources.enumerated() { ws.scratchPointers[n] = ws.chunks[s].bytes + r.lowerBound }
         let outputs = ws.outputPointers
-        for (n, w) in wanted.enumerated() { outputs[n] = ws.chunks[w].bytes }
+        for (n, w) in wanted.enumerated() { outputs[n] = ws.chunks[w].bytes + r.lowerBound }
         try withExtendedLifetime(ws) {
             try array.codec.reconstruct(sources: sources, sourcePointers: ws.scratchPointers, wanted: wanted,
-                                        outputs: outputs, length: g.chunkSizeBytes)
+                                        outputs: outputs, length: r.count)
         }
-        // A rebuilt data chunk whose member still holds an intact checksum
-        // entry must match it; if not, the sources disagree (stale parity from a
-        // write hole, or more damage than detected): EIO, never those bytes.
+        // A rebuilt data chunk whose member still holds intact checksum
+        // entries must match them; if not, the sources disagree (stale
+        // parity from a write hole, or more damage than detected): EIO,
+        // never those bytes.
         for w in wanted where w < g.dataChunkCount {
             let role = g.member(stripe: stripe, chunkIndex: w)
-            guard let f = usable(role), let want = try? storedCRC(f, stripe: stripe) else { continue }
-            if crc32c(ws.chunks[w].pointer, count: g.chunkSizeBytes) != want {
+            guard let f = usable(role) else { continue }
+            let buffer = ws.chunks[w].bytes
+            let disagrees = (try? storedCRCs(f, stripe: stripe, r) { i, want in
+                want == nil || crc32c(buffer + r.lowerBound + i * MemberFileLayout.sectorBytes,
+                                      count: MemberFileLayout.sectorBytes) == want!
+            }) == false
+            if disagrees {
                 throw FSError.io("\(displayPath): stripe \(stripe): chunk rebuilt for member \(role) disagrees with its checksum; the stripe's redundancy is inconsistent")
             }
         }
@@ -182,7 +256,7 @@ extension ArrayFile {
         guard heal, !array.readOnly else { return }
         for w in bad {
             let role = g.member(stripe: stripe, chunkIndex: w)
-            if usable(role) != nil && writeChunk(role: role, stripe: stripe, from: ws.chunks[w].bytes) {
+            if usable(role) != nil && writeChunk(role: role, stripe: stripe, from: ws.chunks[w].bytes, range: r) {
                 array.noteRepaired(role: role, path: displayPath, stripe: stripe)
             }
         }
@@ -309,10 +383,19 @@ extension ArrayFile {
         if b > a { memcpy(chunk + (a - j * c), src + (a - plan.lo), b - a) }
     }
 
-    /// Reconstruct-write: read the data chunks not wholly overwritten,
-    /// compute parity from the full data. False if a read fails verification.
+    /// Parity from the data over bytes `r` of the workspace's chunks.
+    @inline(__always)
+    private func encode(_ ws: StripeWorkspace, _ r: Range<Int>) {
+        for i in 0..<array.geometry.memberCount { ws.scratchPointers[i] = ws.chunks[i].bytes + r.lowerBound }
+        array.codec.encode(ws.scratchPointers, length: r.count)
+    }
+
+    /// Reconstruct-write: read the data chunks not wholly overwritten (over
+    /// the sectors the write touches in any chunk), compute parity there
+    /// from the full data. False if a read fails verification.
     private func reconstructWrite(stripe: UInt64, plan: StripeWritePlan, src: UnsafeRawPointer, ws: StripeWorkspace) throws -> Bool {
         let g = array.geometry
+        let r = plan.touchedSectors
         for j in 0..<g.dataChunkCount {
             let chunk = ws.chunks[j]
             if plan.isFull(j) {
@@ -320,71 +403,70 @@ extension ArrayFile {
                 continue
             }
             if plan.isKnownZero(j) {
-                chunk.zero()
-            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes) {
+                chunk.zero(r)
+            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes, range: r) {
                 return false
             }
             overlay(j, plan: plan, src: src, into: chunk.pointer)
         }
-        array.codec.encode(ws.pointers, length: g.chunkSizeBytes)
-        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, extent: plan.extent)
+        encode(ws, r)
+        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, dataSpan: plan.span, paritySpan: r, extent: plan.extent)
         return true
     }
 
-    /// Read-modify-write: read the touched data chunks and the parity, fold
-    /// each chunk's delta into the parity. False if a read fails verification.
-    /// Only the bytes the write covers change, in the data chunks and in
-    /// parity: the delta is folded in over that span alone and only it is
-    /// written back (with the whole chunk's new checksum).
+    /// Read-modify-write: read the sectors the write touches of each data
+    /// chunk and of the parity, fold each chunk's delta into the parity.
+    /// False if a read fails verification. Only those sectors change, in
+    /// the data chunks and in parity, and only they are written back with
+    /// their checksum entries.
     private func readModifyWrite(stripe: UInt64, plan: StripeWritePlan, src: UnsafeRawPointer, ws: StripeWorkspace) throws -> Bool {
         let g = array.geometry
-        let k = g.dataChunkCount, m = g.parityChunkCount, c = g.chunkSizeBytes
+        let k = g.dataChunkCount, m = g.parityChunkCount
+        let parity = plan.touchedSectors
         for p in k..<g.memberCount {
             if plan.parityKnownZero {
-                ws.chunks[p].zero()
-            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, into: ws.chunks[p].bytes) {
+                ws.chunks[p].zero(parity)
+            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, into: ws.chunks[p].bytes, range: parity) {
                 return false
             }
         }
-        var parityLo = c, parityHi = 0
         for j in plan.touched {
             let chunk = ws.chunks[j]
+            let span = plan.span(j)
             if plan.isKnownZero(j) {
-                chunk.zero()
-            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes) {
+                chunk.zero(span)
+            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes, range: span) {
                 return false
             }
-            // The old bytes are needed only where the write lands.
-            let span = plan.span(j)
             memcpy(ws.old.pointer + span.lowerBound, chunk.pointer + span.lowerBound, span.count)
             overlay(j, plan: plan, src: src, into: chunk.pointer)
             array.codec.xor(ws.old.bytes + span.lowerBound, chunk.bytes + span.lowerBound,
                             into: ws.delta.bytes + span.lowerBound, length: span.count)
             for q in 0..<m { ws.scratchPointers[q] = ws.chunks[k + q].bytes + span.lowerBound }
             array.codec.update(dataIndex: j, delta: ws.delta.bytes + span.lowerBound, parity: ws.scratchPointers, length: span.count)
-            parityLo = min(parityLo, span.lowerBound)
-            parityHi = max(parityHi, span.upperBound)
         }
-        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, dataSpan: plan.span, paritySpan: parityLo..<parityHi,
+        try commit(stripe: stripe, dataChunks: plan.touched, ws: ws, dataSpan: plan.span, paritySpan: parity,
                    extent: plan.extent)
         return true
     }
 
     /// The slow path, for a stripe with a member missing or a chunk that
-    /// failed: gather every chunk that can be verified, rebuild the data not
-    /// being overwritten, apply the new bytes, recompute all parity, and
-    /// write every usable member's chunk (healing bad ones on the way).
+    /// failed: gather every chunk that can be verified (over the sectors
+    /// the write touches), rebuild the data not being overwritten, apply
+    /// the new bytes, recompute all parity there, and write it to every
+    /// usable member (healing bad chunks on the way).
     private func degradedWrite(stripe: UInt64, plan: StripeWritePlan, src: UnsafeRawPointer, ws: StripeWorkspace) throws {
         let g = array.geometry
         let k = g.dataChunkCount
+        let r = plan.touchedSectors
         var have = Set<Int>()
         var lost: [Int] = []
         for i in 0..<g.memberCount {
             let knownZero = i < k ? plan.isKnownZero(i) : plan.parityKnownZero
             if knownZero {
-                ws.chunks[i].zero()
+                ws.chunks[i].zero(r)
                 have.insert(i)
-            } else if readChunk(role: g.member(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes) {
+            } else if readChunk(role: g.member(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes, range: r) {
                 have.insert(i)
             } else {
                 lost.append(i)
@@ -392,12 +474,12 @@ extension ArrayFile {
         }
         let lostData = lost.filter { $0 < k && !plan.isFull($0) }
         if !lostData.isEmpty {
-            try recover(stripe: stripe, lost: lostData, have: &have, ws: ws, heal: false)
+            try recover(stripe: stripe, lost: lostData, have: &have, ws: ws, heal: false, range: r)
         }
         for j in plan.touched { overlay(j, plan: plan, src: src, into: ws.chunks[j].pointer) }
-        array.codec.encode(ws.pointers, length: g.chunkSizeBytes)
+        encode(ws, r)
         let rewrite = Set(plan.touched).union(lost.filter { $0 < k })
-        try commit(stripe: stripe, dataChunks: rewrite.sorted(), ws: ws)
+        try commit(stripe: stripe, dataChunks: rewrite.sorted(), ws: ws, dataSpan: { _ in r }, paritySpan: r)
     }
 
     /// Writes the given data chunks and all parity chunks of the workspace
@@ -412,7 +494,7 @@ extension ArrayFile {
     /// end, so the tail chunk holds only the file's bytes (in whole 4 KiB
     /// blocks) and parity only as many as its longest data chunk, the
     /// first: a small file costs its size per member, not a chunk. The
-    /// checksum still covers the whole chunk, zeros included.
+    /// sectors not written keep entries that stand for zeros.
     private func commit<S: Sequence>(stripe: UInt64, dataChunks: S, ws: StripeWorkspace,
                                      dataSpan: ((Int) -> Range<Int>)? = nil, paritySpan: Range<Int>? = nil,
                                      extent: Int? = nil) throws where S.Element == Int {
@@ -440,6 +522,13 @@ extension ArrayFile {
     }
 }
 
+/// `r` widened to whole 4 KiB sectors.
+@inline(__always)
+func sectorAligned(_ r: Range<Int>) -> Range<Int> {
+    let sector = MemberFileLayout.sectorBytes
+    return (r.lowerBound & ~(sector - 1))..<((r.upperBound + sector - 1) & ~(sector - 1))
+}
+
 /// Which chunks of a stripe a write touches, and what each strategy must read.
 struct StripeWritePlan {
     let lo: Int, hi: Int
@@ -455,12 +544,20 @@ struct StripeWritePlan {
     @inline(__always)
     func isFull(_ j: Int) -> Bool { lo <= j * chunkBytes && (j + 1) * chunkBytes <= hi }
 
-    /// The bytes of data chunk `j` the write covers, widened to 64-byte
-    /// boundaries (ISA-L's XOR wants 32-byte aligned lengths and buffers).
+    /// The bytes of data chunk `j` the write covers, widened to whole 4 KiB
+    /// sectors (the checksum's unit; ISA-L's XOR also wants 32-byte
+    /// aligned lengths and buffers).
     @inline(__always)
     func span(_ j: Int) -> Range<Int> {
         let a = max(lo, j * chunkBytes) - j * chunkBytes, b = min(hi, (j + 1) * chunkBytes) - j * chunkBytes
-        return (a & ~63)..<min(chunkBytes, (b + 63) & ~63)
+        return sectorAligned(a..<b)
+    }
+
+    /// The sectors (chunk offsets) the write touches in any data chunk:
+    /// where parity changes. The whole chunk once a chunk is covered whole
+    /// or the write crosses from one chunk into the next.
+    var touchedSectors: Range<Int> {
+        firstTouched == lastTouched ? span(firstTouched) : 0..<chunkBytes
     }
 
     var isFullStripe: Bool { lo == 0 && hi == dataCount * chunkBytes }

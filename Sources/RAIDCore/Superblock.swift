@@ -64,7 +64,8 @@ public struct RoleRecord: Codable, Equatable, Sendable {
 /// future format is refused by version rather than misread.
 public struct Superblock: Codable, Equatable, Sendable {
     public static let magic: [UInt8] = Array("RAIDFSSB".utf8)
-    public static let formatVersion: UInt32 = 1
+    /// 2: checksums per 4 KiB sector (MemberFileLayout), file header "RAIDFSF2".
+    public static let formatVersion: UInt32 = 2
     static let envelopeBytes = 24
 
     public var arrayUUID: String
@@ -116,6 +117,10 @@ public struct Superblock: Codable, Equatable, Sendable {
         }
         let version = readLE32(bytes, 8)
         guard version == formatVersion else {
+            if version < formatVersion {
+                // Nothing of format 1 was deployed: there is no migration.
+                throw FSError.invalid("\(source): superblock format version \(version) is older than this raidfs's \(formatVersion) (checksums per 4 KiB sector); copy the files off with the raidfs that made the array, then raidctl create a new one")
+            }
             throw FSError.invalid("\(source): superblock format version \(version) is not supported (this raidfs reads version \(formatVersion))")
         }
         let len = Int(readLE32(bytes, 12))

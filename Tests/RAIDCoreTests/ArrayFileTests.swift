@@ -2,41 +2,41 @@ import Foundation
 import XCTest
 @testable import RAIDCore
 
+/// Applies a seeded mix of writes (unaligned, spanning stripes, sparse,
+/// appends) and truncates, comparing with the model after each step.
+func runWorkload(_ file: ArrayFile, seed: UInt64, steps: Int, stripeBytes: Int) throws {
+    var rng = SeededBytes(seed: seed)
+    var model = try file.readAll()
+    for step in 0..<steps {
+        let op = rng.below(10)
+        if op < 7 {
+            let span = 4 * stripeBytes
+            let offset = rng.below(span + 1) + (rng.below(4) == 0 ? model.count : 0)
+            let length = 1 + rng.below([17, 4096, stripeBytes, 3 * stripeBytes + 5][rng.below(4)])
+            let data = rng.bytes(length)
+            try file.write(data, at: UInt64(offset))
+            if model.count < offset + length { model += [UInt8](repeating: 0, count: offset + length - model.count) }
+            model.replaceSubrange(offset..<(offset + length), with: data)
+        } else {
+            let newSize = rng.below(model.count + stripeBytes + 1)
+            try file.truncate(to: UInt64(newSize))
+            if newSize < model.count { model.removeLast(model.count - newSize) }
+            else { model += [UInt8](repeating: 0, count: newSize - model.count) }
+        }
+        XCTAssertEqual(file.currentSize(), UInt64(model.count), "size after step \(step) seed \(seed)")
+        let got = try file.readAll()
+        if got != model {
+            let i = (0..<min(got.count, model.count)).first { got[$0] != model[$0] } ?? min(got.count, model.count)
+            XCTFail("content differs at byte \(i) after step \(step), seed \(seed)")
+            return
+        }
+    }
+}
+
 /// Round trips through the engine over directory members, checked against an
 /// in-memory model of the file.
 final class ArrayFileTests: XCTestCase {
     let shapes: [(RAIDLevel, Int)] = [(.raid1, 2), (.raid1, 3), (.raid5, 3), (.raid5, 5), (.raid6, 4), (.raid6, 6)]
-
-    /// Applies a seeded mix of writes (unaligned, spanning stripes, sparse,
-    /// appends) and truncates, comparing with the model after each step.
-    func runWorkload(_ file: ArrayFile, seed: UInt64, steps: Int, stripeBytes: Int) throws {
-        var rng = SeededBytes(seed: seed)
-        var model = try file.readAll()
-        for step in 0..<steps {
-            let op = rng.below(10)
-            if op < 7 {
-                let span = 4 * stripeBytes
-                let offset = rng.below(span + 1) + (rng.below(4) == 0 ? model.count : 0)
-                let length = 1 + rng.below([17, 4096, stripeBytes, 3 * stripeBytes + 5][rng.below(4)])
-                let data = rng.bytes(length)
-                try file.write(data, at: UInt64(offset))
-                if model.count < offset + length { model += [UInt8](repeating: 0, count: offset + length - model.count) }
-                model.replaceSubrange(offset..<(offset + length), with: data)
-            } else {
-                let newSize = rng.below(model.count + stripeBytes + 1)
-                try file.truncate(to: UInt64(newSize))
-                if newSize < model.count { model.removeLast(model.count - newSize) }
-                else { model += [UInt8](repeating: 0, count: newSize - model.count) }
-            }
-            XCTAssertEqual(file.currentSize(), UInt64(model.count), "size after step \(step) seed \(seed)")
-            let got = try file.readAll()
-            if got != model {
-                let i = (0..<min(got.count, model.count)).first { got[$0] != model[$0] } ?? min(got.count, model.count)
-                XCTFail("content differs at byte \(i) after step \(step), seed \(seed)")
-                return
-            }
-        }
-    }
 
     func testRoundTripsEveryLevel() throws {
         for (level, n) in shapes {

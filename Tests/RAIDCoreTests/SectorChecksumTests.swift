@@ -1,0 +1,191 @@
+import Foundation
+import XCTest
+@testable import RAIDCore
+
+/// Format 2's checksums per 4 KiB sector: chunks larger than a sector are
+/// read, verified, rewritten and healed by the sectors a request touches.
+final class SectorChecksumTests: XCTestCase {
+    let chunk = 65536
+    let sector = MemberFileLayout.sectorBytes
+
+    func testLayoutKeepsOneEntryPerSectorBesideItsChunks() {
+        let l = MemberFileLayout(chunkSizeBytes: 128 << 10)
+        XCTAssertEqual(l.sectorsPerChunk, 32)
+        XCTAssertEqual(l.chunksPerGroup, 16)                 // 4 KiB of entries for 2 MiB of chunks
+        XCTAssertEqual(l.tableOffset(stripe: 0), 4096)
+        XCTAssertEqual(l.chunkOffset(stripe: 0), 8192)
+        XCTAssertEqual(l.entryOffset(stripe: 1, sector: 3), 4096 + (32 + 3) * 8)
+        XCTAssertEqual(l.tableOffset(stripe: 16), l.chunkOffset(stripe: 15) + (128 << 10))
+        XCTAssertEqual(l.fileBytes(stripeCount: 16), l.tableOffset(stripe: 16))
+        // A chunk with more entries than 4 KiB holds gets a table of its own.
+        let big = MemberFileLayout(chunkSizeBytes: 16 << 20)
+        XCTAssertEqual(big.tableBytes, 32768)
+        XCTAssertEqual(big.chunksPerGroup, 1)
+        XCTAssertEqual(big.chunkOffset(stripe: 1), 4096 + 2 * 32768 + (16 << 20))
+    }
+
+    /// Appends byte by byte across a chunk boundary, truncates into and out
+    /// of the tail, leaves holes: every step reads back as the model and
+    /// leaves parity and checksums agreeing.
+    func testShortTailShapesRoundTrip() throws {
+        for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 5), (.raid1, 2)] {
+            let tmp = TempDir()
+            let (array, _) = try makeArray(tmp, level: level, members: n, chunk: chunk)
+            let f = try array.create("/t", mode: 0o644, exclusive: true, caller: root)
+            var rng = SeededBytes(seed: UInt64(n))
+            var model: [UInt8] = []
+            func expect(_ what: String) throws {
+                XCTAssertEqual(f.currentSize(), UInt64(model.count), "RAID\(level.rawValue): size after \(what)")
+                XCTAssertEqual(try f.readAll(), model, "RAID\(level.rawValue): contents after \(what)")
+            }
+            func write(_ data: [UInt8], at off: Int) throws {
+                try f.write(data, at: UInt64(off))
+                if model.count < off + data.count { model += [UInt8](repeating: 0, count: off + data.count - model.count) }
+                model.replaceSubrange(off..<(off + data.count), with: data)
+            }
+            func truncate(_ size: Int) throws {
+                try f.truncate(to: UInt64(size))
+                if size < model.count { model.removeLast(model.count - size) } else { model += [UInt8](repeating: 0, count: size - model.count) }
+            }
+            try write(rng.bytes(chunk - 10), at: 0)
+            for _ in 0..<20 {
+                try write(rng.bytes(1), at: model.count)
+                try expect("appending byte \(model.count)")
+            }
+            for size in [chunk + 5000, 5000, sector, sector - 1, 1, 0, 2 * chunk + 1, 3 * sector + 7, chunk - 1] {
+                try truncate(size)
+                try expect("truncating to \(size)")
+                try write(rng.bytes(3), at: model.count)
+                try expect("writing after \(size)")
+            }
+            // A hole: a write two stripes past the end, then one into the hole.
+            let far = model.count + 2 * array.geometry.stripeDataBytes + 100
+            try write(rng.bytes(5000), at: far)
+            try expect("a write past a hole")
+            try write(rng.bytes(9000), at: far - 20_000)
+            try expect("a write into the hole")
+            array.release(f)
+            let summary = try array.checkAll(mode: .check) { XCTFail("RAID\(level.rawValue): \($0)") }
+            XCTAssertEqual(summary.problems, 0)
+        }
+    }
+
+    /// A file of several stripes on RAID `level`; returns the array, its
+    /// member directories and the data.
+    private func filled(_ tmp: TempDir, _ level: RAIDLevel, _ n: Int, bytes: Int) throws -> (RAIDArray, [String], [UInt8]) {
+        let (array, dirs) = try makeArray(tmp, level: level, members: n, chunk: chunk)
+        var rng = SeededBytes(seed: 11)
+        let data = rng.bytes(bytes)
+        let f = try array.create("/x", mode: 0o644, exclusive: true, caller: root)
+        try f.write(data, at: 0)
+        array.release(f)
+        return (array, dirs, data)
+    }
+
+    private func member(_ dirs: [String], _ role: Int) -> String { dirs[role] + "/data/x" }
+
+    private func readMember(_ path: String, at off: UInt64, count: Int) -> [UInt8] {
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        var b = [UInt8](repeating: 0, count: count)
+        XCTAssertEqual(pread(fd, &b, count, off_t(off)), count)
+        return b
+    }
+
+    private func writeMember(_ path: String, _ bytes: [UInt8], at off: UInt64) {
+        let fd = open(path, O_RDWR)
+        defer { close(fd) }
+        var b = bytes
+        XCTAssertEqual(pwrite(fd, &b, b.count, off_t(off)), b.count)
+    }
+
+    private func totalChecksumErrors(_ array: RAIDArray) -> UInt64 {
+        (0..<array.geometry.memberCount).map { array.counters($0).checksumErrors }.reduce(0, +)
+    }
+
+    /// Rot in one sector of a data chunk: a 4 KiB read of it comes back
+    /// right, the sector is rewritten, and the sectors beside it were
+    /// neither read as damaged nor changed.
+    func testBitRotInOneSectorIsRepairedAndOnlyItRewritten() throws {
+        for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 6), (.raid1, 3)] {
+            let tmp = TempDir()
+            let (array, dirs, data) = try filled(tmp, level, n, bytes: 3 * array0StripeBytes(level, n))
+            let role = array.geometry.member(stripe: 0, chunkIndex: 0)
+            let at = array.layout.chunkOffset(stripe: 0) + UInt64(5 * sector)
+            let path = member(dirs, role)
+            let before = readMember(path, at: array.layout.chunkOffset(stripe: 0), count: chunk)
+            writeMember(path, [before[5 * sector + 17] ^ 0x40], at: at + 17)
+            let f = try array.open("/x")
+            var buf = [UInt8](repeating: 0, count: sector)
+            let got = try buf.withUnsafeMutableBytes { try f.read(into: $0.baseAddress!, count: sector, at: UInt64(5 * sector)) }
+            XCTAssertEqual(got, sector)
+            XCTAssertEqual(buf, Array(data[(5 * sector)..<(6 * sector)]), "RAID\(level.rawValue)")
+            XCTAssertEqual(totalChecksumErrors(array), 1, "RAID\(level.rawValue): one sector found damaged")
+            XCTAssertEqual(readMember(path, at: array.layout.chunkOffset(stripe: 0), count: chunk), before,
+                           "RAID\(level.rawValue): the sector is repaired on its member")
+            XCTAssertEqual(try f.readAll(), data)
+            XCTAssertEqual(totalChecksumErrors(array), 1, "RAID\(level.rawValue): nothing else was damaged")
+            array.release(f)
+        }
+    }
+
+    /// Rot in the last, short sector of a file's tail chunk is repaired.
+    func testBitRotInATailSectorIsRepaired() throws {
+        for (level, n) in [(RAIDLevel.raid5, 3), (.raid6, 5)] {
+            let tmp = TempDir()
+            let size = array0StripeBytes(level, n) + chunk + 3 * sector + 100   // the tail ends inside chunk 1 of stripe 1
+            let (array, dirs, data) = try filled(tmp, level, n, bytes: size)
+            let role = array.geometry.member(stripe: 1, chunkIndex: 1)
+            let path = member(dirs, role)
+            let at = array.layout.chunkOffset(stripe: 1) + UInt64(3 * sector + 50)
+            let old = readMember(path, at: at, count: 1)
+            writeMember(path, [old[0] ^ 0x01], at: at)
+            let f = try array.open("/x")
+            XCTAssertEqual(try f.readAll(), data, "RAID\(level.rawValue)")
+            XCTAssertEqual(readMember(path, at: at, count: 1), old, "RAID\(level.rawValue): repaired on its member")
+            array.release(f)
+            let summary = try array.checkAll(mode: .check) { XCTFail("RAID\(level.rawValue): \($0)") }
+            XCTAssertEqual(summary.problems, 0)
+        }
+    }
+
+    /// A damaged checksum entry is found (its two halves disagree), the
+    /// sector is served from redundancy, and the entry is rewritten.
+    func testDamagedChecksumEntryIsRepaired() throws {
+        for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 5)] {
+            let tmp = TempDir()
+            let (array, dirs, data) = try filled(tmp, level, n, bytes: 2 * array0StripeBytes(level, n))
+            let role = array.geometry.member(stripe: 1, chunkIndex: 0)
+            let path = member(dirs, role)
+            let entryAt = array.layout.entryOffset(stripe: 1, sector: 3)
+            let entry = readMember(path, at: entryAt, count: 8)
+            writeMember(path, [entry[6] ^ 0x10], at: entryAt + 6)
+            let f = try array.open("/x")
+            XCTAssertEqual(try f.readAll(), data, "RAID\(level.rawValue)")
+            XCTAssertEqual(totalChecksumErrors(array), 1)
+            XCTAssertEqual(readMember(path, at: entryAt, count: 8), entry, "RAID\(level.rawValue): the entry is rewritten")
+            XCTAssertEqual(try f.readAll(), data)
+            XCTAssertEqual(totalChecksumErrors(array), 1, "RAID\(level.rawValue): the second read finds nothing")
+            array.release(f)
+        }
+    }
+
+    /// The seeded workload of ArrayFileTests with chunks of 16 sectors:
+    /// sub-chunk reads and read-modify-writes agree with the model, and the
+    /// array's parity and checksums with each other.
+    func testWorkloadWithMultiSectorChunks() throws {
+        for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 5), (.raid1, 2)] {
+            let tmp = TempDir()
+            let (array, _) = try makeArray(tmp, level: level, members: n, chunk: chunk)
+            let f = try array.create("/w", mode: 0o644, exclusive: true, caller: root)
+            try runWorkload(f, seed: UInt64(n) * 31, steps: 60, stripeBytes: array.geometry.stripeDataBytes)
+            array.release(f)
+            let summary = try array.checkAll(mode: .check) { XCTFail("RAID\(level.rawValue) x\(n): \($0)") }
+            XCTAssertEqual(summary.problems, 0)
+        }
+    }
+
+    private func array0StripeBytes(_ level: RAIDLevel, _ n: Int) -> Int {
+        (n - level.redundancy(memberCount: n)) * chunk
+    }
+}
