@@ -115,13 +115,12 @@ extension ArrayFile {
                     guard let f = usable(role) else { continue }
                     let rebuilt = ws.chunks[i].bytes, raw = ws.old.bytes
                     guard readChunkRaw(role: role, stripe: stripe, into: raw) else { continue }
-                    let sector = MemberFileLayout.sectorBytes
-                    let merged = restored.contains(i) ? try? storedCRCs(f, stripe: stripe, 0..<g.chunkSizeBytes) { s, want in
-                        let at = s * sector
-                        if want == nil || crc32c(rebuilt + at, count: sector) != want! { memcpy(rebuilt + at, raw + at, sector) }
+                    let whole = 0..<g.chunkSizeBytes, sector = MemberFileLayout.sectorBytes
+                    let merged = restored.contains(i) && (try? storedCRCs(f, stripe: stripe, whole) { s, want in
+                        if want == nil || sectorCRC(rebuilt, whole, s) != want! { memcpy(rebuilt + s * sector, raw + s * sector, sector) }
                         return true
-                    } : nil
-                    if merged == nil { memcpy(rebuilt, raw, g.chunkSizeBytes) }
+                    }) != nil
+                    if !merged { memcpy(rebuilt, raw, g.chunkSizeBytes) }
                     writeChunk(role: role, stripe: stripe, from: rebuilt)
                     bad.removeAll { $0 == i }
                 }

@@ -38,8 +38,7 @@ extension ArrayFile {
     @inline(__always)
     func sectorsMatch(_ f: MemberFile, stripe: UInt64, _ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>) throws -> Bool {
         try storedCRCs(f, stripe: stripe, r) { i, want in
-            want != nil && crc32c(buffer + r.lowerBound + i * MemberFileLayout.sectorBytes,
-                                  count: MemberFileLayout.sectorBytes) == want!
+            want != nil && sectorCRC(buffer, r, i) == want!
         }
     }
 
@@ -48,13 +47,10 @@ extension ArrayFile {
     /// `body` returns false; true if it never did.
     @inline(__always)
     func storedCRCs(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, _ body: (Int, UInt32?) -> Bool) throws -> Bool {
-        let sector = MemberFileLayout.sectorBytes
-        precondition(r.lowerBound % sector == 0 && r.upperBound % sector == 0 && r.upperBound <= array.geometry.chunkSizeBytes,
-                     "sector range \(r) of a \(array.geometry.chunkSizeBytes)-byte chunk")
-        let count = r.count / sector
+        let count = sectorCount(r)
         return try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
             try f.readFull(into: UnsafeMutableRawPointer(e.baseAddress!), count: count * 8,
-                           at: array.layout.entryOffset(stripe: stripe, sector: r.lowerBound / sector))
+                           at: array.layout.entryOffset(stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes))
             for i in 0..<count {
                 let want = SectorEntry.expectedCRC(UInt64(littleEndian: e[i]), zeroSectorCRC: array.zeroSectorCRC)
                 if !body(i, want) { return false }
@@ -97,18 +93,25 @@ extension ArrayFile {
         }
     }
 
+    /// The number of sectors in `r`, a range of chunk offsets that must be
+    /// whole sectors of one chunk.
+    @inline(__always)
+    private func sectorCount(_ r: Range<Int>) -> Int {
+        let sector = MemberFileLayout.sectorBytes
+        precondition(r.lowerBound % sector == 0 && r.upperBound % sector == 0 && r.upperBound <= array.geometry.chunkSizeBytes,
+                     "sector range \(r) of a \(array.geometry.chunkSizeBytes)-byte chunk")
+        return r.count / sector
+    }
+
     /// The entries of the sectors of `buffer` over `r`, computed once for
     /// every target they are written to.
     @inline(__always)
     private func withSectorEntries<T>(_ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
                                       _ body: (UnsafeRawPointer, Int) throws -> T) rethrows -> T {
-        let sector = MemberFileLayout.sectorBytes
-        precondition(r.lowerBound % sector == 0 && r.upperBound % sector == 0 && r.upperBound <= array.geometry.chunkSizeBytes,
-                     "sector range \(r) of a \(array.geometry.chunkSizeBytes)-byte chunk")
-        let count = r.count / sector
+        let count = sectorCount(r)
         return try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
             for i in 0..<count {
-                e[i] = SectorEntry.encode(crc: crc32c(buffer + r.lowerBound + i * sector, count: sector)).littleEndian
+                e[i] = SectorEntry.encode(crc: sectorCRC(buffer, r, i)).littleEndian
             }
             return try body(UnsafeRawPointer(e.baseAddress!), count * 8)
         }
@@ -150,7 +153,7 @@ extension ArrayFile {
                         let chunkStart = stripeStart + UInt64(j) * chunkBytes
                         return Int(max(pos, chunkStart) - chunkStart)..<Int(min(stop, chunkStart + chunkBytes) - chunkStart)
                     }
-                    @inline(__always) func whole(_ j: Int) -> Bool { sectorAligned(bytes(j)) == bytes(j) }
+                    @inline(__always) func exact(_ j: Int) -> Bool { sectorAligned(bytes(j)) == bytes(j) }
                     /// Where chunk j's byte 0 would sit in the caller's buffer
                     /// (before its start when the request begins inside the
                     /// chunk: only the sectors it covers are touched).
@@ -161,7 +164,7 @@ extension ArrayFile {
                     var lostLo = Int(chunkBytes), lostHi = 0
                     for j in first...last {
                         let r = sectorAligned(bytes(j))
-                        let into = whole(j) ? inPlace(j) : ws.chunks[j].bytes
+                        let into = exact(j) ? inPlace(j) : ws.chunks[j].bytes
                         if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: into, range: r) {
                             lost.append(j)
                             lostLo = min(lostLo, r.lowerBound)
@@ -174,14 +177,14 @@ extension ArrayFile {
                         // lost: bring the good whole chunks there (recover
                         // reads what else it needs over those sectors).
                         var have = Set<Int>()
-                        for j in first...last where whole(j) && !lost.contains(j) && bytes(j) == 0..<Int(chunkBytes) {
+                        for j in first...last where bytes(j).count == Int(chunkBytes) && !lost.contains(j) {
                             memcpy(ws.chunks[j].pointer + lostSectors.lowerBound, inPlace(j) + lostSectors.lowerBound,
                                    lostSectors.count)
                             have.insert(j)
                         }
                         try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: true, range: lostSectors)
                     }
-                    for j in first...last where !(whole(j) && !lost.contains(j)) {
+                    for j in first...last where !exact(j) || lost.contains(j) {
                         let b = bytes(j)
                         let chunkStart = stripeStart + UInt64(j) * chunkBytes
                         memcpy(dst + Int(chunkStart + UInt64(b.lowerBound) - offset), ws.chunks[j].pointer + b.lowerBound, b.count)
@@ -245,8 +248,7 @@ extension ArrayFile {
             guard let f = usable(role) else { continue }
             let buffer = ws.chunks[w].bytes
             let disagrees = (try? storedCRCs(f, stripe: stripe, r) { i, want in
-                want == nil || crc32c(buffer + r.lowerBound + i * MemberFileLayout.sectorBytes,
-                                      count: MemberFileLayout.sectorBytes) == want!
+                want == nil || sectorCRC(buffer, r, i) == want!
             }) == false
             if disagrees {
                 throw FSError.io("\(displayPath): stripe \(stripe): chunk rebuilt for member \(role) disagrees with its checksum; the stripe's redundancy is inconsistent")
@@ -505,8 +507,7 @@ extension ArrayFile {
         func clamp(_ r: Range<Int>?, _ j: Int) -> Range<Int> {
             let r = r ?? 0..<c
             guard let extent else { return r }
-            let e = extent - j * c
-            let limit = e <= 0 ? 0 : min(c, (e + 4095) & ~4095)
+            let limit = min(c, sectorAligned(0..<max(0, extent - j * c)).upperBound)
             return min(r.lowerBound, limit)..<min(r.upperBound, limit)
         }
         for j in dataChunks {
@@ -520,6 +521,12 @@ extension ArrayFile {
         try array.requireNotFailed(displayPath)
         try throwIfOutOfSpace(stripe: stripe)
     }
+}
+
+/// CRC32C of sector `i` of the bytes `r` of a chunk buffer.
+@inline(__always)
+func sectorCRC(_ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>, _ i: Int) -> UInt32 {
+    crc32c(buffer + r.lowerBound + i * MemberFileLayout.sectorBytes, count: MemberFileLayout.sectorBytes)
 }
 
 /// `r` widened to whole 4 KiB sectors.
