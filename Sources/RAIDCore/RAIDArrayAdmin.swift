@@ -32,7 +32,11 @@ extension RAIDArray {
         // A rebuild onto this role's member drops it and goes on with the others.
         let name = memberName(role)
         memberFailed(role: role, reason: "failed by administrator")
-        // A hot spare may hold the role already.
+        // memberFailed starts a spare on a thread of its own (its callers
+        // may hold a file's lock); this caller holds none, so start it here
+        // and answer with the spare already holding the role, as `status`
+        // right after will show.
+        if !readOnly { startRebuildIfPossible() }
         let spare = memberName(role) != name ? "; spare \(memberName(role)) takes its role" : ""
         return "member \(role) (\(name)) marked faulty; array is \(self.state.rawValue)\(spare)"
     }

@@ -190,7 +190,7 @@ final class FailoverTests: XCTestCase {
     func testWriteErrorDuringARebuildJoinsIt() throws {
         // (rebuild_rate: still running when the write error comes)
         let (a, expected, spares, writer) = try raid6WithTwoSparesAndAWriter(options: ["rebuild_rate=8"])
-        XCTAssertTrue(try a.status().rebuild.running)
+        XCTAssertTrue(try a.status().rebuild.running, "raidctl fail returns with the spare's rebuild started")
         XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "4", "eio-write"]).status, 0)
         let st = try a.waitFor(state: "clean", seconds: 90)
         writer.stop()
