@@ -22,12 +22,13 @@ public final class ArrayFile: @unchecked Sendable {
     /// Its name in the orphan area once its last visible name is gone while
     /// open; guarded by the namespace lock.
     public internal(set) var orphanPath: String?
+    /// Held shared by reads and by writes within the size, which then take
+    /// their stripes in `ranges`; exclusive by whatever moves the size or
+    /// the member files (see StripeRangeLock).
     let lock = ReadWriteLock()
+    let ranges = StripeRangeLock()
     /// Handles open on this file; guarded by the namespace lock.
     var openCount = 0
-    /// A write of this operation hit a full member (ENOSPC, EDQUOT, EFBIG);
-    /// guarded by the write lock, checked and cleared by the operation.
-    var spaceErrno: Int32? = nil
     private let headerBuffer = AlignedBuffer(count: 4096)
     /// The next read marks the file accessed (see markAccessedIfPending).
     private var accessPending = true
@@ -128,24 +129,26 @@ public final class ArrayFile: @unchecked Sendable {
 
     public func currentSize() -> UInt64 { lock.withReadLock { size } }
 
-    /// Writes the header (identity and size) to every active member.
+    /// Writes the header (identity and size) to every active member; the
+    /// caller holds the file's lock exclusive (the header buffer is shared).
     func writeHeadersLocked() throws {
         FileHeader(fileId: fileId, size: size).encode(into: headerBuffer.pointer)
+        var full: Int32? = nil
         for role in 0..<array.geometry.memberCount {
             if let error = eachTarget(role, { try $0.write(from: headerBuffer.pointer, count: FileHeader.encodedBytes, at: 0) }) {
-                if let e = array.noteWriteError(role: role, error) { spaceErrno = e }
+                if let e = array.noteWriteError(role: role, error) { full = e }
             }
         }
         try array.requireNotFailed(displayPath)
-        try throwIfOutOfSpace(stripe: nil)
+        try throwIfOutOfSpace(full, stripe: nil)
     }
 
-    /// Turns a full member into the caller's ENOSPC (or EDQUOT, EFBIG). The
-    /// stripe may now be half written: its intent-log region is pinned so
-    /// it is resynced at the next mount.
-    func throwIfOutOfSpace(stripe: UInt64?) throws {
-        guard let e = spaceErrno else { return }
-        spaceErrno = nil
+    /// Turns a full member (`full`: the errno a write met) into the
+    /// caller's ENOSPC (or EDQUOT, EFBIG). The stripe may now be half
+    /// written: its intent-log region is pinned so it is resynced at the
+    /// next mount.
+    func throwIfOutOfSpace(_ full: Int32?, stripe: UInt64?) throws {
+        guard let e = full else { return }
         if let s = stripe { array.intentLog.pin(self, stripe: s) }
         throw FSError(e, "\(displayPath): \(String(cString: strerror(e))) on a member")
     }

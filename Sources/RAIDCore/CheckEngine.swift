@@ -63,18 +63,20 @@ extension ArrayFile {
 
     /// Checks every stripe of the file; `visit` sees each stripe with problems.
     public func checkAll(mode: CheckMode, visit: (UInt64, StripeCheck) -> Void) throws {
-        let body = {
-            for s in 0..<self.stripeCount {
-                let r = try self.checkStripeLocked(s, mode: mode)
+        try lock.withReadLock {
+            for s in 0..<stripeCount {
+                let r = try ranges.withRange(s, s, exclusive: mode != .check) { try checkStripeLocked(s, mode: mode) }
                 if !r.problems.isEmpty || r.unrecoverable { visit(s, r) }
             }
         }
-        if mode == .check { try lock.withReadLock(body) } else { try lock.withWriteLock(body) }
     }
 
+    /// Checks one stripe, holding it shared (check) or exclusive (repair,
+    /// resync) while the rest of the file stays open to readers and writers.
     public func checkStripe(_ stripe: UInt64, mode: CheckMode) throws -> StripeCheck {
-        if mode == .check { return try lock.withReadLock { try checkStripeLocked(stripe, mode: mode) } }
-        return try lock.withWriteLock { try checkStripeLocked(stripe, mode: mode) }
+        try lock.withReadLock {
+            try ranges.withRange(stripe, stripe, exclusive: mode != .check) { try checkStripeLocked(stripe, mode: mode) }
+        }
     }
 
     func checkStripeLocked(_ stripe: UInt64, mode: CheckMode) throws -> StripeCheck {
@@ -121,7 +123,7 @@ extension ArrayFile {
                         return true
                     }) != nil
                     if !merged { memcpy(rebuilt, raw, g.chunkSizeBytes) }
-                    writeChunk(role: role, stripe: stripe, from: rebuilt)
+                    writeChunk(role: role, stripe: stripe, from: rebuilt, ws: ws)
                     bad.removeAll { $0 == i }
                 }
             }
@@ -144,7 +146,7 @@ extension ArrayFile {
                 if writable {
                     for i in bad {
                         let role = g.member(stripe: stripe, chunkIndex: i)
-                        if writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes) {
+                        if writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes, ws: ws) {
                             array.noteRepaired(role: role, path: displayPath, stripe: stripe)
                             result.repaired = true
                         }
@@ -169,7 +171,7 @@ extension ArrayFile {
                 }
                 if memcmp(expected, ws.chunks[k + p].pointer, g.chunkSizeBytes) != 0 {
                     result.problems.append(StripeProblem(kind: g.level == .raid1 ? .mirror : .parity, role: role, chunkIndex: k + p))
-                    if writable && writeChunk(role: role, stripe: stripe, from: expected) {
+                    if writable && writeChunk(role: role, stripe: stripe, from: expected, ws: ws) {
                         result.repaired = true
                     }
                 }

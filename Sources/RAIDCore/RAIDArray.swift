@@ -543,6 +543,10 @@ final class StripeWorkspace {
     let scratchPointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
     /// Where a reconstruction writes (never more chunks than members).
     let outputPointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
+    /// A write of the operation using this workspace hit a full member
+    /// (ENOSPC, EDQUOT, EFBIG): per operation, since writers of different
+    /// stripes of one file run at once. Set by writeChunk, taken by commit.
+    var spaceErrno: Int32? = nil
 
     init(geometry: Geometry) {
         chunkBytes = geometry.chunkSizeBytes

@@ -230,19 +230,18 @@ public final class Rebuilder: @unchecked Sendable {
         let roles = todo.map { $0.role }
         var stripe: UInt64 = 0
         while !shouldStop {
+            // A batch of stripes held exclusive, the file's lock shared:
+            // readers and writers of the file's other stripes go on.
             let (finished, bytes): (Bool, UInt64) = try array.workspaces.withItem { ws in
-                try af.lock.withWriteLock {
+                try af.lock.withReadLock {
                     let count = af.stripeCount
-                    if stripe >= min(count, stripesAtAttach) {
-                        for r in roles {
-                            try (replacing ? af.shadow(r) : af.writable(r))?.truncate(to: array.layout.fileBytes(stripeCount: count))
-                        }
-                        return (true, 0)
-                    }
+                    if stripe >= min(count, stripesAtAttach) { return (true, 0) }
                     let end = min(count, stripesAtAttach, stripe + Rebuilder.stripesPerBatch)
-                    for s in stripe..<end {
-                        if replacing { af.copyChunkToReplacement(role: role, stripe: s, ws: ws) }
-                        else { af.rebuildChunks(roles: roles.filter { af.writable($0) != nil }, stripe: s, ws: ws) }
+                    af.ranges.withRange(stripe, end - 1, exclusive: true) {
+                        for s in stripe..<end {
+                            if replacing { af.copyChunkToReplacement(role: role, stripe: s, ws: ws) }
+                            else { af.rebuildChunks(roles: roles.filter { af.writable($0) != nil }, stripe: s, ws: ws) }
+                        }
                     }
                     let sb = UInt64(array.geometry.stripeDataBytes)
                     let bytes = min(end * sb, af.size) - min(stripe * sb, af.size)
@@ -250,7 +249,13 @@ public final class Rebuilder: @unchecked Sendable {
                     return (false, bytes)
                 }
             }
-            if finished { break }
+            if finished {
+                try af.lock.withWriteLock {
+                    let length = array.layout.fileBytes(stripeCount: af.stripeCount)
+                    for r in roles { try (replacing ? af.shadow(r) : af.writable(r))?.truncate(to: length) }
+                }
+                break
+            }
             lock.withLock { bytesDoneValue += bytes }
             throttle()
         }
@@ -314,7 +319,7 @@ extension ArrayFile {
         var have = Set<Int>()
         do {
             try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: false)
-            for (role, i) in zip(roles, lost) { writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes) }
+            for (role, i) in zip(roles, lost) { writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes, ws: ws) }
         } catch {
             for role in roles {
                 array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: role, path: displayPath,

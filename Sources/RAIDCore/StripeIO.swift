@@ -61,11 +61,13 @@ extension ArrayFile {
 
     /// Writes bytes `range` (4 KiB aligned; default the whole chunk) of a
     /// chunk and their sectors' entries, to the role's member and to its
-    /// replacement if one is running. A failed write fails the member.
+    /// replacement if one is running. A failed write fails the member; a
+    /// full member leaves its errno in `ws` for the operation to report.
     /// True if the role's own member took it.
     @inline(__always)
     @discardableResult
-    func writeChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil) -> Bool {
+    func writeChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil,
+                    ws: StripeWorkspace) -> Bool {
         let hasPrimary = writable(role) != nil
         guard hasPrimary || shadow(role) != nil else { return false }
         let r = range ?? 0..<array.geometry.chunkSizeBytes
@@ -74,7 +76,7 @@ extension ArrayFile {
             eachTarget(role) { f in try writeSectors(f, stripe: stripe, buffer, r, entries, entryBytes) }
         }
         if let error {
-            if let e = array.noteWriteError(role: role, error) { spaceErrno = e }
+            if let e = array.noteWriteError(role: role, error) { ws.spaceErrno = e }
             return false
         }
         return hasPrimary
@@ -136,6 +138,7 @@ extension ArrayFile {
             let g = array.geometry
             let chunkBytes = UInt64(g.chunkSizeBytes)
             let stripeBytes = UInt64(g.stripeDataBytes)
+            try ranges.withRange(offset / stripeBytes, (end - 1) / stripeBytes, exclusive: false) {
             try array.workspaces.withItem { ws in
                 var pos = offset
                 while pos < end {
@@ -191,6 +194,7 @@ extension ArrayFile {
                     }
                     pos = stop
                 }
+            }
             }
             markAccessedIfPending()
             return Int(end - offset)
@@ -258,7 +262,7 @@ extension ArrayFile {
         guard heal, !array.readOnly else { return }
         for w in bad {
             let role = g.member(stripe: stripe, chunkIndex: w)
-            if usable(role) != nil && writeChunk(role: role, stripe: stripe, from: ws.chunks[w].bytes, range: r) {
+            if usable(role) != nil && writeChunk(role: role, stripe: stripe, from: ws.chunks[w].bytes, range: r, ws: ws) {
                 array.noteRepaired(role: role, path: displayPath, stripe: stripe)
             }
         }
@@ -271,12 +275,26 @@ extension ArrayFile {
         guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
         array.noteUserIO()
         guard count > 0 else { return }
+        let stripeBytes = UInt64(array.geometry.stripeDataBytes)
+        let first = offset / stripeBytes, last = (offset + UInt64(count) - 1) / stripeBytes
+        let end = offset + UInt64(count)
+        // Within the size, the file's lock shared and the stripes
+        // exclusive: writers of different stripes run at once.
+        let within: Bool = try lock.withReadLock {
+            guard end <= size else { return false }
+            try ranges.withRange(first, last, exclusive: true) {
+                try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
+                defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
+                try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
+                markModifiedLocked()
+            }
+            return true
+        }
+        if within { return }
+        // Moving the size: the file's lock exclusive.
         try lock.withWriteLock {
-            let stripeBytes = UInt64(array.geometry.stripeDataBytes)
-            let first = offset / stripeBytes, last = (offset + UInt64(count) - 1) / stripeBytes
             try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
             defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
-            let end = offset + UInt64(count)
             do {
                 try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
             } catch {
@@ -324,8 +342,9 @@ extension ArrayFile {
         return nil
     }
 
-    /// The stripe loop of a write; the caller holds the write lock and moves
-    /// the size afterwards. `sourceIsZeros` means `src` is the shared zero
+    /// The stripe loop of a write; the caller holds the file's lock
+    /// exclusive, or shared with the stripes' range exclusive, and moves the
+    /// size afterwards. `sourceIsZeros` means `src` is the shared zero
     /// stripe (truncate's tail), which is not advanced.
     /// Chunks at or past `knownZeroFrom` (default: the size before this
     /// write) are taken as zeros without reading them. Cleanup after a crash
@@ -338,6 +357,7 @@ extension ArrayFile {
         let end = offset + UInt64(count)
         let oldSize = knownZeroFrom ?? size
         try array.workspaces.withItem { ws in
+            ws.spaceErrno = nil   // (left by a read's healing, which reports none)
             var pos = offset
             while pos < end {
                 let stripe = pos / stripeBytes
@@ -512,14 +532,16 @@ extension ArrayFile {
         }
         for j in dataChunks {
             writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes,
-                       range: clamp(dataSpan?(j), j))
+                       range: clamp(dataSpan?(j), j), ws: ws)
         }
         for p in g.dataChunkCount..<g.memberCount {
             writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes,
-                       range: clamp(paritySpan, 0))
+                       range: clamp(paritySpan, 0), ws: ws)
         }
         try array.requireNotFailed(displayPath)
-        try throwIfOutOfSpace(stripe: stripe)
+        let full = ws.spaceErrno
+        ws.spaceErrno = nil
+        try throwIfOutOfSpace(full, stripe: stripe)
     }
 }
 
