@@ -8,7 +8,52 @@ import Glibc
 /// An open file as FUSE sees it: the shared array file behind a handle.
 final class OpenHandle {
     let file: ArrayFile
-    init(file: ArrayFile) { self.file = file }
+    /// Opened with O_DIRECT: the kernel sends its reads and writes straight
+    /// here (FOPEN_DIRECT_IO), writes within the size in parallel.
+    let direct: Bool
+    init(file: ArrayFile, direct: Bool) {
+        self.file = file
+        self.direct = direct
+    }
+}
+
+/// Keeps the kernel's page cache of a file true to the array when O_DIRECT
+/// handles write it, since their writes do not pass through that cache:
+/// buffered handles open at the time have the written range invalidated,
+/// and the next buffered open after writes made while none was open drops
+/// what the kernel kept (keep_cache off).
+final class PageCacheCoherence: @unchecked Sendable {
+    private struct State { var buffered = 0, stale = false }
+    private let lock = Mutex()
+    /// By file id; only files with buffered handles open or a stale cache.
+    private var files: [UInt64: State] = [:]
+
+    /// A buffered open of file `id`: whether the kernel may keep its cache.
+    func bufferedOpen(_ id: UInt64) -> Bool {
+        lock.withLock {
+            var s = files[id] ?? State()
+            defer { s.stale = false; s.buffered += 1; files[id] = s }
+            return !s.stale
+        }
+    }
+
+    func bufferedRelease(_ id: UInt64) {
+        lock.withLock {
+            guard var s = files[id] else { return }
+            s.buffered -= 1
+            files[id] = s.buffered == 0 && !s.stale ? nil : s
+        }
+    }
+
+    /// An O_DIRECT write to file `id`: true when buffered handles are open,
+    /// whose cached pages of the range must be invalidated now.
+    func directWrite(_ id: UInt64) -> Bool {
+        lock.withLock {
+            if let s = files[id], s.buffered > 0 { return true }
+            files[id] = State(buffered: 0, stale: true)
+            return false
+        }
+    }
 }
 
 /// An open directory: the directory's entries as they were at opendir (or
@@ -34,6 +79,9 @@ public final class MountedArray: @unchecked Sendable {
     public var writebackCache = false
     /// Read buffers, one per concurrent read: no allocation per request.
     let readBuffers = Pool<AlignedBuffer>(keepMax: 16) { AlignedBuffer(count: 1 << 20) }
+    let pageCache = PageCacheCoherence()
+    /// The FUSE session, for invalidation notices (set by serve).
+    nonisolated(unsafe) var session: OpaquePointer?
 
     public init(array: RAIDArray, logger: Logger, onInit: @escaping () -> Void) {
         self.array = array
@@ -127,12 +175,18 @@ private func detach<T: AnyObject>(_ fi: UnsafeMutablePointer<fuse_file_info>?, _
     return u.takeRetainedValue()
 }
 
+/// Hands `file` to the kernel as the handle in `fi`; a buffered handle
+/// (not O_DIRECT) is told whether the kernel may keep its cached pages.
 private func attach(_ file: ArrayFile, to fi: UnsafeMutablePointer<fuse_file_info>?) {
-    carry(OpenHandle(file: file), in: fi)
+    let direct = fi!.pointee.flags & raidfs_o_direct() != 0
+    if !direct { fi!.pointee.keep_cache = mounted.pageCache.bufferedOpen(file.fileId) ? 1 : 0 }
+    carry(OpenHandle(file: file, direct: direct), in: fi)
 }
 
 private func detachFile(_ fi: UnsafeMutablePointer<fuse_file_info>?) {
-    if let h = detach(fi, OpenHandle.self) { mounted.array.release(h.file) }
+    guard let h = detach(fi, OpenHandle.self) else { return }
+    if !h.direct { mounted.pageCache.bufferedRelease(h.file.fileId) }
+    mounted.array.release(h.file)
 }
 
 private func caller(_ req: fuse_req_t?) -> Caller {
@@ -389,8 +443,11 @@ func makeOperations() -> fuse_lowlevel_ops {
             do {
                 if flags & O_TRUNC != 0 { try af.truncate(to: 0) }
                 var e = entry(parent, str(name), try af.attributes())
+                // (Buffered even with O_DIRECT: fuse_reply_create cannot ask
+                // for direct I/O in parallel; the kernel still bypasses its
+                // cache for an O_DIRECT descriptor.)
+                fi!.pointee.flags &= ~raidfs_o_direct()
                 attach(af, to: fi)
-                fi!.pointee.keep_cache = 1
                 if fuse_reply_create(req, &e, fi) != 0 {
                     // Interrupted: the kernel will not release it.
                     mounted.inodes.forget(e.ino, 1)
@@ -410,11 +467,15 @@ func makeOperations() -> fuse_lowlevel_ops {
             if fi!.pointee.flags & O_TRUNC != 0 {
                 do { try af.truncate(to: 0) } catch { mounted.array.release(af); throw error }
             }
-            attach(af, to: fi)
             // Every change to the file's data comes through this mount, and
-            // the kernel's cache sees it: keep the cache across opens.
-            fi!.pointee.keep_cache = 1
-            if fuse_reply_open(req, fi) != 0 { detachFile(fi) }
+            // the kernel's cache sees it: the cache is kept across opens
+            // (see PageCacheCoherence for O_DIRECT writes).
+            attach(af, to: fi)
+            if handle(fi)!.direct {
+                if raidfs_reply_open_direct(req, fi!.pointee.fh) != 0 { detachFile(fi) }
+            } else if fuse_reply_open(req, fi) != 0 {
+                detachFile(fi)
+            }
         }
     }
     ops.read = { req, _, size, offset, fi in
@@ -432,10 +493,16 @@ func makeOperations() -> fuse_lowlevel_ops {
             }
         }
     }
-    ops.write = { req, _, buf, size, offset, fi in
+    ops.write = { req, ino, buf, size, offset, fi in
         serve(req) {
             guard let h = handle(fi), offset >= 0 else { throw FSError(EBADF, "write: no open handle") }
             try h.file.write(from: UnsafeRawPointer(buf!), count: size, at: UInt64(offset))
+            if h.direct && mounted.pageCache.directWrite(h.file.fileId) {
+                let rc = fuse_lowlevel_notify_inval_inode(mounted.session, ino, offset, off_t(size))
+                if rc != 0 && rc != -ENOENT {
+                    mounted.logger.warning("\(h.file.displayPath): dropping the kernel's cached pages after an O_DIRECT write: \(String(cString: strerror(-rc)))")
+                }
+            }
             fuse_reply_write(req, size)
         }
     }
@@ -574,6 +641,7 @@ public func serve(_ m: MountedArray, fuseArguments: [String]) -> Int32 {
     guard fuse_set_signal_handlers(se) == 0 else { return 1 }
     defer { fuse_remove_signal_handlers(se) }
     guard fuse_session_mount(se, opts.mountpoint) == 0 else { return 1 }
+    m.session = se
     defer { fuse_session_unmount(se) }
     fuse_daemonize(opts.foreground)
     let rc: Int32

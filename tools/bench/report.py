@@ -180,14 +180,17 @@ plot {plots}
 
     def fio(self):
         wls = [w for w in ["seq-write-1j", "seq-read-1j", "rand-write-1j", "rand-read-1j",
-                           "seq-write-4j", "seq-read-4j", "rand-write-4j", "rand-read-4j"]
+                           "rand-write-direct-1j", "rand-read-direct-1j",
+                           "seq-write-4j", "seq-read-4j", "rand-write-4j", "rand-read-4j",
+                           "rand-write-direct-4j", "rand-read-direct-4j"]
                if w in self.workloads("fio")]
         if not wls:
             return
         self.w("## fio (psync)")
         self.w()
         self.w("Sequential: 1 MiB blocks, one file per job, writes end with fsync. Random: 4 KiB blocks on one "
-               "file shared by the jobs, time-based. Reads after dropping the page cache. "
+               "file shared by the jobs, time-based, buffered and with O_DIRECT (direct). "
+               "Reads after dropping the page cache. "
                "In brackets: the ratio to passthrough_ll (higher is better).")
         self.w()
         self.table("fio", wls)
@@ -195,6 +198,20 @@ plot {plots}
                   "Sequential 1 MiB, psync", "MiB/s")
         self.bars("fio-random", "fio", [w for w in wls if w.startswith("rand")],
                   "Random 4 KiB, psync", "IOPS")
+        def vs_ref(fs, wl):
+            v, ref = self.get("fio", fs, wl), self.get("fio", REF, wl)
+            return (v / ref, f"{fmt(v)} vs {fmt(ref)} = {v / ref:.2f}×") if v and ref else (None, "")
+        for lvl in "56":
+            for wl, least in [("rand-read-1j", 0.8), ("seq-write-1j", 0.7), ("seq-read-1j", 0.9)] + \
+                    ([("rand-write-1j", 0.4)] if lvl == "5" else []):
+                r, detail = vs_ref(f"raid{lvl}", wl)
+                if r is not None:
+                    self.check(f"RAID {lvl}: {wl} ≥ {least}× passthrough_ll (#9)", r >= least, detail)
+        for fs in self.filesystems("fio"):
+            one, four = self.get("fio", fs, "rand-write-direct-1j"), self.get("fio", fs, "rand-write-direct-4j")
+            if one and four and fs.startswith("raid") and "-" not in fs:
+                self.check(f"{fs}: O_DIRECT random writes, 4 jobs on one file > 1 job (#9)", four > one,
+                           f"{fmt(four)} vs {fmt(one)} IOPS = {four / one:.2f}×")
         for lvl in "156":
             h, d = self.get("fio", f"raid{lvl}", "seq-read-1j"), self.get("fio", f"raid{lvl}-degraded", "seq-read-1j")
             if h and d:

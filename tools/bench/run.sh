@@ -214,8 +214,9 @@ fio_run() { # name rw bs size_mib jobs field [extra...]
 }
 
 # Sequential 1 MiB writes (end_fsync) and reads of one file per job, then
-# random 4 KiB writes and reads on one file shared by the jobs; reads after
-# dropping the page cache (with tmpfs backing, only the FUSE cache drops).
+# random 4 KiB writes and reads on one file shared by the jobs, buffered and
+# with O_DIRECT (as a database or VM image opens it); reads after dropping
+# the page cache (with tmpfs backing, only the FUSE cache drops).
 section_fio() { # fs round
     local jobs bw iops
     for jobs in 1 4; do
@@ -230,6 +231,10 @@ section_fio() { # fs round
         drop_caches
         iops=$(fio_run rand randread 4k "$RAND_MIB" "$jobs" 8 --filename=rand.dat --time_based --runtime="$RAND_S")
         record fio "$1" "rand-read-${jobs}j" "$2" "$iops" IOPS
+        iops=$(fio_run rand randwrite 4k "$RAND_MIB" "$jobs" 49 --filename=rand.dat --time_based --runtime="$RAND_S" --direct=1)
+        record fio "$1" "rand-write-direct-${jobs}j" "$2" "$iops" IOPS
+        iops=$(fio_run rand randread 4k "$RAND_MIB" "$jobs" 8 --filename=rand.dat --time_based --runtime="$RAND_S" --direct=1)
+        record fio "$1" "rand-read-direct-${jobs}j" "$2" "$iops" IOPS
         rm -f "$TARGET/rand.dat"
     done
 }
