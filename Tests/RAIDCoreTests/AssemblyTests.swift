@@ -3,6 +3,24 @@ import XCTest
 @testable import RAIDCore
 
 final class AssemblyTests: XCTestCase {
+    /// Superblock writes to one member from two threads at once (a spare's
+    /// probe and a persist did this) each succeed, and the member is left
+    /// with one of them whole: they share a temporary name, so they must
+    /// not overlap.
+    func testConcurrentSuperblockWritesStayWhole() throws {
+        let tmp = TempDir()
+        let member = DirectoryMember(root: tmp.make("m"))
+        let versions = [[UInt8](repeating: 0xA1, count: 3000), [UInt8](repeating: 0xB2, count: 5000)]
+        let failures = Failures()
+        DispatchQueue.concurrentPerform(iterations: 2) { t in
+            for _ in 0..<300 {
+                do { try member.writeSuperblock(versions[t]) } catch { failures.add("\(error)") }
+            }
+        }
+        XCTAssertEqual(Set(failures.all), [])
+        XCTAssertTrue(versions.contains(try member.readSuperblock()), "the superblock is one write, whole")
+    }
+
     func snapshot(_ dirs: [String]) -> [String: Data] {
         var out: [String: Data] = [:]
         for d in dirs {

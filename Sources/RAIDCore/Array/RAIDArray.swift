@@ -462,12 +462,7 @@ public final class RAIDArray: @unchecked Sendable {
                 // Spares and a replacement in progress stay as fresh as the
                 // members (a failure here is found when they are used).
                 let idle = stateLock.withLock { spareMembers + shadowSlots.compactMap { $0 } }
-                for (uuid, spare) in idle {
-                    var mine = sb
-                    mine.role = -1
-                    mine.memberUUID = uuid
-                    try? spare.writeSuperblock(mine.encoded())
-                }
+                for (uuid, spare) in idle { try? spare.writeSuperblock(RAIDArray.spareSuperblock(sb, uuid: uuid)) }
                 if failed.count == targets.count && !targets.isEmpty && targets.contains(where: { roleStates[$0] == .active }) {
                     throw FSError.io("no member accepted its superblock (\(failed.map { "\($0.1)" }.joined(separator: "; ")))")
                 }
@@ -489,6 +484,22 @@ public final class RAIDArray: @unchecked Sendable {
 
     /// `persistState` for background bookkeeping (checkpoints, counters,
     /// records) whose caller has no one to hand the error to: logged.
+    /// Writes the current membership to a spare's superblock (role -1),
+    /// under the lock persistState holds: a probe and a persist of the same
+    /// spare never overlap, and the spare is never left an event behind.
+    func writeSpareSuperblock(_ spare: Member, uuid: String) throws {
+        try superblockWriteLock.withLock {
+            try spare.writeSuperblock(RAIDArray.spareSuperblock(currentSuperblock, uuid: uuid))
+        }
+    }
+
+    private static func spareSuperblock(_ sb: Superblock, uuid: String) -> [UInt8] {
+        var mine = sb
+        mine.role = -1
+        mine.memberUUID = uuid
+        return mine.encoded()
+    }
+
     func persistStateLoggingFailure(_ reason: String, rebuilds: [RebuildCheckpoint]?? = nil) {
         do { try persistState(clean: false, reason: reason, rebuilds: rebuilds) } catch {
             logger.error("\(reason): no superblock took the change: \(error)")

@@ -121,7 +121,10 @@ extension RAIDArray {
         stateLock.withLock { spareMembers.append((uuid, FaultInjectingMember(member))) }
         try persistState(clean: false, reason: "spare added")
         eventLog.record(ArrayEvent(kind: "spare-added", message: note))
-        return startRebuildIfPossible()
+        startRebuildIfPossible()
+        // The role it took, whichever thread started the rebuild: a member
+        // failure's own thread may have got there first.
+        return stateLock.withLock { superblock.roles.firstIndex { $0.memberUUID == uuid } }
     }
 
     /// `raidctl replace`: rebuilds role `name`'s contents onto `directory`
@@ -349,10 +352,7 @@ extension RAIDArray {
     /// there and take a write of its superblock.
     private func unusableSpareReason(_ spare: (uuid: String, member: Member)) -> String? {
         guard spare.member.isPresent() else { return "its directory or superblock is gone" }
-        var sb = currentSuperblock
-        sb.role = -1
-        sb.memberUUID = spare.uuid
-        do { try spare.member.writeSuperblock(sb.encoded()) } catch { return "\(error)" }
+        do { try writeSpareSuperblock(spare.member, uuid: spare.uuid) } catch { return "\(error)" }
         return nil
     }
 

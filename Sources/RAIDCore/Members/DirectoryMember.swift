@@ -18,6 +18,9 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     /// PATH_MAX work however deep the member directory itself is.
     private var dataFd: Int32 = -1
     private let dataFdLock = Mutex()
+    /// One superblock write at a time: each goes through the same temporary
+    /// name, and two at once would tear it or lose the rename.
+    private let superblockLock = Mutex()
 
     public init(root: String) {
         var r = root
@@ -97,7 +100,9 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public func writeSuperblock(_ bytes: [UInt8]) throws {
-        try DirectoryMember.writeFileAtomically(directory: root, name: DirectoryMember.superblockName, bytes: bytes)
+        try superblockLock.withLock {
+            try DirectoryMember.writeFileAtomically(directory: root, name: DirectoryMember.superblockName, bytes: bytes)
+        }
     }
 
     public static let intentLogName = "raidfs.intent"
