@@ -71,13 +71,44 @@ final class SimulationTests: XCTestCase {
                 XCTFail("\(where_): no rebuild onto the spare for role \(role)")
                 return
             }
-            while array.rebuildStatus.running { usleep(1_000) }
-            XCTAssertEqual(array.roleState(role), .active, "\(where_): rebuild of role \(role) did not finish")
+            guard waitUntilHeld(role, by: spare, "rebuild") else { return }
             disks[role] = spare
             failed.remove(role)
             rebuilds += 1
         }
         var rebuilds = 0
+
+        /// A healthy member replaced by a new one while it keeps serving
+        /// (raidctl replace); the copy runs on its own thread while this
+        /// one waits.
+        mutating func replaceHealthy() throws {
+            let candidates = (0..<disks.count).filter {
+                !failed.contains($0) && !faulty.contains($0) && array.roleState($0) == .active
+            }
+            guard !candidates.isEmpty else { return }
+            let role = candidates[below(candidates.count)]
+            let fresh = SimulatedMember(name: "sim\(role)-r\(step)")
+            try array.replace(role: role, with: fresh)
+            guard waitUntilHeld(role, by: fresh, "replacement") else { return }
+            disks[role] = fresh
+            replacements += 1
+        }
+        var replacements = 0
+
+        /// Waits for the rebuild or replacement to end with `member` active
+        /// in `role` (the rebuilder's thread finishes it just after it stops
+        /// running); false, with a failure, if it does not within a minute.
+        func waitUntilHeld(_ role: Int, by member: SimulatedMember, _ what: String) -> Bool {
+            let deadline = Date().addingTimeInterval(60)
+            while !(array.roleState(role) == .active && array.member(role)?.name == member.name && !array.rebuildStatus.running) {
+                if Date() > deadline {
+                    XCTFail("\(where_): \(what) onto \(member.name) for role \(role) did not finish: \(array.roleState(role)), held by \(array.memberName(role))")
+                    return false
+                }
+                usleep(1_000)
+            }
+            return true
+        }
 
         /// Clean unmount and reassembly: injected faults are gone, failed
         /// members stay out (stale).
@@ -149,7 +180,7 @@ final class SimulationTests: XCTestCase {
                 try s.array.clearFaults(nil)
                 s.faulty = []
             case 94..<96:
-                try s.replaceFailed()
+                if s.failed.isEmpty { try s.replaceHealthy() } else { try s.replaceFailed() }
             default:
                 try s.remount()
                 for path in s.model.keys.sorted() { try s.checkRead(path) }
@@ -166,9 +197,28 @@ final class SimulationTests: XCTestCase {
         XCTAssertEqual(summary.unrecoverable, 0, s.where_)
         XCTAssertEqual(summary.problems, 0, s.where_)
         s.array.shutdown()
+        totals.withLock { $0.rebuilds += s.rebuilds; $0.replacements += s.replacements }
     }
 
-    func testSimulationRAID1() throws { for seed in UInt64(1)...12 { try run(level: .raid1, members: 3, seed: seed) } }
-    func testSimulationRAID5() throws { for seed in UInt64(1)...12 { try run(level: .raid5, members: 4, seed: seed) } }
-    func testSimulationRAID6() throws { for seed in UInt64(1)...12 { try run(level: .raid6, members: 6, seed: seed) } }
+    /// Rebuilds and replacements the runs went through: a run that never
+    /// reached one would not test them.
+    private let totals = LockedCounts()
+
+    private func runSeeds(_ level: RAIDLevel, members: Int) throws {
+        for seed in UInt64(1)...12 { try run(level: level, members: members, seed: seed) }
+        let t = totals.withLock { $0 }
+        XCTAssertGreaterThan(t.rebuilds, 0, "RAID \(level.rawValue): no seed rebuilt a failed member")
+        XCTAssertGreaterThan(t.replacements, 0, "RAID \(level.rawValue): no seed replaced a member")
+    }
+
+    func testSimulationRAID1() throws { try runSeeds(.raid1, members: 3) }
+    func testSimulationRAID5() throws { try runSeeds(.raid5, members: 4) }
+    func testSimulationRAID6() throws { try runSeeds(.raid6, members: 6) }
+}
+
+final class LockedCounts: @unchecked Sendable {
+    struct Counts { var rebuilds = 0, replacements = 0 }
+    private let lock = NSLock()
+    private var counts = Counts()
+    func withLock<T>(_ body: (inout Counts) -> T) -> T { lock.withLock { body(&counts) } }
 }

@@ -150,7 +150,20 @@ extension RAIDArray {
         }
         let data = dir + "/" + DirectoryMember.dataDirectoryName
         guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
-        let target = FaultInjectingMember(DirectoryMember(root: dir))
+        try replace(role: role, with: DirectoryMember(root: dir))
+        return "replacing member \(role) (\(memberName(role))) with \(dir); \(memberName(role)) serves until the copy is done"
+    }
+
+    /// Starts copying active role `role` onto `member` (empty and prepared),
+    /// through the Member seam alone: the directory checks are the caller's,
+    /// so the simulation replaces simulated members the same way. The
+    /// replacement record names the member by `member.name`, which a later
+    /// mount resumes from as a directory.
+    func replace(role: Int, with member: Member) throws {
+        guard roleState(role) == .active else {
+            throw FSError.invalid("member \(role) is \(roleState(role).rawValue): use add to rebuild a lost role")
+        }
+        let target = FaultInjectingMember(member)
         let uuid = UUID().uuidString.lowercased()
         // Until it takes the role it is a spare only the replacement record
         // names: an unmount or crash leaves it to the next mount to resume.
@@ -159,12 +172,11 @@ extension RAIDArray {
         sb.memberUUID = uuid
         try target.writeSuperblock(sb.encoded())
         stateLock.withLock {
-            superblock.replacement = ReplacementRecord(role: role, memberUUID: uuid, directory: dir, lastPath: "", bytesDone: 0)
+            superblock.replacement = ReplacementRecord(role: role, memberUUID: uuid, directory: member.name, lastPath: "", bytesDone: 0)
         }
         try persistState(clean: false, reason: "replacement of member \(role) started")
-        eventLog.record(ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(memberName(role)) onto \(dir)"))
+        eventLog.record(ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(memberName(role)) onto \(member.name)"))
         startReplacement(role: role, target: target, uuid: uuid, resume: [])
-        return "replacing member \(role) (\(memberName(role))) with \(dir); \(memberName(role)) serves until the copy is done"
     }
 
     private func startReplacement(role: Int, target: Member, uuid: String, resume: [RebuildCheckpoint]) {
