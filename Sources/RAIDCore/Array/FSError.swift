@@ -21,6 +21,19 @@ public struct FSError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
+/// Runs a system call that returns -1 and sets errno on failure, again for
+/// as long as a signal interrupts it (EINTR): its result, or the FSError
+/// naming `op` and `path`. The one place raidfs retries an interrupted call.
+@inline(__always)
+func retryingEINTR<T: BinaryInteger>(_ op: String, _ path: String, _ call: () -> T) throws -> T {
+    while true {
+        let r = call()
+        if r >= 0 { return r }
+        let code = Glibc.errno
+        if code != EINTR { throw FSError.system(op, path, errno: code) }
+    }
+}
+
 extension FSError {
     public static func io(_ message: String) -> FSError { FSError(EIO, message) }
     public static func invalid(_ message: String) -> FSError { FSError(EINVAL, message) }

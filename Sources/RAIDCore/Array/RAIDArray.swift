@@ -48,7 +48,9 @@ public final class RAIDArray: @unchecked Sendable {
     /// Lock order, outermost first; a thread holding one never waits for an
     /// earlier one:
     ///   1. `namespace.lock` — namespace changes, open and release;
-    ///   2. an `ArrayFile.lock` — one file's stripes (taken under 1 by open);
+    ///   2. an `ArrayFile.lock` — one file (taken under 1 by open); held
+    ///      shared, then its `ranges` — the stripes a read or write touches
+    ///      (see StripeRangeLock; one range per thread, never two);
     ///   3. `rebuildStartLock` — starting or restarting a rebuild (never with
     ///      a file's lock held: a member failure starts it on its own thread);
     ///   4. the intent log's `persistLock`, then its `lock`;
@@ -460,9 +462,15 @@ public final class RAIDArray: @unchecked Sendable {
                     }
                 }
                 // Spares and a replacement in progress stay as fresh as the
-                // members (a failure here is found when they are used).
+                // members. One that cannot take it is not failed here (it
+                // holds no role): the log says so, and a spare is probed
+                // again before it takes a role (unusableSpareReason).
                 let idle = stateLock.withLock { spareMembers + shadowSlots.compactMap { $0 } }
-                for (uuid, spare) in idle { try? spare.writeSuperblock(RAIDArray.spareSuperblock(sb, uuid: uuid)) }
+                for (uuid, spare) in idle {
+                    do { try spare.writeSuperblock(RAIDArray.spareSuperblock(sb, uuid: uuid)) } catch {
+                        logger.warning("\(spare.name): spare or replacement missed superblock event \(sb.events): \(error)")
+                    }
+                }
                 if failed.count == targets.count && !targets.isEmpty && targets.contains(where: { roleStates[$0] == .active }) {
                     throw FSError.io("no member accepted its superblock (\(failed.map { "\($0.1)" }.joined(separator: "; ")))")
                 }

@@ -156,8 +156,9 @@ public enum ControlWire {
         bytes.append(UInt8(ascii: "\n"))
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
-            if n < 0 { if errno == EINTR { continue }; return false }
+            guard let n = try? retryingEINTR("send", "control socket", {
+                bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
+            }) else { return false }   // the peer is gone: the caller drops it
             done += n
         }
         return true
@@ -173,9 +174,9 @@ public enum ControlWire {
             }
             if buffer.count > 1 << 20 { return nil }
             var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return nil }
+            // nil at end of stream or on an error: the caller drops the peer.
+            guard let n = try? retryingEINTR("recv", "control socket", { chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }),
+                  n > 0 else { return nil }
             buffer += chunk[0..<n]
         }
     }

@@ -131,6 +131,7 @@ extension ArrayFile {
 
     /// Reads up to `count` bytes at `offset`; returns the bytes read (short at EOF).
     public func read(into dst: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
+        precondition(count >= 0, "read of \(count) bytes")
         array.noteUserIO()
         return try lock.withReadLock {
             guard offset < size, count > 0 else { return 0 }
@@ -273,6 +274,10 @@ extension ArrayFile {
     /// Writes `count` bytes at `offset`, extending the file as needed.
     public func write(from src: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
+        precondition(count >= 0, "write of \(count) bytes")
+        guard offset <= UInt64(Int64.max) - UInt64(count) else {
+            throw FSError(EFBIG, "\(displayPath): a write of \(count) bytes at \(offset) would end past the largest file size")
+        }
         array.noteUserIO()
         guard count > 0 else { return }
         let stripeBytes = UInt64(array.geometry.stripeDataBytes)

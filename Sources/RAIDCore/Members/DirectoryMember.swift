@@ -337,11 +337,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FSError.system("read", path)
-            }
+            let n = try retryingEINTR("read", path) { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
             if out.count > 64 * 1024 * 1024 { throw FSError.io("\(path): larger than 64 MiB") }
@@ -361,12 +357,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         }
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FSError.system("write", tmp)
-            }
-            done += n
+            done += try retryingEINTR("write", tmp) { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) } }
         }
         guard fsync(fd) == 0 else { throw FSError.system("fsync", tmp) }
         guard Glibc.rename(tmp, final) == 0 else { throw FSError.system("rename", final) }
@@ -391,23 +382,13 @@ final class DirectoryMemberFile: MemberFile {
     deinit { close() }
 
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
-        while true {
-            let n = pread(fd, buffer, count, off_t(offset))
-            if n >= 0 { return n }
-            if errno == EINTR { continue }
-            throw FSError.system("pread", name)
-        }
+        try retryingEINTR("pread", name) { pread(fd, buffer, count, off_t(offset)) }
     }
 
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         var done = 0
         while done < count {
-            let n = pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FSError.system("pwrite", name)
-            }
-            done += n
+            done += try retryingEINTR("pwrite", name) { pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done)) }
         }
     }
 

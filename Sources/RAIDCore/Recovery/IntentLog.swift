@@ -70,6 +70,7 @@ public final class IntentLog: @unchecked Sendable {
     /// Marks the regions of stripes first...last of `file` dirty, durably,
     /// before the caller writes them. Pair with `end`.
     func begin(_ file: ArrayFile, firstStripe: UInt64, lastStripe: UInt64) throws {
+        precondition(firstStripe <= lastStripe, "intent log: stripes \(firstStripe)...\(lastStripe) of \(file.displayPath)")
         guard enabled else { return }
         let needPersist: Bool = lock.withLock {
             var added = false
@@ -93,6 +94,7 @@ public final class IntentLog: @unchecked Sendable {
         lock.withLock {
             for r in (firstStripe / regionStripes)...(lastStripe / regionStripes) {
                 let key = Region(fileId: file.fileId, index: r)
+                precondition((dirty[key]?.inflight ?? 0) > 0, "intent log: a write to region \(r) of \(file.displayPath) ended twice")
                 dirty[key]!.inflight -= 1
                 dirty[key]!.generation += 1
                 dirty[key]!.lastWrite = now
