@@ -437,6 +437,15 @@ public final class RAIDArray: @unchecked Sendable {
     /// moving the event counter on. A member that cannot take its superblock
     /// is failed in turn and the survivors are written again.
     func persistState(clean: Bool, reason: String, rebuilds: [RebuildCheckpoint]?? = nil) throws {
+        // Members failed here, each an event once the lock is left (recording
+        // writes to the members, which may fail one and persist again).
+        var failedHere: [(Int, Error)] = []
+        defer {
+            for (r, e) in failedHere {
+                eventLog.record(ArrayEvent(kind: "member-failed", member: r,
+                                           message: "\(memberName(r)) marked faulty: its superblock write failed (\(e)); array is \(state.rawValue)"))
+            }
+        }
         try superblockWriteLock.withLock {
             while true {
                 let (sb, targets): (Superblock, [Int]) = stateLock.withLock {
@@ -485,13 +494,12 @@ public final class RAIDArray: @unchecked Sendable {
                         activeFlags[r] = 0
                     }
                     logger.critical("member \(r) (\(memberName(r))) marked faulty: superblock write failed: \(e)")
+                    failedHere.append((r, e))
                 }
             }
         }
     }
 
-    /// `persistState` for background bookkeeping (checkpoints, counters,
-    /// records) whose caller has no one to hand the error to: logged.
     /// Writes the current membership to a spare's superblock (role -1),
     /// under the lock persistState holds: a probe and a persist of the same
     /// spare never overlap, and the spare is never left an event behind.
@@ -508,6 +516,8 @@ public final class RAIDArray: @unchecked Sendable {
         return mine.encoded()
     }
 
+    /// `persistState` for background bookkeeping (checkpoints, counters,
+    /// records) whose caller has no one to hand the error to: logged.
     func persistStateLoggingFailure(_ reason: String, rebuilds: [RebuildCheckpoint]?? = nil) {
         do { try persistState(clean: false, reason: reason, rebuilds: rebuilds) } catch {
             logger.error("\(reason): no superblock took the change: \(error)")

@@ -118,7 +118,11 @@ extension RAIDArray {
     @discardableResult
     func addSpare(member: Member, note: String) throws -> Int? {
         let uuid = UUID().uuidString.lowercased()
-        stateLock.withLock { spareMembers.append((uuid, FaultInjectingMember(member))) }
+        let spare = FaultInjectingMember(member)
+        // Its superblock first: once listed, a failover on another thread
+        // may probe it at once, and would drop a spare with none.
+        try writeSpareSuperblock(spare, uuid: uuid)
+        stateLock.withLock { spareMembers.append((uuid, spare)) }
         try persistState(clean: false, reason: "spare added")
         eventLog.record(ArrayEvent(kind: "spare-added", message: note))
         startRebuildIfPossible()

@@ -8,6 +8,9 @@ final class NamespaceState: @unchecked Sendable {
     let lock = Mutex()
     /// Open array files by file id (shared by hard links and by handles).
     var openFiles: [UInt64: ArrayFile] = [:]
+    /// Where new file ids come from: the system's random source, or a
+    /// seeded generator where one seed must replay one run (the simulation).
+    var fileIds: any RandomNumberGenerator = SystemRandomNumberGenerator()
 }
 
 /// Who is asking, for ownership of what they create.
@@ -407,12 +410,17 @@ extension RAIDArray {
     /// intent log marks directories with 0). Caller holds the namespace lock.
     func newFileIdLocked() -> UInt64 {
         var id: UInt64 = 0
-        repeat { id = UInt64.random(in: (1 << 32)...(UInt64(Int64.max))) } while namespace.openFiles[id] != nil
+        repeat { id = UInt64.random(in: (1 << 32)...(UInt64(Int64.max)), using: &namespace.fileIds) } while namespace.openFiles[id] != nil
         return id
     }
 
     public func open(_ path: String) throws -> ArrayFile {
         try namespace.lock.withLock { try openLocked(path) }
+    }
+
+    /// New files get ids from `seed`'s sequence (the simulation's replay).
+    public func seedFileIds(_ seed: UInt64) {
+        namespace.lock.withLock { namespace.fileIds = SeededGenerator(seed: seed) }
     }
 
     func openLocked(_ path: String) throws -> ArrayFile {
