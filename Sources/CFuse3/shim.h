@@ -3,9 +3,6 @@
 #ifndef RAIDFS_CFUSE3_SHIM_H
 #define RAIDFS_CFUSE3_SHIM_H
 #define FUSE_USE_VERSION 314
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE   /* O_DIRECT */
-#endif
 #include <fuse.h>
 #include <fuse_lowlevel.h>
 #include <sys/types.h>
@@ -22,8 +19,10 @@ static inline int raidfs_parse_cmdline(struct fuse_args *args, struct fuse_cmdli
    without holding the inode's lock exclusive (Linux 6.2). libfuse 3.14's
    fuse_file_info has no bit for the latter (3.15 added one), so the reply is
    built as <linux/fuse.h> defines it, as fuse_reply_open would send it. */
-/* O_DIRECT, which Swift's Glibc does not export. */
-static inline int raidfs_o_direct(void) { return O_DIRECT; }
+/* O_DIRECT, which Swift's Glibc does not export (glibc defines it only
+   under _GNU_SOURCE, which this module must not set: its headers would then
+   differ from SwiftGlibc's; __O_DIRECT is the value it aliases). */
+static inline int raidfs_o_direct(void) { return __O_DIRECT; }
 
 static inline int raidfs_reply_open_direct(fuse_req_t req, uint64_t fh) {
     struct fuse_open_out arg;
