@@ -16,6 +16,21 @@ set +e
 swift test --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# A test process that crashed (a trap, a signal) cannot unmount what it
+# mounted: stop the daemons this run started and left behind, and fail.
+leftover=0
+for pid in $(pgrep -f "^$RAIDFS_BIN_DIR/raidfs " || true); do
+    age="$(ps -o etimes= -p "$pid" 2>/dev/null | tr -d ' ')"
+    [ -n "$age" ] && [ "$age" -le $((SECONDS + 1)) ] || continue
+    mnt="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 3p)"
+    [ -z "$mnt" ] || fusermount3 -uz "$mnt" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+    leftover=$((leftover + 1))
+done
+if [ "$leftover" -gt 0 ]; then
+    echo "tests: stopped $leftover raidfs daemon(s) left running by a test"
+    [ "$status" -ne 0 ] || status=1
+fi
 summary="$(grep -E 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$log" | tail -1 || true)"
 if [ -n "$summary" ]; then
     total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
