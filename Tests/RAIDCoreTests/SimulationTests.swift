@@ -68,17 +68,15 @@ final class SimulationTests: XCTestCase {
             guard let role = failed.sorted().first, array.roleState(role) != .rebuilding else { return }
             let spare = SimulatedMember(name: "sim\(role)-\(step)")
             // It takes the lowest lost role: perhaps one the array failed
-            // just now (a superblock write to a vanished member).
+            // just now (a superblock write to a vanished member), which the
+            // next noteFailures would have seen.
             guard let took = try array.addSpare(member: spare, note: "simulated spare") else {
                 XCTFail("\(where_): no rebuild onto the spare for role \(role): "
                         + array.eventLog.history().suffix(8).map { $0.line }.joined(separator: "\n"))
                 return
             }
-            noteFailures()
-            guard failed.contains(took) else {
-                XCTFail("\(where_): the spare took role \(took), which was not lost")
-                return
-            }
+            // (Not necessarily one this simulation saw fail: the array may
+            // have failed it meanwhile, and the rebuild may be done already.)
             guard waitUntilHeld(took, by: spare, "rebuild") else { return }
             disks[took] = spare
             failed.remove(took)
