@@ -176,9 +176,8 @@ private func detach<T: AnyObject>(_ fi: UnsafeMutablePointer<fuse_file_info>?, _
 }
 
 /// Hands `file` to the kernel as the handle in `fi`; a buffered handle
-/// (not O_DIRECT) is told whether the kernel may keep its cached pages.
-private func attach(_ file: ArrayFile, to fi: UnsafeMutablePointer<fuse_file_info>?) {
-    let direct = fi!.pointee.flags & raidfs_o_direct() != 0
+/// is told whether the kernel may keep its cached pages.
+private func attach(_ file: ArrayFile, to fi: UnsafeMutablePointer<fuse_file_info>?, direct: Bool) {
     if !direct { fi!.pointee.keep_cache = mounted.pageCache.bufferedOpen(file.fileId) ? 1 : 0 }
     carry(OpenHandle(file: file, direct: direct), in: fi)
 }
@@ -446,8 +445,7 @@ func makeOperations() -> fuse_lowlevel_ops {
                 // (Buffered even with O_DIRECT: fuse_reply_create cannot ask
                 // for direct I/O in parallel; the kernel still bypasses its
                 // cache for an O_DIRECT descriptor.)
-                fi!.pointee.flags &= ~raidfs_o_direct()
-                attach(af, to: fi)
+                attach(af, to: fi, direct: false)
                 if fuse_reply_create(req, &e, fi) != 0 {
                     // Interrupted: the kernel will not release it.
                     mounted.inodes.forget(e.ino, 1)
@@ -470,8 +468,9 @@ func makeOperations() -> fuse_lowlevel_ops {
             // Every change to the file's data comes through this mount, and
             // the kernel's cache sees it: the cache is kept across opens
             // (see PageCacheCoherence for O_DIRECT writes).
-            attach(af, to: fi)
-            if handle(fi)!.direct {
+            let direct = fi!.pointee.flags & raidfs_o_direct() != 0
+            attach(af, to: fi, direct: direct)
+            if direct {
                 if raidfs_reply_open_direct(req, fi!.pointee.fh) != 0 { detachFile(fi) }
             } else if fuse_reply_open(req, fi) != 0 {
                 detachFile(fi)

@@ -79,12 +79,22 @@ extension RAIDArray {
             throw FSError.invalid("\(dir) is already member \(r) of this array")
         }
         if spares.contains(where: { $0.name == dir }) { throw FSError.invalid("\(dir) is already a spare") }
+        let reused = try prepareNewMemberDirectory(dir)
+        let started = try addSpare(member: DirectoryMember(root: dir),
+                                   note: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")")
+        return started.map { "\(dir) added; rebuilding role \($0) onto it" } ?? "\(dir) added as a hot spare"
+    }
+
+    /// Makes `dir` ready to join as a new member: empty (but for an ext4
+    /// lost+found), or a former member of this array, which is stale by its
+    /// event counter and started over; then its data root. True for a
+    /// former member.
+    private func prepareNewMemberDirectory(_ dir: String) throws -> Bool {
         var reused = false
         if let bytes = try? DirectoryMember(root: dir).readSuperblock(), let old = try? Superblock.decode(bytes, source: dir) {
             guard old.arrayUUID == arrayUUID else {
                 throw FSError.invalid("\(dir): belongs to another array (\(old.arrayUUID))")
             }
-            // A returning member: stale by its event counter. Start it over.
             try ArrayCreator.wipeMember(dir)
             reused = true
         } else {
@@ -92,9 +102,7 @@ extension RAIDArray {
         }
         let data = dir + "/" + DirectoryMember.dataDirectoryName
         guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
-        let started = try addSpare(member: DirectoryMember(root: dir),
-                                   note: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")")
-        return started.map { "\(dir) added; rebuilding role \($0) onto it" } ?? "\(dir) added as a hot spare"
+        return reused
     }
 
     /// A spare or replacement must be a disk of its own: not inside the
@@ -144,16 +152,10 @@ extension RAIDArray {
         }
         let dir = absolutePath(directory)
         try requireSeparateDisk(dir)
-        if let bytes = try? DirectoryMember(root: dir).readSuperblock(), let old = try? Superblock.decode(bytes, source: dir) {
-            guard old.arrayUUID == arrayUUID, !(0..<geometry.memberCount).contains(where: { member($0)?.name == dir }) else {
-                throw FSError.invalid("\(dir): belongs to \(old.arrayUUID == arrayUUID ? "this array already" : "another array (\(old.arrayUUID))")")
-            }
-            try ArrayCreator.wipeMember(dir)
-        } else {
-            try ArrayCreator.checkEmptyDirectory(dir)
+        if (0..<geometry.memberCount).contains(where: { member($0)?.name == dir }) {
+            throw FSError.invalid("\(dir): belongs to this array already")
         }
-        let data = dir + "/" + DirectoryMember.dataDirectoryName
-        guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
+        _ = try prepareNewMemberDirectory(dir)
         try replace(role: role, with: DirectoryMember(root: dir))
         return "replacing member \(role) (\(memberName(role))) with \(dir); \(memberName(role)) serves until the copy is done"
     }
@@ -171,10 +173,7 @@ extension RAIDArray {
         let uuid = UUID().uuidString.lowercased()
         // Until it takes the role it is a spare only the replacement record
         // names: an unmount or crash leaves it to the next mount to resume.
-        var sb = currentSuperblock
-        sb.role = -1
-        sb.memberUUID = uuid
-        try target.writeSuperblock(sb.encoded())
+        try writeSpareSuperblock(target, uuid: uuid)
         stateLock.withLock {
             superblock.replacement = ReplacementRecord(role: role, memberUUID: uuid, directory: member.name, lastPath: "", bytesDone: 0)
         }

@@ -70,29 +70,25 @@ public final class StripeRangeLock: @unchecked Sendable {
     private struct Held {
         var first: UInt64, last: UInt64, exclusive: Bool, token: UInt64
     }
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
+    private let mutex = Mutex()
+    /// Signalled (under `mutex`) when a range is released.
     private let released: UnsafeMutablePointer<pthread_cond_t>
-    /// Guarded by `m`.
+    /// Guarded by `mutex`.
     private var held: [Held] = []
     private var nextToken: UInt64 = 0
     private var waiting = 0
 
     public init() {
-        m = .allocate(capacity: 1)
-        m.initialize(to: pthread_mutex_t())
         released = .allocate(capacity: 1)
         released.initialize(to: pthread_cond_t())
-        precondition(pthread_mutex_init(m, nil) == 0 && pthread_cond_init(released, nil) == 0,
-                     "pthread_mutex_init or pthread_cond_init failed")
+        precondition(pthread_cond_init(released, nil) == 0, "pthread_cond_init failed")
         held.reserveCapacity(16)
     }
 
     deinit {
         precondition(held.isEmpty, "a stripe range lock freed while \(held.count) ranges are held")
         pthread_cond_destroy(released)
-        pthread_mutex_destroy(m)
         released.deallocate()
-        m.deallocate()
     }
 
     /// Runs `body` holding stripes `first...last`, shared or exclusive.
@@ -105,25 +101,25 @@ public final class StripeRangeLock: @unchecked Sendable {
     }
 
     private func acquire(_ first: UInt64, _ last: UInt64, exclusive: Bool) -> UInt64 {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        while held.contains(where: { $0.first <= last && first <= $0.last && ($0.exclusive || exclusive) }) {
-            waiting += 1
-            pthread_cond_wait(released, m)
-            waiting -= 1
+        mutex.withLock {
+            while held.contains(where: { $0.first <= last && first <= $0.last && ($0.exclusive || exclusive) }) {
+                waiting += 1
+                pthread_cond_wait(released, mutex.m)
+                waiting -= 1
+            }
+            nextToken &+= 1
+            held.append(Held(first: first, last: last, exclusive: exclusive, token: nextToken))
+            return nextToken
         }
-        nextToken &+= 1
-        held.append(Held(first: first, last: last, exclusive: exclusive, token: nextToken))
-        return nextToken
     }
 
     private func release(_ token: UInt64) {
-        pthread_mutex_lock(m)
-        let i = held.firstIndex { $0.token == token }
-        precondition(i != nil, "releasing a stripe range that is not held")
-        held.remove(at: i!)
-        let anyWaiting = waiting > 0
-        pthread_mutex_unlock(m)
+        let anyWaiting: Bool = mutex.withLock {
+            let i = held.firstIndex { $0.token == token }
+            precondition(i != nil, "releasing a stripe range that is not held")
+            held.remove(at: i!)
+            return waiting > 0
+        }
         if anyWaiting { pthread_cond_broadcast(released) }
     }
 }

@@ -283,23 +283,26 @@ extension ArrayFile {
         let stripeBytes = UInt64(array.geometry.stripeDataBytes)
         let first = offset / stripeBytes, last = (offset + UInt64(count) - 1) / stripeBytes
         let end = offset + UInt64(count)
+        /// The stripes written with their region logged around them.
+        func logged(_ body: () throws -> Void) throws {
+            try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
+            defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
+            try body()
+        }
         // Within the size, the file's lock shared and the stripes
         // exclusive: writers of different stripes run at once.
         let within: Bool = try lock.withReadLock {
             guard end <= size else { return false }
             try ranges.withRange(first, last, exclusive: true) {
-                try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
-                defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
-                try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
+                try logged { try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false) }
                 markModifiedLocked()
             }
             return true
         }
         if within { return }
-        // Moving the size: the file's lock exclusive.
-        try lock.withWriteLock {
-            try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
-            defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
+        // Moving the size: the file's lock exclusive (the region logged
+        // until the size and headers are written or the tail is zeroed).
+        try lock.withWriteLock { try logged {
             do {
                 try writeLocked(from: src, count: count, at: offset, sourceIsZeros: false)
             } catch {
@@ -324,7 +327,7 @@ extension ArrayFile {
                 try writeHeadersLocked()
             }
             markModifiedLocked(timesMoved: extended)
-        }
+        } }
     }
 
     /// A write marks the file modified, and the next read accessed. Times
