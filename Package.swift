@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "raidfs", targets: ["raidfs"]),
         .executable(name: "raidctl", targets: ["raidctl"]),
         .executable(name: "raidfs-codec-bench", targets: ["raidfs-codec-bench"]),
+        .executable(name: "raidfs-simulate", targets: ["raidfs-simulate"]),
         .library(name: "RAIDCore", targets: ["RAIDCore"]),
     ],
     dependencies: [
@@ -38,10 +39,19 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
+        // The deterministic simulation: simulated members and the harness
+        // that drives the engine over them (tests and tools/simulate).
+        .target(name: "RAIDSimulation",
+                dependencies: ["RAIDCore", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "raidfs-simulate",
+                          dependencies: ["RAIDSimulation", "RAIDCore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "raidfs-codec-bench", dependencies: ["RAIDCore"],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "RAIDCoreTests",
-                    dependencies: ["RAIDCore", .product(name: "Logging", package: "swift-log")],
+                    dependencies: ["RAIDCore", "RAIDSimulation", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "RAIDFSTests", dependencies: ["RAIDCore", "CLinux"],
                     swiftSettings: [.swiftLanguageMode(.v5)]),

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import RAIDCore
+import RAIDSimulation
 
 /// A process crash (kill -9) at every member operation of every kind of
 /// namespace change, on simulated members: the next assembly must bring

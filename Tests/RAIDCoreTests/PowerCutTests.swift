@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import RAIDCore
+import RAIDSimulation
 
 /// Below FUSE: the array over simulated members; a crash of the daemon
 /// (every member keeps what it was given) combined with a power cut of one

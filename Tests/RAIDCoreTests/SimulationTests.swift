@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import RAIDCore
+import RAIDSimulation
 
 /// The deterministic simulation: the whole engine over simulated members,
 /// a seeded random workload (create, write, truncate, read, rename, unlink,

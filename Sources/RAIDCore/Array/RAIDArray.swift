@@ -111,11 +111,15 @@ public final class RAIDArray: @unchecked Sendable {
     public let forcedRoles: [(role: Int, events: UInt64)]
     /// The superblocks said the last mount ended cleanly.
     let wasCleanAtAssembly: Bool
+    /// The clock, identifiers and job runner (the system's, or the
+    /// simulation's).
+    public let environment: EngineEnvironment
     private let stopFlusher = Mutex()
     private var flusherStopped = false
 
-    init(plan: Assembler.Plan, readOnly: Bool, intentLogEnabled: Bool, logger: Logger) {
+    init(plan: Assembler.Plan, readOnly: Bool, intentLogEnabled: Bool, logger: Logger, environment: EngineEnvironment) {
         let sb = plan.superblock
+        self.environment = environment
         geometry = sb.geometry
         codec = Codec(level: sb.level, dataCount: geometry.dataChunkCount, parityCount: geometry.parityChunkCount)
         layout = MemberFileLayout(chunkSizeBytes: sb.chunkSizeBytes)
@@ -156,7 +160,7 @@ public final class RAIDArray: @unchecked Sendable {
         namespace = NamespaceState()
         intentLog = IntentLog(array: self, enabled: intentLogEnabled && !readOnly)
         let history = activeRoles.first.flatMap { try? member($0)?.readEvents() }.map(EventLog.parse) ?? []
-        eventLog = EventLog(logger: logger, history: history) { [unowned self] bytes in
+        eventLog = EventLog(logger: logger, history: history, clock: environment.now) { [unowned self] bytes in
             guard !self.readOnly else { return }
             for role in self.activeRoles { try? self.member(role)?.appendEvents(bytes) }
         }
@@ -200,14 +204,15 @@ public final class RAIDArray: @unchecked Sendable {
     public static func assemble(directories: [String], readOnly: Bool = false, intentLog: Bool = true, force: Bool = false,
                                 logger: Logger = Logger(label: "raidfs")) throws -> (RAIDArray, AssemblyReport) {
         let plan = try Assembler.plan(directories: directories, force: force && !readOnly)
-        return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger), plan.report)
+        return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger, environment: .system()), plan.report)
     }
 
     /// Assembles from member objects (simulated members in tests).
     public static func assemble(members: [Member], readOnly: Bool = false, intentLog: Bool = true, force: Bool = false,
-                                logger: Logger = Logger(label: "raidfs")) throws -> (RAIDArray, AssemblyReport) {
+                                logger: Logger = Logger(label: "raidfs"),
+                                environment: EngineEnvironment = .system()) throws -> (RAIDArray, AssemblyReport) {
         let plan = try Assembler.plan(members: members, force: force && !readOnly)
-        return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger), plan.report)
+        return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger, environment: environment), plan.report)
     }
 
     /// True when the last run did not finish its writes (crash) and regions
@@ -235,7 +240,7 @@ public final class RAIDArray: @unchecked Sendable {
 
 
     /// Makes everything written so far durable on every active member.
-    func syncAllMembers() {
+    public func syncAllMembers() {
         for role in activeRoles {
             guard let m = member(role) else { continue }
             do { try m.syncAll() } catch { noteWriteError(role: role, error) }
@@ -257,18 +262,24 @@ public final class RAIDArray: @unchecked Sendable {
             while let self, !self.stopFlusher.withLock({ self.flusherStopped }) {
                 usleep(500_000)
                 tick += 1
-                if tick % 2 == 0 {
-                    self.probeMembers()
-                    if !self.readOnly { self.startRebuildIfPossible() }
-                }
-                if tick % 20 == 0 && !self.readOnly { self.persistCountersIfChanged() }
-                if tick % 2 == 0 { self.startScheduledScrubIfDue() }
-                guard !self.readOnly, self.intentLog.enabled else { continue }
-                do { try self.intentLog.flushIdle(idleSeconds: 2) } catch { self.logger.error("intent log flush: \(error)") }
+                self.monitorTick(tick)
             }
         }
         t.name = "raidfs-monitor"
         t.start()
+    }
+
+    /// One half-second tick of the monitor (`tick` counts them): the
+    /// daemon's monitor thread calls it, the simulation calls it itself.
+    public func monitorTick(_ tick: Int) {
+        if tick % 2 == 0 {
+            probeMembers()
+            if !readOnly { startRebuildIfPossible() }
+        }
+        if tick % 20 == 0 && !readOnly { persistCountersIfChanged() }
+        if tick % 2 == 0 { startScheduledScrubIfDue() }
+        guard !readOnly, intentLog.enabled else { return }
+        do { try intentLog.flushIdle(idleSeconds: 2) } catch { logger.error("intent log flush: \(error)") }
     }
 
     /// The health monitor's check: an active (or rebuilding) member whose
@@ -427,9 +438,7 @@ public final class RAIDArray: @unchecked Sendable {
             // second). On a thread of its own: the caller may hold a file's
             // lock (a write error) or be the rebuild itself, and starting may
             // have to wait for a running rebuild to stop, which needs both.
-            let t = Thread { [weak self] in self?.startRebuildIfPossible() }
-            t.name = "raidfs-failover"
-            t.start()
+            environment.jobs.spawn("raidfs-failover") { [weak self] in self?.startRebuildIfPossible() }
         }
     }
 
@@ -530,11 +539,11 @@ public final class RAIDArray: @unchecked Sendable {
         stopFlusher.withLock { flusherStopped = true }
         if let r = stateLock.withLock({ rebuilderSlot }) {
             r.stop()
-            while r.isRunning { usleep(10_000) }
+            environment.jobs.wait(for: r.job) { !r.isRunning }
         }
         if let s = stateLock.withLock({ scrubberSlot }) {
             s.stop(resumable: true)   // the next mount resumes it
-            while s.isRunning { usleep(10_000) }
+            environment.jobs.wait(for: s.job) { !s.isRunning }
         }
         do {
             try intentLog.flushIdle(idleSeconds: 0)

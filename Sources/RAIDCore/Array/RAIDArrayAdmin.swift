@@ -124,8 +124,8 @@ extension RAIDArray {
     /// Takes an empty, prepared member as a hot spare; a rebuild onto it
     /// starts at once if a role is lost (returns that role).
     @discardableResult
-    func addSpare(member: Member, note: String) throws -> Int? {
-        let uuid = UUID().uuidString.lowercased()
+    public func addSpare(member: Member, note: String) throws -> Int? {
+        let uuid = environment.newUUID()
         let spare = FaultInjectingMember(member)
         // Its superblock first: once listed, a failover on another thread
         // may probe it at once, and would drop a spare with none.
@@ -165,12 +165,12 @@ extension RAIDArray {
     /// so the simulation replaces simulated members the same way. The
     /// replacement record names the member by `member.name`, which a later
     /// mount resumes from as a directory.
-    func replace(role: Int, with member: Member) throws {
+    public func replace(role: Int, with member: Member) throws {
         guard roleState(role) == .active else {
             throw FSError.invalid("member \(role) is \(roleState(role).rawValue): use add to rebuild a lost role")
         }
         let target = FaultInjectingMember(member)
-        let uuid = UUID().uuidString.lowercased()
+        let uuid = environment.newUUID()
         // Until it takes the role it is a spare only the replacement record
         // names: an unmount or crash leaves it to the next mount to resume.
         try writeSpareSuperblock(target, uuid: uuid)
@@ -339,7 +339,7 @@ extension RAIDArray {
                 return nil
             case .restart(let r):
                 r.stop()
-                while r.isRunning { usleep(5_000) }
+                environment.jobs.wait(for: r.job) { !r.isRunning }
             case .probe(let role, let spare):
                 // A spare that is gone, full or unwritable cannot take over:
                 // say so and try the next one rather than keep it listed.

@@ -31,7 +31,7 @@ public final class Rebuilder: @unchecked Sendable {
     private var bytesDoneValue: UInt64
     private var bytesTotalValue: UInt64 = 0
     private let bytesAtStart: UInt64
-    private let startedAt = Date()
+    private let startedAt: Double
     private var runningValue = true
     private var stopRequested = false
     private var missedDuringWalk = false
@@ -42,7 +42,7 @@ public final class Rebuilder: @unchecked Sendable {
     private var lastPath = ""
     /// bytesDone when `lastPath` was finished: what a checkpoint records.
     private var lastPathBytes: UInt64 = 0
-    private var lastCheckpoint = Date()
+    private var lastCheckpoint: Double
     static let stripesPerBatch: UInt64 = 16
 
     init(array: RAIDArray, targets: [Target], rateBytesPerSecond: Double?,
@@ -52,6 +52,8 @@ public final class Rebuilder: @unchecked Sendable {
         self.replacing = replacing
         self.targets = targets
         self.rateBytesPerSecond = rateBytesPerSecond
+        startedAt = array.environment.now()
+        lastCheckpoint = startedAt
         var resumedBytes: UInt64? = nil
         for t in targets {
             if let r = resume.first(where: { $0.role == t.role && $0.memberUUID == t.uuid }) {
@@ -68,7 +70,7 @@ public final class Rebuilder: @unchecked Sendable {
 
     public var status: ProgressStatus {
         lock.withLock {
-            let elapsed = max(0.001, Date().timeIntervalSince(startedAt))
+            let elapsed = max(0.001, array.environment.now() - startedAt)
             let rate = Double(bytesDoneValue - bytesAtStart) / elapsed
             let total = max(bytesTotalValue, bytesDoneValue)
             let remaining = Double(total - bytesDoneValue)
@@ -98,10 +100,11 @@ public final class Rebuilder: @unchecked Sendable {
 
     static func components(_ path: String) -> [String] { path.split(separator: "/").map(String.init) }
 
+    /// The stepped job running this rebuild (the simulation's).
+    private(set) var job: JobRunner.Job?
+
     func start() {
-        let t = Thread { [self] in run() }
-        t.name = "raidfs-rebuild-" + targets.map { String($0.role) }.joined(separator: "-")
-        t.start()
+        job = array.environment.jobs.spawn("raidfs-rebuild-" + targets.map { String($0.role) }.joined(separator: "-")) { [self] in run() }
     }
 
     private func run() {
@@ -266,12 +269,14 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     private func throttle() {
-        pace(bytes: lock.withLock { bytesDoneValue - bytesAtStart }, since: startedAt, rate: rateBytesPerSecond)
+        array.environment.jobs.yieldPoint()
+        array.pace(bytes: lock.withLock { bytesDoneValue - bytesAtStart }, since: startedAt, rate: rateBytesPerSecond)
     }
 
     private func checkpointIfDue() {
-        guard Date().timeIntervalSince(lastCheckpoint) >= 2 else { return }
-        lastCheckpoint = Date()
+        let now = array.environment.now()
+        guard now - lastCheckpoint >= 2 else { return }
+        lastCheckpoint = now
         saveCheckpoint()
     }
 
@@ -333,14 +338,15 @@ extension ArrayFile {
 
 /// Keeps background work (rebuild, scrub) at `rate` bytes per second:
 /// sleeps while `bytes` done since `start` are ahead of it (at most a second
-/// at a time). Unthrottled when `rate` is nil.
-func pace(bytes: UInt64, since start: Date, rate: Double?) {
-    guard let rate, rate > 0 else { return }
-    let ahead = Double(bytes) / rate - Date().timeIntervalSince(start)
-    if ahead > 0 { usleep(useconds_t(min(ahead, 1.0) * 1_000_000)) }
-}
-
+/// at a time). Unthrottled when `rate` is nil, or under the simulation's
+/// logical clock, which sleeping would not move.
 extension RAIDArray {
+    func pace(bytes: UInt64, since start: Double, rate: Double?) {
+        guard let rate, rate > 0, !environment.isSimulated else { return }
+        let ahead = Double(bytes) / rate - (environment.now() - start)
+        if ahead > 0 { usleep(useconds_t(min(ahead, 1.0) * 1_000_000)) }
+    }
+
     /// The bytes of every regular file: the total a rebuild or scrub
     /// measures its progress against.
     func fileBytes(shouldStop: () -> Bool) throws -> UInt64 {

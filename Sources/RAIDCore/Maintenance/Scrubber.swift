@@ -17,7 +17,7 @@ public final class Scrubber: @unchecked Sendable {
     /// After an unclean shutdown: only these files.
     let only: Set<String>?
     private let lock = Mutex()
-    private let startedAt = Date()
+    private let startedAt: Double
     /// When this scrub first started (before any remount that resumed it).
     private let firstStartedAt: Double
     private var bytesTotal: UInt64 = 0
@@ -36,12 +36,14 @@ public final class Scrubber: @unchecked Sendable {
     /// What was found when `lastPath` was finished: what a checkpoint keeps,
     /// so a resumed scrub counts the file it redoes once.
     private var foundAtLastPath: ScrubResult
-    private var lastCheckpoint = Date()
+    private var lastCheckpoint: Double
 
     init(array: RAIDArray, repair: Bool, rateBytesPerSecond: Double?, resume: ScrubCheckpoint? = nil, only: [String]? = nil) {
         self.array = array
         self.repair = repair
         self.rateBytesPerSecond = rateBytesPerSecond
+        startedAt = array.environment.now()
+        lastCheckpoint = startedAt
         let mode = repair ? "repair" : "check"
         if let r = resume {
             found = r.found
@@ -51,7 +53,7 @@ public final class Scrubber: @unchecked Sendable {
             self.only = r.only.map(Set.init)
         } else {
             found = ScrubResult(mode: mode, bytes: 0, problems: 0, repaired: 0, unrecoverable: 0)
-            firstStartedAt = Date().timeIntervalSince1970
+            firstStartedAt = startedAt
             self.only = only.map(Set.init)
         }
         bytesAtStart = found.bytes
@@ -63,7 +65,7 @@ public final class Scrubber: @unchecked Sendable {
     /// `zpool status` shows the last scrub).
     public var status: ProgressStatus {
         lock.withLock {
-            let elapsed = max(0.001, Date().timeIntervalSince(startedAt))
+            let elapsed = max(0.001, array.environment.now() - startedAt)
             let rate = Double(found.bytes - bytesAtStart) / elapsed
             let total = max(bytesTotal, found.bytes)
             return ProgressStatus(running: running,
@@ -82,10 +84,11 @@ public final class Scrubber: @unchecked Sendable {
     func stop(resumable: Bool) { lock.withLock { stopRequested = true; self.resumable = resumable } }
     private var shouldStop: Bool { lock.withLock { stopRequested } }
 
+    /// The stepped job running this scrub (the simulation's).
+    private(set) var job: JobRunner.Job?
+
     func start() {
-        let t = Thread { [self] in run() }
-        t.name = "raidfs-scrub"
-        t.start()
+        job = array.environment.jobs.spawn("raidfs-scrub") { [self] in run() }
     }
 
     private var checkpoint: ScrubCheckpoint {
@@ -107,8 +110,9 @@ public final class Scrubber: @unchecked Sendable {
                 if type == UInt8(DT_REG) && !done && (only?.contains(path) ?? true) { try scrubFile(path) }
                 if shouldStop { return false }
                 lock.withLock { lastPath = path; foundAtLastPath = found }
-                if Date().timeIntervalSince(lastCheckpoint) >= 2 {
-                    lastCheckpoint = Date()
+                let now = array.environment.now()
+                if now - lastCheckpoint >= 2 {
+                    lastCheckpoint = now
                     array.recordScrub { $0.checkpoint = checkpoint }
                 }
                 return true
@@ -120,7 +124,7 @@ public final class Scrubber: @unchecked Sendable {
             stopped = stopRequested
             return (found, stopRequested, resumable)
         }
-        let now = Date().timeIntervalSince1970
+        let now = array.environment.now()
         array.recordScrub { record in
             if wasStopped {
                 record.checkpoint = keep ? checkpoint : nil
@@ -133,7 +137,7 @@ public final class Scrubber: @unchecked Sendable {
             }
         }
         lock.withLock { running = false }
-        let seconds = Date().timeIntervalSince(startedAt)
+        let seconds = array.environment.now() - startedAt
         array.eventLog.record(ArrayEvent(
             kind: wasStopped ? "scrub-stopped" : "scrub-finished",
             message: String(format: "scrub (%@) %@ %@ after %.1f s: %llu bytes checked, %d problems, %d repaired, %d beyond redundancy%@",
@@ -172,7 +176,7 @@ public final class Scrubber: @unchecked Sendable {
                 if result.unrecoverable { found.unrecoverable += 1 }
                 found.bytes += bytes
             }
-            pace(bytes: lock.withLock { found.bytes - bytesAtStart }, since: startedAt, rate: rateBytesPerSecond)
+            array.pace(bytes: lock.withLock { found.bytes - bytesAtStart }, since: startedAt, rate: rateBytesPerSecond)
             stripe += 1
         }
     }
@@ -205,7 +209,7 @@ extension RAIDArray {
             throw FSError.invalid("no scrub is running")
         }
         s.stop(resumable: false)
-        while s.isRunning { usleep(10_000) }
+        environment.jobs.wait(for: s.job) { !s.isRunning }
         return "scrub stopped"
     }
 
@@ -224,7 +228,8 @@ extension RAIDArray {
     /// cut short, scrub the files a crash left in the intent log, or start
     /// the scheduled scrub once the last complete one is older than
     /// `scrubIntervalSeconds` — only on a clean array with no rebuild.
-    func startScheduledScrubIfDue(now: Double = Date().timeIntervalSince1970) {
+    func startScheduledScrubIfDue(now: Double? = nil) {
+        let now = now ?? environment.now()
         guard !readOnly, state == .clean else { return }
         let (record, created, busy) = stateLock.withLock {
             (superblock.scrub ?? ScrubRecord(), superblock.createdAt,
@@ -246,7 +251,7 @@ extension RAIDArray {
         if only?.isEmpty == true { return }
         recordScrub { record in
             guard record.checkpoint == nil else { return }   // a scrub already in progress covers them
-            record.checkpoint = ScrubCheckpoint(lastPath: "", startedAt: Date().timeIntervalSince1970,
+            record.checkpoint = ScrubCheckpoint(lastPath: "", startedAt: environment.now(),
                                                 found: ScrubResult(mode: "repair", bytes: 0, problems: 0, repaired: 0, unrecoverable: 0),
                                                 only: only)
         }
@@ -255,6 +260,9 @@ extension RAIDArray {
     /// Pauses a scrub while users are reading or writing (at most a second
     /// per stripe, so it always moves on), as ZFS's scrub yields to I/O.
     func yieldToUserIO() {
+        // Stepped jobs (the simulation) run only when stepped: no user I/O
+        // can happen while one runs, so it hands control back instead.
+        guard !environment.isSimulated else { return environment.jobs.yieldPoint() }
         var waited = 0
         while waited < 100 && monotonicMilliseconds() &- raidfs_load_relaxed_u64(userIOStamp) < 50 {
             usleep(10_000)

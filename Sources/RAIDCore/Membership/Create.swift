@@ -7,7 +7,7 @@ import Glibc
 /// root and superblock of each. Nothing is written unless every check passes.
 public enum ArrayCreator {
     public static func create(level: RAIDLevel, chunkSizeBytes: Int, directories: [String],
-                              spares: [String] = [], now: Date = Date()) throws -> Superblock {
+                              spares: [String] = [], now: Date? = nil) throws -> Superblock {
         guard directories.count >= level.minimumMemberCount else {
             throw FSError.invalid("RAID \(level.rawValue) needs at least \(level.minimumMemberCount) members, \(directories.count) given")
         }
@@ -37,13 +37,15 @@ public enum ArrayCreator {
 
     /// Writes a new array's superblocks to members that were checked to be
     /// empty (`prepare` runs on each first, e.g. to make its data root).
+    /// The UUIDs come from `environment` (seeded in the simulation).
     public static func initialize(level: RAIDLevel, chunkSizeBytes: Int, members: [Member], spares: [Member] = [],
-                                  now: Date = Date(), prepare: (Member) throws -> Void = { _ in }) throws -> Superblock {
+                                  now: Date? = nil, environment: EngineEnvironment = .system(),
+                                  prepare: (Member) throws -> Void = { _ in }) throws -> Superblock {
         precondition(members.count >= level.minimumMemberCount && Geometry.isValidChunkSize(chunkSizeBytes))
-        let arrayUUID = UUID().uuidString.lowercased()
-        let memberUUIDs = members.map { _ in UUID().uuidString.lowercased() }
-        let spareUUIDs = spares.map { _ in UUID().uuidString.lowercased() }
-        let ts = now.timeIntervalSince1970
+        let arrayUUID = environment.newUUID()
+        let memberUUIDs = members.map { _ in environment.newUUID() }
+        let spareUUIDs = spares.map { _ in environment.newUUID() }
+        let ts = now?.timeIntervalSince1970 ?? environment.now()
         var template = Superblock(arrayUUID: arrayUUID, memberUUID: "", role: 0, level: level,
                                   chunkSizeBytes: chunkSizeBytes, memberCount: members.count, events: 1,
                                   roles: memberUUIDs.map { RoleRecord(memberUUID: $0, state: .active) },

@@ -40,14 +40,19 @@ public final class EventLog: @unchecked Sendable {
     private var followers: [UUID: (ArrayEvent) -> Void] = [:]
     private let sink: ([UInt8]) -> Void
     private let logger: Logger
+    private let clock: () -> Double
 
-    init(logger: Logger, history: [ArrayEvent], sink: @escaping ([UInt8]) -> Void) {
+    init(logger: Logger, history: [ArrayEvent], clock: @escaping () -> Double, sink: @escaping ([UInt8]) -> Void) {
         self.logger = logger
+        self.clock = clock
         self.sink = sink
         recent = Array(history.suffix(EventLog.memoryMax))
     }
 
+    /// Records `e`, stamped with the array's clock.
     public func record(_ e: ArrayEvent) {
+        var e = e
+        e.time = clock()
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         var bytes = [UInt8]((try? enc.encode(e)) ?? Data())

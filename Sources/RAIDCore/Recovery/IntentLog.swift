@@ -90,7 +90,7 @@ public final class IntentLog: @unchecked Sendable {
 
     func end(_ file: ArrayFile, firstStripe: UInt64, lastStripe: UInt64) {
         guard enabled else { return }
-        let now = Date().timeIntervalSince1970
+        let now = array.environment.now()
         lock.withLock {
             for r in (firstStripe / regionStripes)...(lastStripe / regionStripes) {
                 let key = Region(fileId: file.fileId, index: r)
@@ -123,7 +123,7 @@ public final class IntentLog: @unchecked Sendable {
 
     func endNamespace(_ dirs: [String]) {
         guard enabled else { return }
-        let now = Date().timeIntervalSince1970
+        let now = array.environment.now()
         lock.withLock {
             for d in dirs {
                 precondition((dirtyDirectories[d]?.inflight ?? 0) > 0, "intent log: namespace change on \(d) ended twice")
@@ -174,7 +174,7 @@ public final class IntentLog: @unchecked Sendable {
     /// durable (syncfs). The background flusher calls this.
     public func flushIdle(idleSeconds: Double) throws {
         guard enabled else { return }
-        let now = Date().timeIntervalSince1970
+        let now = array.environment.now()
         let (candidates, directories, directoriesDue): ([Region: UInt64], [String: UInt64], Bool) = lock.withLock {
             var out: [Region: UInt64] = [:]
             for (k, v) in dirty where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds { out[k] = v.generation }

@@ -1,4 +1,5 @@
 import Foundation
+import RAIDCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -89,17 +90,23 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         }
     }
 
+    /// The time stamped on changes: the wall clock, or the simulation's
+    /// logical one (so that a seed replays to the nanosecond).
+    public var clock: @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    private func now() -> timespec {
+        let t = clock()
+        return timespec(tv_sec: Int(t), tv_nsec: Int((t - t.rounded(.down)) * 1e9))
+    }
+
     final class Node {
         var st: stat
         var data: SimulatedData?
         var target: String?
         var xattrs: [String: [UInt8]] = [:]
-        init(mode: mode_t) {
+        init(mode: mode_t, at ts: timespec) {
             st = stat()
             st.st_mode = mode
             st.st_nlink = 1
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
             st.st_mtim = ts
             st.st_atim = ts
             st.st_ctim = ts
@@ -108,7 +115,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public init(name: String) {
         self.name = name
-        nodes["/"] = Node(mode: S_IFDIR | 0o755)
+        nodes["/"] = Node(mode: S_IFDIR | 0o755, at: timespec())
     }
 
     // MARK: power cut
@@ -252,7 +259,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     }
 
     public func mkdir(_ path: String, mode: mode_t) throws {
-        try lock.withLock { try crash?.tick("mkdir \(name)"); try insert(path, Node(mode: S_IFDIR | (mode & 0o7777)), "mkdir") }
+        try lock.withLock { try crash?.tick("mkdir \(name)"); try insert(path, Node(mode: S_IFDIR | (mode & 0o7777), at: now()), "mkdir") }
     }
 
     public func rmdir(_ path: String) throws {
@@ -319,7 +326,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     public func symlink(target: String, at path: String) throws {
         try lock.withLock {
             try crash?.tick("symlink \(name)")
-            let n = Node(mode: S_IFLNK | 0o777)
+            let n = Node(mode: S_IFLNK | 0o777, at: now())
             n.target = target
             try insert(path, n, "symlink")
         }
@@ -333,7 +340,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     }
 
     public func mknod(_ path: String, mode: mode_t, device: dev_t) throws {
-        try lock.withLock { try crash?.tick("mknod \(name)"); try insert(path, Node(mode: mode), "mknod") }
+        try lock.withLock { try crash?.tick("mknod \(name)"); try insert(path, Node(mode: mode, at: now()), "mknod") }
     }
 
     public func chmod(_ path: String, mode: mode_t) throws {
@@ -419,7 +426,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
                     if flags & O_EXCL != 0 { throw FSError(EEXIST, "open \(name):\(path): File exists") }
                 } else {
                     try crash?.tick("create \(name):\(path)")
-                    let n = Node(mode: S_IFREG | (mode & 0o7777))
+                    let n = Node(mode: S_IFREG | (mode & 0o7777), at: now())
                     n.data = SimulatedData()
                     try insert(path, n, "open")
                 }
@@ -481,7 +488,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     func markAccessed(_ node: Node, _ path: String) throws {
         try lock.withLock {
             try check("pread", path)
-            clock_gettime(CLOCK_REALTIME, &node.st.st_atim)
+            node.st.st_atim = now()
         }
     }
 
@@ -489,8 +496,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         try lock.withLock {
             try crash?.tick("futimens \(name)")
             try check("futimens", path)
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
+            let ts = now()
             node.st.st_mtim = ts
             node.st.st_ctim = ts
         }
@@ -542,14 +548,3 @@ final class SimulatedMemberFile: MemberFile {
     func close() {}
 }
 
-/// The random source the simulation uses: seeded, so a failing seed replays.
-public struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed | 1 }
-    public mutating func next() -> UInt64 {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return state
-    }
-}

@@ -1,0 +1,576 @@
+import Foundation
+import Logging
+import RAIDCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What one simulation run does.
+public struct SimulationOptions: Sendable {
+    public var level: RAIDLevel
+    public var members: Int
+    public var seed: UInt64
+    public var ops: Int
+    /// Faults within the level's redundancy: bit rot, EIO, vanish, latency;
+    /// and fail, add (hot spares, before and after a failure), replace.
+    public var faults = true
+    /// Process crashes and power cuts (unsynced writes dropped or torn per
+    /// member) at any mutation of any member, then remount and resync.
+    public var powerCuts = true
+    /// Prints every operation to stderr.
+    public var trace = false
+
+    public init(level: RAIDLevel, members: Int, seed: UInt64, ops: Int) {
+        self.level = level
+        self.members = members
+        self.seed = seed
+        self.ops = ops
+    }
+
+    /// The command that replays this run.
+    public var command: String {
+        "tools/simulate --level \(level.rawValue) --members \(members) --seed \(seed) --ops \(ops)"
+            + " --faults \(faults ? "on" : "off") --power-cuts \(powerCuts ? "on" : "off")"
+    }
+}
+
+/// Where a run left the model: the step, its operation and what differed.
+public struct SimulationDivergence: Error, CustomStringConvertible {
+    public let step: Int
+    public let operation: String
+    public let message: String
+    public var description: String { "step \(step), \(operation): \(message)" }
+}
+
+/// What a run did.
+public struct SimulationReport: Sendable {
+    /// FNV-1a over every operation's outcome and the final state: the same
+    /// options give the same digest.
+    public var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+    public var steps = 0
+    /// How often each kind of thing happened (operations, faults, crashes,
+    /// rebuilds finished, scrubs, ...).
+    public var counts: [String: Int] = [:]
+    public var divergence: SimulationDivergence?
+
+    mutating func mix(_ s: String) {
+        for b in s.utf8 { digest = (digest ^ UInt64(b)) &* 0x100_0000_01b3 }
+        digest = (digest ^ 0xff) &* 0x100_0000_01b3
+    }
+    mutating func count(_ what: String) { counts[what, default: 0] += 1 }
+
+    public var summary: String {
+        counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+    }
+}
+
+/// The whole engine over simulated members, on one thread: a seeded
+/// workload checked against an in-memory model, with faults, member
+/// changes, maintenance steps, process crashes and power cuts drawn from
+/// the same seed. Background jobs run only when the simulation steps them
+/// (`JobRunner.stepped`), the clock is logical and identifiers are seeded,
+/// so one seed gives one exact sequence and one digest.
+public final class Simulation {
+    let options: SimulationOptions
+    var rng: SeededGenerator
+    let env: EngineEnvironment
+    let crash = SimulatedCrash()
+    var array: RAIDArray!
+    /// Every member that may hold a part of the array (roles, spares; a
+    /// failed one until it is replaced), by name.
+    var disks: [String: SimulatedMember] = [:]
+    var memberSerial = 0
+    var model = Model()
+    var report = SimulationReport()
+    var step = 0
+    var operation = ""
+    /// Roles with a fault injected since the faults were last cleared.
+    var faulty = Set<Int>()
+    var monitorTicks = 0
+    let logger = Logger(label: "raidfs-simulate", factory: { _ in SwiftLogNoOpLogHandler() })
+    let root = Caller(uid: 0, gid: 0)
+
+    // MARK: the model
+
+    /// A file's contents as the workload knows them.
+    struct Inode {
+        var current: [UInt8] = []
+        /// As of the last moment every byte was known durable.
+        var durable: [UInt8] = []
+        /// Changes since then, oldest first: after a power cut each byte is
+        /// the durable one or one of these.
+        var pending: [Change] = []
+        enum Change { case write(Int, [UInt8]), truncate(Int) }
+
+        mutating func apply(_ c: Change) {
+            Inode.apply(c, to: &current)
+            pending.append(c)
+        }
+        static func apply(_ c: Change, to buf: inout [UInt8]) {
+            switch c {
+            case .write(let off, let bytes):
+                if buf.count < off + bytes.count { buf += [UInt8](repeating: 0, count: off + bytes.count - buf.count) }
+                buf.replaceSubrange(off..<(off + bytes.count), with: bytes)
+            case .truncate(let size):
+                if size < buf.count { buf.removeLast(buf.count - size) } else { buf += [UInt8](repeating: 0, count: size - buf.count) }
+            }
+        }
+        mutating func synced() { durable = current; pending = [] }
+
+        /// Nil when every byte of `actual` is the durable one or one a later
+        /// change wrote (or a zero a truncation or extension could leave).
+        func explain(_ actual: [UInt8]) -> String? {
+            if actual == current || actual == durable { return nil }
+            if pending.isEmpty { return "content differs from the synced content (size \(actual.count), expected \(durable.count))" }
+            var sizes = Set([durable.count, current.count])
+            var buf = durable
+            for c in pending { Inode.apply(c, to: &buf); sizes.insert(buf.count) }
+            let truncated = pending.contains { if case .truncate = $0 { return true } else { return false } }
+            if !truncated && actual.count < durable.count { return "size \(actual.count) below the synced \(durable.count)" }
+            let maxSize = sizes.max()!
+            if actual.count > maxSize { return "size \(actual.count) above any written (\(maxSize))" }
+            var written = [Set<UInt8>?](repeating: nil, count: actual.count)
+            for c in pending {
+                guard case .write(let off, let bytes) = c else { continue }
+                for (i, v) in bytes.enumerated() where off + i < actual.count {
+                    if written[off + i] == nil { written[off + i] = [] }
+                    written[off + i]!.insert(v)
+                }
+            }
+            for (k, a) in actual.enumerated() {
+                if k < durable.count && a == durable[k] { continue }
+                if written[k]?.contains(a) ?? false { continue }
+                if a == 0 && (truncated || k >= durable.count) { continue }
+                return "byte \(k) is \(a): neither the synced value nor a later write"
+            }
+            return nil
+        }
+    }
+
+    struct Model {
+        var names: [String: Int] = [:]
+        var inodes: [Int: Inode] = [:]
+        var dirs: Set<String> = ["/"]
+        var nextInode = 1
+        var files: [String] { names.keys.sorted() }
+    }
+
+    public init(_ options: SimulationOptions) {
+        self.options = options
+        // Spread the seed (SeededGenerator keeps only odd states).
+        var z = options.seed &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        rng = SeededGenerator(seed: z ^ (z >> 31))
+        env = EngineEnvironment.simulated(seed: rng.next())
+    }
+
+    func below(_ n: Int) -> Int { Int(rng.next() % UInt64(max(n, 1))) }
+    func chance(_ percent: Int) -> Bool { below(100) < percent }
+    func bytes(_ n: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: n)
+        out.withUnsafeMutableBytes { p in
+            var i = 0
+            while i + 8 <= n { p.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self); i += 8 }
+            while i < n { p[i] = UInt8(truncatingIfNeeded: rng.next()); i += 1 }
+        }
+        return out
+    }
+
+    var redundancy: Int { options.level.redundancy(memberCount: options.members) }
+
+    /// Roles not serving in full: failed, missing, rebuilding, or with a
+    /// fault injected.
+    var compromised: Set<Int> {
+        Set((0..<options.members).filter { array.roleState($0) != .active }).union(faulty)
+    }
+
+    func newMember() -> SimulatedMember {
+        memberSerial += 1
+        let m = SimulatedMember(name: "sim-\(memberSerial)")
+        m.crash = crash
+        m.clock = { [env] in env.now() }
+        disks[m.name] = m
+        return m
+    }
+
+    func fail(_ message: String) -> SimulationDivergence {
+        SimulationDivergence(step: step, operation: operation, message: message)
+    }
+
+    // MARK: running
+
+    /// Runs the whole workload; the report says whether it diverged.
+    public func run() -> SimulationReport {
+        do {
+            try setUp()
+            while step < options.ops {
+                try runStep()
+                step += 1
+            }
+            operation = "final check"
+            try finish()
+        } catch let d as SimulationDivergence {
+            report.divergence = d
+        } catch {
+            report.divergence = fail("unexpected error: \(error)")
+        }
+        report.steps = step
+        if let a = array { a.shutdown() }
+        env.jobs.runUntilIdle()
+        return report
+    }
+
+    func setUp() throws {
+        let members = (0..<options.members).map { _ in newMember() }
+        _ = try RAIDCore.ArrayCreator.initialize(level: options.level, chunkSizeBytes: 4096, members: members, environment: env)
+        try mount()
+        try array.mkdir("/d", mode: 0o755, caller: root)
+        model.dirs.insert("/d")
+    }
+
+    /// Assembles the array from the members it may hold, runs the crash
+    /// resync if one is due, and keeps only the members it took.
+    func mount() throws {
+        let (a, _) = try RAIDArray.assemble(members: disks.keys.sorted().map { disks[$0]! }, logger: logger, environment: env)
+        try a.markInUse()
+        a.seedFileIds(rng.next())
+        a.scrubIntervalSeconds = 3_600
+        array = a
+        faulty = []
+        let kept = Set((0..<options.members).compactMap { a.member($0)?.name } + a.spares.map { $0.name })
+        disks = disks.filter { kept.contains($0.key) }
+    }
+
+    func runStep() throws {
+        env.advance(by: Double(below(400)) / 1000)
+        if options.powerCuts && !crashArmed && chance(1) {
+            crashArmed = true
+            crash.arm(after: below(40))
+        }
+        let before = model
+        var touched = Set<String>()
+        do {
+            try performRandomOperation(&touched)
+        } catch let d as SimulationDivergence {
+            if !crashed { throw d }
+        } catch {
+            if !crashed { throw fail("failed: \(error)") }
+        }
+        if !crashed && ProcessInfo.processInfo.environment["RAIDFS_SIM_PARANOID"] != nil {
+            let (files, dirs) = try actualNamespace()
+            if files != Set(model.names.keys) || dirs != model.dirs {
+                throw fail("namespace differs: files \(files.symmetricDifference(Set(model.names.keys)).sorted()), directories \(dirs.symmetricDifference(model.dirs).sorted())")
+            }
+        }
+        if crashed {
+            try recoverFromCrash(before: before, touched: touched)
+        } else if array.state == .failed {
+            throw fail("the array failed with \(compromised.count) of \(options.members) members compromised (redundancy \(redundancy))")
+        }
+    }
+    var crashArmed = false
+    /// The armed crash fired in this step.
+    var crashed: Bool { crashArmed && crash.fired }
+
+    func note(_ what: String, _ outcome: String = "") {
+        operation = what
+        report.count(String(what.split(separator: " ").first ?? ""))
+        report.mix("\(step) \(what) \(outcome)")
+        if options.trace { FileHandle.standardError.write("\(step) \(what)\n".data(using: .utf8)!) }
+    }
+
+    func randomFile() -> String? {
+        let f = model.files
+        return f.isEmpty ? nil : f[below(f.count)]
+    }
+    func randomDir() -> String {
+        let d = model.dirs.sorted()
+        return d[below(d.count)]
+    }
+    func newName(in dir: String, _ prefix: String) -> String? {
+        let p = (dir == "/" ? "/" : dir + "/") + prefix + String(below(10))
+        return model.names[p] == nil && !model.dirs.contains(p) ? p : nil
+    }
+
+    func performRandomOperation(_ touched: inout Set<String>) throws {
+        let r = below(1000)
+        switch r {
+        case 0..<60:     // create
+            guard model.names.count < 40, let path = newName(in: randomDir(), "f") else { return }
+            note("create \(path)")
+            touched.insert(path)
+            model.names[path] = model.nextInode
+            model.inodes[model.nextInode] = Inode()
+            model.nextInode += 1
+            let af = try array.create(path, mode: 0o644, exclusive: true, caller: root)
+            array.release(af)
+        case 60..<380:   // write
+            guard let path = randomFile() else { return }
+            let size = model.inodes[model.names[path]!]!.current.count
+            let offset = chance(30) ? size : below(min(size + 8_192, 70_000))
+            let data = bytes(1 + below([64, 4_096, 20_000][below(3)]))
+            note("write \(path) \(offset)+\(data.count)")
+            touched.insert(path)
+            let id = model.names[path]!
+            model.inodes[id]!.apply(.write(offset, data))
+            let af = try array.open(path)
+            defer { array.release(af) }
+            try data.withUnsafeBytes { try af.write(from: $0.baseAddress!, count: data.count, at: UInt64(offset)) }
+            if chance(15) || model.inodes[id]!.pending.count > 24 {
+                try af.sync(dataOnly: chance(50))
+                model.inodes[id]!.synced()
+            }
+        case 380..<430:  // truncate
+            guard let path = randomFile() else { return }
+            let size = below(70_000)
+            note("truncate \(path) \(size)")
+            touched.insert(path)
+            model.inodes[model.names[path]!]!.apply(.truncate(size))
+            let af = try array.open(path)
+            defer { array.release(af) }
+            try af.truncate(to: UInt64(size))
+        case 430..<680:  // read a range
+            guard let path = randomFile() else { return }
+            let want = model.inodes[model.names[path]!]!.current
+            let offset = below(want.count + 1), count = 1 + below(16_384)
+            note("read \(path) \(offset)+\(count)")
+            let got = try read(path, offset: offset, count: count)
+            let expect = Array(want[min(offset, want.count)..<min(offset + count, want.count)])
+            if got != expect { throw fail("\(path) at \(offset)+\(count): " + difference(got, expect)) }
+            report.mix(String(crc(got)))
+        case 680..<720:  // rename
+            guard let from = randomFile() else { return }
+            let target = chance(30) ? randomFile() : newName(in: randomDir(), "r")
+            guard let to = target, to != from else { return }
+            note("rename \(from) \(to)")
+            touched.formUnion([from, to])
+            // Two names of one file: rename(2) does nothing.
+            if model.names[to] != model.names[from] {
+                model.names[to] = model.names.removeValue(forKey: from)!
+                dropUnnamedInodes()
+            }
+            try array.rename(from, to, flags: 0)
+        case 720..<750:  // unlink
+            guard let path = randomFile() else { return }
+            note("unlink \(path)")
+            touched.insert(path)
+            model.names[path] = nil
+            dropUnnamedInodes()
+            try array.unlink(path)
+        case 750..<770:  // link
+            guard ProcessInfo.processInfo.environment["RAIDFS_SIM_NOLINK"] == nil else { return }
+            guard let from = randomFile(), let to = newName(in: randomDir(), "l") else { return }
+            note("link \(from) \(to)")
+            touched.formUnion([from, to])
+            model.names[to] = model.names[from]
+            try array.link(from, to)
+        case 770..<785:  // mkdir
+            guard model.dirs.count < 6, let path = newName(in: randomDir(), "d") else { return }
+            note("mkdir \(path)")
+            touched.insert(path)
+            model.dirs.insert(path)
+            try array.mkdir(path, mode: 0o755, caller: root)
+        case 785..<795:  // rmdir
+            let empty = model.dirs.filter { d in
+                d != "/" && !model.dirs.contains { $0.hasPrefix(d + "/") } && !model.names.keys.contains { $0.hasPrefix(d + "/") }
+            }.sorted()
+            guard !empty.isEmpty else { return }
+            let path = empty[below(empty.count)]
+            note("rmdir \(path)")
+            touched.insert(path)
+            model.dirs.remove(path)
+            try array.rmdir(path)
+        case 795..<880:  // a background job's next step
+            guard !env.jobs.pending.isEmpty else { return }
+            note("step \(env.jobs.pending[0])")
+            env.jobs.step()
+        case 880..<905:  // the monitor's tick
+            monitorTicks += 1
+            note("monitor \(monitorTicks)")
+            array.monitorTick(monitorTicks)
+        case 905..<960:
+            guard options.faults else { return }
+            try memberChange()
+        case 960..<972:  // scrub
+            note("scrub")
+            do { _ = try array.startScrub(repair: true) } catch let e as FSError where e.errno == EBUSY {}
+        case 972..<990:  // fsync a file
+            guard let path = randomFile() else { return }
+            note("fsync \(path)")
+            let af = try array.open(path)
+            defer { array.release(af) }
+            try af.sync(dataOnly: false)
+            model.inodes[model.names[path]!]!.synced()
+        default:         // clean unmount and mount
+            note("remount")
+            array.shutdown()
+            env.jobs.runUntilIdle()
+            for id in model.inodes.keys { model.inodes[id]!.synced() }
+            try mount()
+            try checkEverything(strict: true)
+        }
+    }
+
+    /// Faults and membership: inject, clear, fail, add a spare, replace.
+    func memberChange() throws {
+        let lost = compromised
+        switch below(10) {
+        case 0..<4:
+            guard lost.count < redundancy else { return }
+            let candidates = (0..<options.members).filter { !lost.contains($0) }
+            let role = candidates[below(candidates.count)]
+            let kinds: [FaultKind] = [.bitrot, .eioRead, .eioWrite, .vanish, .latency]
+            let kind = kinds[below(kinds.count)]
+            let fault = InjectedFault(kind: kind, rate: [1, 0.5, 0.1][below(3)],
+                                      count: chance(50) ? nil : 1 + below(20),
+                                      latencyMilliseconds: kind == .latency ? 0 : nil)
+            note("inject \(role) \(fault)")
+            faulty.insert(role)
+            _ = try array.injectFault(String(role), fault)
+        case 4..<6:
+            note("clear-faults")
+            _ = try array.clearFaults(nil)
+            faulty = []
+        case 6:
+            guard lost.count < redundancy else { return }
+            let candidates = (0..<options.members).filter { !lost.contains($0) }
+            let role = candidates[below(candidates.count)]
+            note("fail \(role)")
+            _ = try array.failByAdministrator(role, force: false)
+        case 7..<9:
+            // A spare: before any failure (a hot spare) as well as after.
+            guard array.spares.count < 2 else { return }
+            let m = newMember()
+            note("add \(m.name)")
+            _ = try array.addSpare(member: m, note: "simulated spare")
+        default:
+            guard lost.isEmpty, env.jobs.pending.isEmpty, !array.rebuildStatus.running else { return }
+            let role = below(options.members)
+            let m = newMember()
+            note("replace \(role) \(m.name)")
+            do { try array.replace(role: role, with: m) } catch let e as FSError where e.errno == EBUSY {}
+        }
+    }
+
+    func dropUnnamedInodes() {
+        let named = Set(model.names.values)
+        model.inodes = model.inodes.filter { named.contains($0.key) }
+    }
+
+    func read(_ path: String, offset: Int, count: Int) throws -> [UInt8] {
+        let af = try array.open(path)
+        defer { array.release(af) }
+        var out = [UInt8](repeating: 0, count: count)
+        let n = try out.withUnsafeMutableBytes { try af.read(into: $0.baseAddress!, count: count, at: UInt64(offset)) }
+        out.removeLast(count - n)
+        return out
+    }
+
+    func readAll(_ path: String) throws -> [UInt8] {
+        let size = Int(try array.getattr(path).st_size)
+        return try read(path, offset: 0, count: size + 1)
+    }
+
+    func crc(_ b: [UInt8]) -> UInt32 { b.withUnsafeBytes { crc32c($0.baseAddress!, count: b.count) } }
+
+    func difference(_ got: [UInt8], _ want: [UInt8]) -> String {
+        let i = (0..<min(got.count, want.count)).first { got[$0] != want[$0] } ?? min(got.count, want.count)
+        return "read \(got.count) bytes, expected \(want.count); first difference at byte \(i)"
+    }
+
+    /// The namespace as the array shows it.
+    func actualNamespace() throws -> (files: Set<String>, dirs: Set<String>) {
+        var files = Set<String>(), dirs: Set<String> = ["/"]
+        try array.walk { path, type in
+            // The orphan area, which the FUSE adapter hides.
+            if path.hasPrefix("/" + RAIDArray.reservedPrefix) { return true }
+            if type == UInt8(DT_DIR) { dirs.insert(path) } else { files.insert(path) }
+            return true
+        }
+        return (files, dirs)
+    }
+
+    /// Every name and every byte against the model. `strict`: each file
+    /// must hold exactly what was written; else (after a power cut) what
+    /// the durable content and later changes explain, which the model then
+    /// adopts.
+    func checkEverything(strict: Bool, uncertain: Set<Int> = []) throws {
+        let (files, dirs) = try actualNamespace()
+        if files != Set(model.names.keys) || dirs != model.dirs {
+            throw fail("namespace differs: files \(files.symmetricDifference(Set(model.names.keys)).sorted()), directories \(dirs.symmetricDifference(model.dirs).sorted())")
+        }
+        var seen: [Int: [UInt8]] = [:]
+        for path in model.files {
+            let id = model.names[path]!
+            let got = try readAll(path)
+            if let other = seen[id] {
+                if other != got { throw fail("\(path) and another name of its file read differently") }
+                continue
+            }
+            seen[id] = got
+            let inode = model.inodes[id]!
+            if strict && !uncertain.contains(id) {
+                if got != inode.current { throw fail("\(path): " + difference(got, inode.current)) }
+            } else if let why = inode.explain(got) {
+                throw fail("\(path): \(why)")
+            }
+            report.mix("\(path) \(crc(got))")
+        }
+        // From here the model is what the array holds, all of it durable.
+        array.syncAllMembers()
+        for (id, content) in seen {
+            model.inodes[id]!.current = content
+            model.inodes[id]!.synced()
+        }
+    }
+
+    /// The process died at a mutation inside the step (`before` is the
+    /// model as the step began): perhaps a power cut too. Restart, resync,
+    /// and check that the namespace is the one before the step or after it,
+    /// and every byte explained.
+    func recoverFromCrash(before: Model, touched: Set<String>) throws {
+        let after = model
+        let what = operation
+        // Reap the dead process's jobs: every mutation fails from here, so
+        // nothing they do reaches a member.
+        array.shutdown()
+        env.jobs.runUntilIdle()
+        array = nil
+        let power = chance(60)
+        let tear = chance(50)
+        for name in disks.keys.sorted() where power { disks[name]!.powerCut(tear: tear, rng: &rng) }
+        crash.disarm()
+        crashArmed = false
+        note("crash during \(what)" + (power ? (tear ? ", power cut, torn" : ", power cut") : ""))
+        report.count(power ? "power-cut" : "process-crash")
+        do { try mount() } catch { throw fail("no mount after the crash: \(error)") }
+        let (files, dirs) = try actualNamespace()
+        let matchesAfter = files == Set(after.names.keys) && dirs == after.dirs
+        let matchesBefore = files == Set(before.names.keys) && dirs == before.dirs
+        guard matchesAfter || matchesBefore else {
+            throw fail("after a crash during \(what): the namespace is neither the one before nor after it: files \(files.sorted()), directories \(dirs.sorted())")
+        }
+        model = matchesAfter ? after : before
+        if matchesAfter && !matchesBefore { report.count("crash-kept-change") }
+        // The step's own file may hold its change in part.
+        let ids = Set(touched.compactMap { before.names[$0] ?? after.names[$0] })
+        if !matchesAfter {
+            // The change did not land: the content the step wrote may have.
+            for id in ids where model.inodes[id] != nil { model.inodes[id] = after.inodes[id] ?? model.inodes[id] }
+        }
+        try checkEverything(strict: !power, uncertain: ids)
+    }
+
+    func finish() throws {
+        env.jobs.runUntilIdle()
+        _ = try array.clearFaults(nil)
+        faulty = []
+        try checkEverything(strict: true)
+        let summary = try array.checkAll(mode: .check) { _ in }
+        if summary.problems != 0 || summary.unrecoverable != 0 {
+            throw fail("the final check found \(summary.problems) problems, \(summary.unrecoverable) beyond redundancy")
+        }
+        for r in 0..<options.members { report.mix("\(r) \(array.roleState(r).rawValue)") }
+    }
+}
