@@ -103,8 +103,11 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         var data: SimulatedData?
         var target: String?
         var xattrs: [String: [UInt8]] = [:]
+        nonisolated(unsafe) static var lastInode: UInt = 0
         init(mode: mode_t, at ts: timespec) {
             st = stat()
+            Node.lastInode += 1   // (under the member's lock; only unique, not per member)
+            st.st_ino = Node.lastInode
             st.st_mode = mode
             st.st_nlink = 1
             st.st_mtim = ts

@@ -17,8 +17,15 @@ public struct SimulationOptions: Sendable {
     /// Process crashes and power cuts (unsynced writes dropped or torn per
     /// member) at any mutation of any member, then remount and resync.
     public var powerCuts = true
+    /// Hard links in the workload (link, and renames between two names of
+    /// one file).
+    public var hardLinks = true
     /// Prints every operation to stderr.
     public var trace = false
+    /// After every step, also checks the namespace, every file's size, the
+    /// active members' headers and that each member holds a file's names
+    /// as one file (slower; finds a divergence where it starts).
+    public var paranoid = false
 
     public init(level: RAIDLevel, members: Int, seed: UInt64, ops: Int) {
         self.level = level
@@ -30,7 +37,8 @@ public struct SimulationOptions: Sendable {
     /// The command that replays this run.
     public var command: String {
         "tools/simulate --level \(level.rawValue) --members \(members) --seed \(seed) --ops \(ops)"
-            + " --faults \(faults ? "on" : "off") --power-cuts \(powerCuts ? "on" : "off")"
+            + " --faults \(faults ? "on" : "off") --power-cuts \(powerCuts ? "on" : "off") --links \(hardLinks ? "on" : "off")"
+            + (paranoid ? " --paranoid" : "")
     }
 }
 
@@ -236,6 +244,13 @@ public final class Simulation {
         try a.markInUse()
         a.seedFileIds(rng.next())
         a.scrubIntervalSeconds = 3_600
+        // Every event counted (what the maintenance finished), and traced.
+        _ = a.eventLog.follow { [unowned self] e in
+            report.count("event:" + e.kind)
+            if options.trace {
+                FileHandle.standardError.write("  event: \(e.kind)\(e.member.map { " member \($0)" } ?? ""): \(e.message)\n".data(using: .utf8)!)
+            }
+        }
         array = a
         faulty = []
         let kept = Set((0..<options.members).compactMap { a.member($0)?.name } + a.spares.map { $0.name })
@@ -257,10 +272,32 @@ public final class Simulation {
         } catch {
             if !crashed { throw fail("failed: \(error)") }
         }
-        if !crashed && ProcessInfo.processInfo.environment["RAIDFS_SIM_PARANOID"] != nil {
+        if !crashed && options.paranoid {
             let (files, dirs) = try actualNamespace()
             if files != Set(model.names.keys) || dirs != model.dirs {
                 throw fail("namespace differs: files \(files.symmetricDifference(Set(model.names.keys)).sorted()), directories \(dirs.symmetricDifference(model.dirs).sorted())")
+            }
+            for r in 0..<options.members where array.isActive(r) {
+                guard let m = array.member(r) else { continue }
+                var inodeOf: [Int: (String, ino_t)] = [:]
+                for (path, id) in model.names.sorted(by: { $0.key < $1.key }) {
+                    guard let st = try? m.lstat(path) else { continue }
+                    if let (other, ino) = inodeOf[id], ino != st.st_ino { throw fail("member \(r) holds \(path) and \(other) as two files") }
+                    inodeOf[id] = (path, st.st_ino)
+                }
+            }
+            for (path, id) in model.names {
+                let want = model.inodes[id]!.current.count
+                let got = Int(try array.getattr(path).st_size)
+                if got != want { throw fail("\(path): size \(got), expected \(want)") }
+                for r in 0..<options.members {
+                    guard array.isActive(r), let m = array.member(r), let f = try? m.open(path, flags: O_RDONLY, mode: 0) else { continue }
+                    defer { f.close() }
+                    var raw = [UInt8](repeating: 0, count: FileHeader.encodedBytes)
+                    let n = FileHeader.encodedBytes
+                    guard (try? raw.withUnsafeMutableBytes { try f.read(into: $0.baseAddress!, count: n, at: 0) }) == n else { continue }
+                    if let h = raw.withUnsafeBytes({ FileHeader.decode($0.baseAddress!) }), Int(h.size) > want { throw fail("\(path): member \(r) header says \(h.size), expected \(want)") }
+                }
             }
         }
         if crashed {
@@ -294,7 +331,8 @@ public final class Simulation {
     }
 
     func performRandomOperation(_ touched: inout Set<String>) throws {
-        let r = below(1000)
+        // While a background job runs, a fifth of the steps are its.
+        let r = !env.jobs.pending.isEmpty && chance(20) ? 800 : below(1000)
         switch r {
         case 0..<60:     // create
             guard model.names.count < 40, let path = newName(in: randomDir(), "f") else { return }
@@ -359,8 +397,7 @@ public final class Simulation {
             dropUnnamedInodes()
             try array.unlink(path)
         case 750..<770:  // link
-            guard ProcessInfo.processInfo.environment["RAIDFS_SIM_NOLINK"] == nil else { return }
-            guard let from = randomFile(), let to = newName(in: randomDir(), "l") else { return }
+            guard options.hardLinks, let from = randomFile(), let to = newName(in: randomDir(), "l") else { return }
             note("link \(from) \(to)")
             touched.formUnion([from, to])
             model.names[to] = model.names[from]
@@ -382,8 +419,9 @@ public final class Simulation {
             model.dirs.remove(path)
             try array.rmdir(path)
         case 795..<880:  // a background job's next step
-            guard !env.jobs.pending.isEmpty else { return }
-            note("step \(env.jobs.pending[0])")
+            guard let job = env.jobs.pending.first else { return }
+            note("step \(job)")
+            report.count(job.contains("rebuild") ? "step-rebuild" : job.contains("scrub") ? "step-scrub" : "step-failover")
             env.jobs.step()
         case 880..<905:  // the monitor's tick
             monitorTicks += 1

@@ -20,7 +20,9 @@ struct Simulate: ParsableCommand {
     @Option(help: "Operations per seed.") var ops: Int
     @Option(help: "Faults within redundancy, and fail, add, replace: on or off.") var faults: Switch = .on
     @Option(name: .customLong("power-cuts"), help: "Process crashes and power cuts: on or off.") var powerCuts: Switch = .on
+    @Option(help: "Hard links in the workload: on or off.") var links: Switch = .on
     @Flag(help: "Print every operation to stderr.") var trace = false
+    @Flag(help: "Check the namespace, sizes, headers and hard links after every operation.") var paranoid = false
 
     func validate() throws {
         guard let l = RAIDLevel(rawValue: level) else { throw ValidationError("--level \(level): must be 1, 5 or 6") }
@@ -40,7 +42,9 @@ struct Simulate: ParsableCommand {
             var o = SimulationOptions(level: l, members: n, seed: s, ops: ops)
             o.faults = faults == .on
             o.powerCuts = powerCuts == .on
+            o.hardLinks = links == .on
             o.trace = trace
+            o.paranoid = paranoid
             let t0 = Date()
             let r = Simulation(o).run()
             totalOps += r.steps

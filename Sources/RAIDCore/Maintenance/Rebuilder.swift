@@ -37,6 +37,10 @@ public final class Rebuilder: @unchecked Sendable {
     private var missedDuringWalk = false
     /// File ids finished, by role.
     private var completed: [Int: Set<UInt64>] = [:]
+    /// By role, the name each file with several links was first given on
+    /// the target: its other names are linked to it there, so the target
+    /// holds one file, as the other members do, not a copy per name.
+    private var linkedNames: [Int: [UInt64: String]] = [:]
     /// Where each resumed role's checkpoint stood: files up to it are done.
     private var resumeAfter: [Int: [String]] = [:]
     private var lastPath = ""
@@ -94,6 +98,17 @@ public final class Rebuilder: @unchecked Sendable {
     /// target is left.
     private var shouldStop: Bool { lock.withLock { stopRequested } || liveTargets.isEmpty }
 
+    /// File `fileId` was opened by a name `path` a target may lack: what
+    /// is done through it misses that target, so the walk does the file
+    /// again, in one more pass (a rename may take the name behind the walk
+    /// before the walk meets it). The rebuild's own opens do not count.
+    func openedWithoutTarget(_ path: String, fileId: UInt64) {
+        for t in targets where (try? t.member.lstat(path)) == nil {
+            _ = lock.withLock { completed[t.role]?.remove(fileId) }
+            missed()
+        }
+    }
+
     /// A namespace change could not be applied to the member being rebuilt
     /// (its parent was not there yet): walk again at the end.
     func missed() { lock.withLock { missedDuringWalk = true } }
@@ -144,8 +159,10 @@ public final class Rebuilder: @unchecked Sendable {
 
     /// Where each live target stands: the walk's position, or its older
     /// checkpoint where the walk has not reached that yet.
+    /// A change the walk missed in this pass may lie behind it: the
+    /// checkpoint then sends the next mount back to the start.
     private func checkpoints() -> [RebuildCheckpoint] {
-        let (path, bytes) = lock.withLock { (lastPath, lastPathBytes) }
+        let (path, bytes) = lock.withLock { (missedDuringWalk ? "" : lastPath, lastPathBytes) }
         let here = Rebuilder.components(path)
         return liveTargets.map { t in
             var at = path
@@ -176,6 +193,12 @@ public final class Rebuilder: @unchecked Sendable {
                     }
                 }
             case UInt8(DT_REG):
+                // A name of a file with several, already on a target (made
+                // there by a namespace change, or before a resume point):
+                // the file's other names are linked to it there.
+                if st.st_nlink > 1 {
+                    for t in live { noteLinkedName(t, path, fileId: UInt64(st.st_ino)) }
+                }
                 // Resuming: a role's files up to its checkpoint are done.
                 let needing = live.filter { t in
                     guard let old = resumeAfter[t.role] else { return true }
@@ -210,7 +233,7 @@ public final class Rebuilder: @unchecked Sendable {
 
     /// False when stopped before the file was finished.
     private func rebuildFile(_ path: String, _ st: stat, _ needing: [Target]) throws -> Bool {
-        guard let af = try? array.open(path) else { return true }   // deleted meanwhile
+        guard let af = try? array.open(path, byRebuild: true) else { return true }   // deleted meanwhile
         defer { array.release(af) }
         let attached = { (t: Target) in self.replacing ? af.isShadowAttached(role: t.role) : af.isAttached(role: t.role) }
         let todo = try af.lock.withReadLock {
@@ -223,7 +246,7 @@ public final class Rebuilder: @unchecked Sendable {
         // faster than the rebuild rate still gets done.
         let stripesAtAttach: UInt64 = try af.lock.withWriteLock {
             for t in todo where !attached(t) {
-                let f = try t.member.open(path, flags: O_CREAT | O_RDWR, mode: st.st_mode & 0o7777)
+                let f = try openOnTarget(t, path, st)
                 if replacing { af.attachShadow(role: t.role, f) } else { af.attach(role: t.role, f) }
                 try? t.member.chown(path, uid: st.st_uid, gid: st.st_gid)
             }
@@ -268,6 +291,48 @@ public final class Rebuilder: @unchecked Sendable {
         return true
     }
 
+    /// `path`, a name of file `fileId`, which has several: the first name
+    /// the target holds becomes the one the others link to; a name that is
+    /// another file there (the names were made apart, across a resume) is
+    /// linked to it instead, and the file done again.
+    private func noteLinkedName(_ t: Target, _ path: String, fileId: UInt64) {
+        array.namespace.lock.withLock {
+            guard let here = try? t.member.lstat(path) else { return }
+            guard let first = lock.withLock({ linkedNames[t.role]?[fileId] }) else {
+                lock.withLock { linkedNames[t.role, default: [:]][fileId] = path }
+                return
+            }
+            guard first != path, let there = try? t.member.lstat(first), there.st_ino != here.st_ino else { return }
+            do {
+                try t.member.unlink(path)
+                try t.member.link(first, path)
+                _ = lock.withLock { completed[t.role]?.remove(fileId) }
+                missed()
+            } catch {
+                missed()
+            }
+        }
+    }
+
+    /// Opens `path` on `t`'s member, creating it: as a link to the name the
+    /// file already has there when it has several (see `linkedNames`).
+    private func openOnTarget(_ t: Target, _ path: String, _ st: stat) throws -> MemberFile {
+        let fileId = UInt64(st.st_ino)   // getattr gives the file id as the inode number
+        if st.st_nlink > 1 {
+            let other = lock.withLock { linkedNames[t.role]?[fileId] }
+            if let other, other != path {
+                do {
+                    try t.member.link(other, path)
+                    return try t.member.open(path, flags: O_RDWR, mode: 0)
+                } catch let e as FSError where e.errno == ENOENT {
+                    // That name went meanwhile: this one becomes the first.
+                }
+            }
+            lock.withLock { linkedNames[t.role, default: [:]][fileId] = path }
+        }
+        return try t.member.open(path, flags: O_CREAT | O_RDWR, mode: st.st_mode & 0o7777)
+    }
+
     private func throttle() {
         array.environment.jobs.yieldPoint()
         array.pace(bytes: lock.withLock { bytesDoneValue - bytesAtStart }, since: startedAt, rate: rateBytesPerSecond)
@@ -282,7 +347,7 @@ public final class Rebuilder: @unchecked Sendable {
 
     private func saveCheckpoint() {
         if replacing {
-            let (path, bytes) = lock.withLock { (lastPath, lastPathBytes) }
+            let (path, bytes) = lock.withLock { (missedDuringWalk ? "" : lastPath, lastPathBytes) }
             if liveTargets.isEmpty { return }
             array.checkpointReplacement(lastPath: path, bytesDone: bytes)
         } else {

@@ -93,15 +93,14 @@ extension RAIDArray {
                 }
             }
         }
-        // A member being rebuilt may not have the parent yet: the rebuild
-        // walks the tree again for what it missed.
-        for role in rebuildingRoles {
-            guard let m = member(role) else { continue }
-            do { try body(m) } catch { rebuildMissed() }
-        }
-        for role in shadowRoles {
-            guard let m = shadowMember(role) else { continue }
-            do { try body(m) } catch { rebuildMissed() }
+        // A member being rebuilt may not have the parent yet: what the
+        // change would have removed goes now (a rename's source, a name
+        // replaced), and the rebuild walks the tree again for the rest.
+        for m in rebuildingRoles.compactMap({ member($0) }) + shadowRoles.compactMap({ shadowMember($0) }) {
+            do { try body(m) } catch {
+                rebuildMissed()
+                pruneLocked(m, like: p.member, dirs: dirs)
+            }
         }
         if let refused { throw refused }
         try requireNotFailed(what)
@@ -418,12 +417,18 @@ extension RAIDArray {
         try namespace.lock.withLock { try openLocked(path) }
     }
 
+    /// `byRebuild`: the rebuild's own open, which does not tell the rebuild
+    /// that a target lacks the name (it is about to create it).
+    func open(_ path: String, byRebuild: Bool) throws -> ArrayFile {
+        try namespace.lock.withLock { try openLocked(path, byRebuild: byRebuild) }
+    }
+
     /// New files get ids from `seed`'s sequence (the simulation's replay).
     public func seedFileIds(_ seed: UInt64) {
         namespace.lock.withLock { namespace.fileIds = SeededGenerator(seed: seed) }
     }
 
-    func openLocked(_ path: String) throws -> ArrayFile {
+    func openLocked(_ path: String, byRebuild: Bool = false) throws -> ArrayFile {
         let n = geometry.memberCount
         // Sampled before opening: a role that changes member meanwhile
         // leaves a handle that no longer matches, and is not used.
@@ -468,7 +473,11 @@ extension RAIDArray {
                 noteReadError(role: role, error)
             }
         }
-        let valid = headers.compactMap { $0 }
+        // A member being rebuilt may hold a header the walk has not brought
+        // up to date yet (a change made through a name it did not have):
+        // the active members' headers decide, theirs only if none has one.
+        let fromActive = (0..<n).filter { isActive($0) }.compactMap { headers[$0] }
+        let valid = fromActive.isEmpty ? headers.compactMap { $0 } : fromActive
         guard let fileId = valid.first?.fileId else {
             for f in files { f?.close() }
             throw FSError.io("\(path): no member holds a valid file header")
@@ -487,6 +496,12 @@ extension RAIDArray {
                 files[role] = f
                 headers[role] = h
             }
+        }
+        // Opened by a name a member being rebuilt (or the replacement) does
+        // not have yet: what is done through it misses that member, so a
+        // file the rebuild finished must be done again when it meets it.
+        if !byRebuild && (rebuildingRoles.contains(where: { files[$0] == nil }) || !shadowRoles.isEmpty) {
+            stateLock.withLock { rebuilderSlot }?.openedWithoutTarget(path, fileId: fileId)
         }
         if let existing = reopenLocked(fileId) {
             for f in files { f?.close() }

@@ -334,6 +334,22 @@ extension RAIDArray {
     }
 
     /// Removes `p` on `m`, a directory with everything in it.
+    /// Removes from member `m` (being rebuilt) the entries of `dirs` that
+    /// `authority` does not hold as they are: a namespace change `m` missed
+    /// must not leave a name the array no longer has. The rebuild's next
+    /// walk creates what is missing. Caller holds the namespace lock.
+    func pruneLocked(_ m: Member, like authority: Member, dirs: [String]) {
+        for d in Set(dirs).sorted() {
+            guard let have = try? describeDirectory(m, d) else { continue }
+            let want = (try? describeDirectory(authority, d)) ?? nil
+            for (p, info) in have.sorted(by: { $0.key < $1.key }) where !info.identity.agrees(with: want?[p]?.identity) {
+                do { try removeTree(m, p) } catch {
+                    logger.warning("\(m.name): a stale \(p) could not be removed during the rebuild: \(error)")
+                }
+            }
+        }
+    }
+
     private func removeTree(_ m: Member, _ p: String) throws {
         let st: stat
         do { st = try m.lstat(p) } catch let e as FSError where e.errno == ENOENT { return }
