@@ -93,6 +93,10 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     /// The time stamped on changes: the wall clock, or the simulation's
     /// logical one (so that a seed replays to the nanosecond).
     public var clock: @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    /// The last inode number given out (under the lock).
+    private var lastInode: UInt = 1
+    private func nextInode() -> UInt { lastInode += 1; return lastInode }
+
     private func now() -> timespec {
         let t = clock()
         return timespec(tv_sec: Int(t), tv_nsec: Int((t - t.rounded(.down)) * 1e9))
@@ -103,11 +107,9 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         var data: SimulatedData?
         var target: String?
         var xattrs: [String: [UInt8]] = [:]
-        nonisolated(unsafe) static var lastInode: UInt = 0
-        init(mode: mode_t, at ts: timespec) {
+        init(mode: mode_t, at ts: timespec, inode: UInt) {
             st = stat()
-            Node.lastInode += 1   // (under the member's lock; only unique, not per member)
-            st.st_ino = Node.lastInode
+            st.st_ino = inode
             st.st_mode = mode
             st.st_nlink = 1
             st.st_mtim = ts
@@ -118,7 +120,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public init(name: String) {
         self.name = name
-        nodes["/"] = Node(mode: S_IFDIR | 0o755, at: timespec())
+        nodes["/"] = Node(mode: S_IFDIR | 0o755, at: timespec(), inode: 1)
     }
 
     // MARK: power cut
@@ -262,7 +264,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     }
 
     public func mkdir(_ path: String, mode: mode_t) throws {
-        try lock.withLock { try crash?.tick("mkdir \(name)"); try insert(path, Node(mode: S_IFDIR | (mode & 0o7777), at: now()), "mkdir") }
+        try lock.withLock { try crash?.tick("mkdir \(name)"); try insert(path, Node(mode: S_IFDIR | (mode & 0o7777), at: now(), inode: nextInode()), "mkdir") }
     }
 
     public func rmdir(_ path: String) throws {
@@ -329,7 +331,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     public func symlink(target: String, at path: String) throws {
         try lock.withLock {
             try crash?.tick("symlink \(name)")
-            let n = Node(mode: S_IFLNK | 0o777, at: now())
+            let n = Node(mode: S_IFLNK | 0o777, at: now(), inode: nextInode())
             n.target = target
             try insert(path, n, "symlink")
         }
@@ -343,7 +345,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     }
 
     public func mknod(_ path: String, mode: mode_t, device: dev_t) throws {
-        try lock.withLock { try crash?.tick("mknod \(name)"); try insert(path, Node(mode: mode, at: now()), "mknod") }
+        try lock.withLock { try crash?.tick("mknod \(name)"); try insert(path, Node(mode: mode, at: now(), inode: nextInode()), "mknod") }
     }
 
     public func chmod(_ path: String, mode: mode_t) throws {
@@ -429,7 +431,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
                     if flags & O_EXCL != 0 { throw FSError(EEXIST, "open \(name):\(path): File exists") }
                 } else {
                     try crash?.tick("create \(name):\(path)")
-                    let n = Node(mode: S_IFREG | (mode & 0o7777), at: now())
+                    let n = Node(mode: S_IFREG | (mode & 0o7777), at: now(), inode: nextInode())
                     n.data = SimulatedData()
                     try insert(path, n, "open")
                 }

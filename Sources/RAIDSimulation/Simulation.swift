@@ -357,7 +357,7 @@ public final class Simulation {
             try data.withUnsafeBytes { try af.write(from: $0.baseAddress!, count: data.count, at: UInt64(offset)) }
             if chance(15) || model.inodes[id]!.pending.count > 24 {
                 try af.sync(dataOnly: chance(50))
-                model.inodes[id]!.synced()
+                acknowledgeSync(id)
             }
         case 380..<430:  // truncate
             guard let path = randomFile() else { return }
@@ -439,11 +439,13 @@ public final class Simulation {
             let af = try array.open(path)
             defer { array.release(af) }
             try af.sync(dataOnly: false)
-            model.inodes[model.names[path]!]!.synced()
+            acknowledgeSync(model.names[path]!)
         default:         // clean unmount and mount
             note("remount")
             array.shutdown()
             env.jobs.runUntilIdle()
+            // A crash inside the unmount: nothing is known durable.
+            if crashed { return }
             for id in model.inodes.keys { model.inodes[id]!.synced() }
             try mount()
             try checkEverything(strict: true)
@@ -489,6 +491,13 @@ public final class Simulation {
             note("replace \(role) \(m.name)")
             do { try array.replace(role: role, with: m) } catch let e as FSError where e.errno == EBUSY {}
         }
+    }
+
+    /// An fsync returned: its file is durable, unless the process "died"
+    /// during it (a kill -9 answers nothing; the simulated one lets the
+    /// engine run on with every mutation failing).
+    func acknowledgeSync(_ id: Int) {
+        if !crashed { model.inodes[id]!.synced() }
     }
 
     func dropUnnamedInodes() {
@@ -601,6 +610,8 @@ public final class Simulation {
     }
 
     func finish() throws {
+        crash.disarm()   // a crash still armed has not happened
+        crashArmed = false
         env.jobs.runUntilIdle()
         _ = try array.clearFaults(nil)
         faulty = []

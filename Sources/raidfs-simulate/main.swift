@@ -22,6 +22,8 @@ struct Simulate: ParsableCommand {
     @Option(name: .customLong("power-cuts"), help: "Process crashes and power cuts: on or off.") var powerCuts: Switch = .on
     @Option(help: "Hard links in the workload: on or off.") var links: Switch = .on
     @Flag(help: "Print every operation to stderr.") var trace = false
+    @Flag(name: .customLong("keep-going"), help: "Run every seed even after a divergence; exit 1 at the end if any diverged.")
+    var keepGoing = false
     @Flag(help: "Check the namespace, sizes, headers and hard links after every operation.") var paranoid = false
 
     func validate() throws {
@@ -37,6 +39,7 @@ struct Simulate: ParsableCommand {
         let l = RAIDLevel(rawValue: level)!
         let n = members ?? [1: 3, 5: 4, 6: 6][level]!
         var totalOps = 0
+        var diverged: [UInt64] = []
         let start = Date()
         for s in seed..<(seed + UInt64(seeds)) {
             var o = SimulationOptions(level: l, members: n, seed: s, ops: ops)
@@ -52,15 +55,30 @@ struct Simulate: ParsableCommand {
             if let d = r.divergence {
                 print("\(head): DIVERGED at step \(d.step), \(d.operation): \(d.message)")
                 print("replay: \(o.command) --trace")
+                diverged.append(s)
+                if keepGoing { continue }
                 throw ExitCode(1)
             }
             print("\(head), clean in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s (\(r.summary))")
         }
         if seeds > 1 {
-            print("\(seeds) seeds, \(totalOps) operations, no divergence, \(String(format: "%.0f", Date().timeIntervalSince(start))) s")
+            let outcome = diverged.isEmpty ? "no divergence" : "\(diverged.count) diverged (seeds \(diverged.map(String.init).joined(separator: " ")))"
+            print("\(seeds) seeds, \(totalOps) operations, \(outcome), \(String(format: "%.0f", Date().timeIntervalSince(start))) s")
         }
+        if !diverged.isEmpty { throw ExitCode(1) }
     }
 }
 
+// Swift seeds its hashing per process, so a Set's or a Dictionary's order
+// (the intent log's regions, a simulated member's directory) would change
+// from run to run: the same seed would not give the same digest. Run again
+// with the seed fixed.
+if getenv("SWIFT_DETERMINISTIC_HASHING") == nil {
+    setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
+    var argv: [UnsafeMutablePointer<CChar>?] = CommandLine.arguments.map { strdup($0) } + [nil]
+    execv("/proc/self/exe", &argv)
+    fputs("raidfs-simulate: cannot run itself again with SWIFT_DETERMINISTIC_HASHING=1: \(String(cString: strerror(errno)))\n", stderr)
+    exit(70)
+}
 setvbuf(stdout, nil, _IOLBF, 0)
 Simulate.main()

@@ -186,6 +186,14 @@ public final class ArrayFile: @unchecked Sendable {
         try lock.withWriteLock {
             let oldSize = size
             if newSize == oldSize { return }
+            // In the intent log like a write: a crash can leave the members'
+            // headers (and, shrinking, their lengths) disagreeing, which the
+            // resync's open settles; unlogged, a stat and a read could then
+            // see two sizes.
+            let stripeBytes = UInt64(array.geometry.stripeDataBytes)
+            let lo = min(oldSize, newSize) / stripeBytes, hi = max(oldSize, newSize) / stripeBytes
+            try array.intentLog.begin(self, firstStripe: lo, lastStripe: hi)
+            defer { array.intentLog.end(self, firstStripe: lo, lastStripe: hi) }
             if newSize > oldSize {
                 size = newSize
                 try writeHeadersLocked()
