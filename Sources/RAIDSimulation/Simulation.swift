@@ -241,6 +241,9 @@ public final class Simulation {
     /// resync if one is due, and keeps only the members it took.
     func mount() throws {
         let (a, _) = try RAIDArray.assemble(members: disks.keys.sorted().map { disks[$0]! }, logger: logger, environment: env)
+        if a.needsResync && a.state != .clean {   // raidfs refuses it without -o force
+            throw fail("the array is dirty and \(a.state.rawValue) at mount: the daemon would refuse it")
+        }
         try a.markInUse()
         a.seedFileIds(rng.next())
         a.scrubIntervalSeconds = 3_600
@@ -259,7 +262,13 @@ public final class Simulation {
 
     func runStep() throws {
         env.advance(by: Double(below(400)) / 1000)
-        if options.powerCuts && !crashArmed && chance(1) {
+        // A crash lands only while the array is whole: a dirty array that
+        // is also degraded is refused at mount (as md refuses one), since
+        // its missing members' chunks would be rebuilt from parity a crash
+        // may have left behind. So a crash is armed only with every role
+        // active and no fault injected, and put off when that changes.
+        if !compromised.isEmpty { putOffCrash() }
+        if options.powerCuts && !crashArmed && compromised.isEmpty && chance(1) {
             crashArmed = true
             crash.arm(after: below(40))
         }
@@ -453,6 +462,8 @@ public final class Simulation {
     }
 
     /// Faults and membership: inject, clear, fail, add a spare, replace.
+    /// (A pending crash is put off first: injecting or failing makes the
+    /// array degraded, where a crash would make it one the daemon refuses.)
     func memberChange() throws {
         let lost = compromised
         switch below(10) {
@@ -466,6 +477,7 @@ public final class Simulation {
                                       count: chance(50) ? nil : 1 + below(20),
                                       latencyMilliseconds: kind == .latency ? 0 : nil)
             note("inject \(role) \(fault)")
+            putOffCrash()
             faulty.insert(role)
             _ = try array.injectFault(String(role), fault)
         case 4..<6:
@@ -477,6 +489,7 @@ public final class Simulation {
             let candidates = (0..<options.members).filter { !lost.contains($0) }
             let role = candidates[below(candidates.count)]
             note("fail \(role)")
+            putOffCrash()
             _ = try array.failByAdministrator(role, force: false)
         case 7..<9:
             // A spare: before any failure (a hot spare) as well as after.
@@ -491,6 +504,10 @@ public final class Simulation {
             note("replace \(role) \(m.name)")
             do { try array.replace(role: role, with: m) } catch let e as FSError where e.errno == EBUSY {}
         }
+    }
+
+    func putOffCrash() {
+        if crashArmed && !crash.fired { crash.disarm(); crashArmed = false }
     }
 
     /// An fsync returned: its file is durable, unless the process "died"
@@ -591,7 +608,7 @@ public final class Simulation {
         crashArmed = false
         note("crash during \(what)" + (power ? (tear ? ", power cut, torn" : ", power cut") : ""))
         report.count(power ? "power-cut" : "process-crash")
-        do { try mount() } catch { throw fail("no mount after the crash: \(error)") }
+        do { try mount() } catch let d as SimulationDivergence { throw d } catch { throw fail("no mount after the crash: \(error)") }
         let (files, dirs) = try actualNamespace()
         let matchesAfter = files == Set(after.names.keys) && dirs == after.dirs
         let matchesBefore = files == Set(before.names.keys) && dirs == before.dirs

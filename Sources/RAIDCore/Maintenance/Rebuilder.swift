@@ -148,6 +148,7 @@ public final class Rebuilder: @unchecked Sendable {
                 return
             }
             lock.withLock { runningValue = false; bytesDoneValue = max(bytesDoneValue, bytesTotalValue) }
+            syncTargets()
             if replacing { array.completeReplacement(self) } else { array.finishRebuild(self) }
         } catch {
             lock.withLock { runningValue = false }
@@ -345,7 +346,22 @@ public final class Rebuilder: @unchecked Sendable {
         saveCheckpoint()
     }
 
+    /// Makes what was written to the targets durable (syncfs) before a
+    /// checkpoint or the end claims it: else a power cut could leave a
+    /// member marked active, or a checkpoint past files, whose chunks never
+    /// reached its disk. A target that cannot sync is failed (a
+    /// replacement abandoned).
+    private func syncTargets() {
+        for t in liveTargets {
+            do { try t.member.syncAll() } catch {
+                if replacing { array.abandonReplacement(role: t.role, "its sync failed: \(error)") }
+                else { array.memberWriteFailed(role: t.role, reason: "rebuild: sync failed: \(error)") }
+            }
+        }
+    }
+
     private func saveCheckpoint() {
+        syncTargets()
         if replacing {
             let (path, bytes) = lock.withLock { (missedDuringWalk ? "" : lastPath, lastPathBytes) }
             if liveTargets.isEmpty { return }
