@@ -287,7 +287,7 @@ public final class Simulation {
                 throw fail("namespace differs: files \(files.symmetricDifference(Set(model.names.keys)).sorted()), directories \(dirs.symmetricDifference(model.dirs).sorted())")
             }
             for r in 0..<options.members where array.isActive(r) {
-                guard let m = array.member(r) else { continue }
+                guard let m = disks[array.memberName(r)] else { continue }   // below the fault layer: checking draws no fault
                 var inodeOf: [Int: (String, ino_t)] = [:]
                 for (path, id) in model.names.sorted(by: { $0.key < $1.key }) {
                     guard let st = try? m.lstat(path) else { continue }
@@ -300,7 +300,7 @@ public final class Simulation {
                 let got = Int(try array.getattr(path).st_size)
                 if got != want { throw fail("\(path): size \(got), expected \(want)") }
                 for r in 0..<options.members {
-                    guard array.isActive(r), let m = array.member(r), let f = try? m.open(path, flags: O_RDONLY, mode: 0) else { continue }
+                    guard array.isActive(r), let m = disks[array.memberName(r)], let f = try? m.open(path, flags: O_RDONLY, mode: 0) else { continue }
                     defer { f.close() }
                     var raw = [UInt8](repeating: 0, count: FileHeader.encodedBytes)
                     let n = FileHeader.encodedBytes
@@ -633,9 +633,11 @@ public final class Simulation {
         _ = try array.clearFaults(nil)
         faulty = []
         try checkEverything(strict: true)
-        let summary = try array.checkAll(mode: .check) { _ in }
+        var findings: [String] = []
+        let summary = try array.checkAll(mode: .check) { findings.append($0.description) }
         if summary.problems != 0 || summary.unrecoverable != 0 {
-            throw fail("the final check found \(summary.problems) problems, \(summary.unrecoverable) beyond redundancy")
+            throw fail("the final check found \(summary.problems) problems, \(summary.unrecoverable) beyond redundancy: "
+                       + findings.prefix(3).joined(separator: "; "))
         }
         for r in 0..<options.members { report.mix("\(r) \(array.roleState(r).rawValue)") }
     }
