@@ -31,20 +31,19 @@ public final class RAIDArray: @unchecked Sendable {
     var memberSlots: [Member?]
     /// Hot spares, not yet holding a role.
     var spareMembers: [(uuid: String, member: Member)] = []
-    /// 1 = active (read and written), 2 = rebuilding (written, not read).
-    /// Read on every chunk I/O without a lock (single bytes); written only
-    /// under `stateLock`.
-    let activeFlags: UnsafeMutablePointer<UInt8>
-    /// Bumped whenever a role gets a different member, so a file handle
-    /// opened on the old member is never used for the new one. Read without
-    /// a lock like `activeFlags`.
-    let roleGenerations: UnsafeMutablePointer<UInt32>
+    /// Every role's state, flags and generation: written only through its
+    /// methods (RoleTable.swift), under `stateLock`.
+    let roles: RoleTable
+    /// Read views of `roles` for the data path (no lock): 1 = active, 2 =
+    /// rebuilding; generations; a replacement's flag and generation.
+    var activeFlags: UnsafePointer<UInt8> { UnsafePointer(roles.active) }
+    var roleGenerations: UnsafePointer<UInt32> { UnsafePointer(roles.generations) }
+    var shadowFlags: UnsafePointer<UInt8> { UnsafePointer(roles.shadow) }
+    var shadowGenerations: UnsafePointer<UInt32> { UnsafePointer(roles.shadowGenerations) }
     /// `raidctl replace`: a member taking over a role while the role's
     /// member still serves. It takes every write the role takes; it is
-    /// never read. Flags and generations are read without a lock.
+    /// never read.
     var shadowSlots: [(uuid: String, member: Member)?]
-    let shadowFlags: UnsafeMutablePointer<UInt8>
-    let shadowGenerations: UnsafeMutablePointer<UInt32>
     /// Lock order, outermost first; a thread holding one never waits for an
     /// earlier one:
     ///   1. `namespace.lock` — namespace changes, open and release;
@@ -61,7 +60,8 @@ public final class RAIDArray: @unchecked Sendable {
     /// their fields and call nothing while held.
     let stateLock = Mutex()
     var superblock: Superblock
-    var roleStates: [RoleState]
+    /// Under `stateLock`.
+    var roleStates: [RoleState] { roles.states }
     /// The rebuild in progress, if any (guarded by `stateLock`).
     var rebuilderSlot: Rebuilder?
     /// The running or last scrub (guarded by `stateLock`).
@@ -133,24 +133,11 @@ public final class RAIDArray: @unchecked Sendable {
         forcedRoles = plan.forced
         spareMembers = plan.spares.map { ($0.superblock.memberUUID, FaultInjectingMember($0.member)) }
         superblock = sb
-        roleStates = sb.roles.map { $0.state }
+        roles = RoleTable(recorded: sb.roles.map { $0.state }, present: plan.membersByRole.map { $0 != nil })
         // The counters persist across remounts, as ZFS's do until `zpool clear`.
         counters = sb.counters?.count == geometry.memberCount ? sb.counters! : Array(repeating: MemberCounters(), count: geometry.memberCount)
         recentErrorTimes = Array(repeating: [], count: geometry.memberCount)
-        activeFlags = .allocate(capacity: geometry.memberCount)
-        roleGenerations = .allocate(capacity: geometry.memberCount)
-        roleGenerations.initialize(repeating: 0, count: geometry.memberCount)
         shadowSlots = Array(repeating: nil, count: geometry.memberCount)
-        shadowFlags = .allocate(capacity: geometry.memberCount)
-        shadowFlags.initialize(repeating: 0, count: geometry.memberCount)
-        shadowGenerations = .allocate(capacity: geometry.memberCount)
-        shadowGenerations.initialize(repeating: 0, count: geometry.memberCount)
-        for r in 0..<geometry.memberCount {
-            let present = plan.membersByRole[r] != nil
-            if !present && (roleStates[r] == .active || roleStates[r] == .rebuilding) { roleStates[r] = .missing }
-            if present && roleStates[r] != .rebuilding { roleStates[r] = .active }
-            activeFlags[r] = !present ? 0 : (roleStates[r] == .rebuilding ? 2 : 1)
-        }
         userIOStamp = .allocate(capacity: 1)
         userIOStamp.initialize(to: 0)
         zeroStripe = AlignedBuffer(count: geometry.stripeDataBytes)
@@ -193,10 +180,6 @@ public final class RAIDArray: @unchecked Sendable {
 
     deinit {
         userIOStamp.deallocate()
-        activeFlags.deallocate()
-        roleGenerations.deallocate()
-        shadowFlags.deallocate()
-        shadowGenerations.deallocate()
     }
 
     /// Assembles the array from `directories`. Nothing is written: call
@@ -294,14 +277,14 @@ public final class RAIDArray: @unchecked Sendable {
     // MARK: state
 
     @inline(__always)
-    public func isActive(_ role: Int) -> Bool { activeFlags[role] == 1 }
+    public func isActive(_ role: Int) -> Bool { activeFlags[role] == RoleTable.activeFlag }
 
     /// Active, or being rebuilt: takes writes.
     @inline(__always)
-    public func isWritable(_ role: Int) -> Bool { activeFlags[role] != 0 }
+    public func isWritable(_ role: Int) -> Bool { activeFlags[role] != RoleTable.notServed }
 
     public var activeRoles: [Int] { (0..<geometry.memberCount).filter { isActive($0) } }
-    public var rebuildingRoles: [Int] { (0..<geometry.memberCount).filter { activeFlags[$0] == 2 } }
+    public var rebuildingRoles: [Int] { (0..<geometry.memberCount).filter { activeFlags[$0] == RoleTable.rebuildingFlag } }
 
     public func member(_ role: Int) -> Member? { stateLock.withLock { memberSlots[role] } }
 
@@ -424,8 +407,7 @@ public final class RAIDArray: @unchecked Sendable {
     public func memberFailed(role: Int, reason: String) {
         let changed: Bool = stateLock.withLock {
             guard roleStates[role] == .active || roleStates[role] == .rebuilding else { return false }
-            roleStates[role] = .faulty
-            activeFlags[role] = 0
+            roles.set(role, .faulty)
             return true
         }
         guard changed else { return }
@@ -499,8 +481,7 @@ public final class RAIDArray: @unchecked Sendable {
                 for (r, e) in failed {
                     stateLock.withLock {
                         counters[r].writeErrors += 1
-                        roleStates[r] = .faulty
-                        activeFlags[r] = 0
+                        roles.set(r, .faulty)
                     }
                     logger.critical("member \(r) (\(memberName(r))) marked faulty: superblock write failed: \(e)")
                     failedHere.append((r, e))

@@ -60,9 +60,7 @@ extension RAIDArray {
         let name = memberName(role)
         stateLock.withLock {
             memberSlots[role] = nil
-            roleStates[role] = .missing
-            activeFlags[role] = 0
-            roleGenerations[role] &+= 1
+            roles.set(role, .missing, newMember: true)
         }
         try persistState(clean: false, reason: "member \(role) removed")
         eventLog.record(ArrayEvent(kind: "member-removed", member: role, message: "\(name) removed from role \(role)"))
@@ -185,8 +183,7 @@ extension RAIDArray {
     private func startReplacement(role: Int, target: Member, uuid: String, resume: [RebuildCheckpoint]) {
         stateLock.withLock {
             shadowSlots[role] = (uuid, target)
-            shadowGenerations[role] &+= 1
-            shadowFlags[role] = 1
+            roles.attachShadow(role)
         }
         let r = Rebuilder(array: self, targets: [.init(role: role, member: target, uuid: uuid)],
                           rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume, replacing: true)
@@ -234,9 +231,8 @@ extension RAIDArray {
     func abandonReplacement(role: Int, _ reason: String) {
         let r: Rebuilder? = stateLock.withLock {
             guard shadowFlags[role] != 0 else { return nil }
-            shadowFlags[role] = 0
+            roles.detachShadow(role)
             shadowSlots[role] = nil
-            shadowGenerations[role] &+= 1
             superblock.replacement = nil
             return rebuilderSlot
         }
@@ -253,16 +249,12 @@ extension RAIDArray {
             let gen: UInt32? = stateLock.withLock {
                 guard shadowFlags[r.role] != 0, let slot = shadowSlots[r.role], slot.member === r.target else { return nil }
                 old = memberSlots[r.role]?.name ?? "(missing)"
-                roleGenerations[r.role] &+= 1
                 resetCountersLocked(r.role)
                 memberSlots[r.role] = r.target
                 superblock.roles[r.role].memberUUID = slot.uuid
-                roleStates[r.role] = .active
-                activeFlags[r.role] = 1
                 shadowSlots[r.role] = nil
-                shadowFlags[r.role] = 0
                 superblock.replacement = nil
-                return roleGenerations[r.role]
+                return roles.promoteShadow(r.role)
             }
             guard let gen else { return false }
             for af in namespace.openFiles.values {
@@ -321,11 +313,9 @@ extension RAIDArray {
                     for (role, spare) in zip(lost, spareMembers) {
                         spareMembers.removeAll { $0.uuid == spare.uuid }
                         memberSlots[role] = spare.member
-                        roleGenerations[role] &+= 1
+                        roles.set(role, .rebuilding, newMember: true)
                         resetCountersLocked(role)   // the counters are the new member's
-                        roleStates[role] = .rebuilding
                         superblock.roles[role].memberUUID = spare.uuid
-                        activeFlags[role] = 2
                         resume.removeAll { $0.role == role }
                         activated.append(Rebuilder.Target(role: role, member: spare.member, uuid: spare.uuid))
                     }
@@ -404,8 +394,7 @@ extension RAIDArray {
         let done: [Rebuilder.Target] = stateLock.withLock {
             r.targets.filter { t in
                 guard roleStates[t.role] == .rebuilding, memberSlots[t.role] === t.member else { return false }
-                roleStates[t.role] = .active
-                activeFlags[t.role] = 1
+                roles.set(t.role, .active)
                 return true
             }
         }
