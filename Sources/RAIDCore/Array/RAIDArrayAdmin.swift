@@ -408,8 +408,26 @@ extension RAIDArray {
         startRebuildIfPossible()
     }
 
+    /// A member being rebuilt (or the replacement) missed a namespace
+    /// change: the running rebuild walks again. With none running yet (a
+    /// mount resumes it at the monitor's next tick), its checkpoints would
+    /// skip what was missed: they are dropped, so it starts from the top.
     func rebuildMissed() {
-        stateLock.withLock { rebuilderSlot }?.missed()
+        if let r = stateLock.withLock({ rebuilderSlot }), r.isRunning {
+            r.missed()
+            return
+        }
+        let dropped: Bool = stateLock.withLock {
+            var any = false
+            if superblock.rebuilds != nil { superblock.rebuilds = nil; any = true }
+            if superblock.replacement != nil && superblock.replacement!.lastPath != "" {
+                superblock.replacement!.lastPath = ""
+                superblock.replacement!.bytesDone = 0
+                any = true
+            }
+            return any
+        }
+        if dropped { persistStateLoggingFailure("a member being rebuilt missed a namespace change; its rebuild starts over") }
     }
 
     public var rebuildStatus: ProgressStatus {
