@@ -116,6 +116,10 @@ public final class RAIDArray: @unchecked Sendable {
     public let environment: EngineEnvironment
     private let stopFlusher = Mutex()
     private var flusherStopped = false
+    /// Set when the unmount begins: no rebuild or scrub starts after it
+    /// (a member failing during the unmount would otherwise start one,
+    /// which would write "unclean" over the clean shutdown).
+    var isShuttingDown: Bool { stopFlusher.withLock { flusherStopped } }
 
     init(plan: Assembler.Plan, readOnly: Bool, intentLogEnabled: Bool, logger: Logger, environment: EngineEnvironment) {
         let sb = plan.superblock

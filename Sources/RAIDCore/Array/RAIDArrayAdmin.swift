@@ -275,7 +275,7 @@ extension RAIDArray {
     /// monitor every second, so a spare takes over with no one typing.
     @discardableResult
     public func startRebuildIfPossible() -> Int? {
-        guard !readOnly else { return nil }
+        guard !readOnly, !isShuttingDown else { return nil }
         return rebuildStartLock.withLock { startRebuildLocked() }
     }
 

@@ -192,6 +192,7 @@ extension RAIDArray {
     }
 
     private func launchScrub(_ s: Scrubber) throws {
+        guard !isShuttingDown else { throw FSError(ESHUTDOWN, "the array is being unmounted") }
         try stateLock.withLock {
             if rebuilderSlot?.isRunning == true {
                 throw FSError(EBUSY, "a rebuild is running; scrub after it finishes (it reads every stripe too)")
