@@ -111,7 +111,15 @@ public final class Rebuilder: @unchecked Sendable {
 
     /// A namespace change could not be applied to the member being rebuilt
     /// (its parent was not there yet): walk again at the end.
-    func missed() { lock.withLock { missedDuringWalk = true } }
+    /// Before the first pass has begun (a rebuild launched, not yet run),
+    /// the pass itself must not skip anything behind its resume point.
+    func missed() {
+        lock.withLock {
+            missedDuringWalk = true
+            if !walkStarted { resumeAfter = [:] }
+        }
+    }
+    private var walkStarted = false
 
     static func components(_ path: String) -> [String] { path.split(separator: "/").map(String.init) }
 
@@ -123,8 +131,10 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     private func run() {
+        // From here `resumeAfter` is the walk's alone: a later miss walks again.
+        let resumePoints = lock.withLock { () -> [Int: [String]] in walkStarted = true; return resumeAfter }
         for t in targets {
-            let resumed = resumeAfter[t.role].map { " (resuming after /" + $0.joined(separator: "/") + ")" } ?? ""
+            let resumed = resumePoints[t.role].map { " (resuming after /" + $0.joined(separator: "/") + ")" } ?? ""
             let together = targets.count > 1 ? " (with role\(targets.count > 2 ? "s" : "") "
                 + targets.filter { $0.role != t.role }.map { String($0.role) }.joined(separator: ", ") + ", in one pass)" : ""
             array.eventLog.record(ArrayEvent(kind: "rebuild-started", member: t.role,
