@@ -31,23 +31,11 @@ public final class SimulatedCrash: @unchecked Sendable {
     }
 }
 
-/// Faults a simulated member injects (the same vocabulary as `raidctl inject`).
-public struct MemberFaults: Sendable {
-    /// Reads fail with EIO.
-    public var readErrors = false
-    /// Writes fail with EIO.
-    public var writeErrors = false
-    /// Reads of file data return one flipped bit per read.
-    public var bitrot = false
-    /// The member behaves as unplugged: everything fails with ENOENT.
-    public var vanished = false
-    public init() {}
-}
-
 /// An in-memory member disk for tests and the deterministic simulation: a
 /// namespace and files whose writes stay volatile until synced, so a power
-/// cut can drop (or tear) exactly what was not yet durable; and faults
-/// injected on demand. The engine cannot tell it from a directory.
+/// cut can drop (or tear) exactly what was not yet durable. Faults come
+/// from the `FaultInjectingMember` the array puts in front of every member,
+/// as for a directory; the engine cannot tell it from one.
 ///
 /// Namespace changes are durable at once (as on a journaling filesystem
 /// that orders metadata); file data follows fsync/fdatasync/syncfs.
@@ -57,10 +45,8 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     private var nodes: [String: Node] = [:]
     private var superblock: [UInt8]? = nil
     private var intentLog = SimulatedData()
-    public var faults = MemberFaults()
     /// The array's simulated process crash, if a test arms one.
     public var crash: SimulatedCrash? = nil
-    private var bitrotCounter: UInt64 = 0
 
     final class SimulatedData {
         var current: [UInt8] = []
@@ -157,17 +143,12 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     // MARK: helpers
 
-    private func check(_ op: String, _ path: String) throws {
-        if faults.vanished { throw FSError(ENOENT, "\(op) \(name):\(path): member vanished (simulated)") }
-    }
-
     private func parent(_ path: String) -> String {
         guard let i = path.lastIndex(of: "/"), i != path.startIndex else { return "/" }
         return String(path[..<i])
     }
 
     private func node(_ path: String, _ op: String) throws -> Node {
-        try check(op, path)
         guard let n = nodes[path] else { throw FSError(ENOENT, "\(op) \(name):\(path): No such file or directory") }
         return n
     }
@@ -192,7 +173,6 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func readSuperblock() throws -> [UInt8] {
         try lock.withLock {
-            try check("read superblock", "/")
             guard let sb = superblock else { throw FSError(ENOENT, "\(name): no superblock") }
             return sb
         }
@@ -201,23 +181,19 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     public func writeSuperblock(_ bytes: [UInt8]) throws {
         try lock.withLock {
             try crash?.tick("write superblock \(name)")
-            try check("write superblock", "/")
-            if faults.writeErrors { throw FSError(EIO, "write superblock \(name): Input/output error (simulated)") }
             superblock = bytes
         }
     }
 
-    public func isPresent() -> Bool { lock.withLock { !faults.vanished && superblock != nil } }
+    public func isPresent() -> Bool { lock.withLock { superblock != nil } }
 
     public func readIntentLog() throws -> [UInt8] {
-        try lock.withLock { try check("read intent log", "/"); return intentLog.current }
+        try lock.withLock { return intentLog.current }
     }
 
     public func writeIntentLog(slot: Int, slotBytes: Int, _ bytes: [UInt8]) throws {
         try lock.withLock {
             try crash?.tick("write intent log \(name)")
-            try check("write intent log", "/")
-            if faults.writeErrors { throw FSError(EIO, "write intent log \(name): Input/output error (simulated)") }
             intentLog.perform(.write(UInt64(slot * slotBytes), bytes))
             intentLog.sync()
         }
@@ -226,17 +202,16 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     private var events: [UInt8] = []
 
     public func readEvents() throws -> [UInt8] {
-        try lock.withLock { try check("read events", "/"); return events }
+        try lock.withLock { return events }
     }
 
     public func appendEvents(_ bytes: [UInt8]) throws {
-        try lock.withLock { try check("append events", "/"); try crash?.tick("append events \(name)"); events += bytes }
+        try lock.withLock { try crash?.tick("append events \(name)"); events += bytes }
     }
 
     public func syncAll() throws {
         try lock.withLock {
             try crash?.tick("syncfs \(name)")
-            try check("syncfs", "/")
             for d in nodes.values.compactMap({ $0.data }) { d.sync() }
         }
     }
@@ -376,7 +351,6 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     public func statfs() throws -> statvfs {
         try lock.withLock {
-            try check("statfs", "/")
             var s = statvfs()
             s.f_bsize = 4096
             s.f_frsize = 4096
@@ -448,17 +422,10 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     func read(_ data: SimulatedData, _ path: String, into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
         try lock.withLock {
-            try check("pread", path)
-            if faults.readErrors { throw FSError(EIO, "pread \(name):\(path): Input/output error (simulated)") }
             let start = Int(offset)
             guard start < data.current.count else { return 0 }
             let n = min(count, data.current.count - start)
             data.current.withUnsafeBytes { memcpy(buffer, $0.baseAddress! + start, n) }
-            if faults.bitrot && n > 0 {
-                bitrotCounter &+= 0x9E37_79B9_7F4A_7C15
-                let i = Int(bitrotCounter % UInt64(n))
-                buffer.storeBytes(of: buffer.load(fromByteOffset: i, as: UInt8.self) ^ 0x10, toByteOffset: i, as: UInt8.self)
-            }
             return n
         }
     }
@@ -466,8 +433,6 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     func write(_ data: SimulatedData, _ path: String, from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         try lock.withLock {
             try crash?.tick("pwrite \(name)")
-            try check("pwrite", path)
-            if faults.writeErrors { throw FSError(EIO, "pwrite \(name):\(path): Input/output error (simulated)") }
             data.perform(.write(offset, Array(UnsafeRawBufferPointer(start: buffer, count: count))))
         }
     }
@@ -475,8 +440,6 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     func truncate(_ data: SimulatedData, _ path: String, to size: UInt64) throws {
         try lock.withLock {
             try crash?.tick("ftruncate \(name)")
-            try check("ftruncate", path)
-            if faults.writeErrors { throw FSError(EIO, "ftruncate \(name):\(path): Input/output error (simulated)") }
             data.perform(.truncate(size))
         }
     }
@@ -484,15 +447,12 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     func sync(_ data: SimulatedData, _ path: String) throws {
         try lock.withLock {
             try crash?.tick("fsync \(name)")
-            try check("fsync", path)
-            if faults.writeErrors { throw FSError(EIO, "fsync \(name):\(path): Input/output error (simulated)") }
             data.sync()
         }
     }
 
     func markAccessed(_ node: Node, _ path: String) throws {
         try lock.withLock {
-            try check("pread", path)
             node.st.st_atim = now()
         }
     }
@@ -500,7 +460,6 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     func markModified(_ node: Node, _ path: String) throws {
         try lock.withLock {
             try crash?.tick("futimens \(name)")
-            try check("futimens", path)
             let ts = now()
             node.st.st_mtim = ts
             node.st.st_ctim = ts
@@ -509,7 +468,6 @@ public final class SimulatedMember: Member, @unchecked Sendable {
 
     func status(_ node: Node, _ path: String) throws -> stat {
         try lock.withLock {
-            try check("fstat", path)
             var st = node.st
             st.st_size = off_t(node.data?.current.count ?? 0)
             return st
