@@ -103,6 +103,8 @@ public final class RAIDArray: @unchecked Sendable {
     /// `markInUse` before anything is served.
     public internal(set) var pendingResync: [(IntentLog.Region, String)] = []
     public internal(set) var pendingResyncAll = false
+    /// The crash resync is running (under `stateLock`).
+    var crashResyncRunning = false
     /// Directories the intent log named: every member's copy is brought in
     /// line with the first active member's before anything is served.
     public internal(set) var pendingNamespace = Set<String>()
@@ -391,10 +393,18 @@ public final class RAIDArray: @unchecked Sendable {
     }
 
     func noteChecksumError(role: Int, path: String, stripe: UInt64) {
-        stateLock.withLock { counters[role].checksumErrors += 1 }
+        let resyncing: Bool = stateLock.withLock {
+            counters[role].checksumErrors += 1
+            return crashResyncRunning
+        }
         eventLog.record(ArrayEvent(kind: "checksum-error", member: role, path: path,
-                                   message: "checksum mismatch in stripe \(stripe) on \(memberName(role))"))
-        spendErrorBudget(role: role)
+                                   message: "checksum mismatch in stripe \(stripe) on \(memberName(role))"
+                                       + (resyncing ? " (a write the crash interrupted)" : "")))
+        // A crash resync visits only stripes the intent log named, where
+        // writes torn by the crash are expected on every member: not the
+        // media's fault, and a torn tree of files could otherwise fail
+        // healthy members on the error budget, one after another.
+        if !resyncing { spendErrorBudget(role: role) }
     }
 
     func noteRepaired(role: Int, path: String, stripe: UInt64) {

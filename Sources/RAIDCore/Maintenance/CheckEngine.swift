@@ -152,9 +152,13 @@ extension ArrayFile {
                         }
                     }
                 }
-                return result
+                // The rebuild read only as many chunks as it needed. With
+                // every member present, the others (a third mirror, RAID
+                // 6's second parity) are compared below: after a torn
+                // write two verified mirrors can still disagree.
+                if missing > 0 { return result }
             }
-            // Every chunk verified: does parity (or every mirror) agree with the data?
+            // Every chunk verified or rebuilt: does parity (or every mirror) agree with the data?
             let scratch = [ws.old, ws.delta]
             for p in 0..<m {
                 let role = g.member(stripe: stripe, chunkIndex: k + p)

@@ -12,6 +12,8 @@ extension RAIDArray {
     /// `skipping`: files deleted since the log named them (reclaimed orphans).
     func resyncAfterCrash(skipping deleted: Set<UInt64> = []) throws {
         guard needsResync else { return }
+        stateLock.withLock { crashResyncRunning = true }
+        defer { stateLock.withLock { crashResyncRunning = false } }
         let start = Date()
         var stripes = 0, fixed = 0
         func resync(_ af: ArrayFile, _ range: Range<UInt64>?) throws {
