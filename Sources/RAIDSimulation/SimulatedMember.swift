@@ -303,6 +303,18 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         }
     }
 
+    public func link(_ file: MemberFile, at path: String) throws {
+        guard let f = file as? SimulatedMemberFile, f.member === self else { preconditionFailure("link: \(type(of: file)) is not \(name)'s file") }
+        try lock.withLock {
+            try crash?.tick("link \(name)")
+            guard f.node.st.st_nlink > 0, nodes.values.contains(where: { $0 === f.node }) else {
+                throw FSError(ENOENT, "link \(name):\(path): the open file has no name left")
+            }
+            try insert(path, f.node, "link")
+            f.node.st.st_nlink += 1
+        }
+    }
+
     public func symlink(target: String, at path: String) throws {
         try lock.withLock {
             try crash?.tick("symlink \(name)")

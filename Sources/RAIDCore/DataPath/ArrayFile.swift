@@ -223,13 +223,8 @@ public final class ArrayFile: @unchecked Sendable {
     /// Cuts every member file back to the stripes the size needs and forgets
     /// the checksums of the stripes dropped.
     func dropStripesLocked() throws {
-        let keepStripes = stripeCount
-        let memberBytes = array.layout.fileBytes(stripeCount: keepStripes)
         for role in 0..<array.geometry.memberCount {
-            if let error = eachTarget(role, {
-                try $0.truncate(to: memberBytes)
-                try clearEntries($0, from: keepStripes)
-            }) {
+            if let error = eachTarget(role, { try cutToSizeLocked($0) }) {
                 array.noteWriteError(role: role, error)
             }
         }
@@ -254,6 +249,16 @@ public final class ArrayFile: @unchecked Sendable {
             if let f = usable(role), let st = try? f.status(), UInt64(st.st_size) > need { return true }
         }
         return false
+    }
+
+    /// Cuts member file `f` back to the stripes the size needs, and zeroes
+    /// the checksum entries of the stripes past them in its last table, so
+    /// a later regrow finds "never written", not stale checksums (a member
+    /// file rebuilt over an older, longer one keeps its old table).
+    func cutToSizeLocked(_ f: MemberFile) throws {
+        let keep = stripeCount
+        try f.truncate(to: array.layout.fileBytes(stripeCount: keep))
+        try clearEntries(f, from: keep)
     }
 
     /// Zeroes the checksum entries of stripes >= `from` left in the last

@@ -204,19 +204,15 @@ public final class Rebuilder: @unchecked Sendable {
                     }
                 }
             case UInt8(DT_REG):
-                // A name of a file with several, already on a target (made
-                // there by a namespace change, or before a resume point):
-                // the file's other names are linked to it there.
-                if st.st_nlink > 1 {
-                    for t in live { noteLinkedName(t, path, fileId: UInt64(st.st_ino)) }
-                }
                 // Resuming: a role's files up to its checkpoint are done.
                 let needing = live.filter { t in
                     guard let old = resumeAfter[t.role] else { return true }
                     return !(here == old || here.lexicographicallyPrecedes(old))
                 }
-                if !needing.isEmpty {
-                    guard try rebuildFile(path, st, needing) else { return false }
+                // A file with several names: each is checked on every
+                // target (see linkNames), done or not.
+                if !needing.isEmpty || st.st_nlink > 1 {
+                    guard try rebuildFile(path, st, live: live, needing) else { return false }
                 }
             default:
                 for t in live {
@@ -243,9 +239,11 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     /// False when stopped before the file was finished.
-    private func rebuildFile(_ path: String, _ st: stat, _ needing: [Target]) throws -> Bool {
+    private func rebuildFile(_ path: String, _ st: stat, live: [Target], _ needing: [Target]) throws -> Bool {
         guard let af = try? array.open(path, byRebuild: true) else { return true }   // deleted meanwhile
         defer { array.release(af) }
+        if st.st_nlink > 1 { try linkNames(af, path, st, live) }
+        if needing.isEmpty { return true }
         let attached = { (t: Target) in self.replacing ? af.isShadowAttached(role: t.role) : af.isAttached(role: t.role) }
         let todo = try af.lock.withReadLock {
             needing.filter { t in !(lock.withLock { completed[t.role]?.contains(af.fileId) ?? false } && attached(t)) }
@@ -288,8 +286,9 @@ public final class Rebuilder: @unchecked Sendable {
             }
             if finished {
                 try af.lock.withWriteLock {
-                    let length = array.layout.fileBytes(stripeCount: af.stripeCount)
-                    for r in roles { try (replacing ? af.shadow(r) : af.writable(r))?.truncate(to: length) }
+                    for r in roles {
+                        if let f = replacing ? af.shadow(r) : af.writable(r) { try af.cutToSizeLocked(f) }
+                    }
                 }
                 break
             }
@@ -302,27 +301,68 @@ public final class Rebuilder: @unchecked Sendable {
         return true
     }
 
-    /// `path`, a name of file `fileId`, which has several: the first name
-    /// the target holds becomes the one the others link to; a name that is
-    /// another file there (the names were made apart, across a resume) is
-    /// linked to it instead, and the file done again.
-    private func noteLinkedName(_ t: Target, _ path: String, fileId: UInt64) {
-        array.namespace.lock.withLock {
-            guard let here = try? t.member.lstat(path) else { return }
-            guard let first = lock.withLock({ linkedNames[t.role]?[fileId] }) else {
-                lock.withLock { linkedNames[t.role, default: [:]][fileId] = path }
-                return
-            }
-            guard first != path, let there = try? t.member.lstat(first), there.st_ino != here.st_ino else { return }
-            do {
-                try t.member.unlink(path)
-                try t.member.link(first, path)
-                _ = lock.withLock { completed[t.role]?.remove(fileId) }
-                missed()
-            } catch {
-                missed()
+    /// `path`, one name of `af`, a file with several: on each target, makes
+    /// it a name of the one inode the file has there, as the other members
+    /// hold one file, not a copy per name. That inode is the one under the
+    /// first name the walk gave the file there (`linkedNames`), while that
+    /// name still holds the file; else the one the open file writes to.
+    /// A name missing there is linked to it; a name that is another inode
+    /// there (left by an earlier rebuild onto the same member, or made
+    /// apart across a resume) is replaced by a link to it. An open file
+    /// writing to another inode there is pointed at it, and done again.
+    private func linkNames(_ af: ArrayFile, _ path: String, _ st: stat, _ targets: [Target]) throws {
+        try array.namespace.lock.withLock {
+            guard (try? array.readHeader(path))?.fileId == af.fileId else { return }   // renamed or gone meanwhile
+            for t in targets {
+                let open: MemberFile? = af.lock.withReadLock {
+                    replacing ? af.shadow(t.role) : (af.isAttached(role: t.role) ? af.files[t.role] : nil)
+                }
+                let openStatus = open.flatMap { try? $0.status() }
+                let here = try? t.member.lstat(path)
+                let first = lock.withLock { linkedNames[t.role]?[af.fileId] }
+                let firstInode = first.flatMap { inode(of: af.fileId, at: $0, on: t) }
+                let openInode = openStatus.flatMap { $0.st_nlink > 0 ? $0.st_ino : nil }
+                let canonical = firstInode ?? openInode
+                if let canonical, here?.st_ino != canonical {
+                    do {
+                        if here != nil {
+                            // Which of the two inodes took the file's latest
+                            // writes is not known: the file is done again.
+                            try t.member.unlink(path)
+                            _ = lock.withLock { completed[t.role]?.remove(af.fileId) }
+                            missed()
+                        }
+                        if let first, firstInode == canonical { try t.member.link(first, path) } else { try t.member.link(open!, at: path) }
+                    } catch {
+                        missed()
+                        continue
+                    }
+                }
+                if open != nil && (canonical == nil || openStatus?.st_ino != canonical) {
+                    // The open file writes to an inode the file's names on
+                    // the target do not lead to (or that has none left).
+                    let f = try t.member.open(path, flags: canonical == nil ? O_CREAT | O_RDWR : O_RDWR, mode: st.st_mode & 0o7777)
+                    af.lock.withWriteLock {
+                        if replacing { af.attachShadow(role: t.role, f) } else { af.attach(role: t.role, f) }
+                    }
+                    _ = lock.withLock { completed[t.role]?.remove(af.fileId) }
+                    missed()
+                }
+                if firstInode == nil || firstInode != canonical {
+                    lock.withLock { linkedNames[t.role, default: [:]][af.fileId] = path }
+                }
             }
         }
+    }
+
+    /// The inode of `path` on `t`'s member if that is file `fileId` there
+    /// (its header says so): a name recorded earlier may since have been
+    /// given to another file.
+    private func inode(of fileId: UInt64, at path: String, on t: Target) -> ino_t? {
+        guard let f = try? t.member.open(path, flags: O_RDONLY, mode: 0) else { return nil }
+        defer { f.close() }
+        guard let h = try? array.readHeader(of: f), h.fileId == fileId else { return nil }
+        return try? f.status().st_ino
     }
 
     /// Opens `path` on `t`'s member, creating it: as a link to the name the
@@ -337,6 +377,12 @@ public final class Rebuilder: @unchecked Sendable {
                     return try t.member.open(path, flags: O_RDWR, mode: 0)
                 } catch let e as FSError where e.errno == ENOENT {
                     // That name went meanwhile: this one becomes the first.
+                } catch let e as FSError where e.errno == EEXIST {
+                    // This name is another inode there (linkNames could not
+                    // settle it: the name moved meanwhile). Rebuild into it;
+                    // a later pass links the names together.
+                    missed()
+                    return try t.member.open(path, flags: O_RDWR, mode: 0)
                 }
             }
             lock.withLock { linkedNames[t.role, default: [:]][fileId] = path }

@@ -220,6 +220,12 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         guard rc == 0 else { throw fail("link", to) }
     }
 
+    public func link(_ file: MemberFile, at path: String) throws {
+        guard let f = file as? DirectoryMemberFile else { preconditionFailure("link: \(type(of: file)) is not \(name)'s file") }
+        let rc = at(path) { dir, name in Int(linkat(AT_FDCWD, "/proc/self/fd/\(f.descriptor)", dir, name, AT_SYMLINK_FOLLOW)) }
+        guard rc == 0 else { throw fail("link", path) }
+    }
+
     public func symlink(target: String, at path: String) throws {
         guard at(path, { Int(symlinkat(target, $0, $1)) }) == 0 else { throw fail("symlink", path) }
     }
@@ -372,6 +378,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
 
 final class DirectoryMemberFile: MemberFile {
     private var fd: Int32
+    var descriptor: Int32 { fd }
     private let name: String
 
     init(fd: Int32, name: String) {

@@ -143,6 +143,11 @@ public final class FaultInjectingMember: Member, @unchecked Sendable {
     public func unlink(_ path: String) throws { try present("unlink"); try base.unlink(path) }
     public func rename(_ from: String, _ to: String, flags: UInt32) throws { try present("rename"); try base.rename(from, to, flags: flags) }
     public func link(_ from: String, _ to: String) throws { try present("link"); try base.link(from, to) }
+    public func link(_ file: MemberFile, at path: String) throws {
+        try present("link")
+        guard let f = file as? FaultInjectingFile else { preconditionFailure("link: \(type(of: file)) is not \(name)'s file") }
+        try base.link(f.base, at: path)
+    }
     public func symlink(target: String, at path: String) throws { try present("symlink"); try base.symlink(target: target, at: path) }
     public func readlink(_ path: String) throws -> String { try present("readlink"); return try base.readlink(path) }
     public func mknod(_ path: String, mode: mode_t, device: dev_t) throws { try present("mknod"); try base.mknod(path, mode: mode, device: device) }

@@ -43,6 +43,10 @@ public protocol Member: AnyObject, Sendable {
     func unlink(_ path: String) throws
     func rename(_ from: String, _ to: String, flags: UInt32) throws
     func link(_ from: String, _ to: String) throws
+    /// Gives `file`, open on this member, the further name `path` (linkat
+    /// of its descriptor): the rebuild names a file it holds open by
+    /// another name. ENOENT once the file has no name left.
+    func link(_ file: MemberFile, at path: String) throws
     func symlink(target: String, at path: String) throws
     func readlink(_ path: String) throws -> String
     func mknod(_ path: String, mode: mode_t, device: dev_t) throws
