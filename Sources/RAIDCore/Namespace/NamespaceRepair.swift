@@ -114,9 +114,23 @@ extension RAIDArray {
                     changes += try makeDirectoryPath(m, d, like: a)
                 }
             }
+            // Names of one file (one inode on the authority) that the member
+            // holds as separate inodes, each claiming the file: writes
+            // through one name would not reach the other. Each is made a
+            // link to the first, and the file's chunks there rebuilt.
+            var relink: [String: String] = [:]
+            var firstName: [UInt64: String] = [:]
+            for p in want.keys.sorted() {
+                guard case .file(let id) = want[p]!.identity, have[p]?.identity == .file(id) else { continue }
+                if let q = firstName[id] {
+                    if want[q]!.st.st_ino == want[p]!.st.st_ino && have[q]!.st.st_ino != have[p]!.st.st_ino { relink[p] = q }
+                } else {
+                    firstName[id] = p
+                }
+            }
             let differing = Set(want.keys).union(have.keys).filter { p in
                 guard let w = want[p] else { return true }
-                return !w.identity.agrees(with: have[p]?.identity)
+                return !w.identity.agrees(with: have[p]?.identity) || relink[p] != nil
             }
             if differing.isEmpty {
                 changes += try alignAttributes(m, want, have)
@@ -157,21 +171,27 @@ extension RAIDArray {
             }
             if moved { continue }   // describe again
 
+            // The same file with its header lost (a crash while creating
+            // it): write the header back, before anything links to it.
+            for p in want.keys.sorted() {
+                guard case .file(let id) = want[p]!.identity, have[p]?.identity == .damaged else { continue }
+                try restoreHeader(m, p, FileHeader(fileId: id, size: want[p]!.size))
+                if sources[id] == nil { sources[id] = p }
+                changes += 1
+            }
+            for (p, q) in relink.sorted(by: { $0.key < $1.key }) {
+                try m.unlink(p)
+                try m.link(q, p)
+                created.append(q)
+                changes += 1
+            }
+
             // Every wanted entry as the authority has it, parents first.
             for p in want.keys.sorted() {
                 let w = want[p]!
                 let h = try describeEntry(m, p)
                 if w.identity.agrees(with: h?.identity) { continue }
                 if w.identity == .damaged && h == nil { continue }   // nothing to copy it from
-                if case .file(let id) = w.identity, h?.identity == .damaged {
-                    // The same file with its header lost (a crash while
-                    // creating it): write the header back.
-                    let f = try m.open(p, flags: O_WRONLY, mode: 0)
-                    defer { f.close() }
-                    try writeHeader(FileHeader(fileId: id, size: w.size), to: f)
-                    changes += 1
-                    continue
-                }
                 if h != nil { try removeTree(m, p) }
                 try createEntry(m, p, like: w, from: a, sources: &sources, created: &created)
                 changes += 1
@@ -237,6 +257,11 @@ extension RAIDArray {
         case .file(let id):
             if let src = sources[id], (try? describeEntry(m, src))??.identity == .file(id) {
                 try m.link(src, p)
+            } else if w.st.st_nlink > 1, let src = try otherName(of: w.st.st_ino, fileId: id, size: w.size, on: a, heldBy: m, besides: p) {
+                // A hard link the member missed (a crash inside link): its
+                // other name may lie outside the directories compared.
+                try m.link(src, p)
+                sources[id] = src
             } else {
                 let f = try m.open(p, flags: O_CREAT | O_EXCL | O_WRONLY, mode: w.st.st_mode & 0o7777)
                 defer { f.close() }
@@ -266,6 +291,37 @@ extension RAIDArray {
         if geteuid() == 0 { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
         if case .symlink = w.identity { return }   // a symlink's mode means nothing
         try m.chmod(p, mode: w.st.st_mode & 0o7777)
+    }
+
+    /// Another name of the authority's inode `inode` that `m` holds as the
+    /// same file (`fileId`; its header restored if lost there): a walk of
+    /// the authority's tree, made only for a file with several links that
+    /// the directories compared do not name twice. Without it the member
+    /// would get a second, separate copy, and writes through one name would
+    /// not reach the other there.
+    private func otherName(of inode: ino_t, fileId: UInt64, size: UInt64, on a: Member, heldBy m: Member, besides p: String) throws -> String? {
+        var pending = ["/"]
+        while let d = pending.popLast() {
+            for e in try a.list(d).sorted(by: { $0.name < $1.name }) {
+                let q = d == "/" ? "/" + e.name : d + "/" + e.name
+                if e.type == UInt8(DT_DIR) { pending.append(q); continue }
+                guard q != p, let st = try? a.lstat(q), st.st_ino == inode, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                switch (try? describeEntry(m, q))??.identity {
+                case .file(fileId)?: return q
+                case .damaged?:
+                    try restoreHeader(m, q, FileHeader(fileId: fileId, size: size))
+                    return q
+                default: continue
+                }
+            }
+        }
+        return nil
+    }
+
+    private func restoreHeader(_ m: Member, _ p: String, _ h: FileHeader) throws {
+        let f = try m.open(p, flags: O_WRONLY, mode: 0)
+        defer { f.close() }
+        try writeHeader(h, to: f)
     }
 
     private func writeHeader(_ h: FileHeader, to f: MemberFile) throws {
@@ -379,7 +435,7 @@ extension RAIDArray {
                 try af.lock.withWriteLock {
                     af.attach(role: role, f)
                     for s in 0..<af.stripeCount { af.rebuildChunk(role: role, stripe: s, ws: ws) }
-                    try af.writable(role)?.truncate(to: layout.fileBytes(stripeCount: af.stripeCount))
+                    if let f = af.writable(role) { try af.cutToSizeLocked(f) }
                 }
             }
         }
