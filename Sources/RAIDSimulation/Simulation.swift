@@ -95,7 +95,13 @@ public final class Simulation {
     /// Roles with a fault injected since the faults were last cleared.
     var faulty = Set<Int>()
     var monitorTicks = 0
-    let logger = Logger(label: "raidfs-simulate", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// The engine's log goes to stderr with --trace, else nowhere.
+    lazy var logger: Logger = {
+        let trace = options.trace
+        return Logger(label: "raidfs-simulate", factory: { label -> LogHandler in
+            trace ? StreamLogHandler.standardError(label: label) : SwiftLogNoOpLogHandler()
+        })
+    }()
     let root = Caller(uid: 0, gid: 0)
 
     // MARK: the model
@@ -273,6 +279,7 @@ public final class Simulation {
             crash.arm(after: below(40))
         }
         let before = model
+        let rebuildsBefore = report.counts["event:rebuild-finished", default: 0]
         var touched = Set<String>()
         do {
             try performRandomOperation(&touched)
@@ -308,6 +315,12 @@ public final class Simulation {
                     if let h = raw.withUnsafeBytes({ FileHeader.decode($0.baseAddress!) }), Int(h.size) > want { throw fail("\(path): member \(r) header says \(h.size), expected \(want)") }
                 }
             }
+        }
+        // A rebuild that finished in this step: its member must agree with
+        // the rest (checked only with no fault injected, which could make
+        // the check itself find what it put there).
+        if !crashed && options.paranoid && faulty.isEmpty && report.counts["event:rebuild-finished", default: 0] > rebuildsBefore {
+            try checkRedundancy("after a rebuild finished")
         }
         if crashed {
             try recoverFromCrash(before: before, touched: touched)
@@ -624,6 +637,18 @@ public final class Simulation {
             for id in ids where model.inodes[id] != nil { model.inodes[id] = after.inodes[id] ?? model.inodes[id] }
         }
         try checkEverything(strict: !power, uncertain: ids)
+        if options.paranoid { try checkRedundancy("after the crash during \(what)") }
+    }
+
+    /// Every stripe's mirrors or parity agree with its data: what a crash
+    /// resync must leave behind, and the run's last word.
+    func checkRedundancy(_ when: String) throws {
+        var findings: [String] = []
+        let summary = try array.checkAll(mode: .check) { findings.append($0.description) }
+        if summary.problems != 0 || summary.unrecoverable != 0 {
+            throw fail("\(when): the check found \(summary.problems) problems, \(summary.unrecoverable) beyond redundancy: "
+                       + findings.prefix(3).joined(separator: "; "))
+        }
     }
 
     func finish() throws {
@@ -633,12 +658,7 @@ public final class Simulation {
         _ = try array.clearFaults(nil)
         faulty = []
         try checkEverything(strict: true)
-        var findings: [String] = []
-        let summary = try array.checkAll(mode: .check) { findings.append($0.description) }
-        if summary.problems != 0 || summary.unrecoverable != 0 {
-            throw fail("the final check found \(summary.problems) problems, \(summary.unrecoverable) beyond redundancy: "
-                       + findings.prefix(3).joined(separator: "; "))
-        }
+        try checkRedundancy("final check")
         for r in 0..<options.members { report.mix("\(r) \(array.roleState(r).rawValue)") }
     }
 }

@@ -5,21 +5,18 @@ import RAIDSimulation
 
 /// The deterministic simulation's short run (tools/simulate soaks it): the
 /// engine over simulated members, a seeded workload (create, write,
-/// truncate, read, fsync, rename, unlink, mkdir, rmdir, remount) checked
-/// against a model, with faults within redundancy, fail, add (hot spares
-/// before and after a failure), replace, rebuild, scrub and monitor steps
-/// interleaved on one thread. `paranoid` checks the namespace, sizes and
-/// headers after every step.
-///
-/// Not yet here, because they still diverge (README, "Simulation"): hard
-/// links while a member is rebuilt, and power cuts.
+/// truncate, read, fsync, rename, unlink, link, mkdir, rmdir, remount)
+/// checked against a model, with faults within redundancy, fail, add (hot
+/// spares before and after a failure), replace, rebuild, scrub and monitor
+/// steps interleaved on one thread, and process crashes and power cuts at
+/// any member mutation. `paranoid` checks the namespace, sizes, headers and
+/// hard links after every step, and every stripe's redundancy after each
+/// crash resync and each finished rebuild.
 final class SimulationTests: XCTestCase {
     private func shortRun(_ level: RAIDLevel, members: Int) {
         var counts: [String: Int] = [:]
         for seed in UInt64(1)...6 {
             var o = SimulationOptions(level: level, members: members, seed: seed, ops: 1_000)
-            o.powerCuts = false
-            o.hardLinks = false
             o.paranoid = true
             let r = Simulation(o).run()
             if let d = r.divergence {
@@ -29,7 +26,8 @@ final class SimulationTests: XCTestCase {
             counts.merge(r.counts) { $0 + $1 }
         }
         // A run that never reached these would not test them.
-        for what in ["event:rebuild-finished", "event:member-replaced", "event:scrub-finished", "event:spare-activated", "fail", "inject"] {
+        for what in ["event:rebuild-finished", "event:member-replaced", "event:scrub-finished", "event:spare-activated", "fail", "inject",
+                     "link", "power-cut", "process-crash"] {
             XCTAssertGreaterThan(counts[what] ?? 0, 0, "RAID \(level.rawValue): no \(what) in seeds 1-6 (\(counts))")
         }
     }
