@@ -35,8 +35,10 @@ public final class Rebuilder: @unchecked Sendable {
     private var runningValue = true
     private var stopRequested = false
     private var missedDuringWalk = false
-    /// File ids finished, by role.
-    private var completed: [Int: Set<UInt64>] = [:]
+    /// Files finished, by role: file id to the inode on the target that
+    /// was finished (a file can have had more than one there: a name made
+    /// apart, then the other name unlinked; only the one finished is done).
+    private var completed: [Int: [UInt64: ino_t]] = [:]
     /// By role, the name each file with several links was first given on
     /// the target: its other names are linked to it there, so the target
     /// holds one file, as the other members do, not a copy per name.
@@ -104,7 +106,7 @@ public final class Rebuilder: @unchecked Sendable {
     /// before the walk meets it). The rebuild's own opens do not count.
     func openedWithoutTarget(_ path: String, fileId: UInt64) {
         for t in targets where (try? t.member.lstat(path)) == nil {
-            _ = lock.withLock { completed[t.role]?.remove(fileId) }
+            lock.withLock { completed[t.role]?[fileId] = nil }
             missed()
         }
     }
@@ -244,9 +246,20 @@ public final class Rebuilder: @unchecked Sendable {
         defer { array.release(af) }
         if st.st_nlink > 1 { try linkNames(af, path, st, live) }
         if needing.isEmpty { return true }
-        let attached = { (t: Target) in self.replacing ? af.isShadowAttached(role: t.role) : af.isAttached(role: t.role) }
-        let todo = try af.lock.withReadLock {
-            needing.filter { t in !(lock.withLock { completed[t.role]?.contains(af.fileId) ?? false } && attached(t)) }
+        // The inode the open file writes to on `t`, if `path` names it
+        // there; nil when not attached, or attached to an inode that no
+        // name, or another name, leads to (its name unlinked since).
+        let current = { (t: Target) -> ino_t? in
+            let handle = self.replacing ? af.shadow(t.role) : (af.isAttached(role: t.role) ? af.files[t.role] : nil)
+            guard let hs = handle.flatMap({ try? $0.status() }), hs.st_nlink > 0,
+                  let ps = try? t.member.lstat(path), ps.st_ino == hs.st_ino else { return nil }
+            return hs.st_ino
+        }
+        let todo = af.lock.withReadLock {
+            needing.filter { t in
+                guard let inode = current(t) else { return true }
+                return lock.withLock { completed[t.role]?[af.fileId] } != inode
+            }
         }
         if todo.isEmpty { return true }
         // Stripes written after the targets are attached reach them through
@@ -254,10 +267,16 @@ public final class Rebuilder: @unchecked Sendable {
         // whole): only those there now need rebuilding, so a file that grows
         // faster than the rebuild rate still gets done.
         let stripesAtAttach: UInt64 = try af.lock.withWriteLock {
-            for t in todo where !attached(t) {
+            for t in todo where current(t) == nil {
                 let f = try openOnTarget(t, path, st)
                 if replacing { af.attachShadow(role: t.role, f) } else { af.attach(role: t.role, f) }
                 try? t.member.chown(path, uid: st.st_uid, gid: st.st_gid)
+            }
+            // What a target holds past the end of the file (stripes a
+            // truncate cut while it was not attached) goes now: a later
+            // truncate up writes nothing, relying on zeros there.
+            for t in todo {
+                if let f = replacing ? af.shadow(t.role) : af.writable(t.role) { try af.cutToSizeLocked(f) }
             }
             try af.writeHeadersLocked()
             return af.stripeCount
@@ -297,7 +316,10 @@ public final class Rebuilder: @unchecked Sendable {
         }
         if shouldStop { return false }
         for t in todo { try? t.member.utimens(path, (st.st_atim, st.st_mtim)) }
-        lock.withLock { for r in roles { completed[r, default: []].insert(af.fileId) } }
+        let inodes = af.lock.withReadLock { todo.map { current($0) } }
+        lock.withLock {
+            for (t, inode) in zip(todo, inodes) { completed[t.role, default: [:]][af.fileId] = inode }
+        }
         return true
     }
 
@@ -329,7 +351,7 @@ public final class Rebuilder: @unchecked Sendable {
                             // Which of the two inodes took the file's latest
                             // writes is not known: the file is done again.
                             try t.member.unlink(path)
-                            _ = lock.withLock { completed[t.role]?.remove(af.fileId) }
+                            lock.withLock { completed[t.role]?[af.fileId] = nil }
                             missed()
                         }
                         if let first, firstInode == canonical { try t.member.link(first, path) } else { try t.member.link(open!, at: path) }
@@ -345,7 +367,7 @@ public final class Rebuilder: @unchecked Sendable {
                     af.lock.withWriteLock {
                         if replacing { af.attachShadow(role: t.role, f) } else { af.attach(role: t.role, f) }
                     }
-                    _ = lock.withLock { completed[t.role]?.remove(af.fileId) }
+                    lock.withLock { completed[t.role]?[af.fileId] = nil }
                     missed()
                 }
                 if firstInode == nil || firstInode != canonical {
