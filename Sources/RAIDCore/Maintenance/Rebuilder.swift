@@ -111,6 +111,20 @@ public final class Rebuilder: @unchecked Sendable {
         }
     }
 
+    /// File `fileId` was opened writing to `inodes` (role, inode) on the
+    /// targets: where the rebuild finished the file on another inode there,
+    /// the one written to is done again.
+    func opened(fileId: UInt64, inodes: [(Int, ino_t)]) {
+        for (role, inode) in inodes {
+            let stale: Bool = lock.withLock {
+                guard let done = completed[role]?[fileId], done != inode else { return false }
+                completed[role]?[fileId] = nil
+                return true
+            }
+            if stale { missed() }
+        }
+    }
+
     /// A namespace change could not be applied to the member being rebuilt
     /// (its parent was not there yet): walk again at the end.
     /// Before the first pass has begun (a rebuild launched, not yet run),
@@ -341,8 +355,16 @@ public final class Rebuilder: @unchecked Sendable {
                 }
                 let openStatus = open.flatMap { try? $0.status() }
                 let here = try? t.member.lstat(path)
-                let first = lock.withLock { linkedNames[t.role]?[af.fileId] }
-                let firstInode = first.flatMap { inode(of: af.fileId, at: $0, on: t) }
+                var first = lock.withLock { linkedNames[t.role]?[af.fileId] }
+                var firstInode = first.flatMap { inode(of: af.fileId, at: $0, on: t) }
+                if first != nil && firstInode == nil, let a = array.namespaceAuthority(), let st = try? a.member.lstat(path),
+                   let other = try? array.otherName(of: st.st_ino, fileId: af.fileId, size: af.size, on: a.member, heldBy: t.member, besides: path) {
+                    // The first name moved or went since (a rename or an
+                    // unlink by the user): the target may hold the file
+                    // under another name the walk has not met yet.
+                    first = other
+                    firstInode = inode(of: af.fileId, at: other, on: t)
+                }
                 let openInode = openStatus.flatMap { $0.st_nlink > 0 ? $0.st_ino : nil }
                 let canonical = firstInode ?? openInode
                 if let canonical, here?.st_ino != canonical {

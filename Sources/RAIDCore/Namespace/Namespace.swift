@@ -505,6 +505,7 @@ extension RAIDArray {
         }
         if let existing = reopenLocked(fileId) {
             for f in files { f?.close() }
+            if !byRebuild { noteOpenedDuringRebuild(existing) }
             return existing
         }
         let size = valid.filter { $0.fileId == fileId }.map { $0.size }.max()!
@@ -526,7 +527,20 @@ extension RAIDArray {
         }
         af.openCount = 1
         namespace.openFiles[fileId] = af
+        if !byRebuild { noteOpenedDuringRebuild(af) }
         return af
+    }
+
+    /// Tells a running rebuild which inode on each target the open file
+    /// writes to: one the rebuild did not finish (the target holding the
+    /// file twice, under a name the walk has not met yet) sends it back.
+    private func noteOpenedDuringRebuild(_ af: ArrayFile) {
+        let roles = rebuildingRoles
+        guard !roles.isEmpty, let rebuilder = stateLock.withLock({ rebuilderSlot }) else { return }
+        let inodes: [(Int, ino_t)] = af.lock.withReadLock {
+            roles.compactMap { r in af.writable(r).flatMap { try? $0.status() }.map { (r, $0.st_ino) } }
+        }
+        rebuilder.opened(fileId: af.fileId, inodes: inodes)
     }
 
     public func release(_ af: ArrayFile) {

@@ -299,7 +299,7 @@ extension RAIDArray {
     /// the directories compared do not name twice. Without it the member
     /// would get a second, separate copy, and writes through one name would
     /// not reach the other there.
-    private func otherName(of inode: ino_t, fileId: UInt64, size: UInt64, on a: Member, heldBy m: Member, besides p: String) throws -> String? {
+    func otherName(of inode: ino_t, fileId: UInt64, size: UInt64, on a: Member, heldBy m: Member, besides p: String) throws -> String? {
         var pending = ["/"]
         while let d = pending.popLast() {
             for e in try a.list(d).sorted(by: { $0.name < $1.name }) {
