@@ -137,6 +137,20 @@ public final class Rebuilder: @unchecked Sendable {
     }
     private var walkStarted = false
 
+    /// A name moved to `to`. Behind the walk (where this pass has been, or
+    /// before the first pass: behind a resume point), what it holds would
+    /// not be met again: a file the walk had not finished, or had finished
+    /// on another inode (a file with several names, its other name met
+    /// first). The walk goes round again.
+    func renamed(to: String) {
+        lock.withLock {
+            let here = Rebuilder.components(to), at = Rebuilder.components(lastPath)
+            guard !walkStarted || here == at || here.lexicographicallyPrecedes(at) else { return }
+            missedDuringWalk = true
+            if !walkStarted { resumeAfter = [:] }
+        }
+    }
+
     static func components(_ path: String) -> [String] { path.split(separator: "/").map(String.init) }
 
     /// The stepped job running this rebuild (the simulation's).

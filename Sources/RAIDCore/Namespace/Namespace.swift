@@ -301,13 +301,9 @@ extension RAIDArray {
                let st = try? onPrimary("lstat \(from)", { try $0.lstat(from) }), (st.st_mode & S_IFMT) != S_IFDIR {
                 try orphanLocked(af, to, move: false)
             }
-            // During a rebuild: what moves may carry a file with several
-            // names behind the walk, whose other name the walk may meet
-            // on a target without it. Another pass settles them.
-            let rebuilder = stateLock.withLock { rebuilderSlot }
-            let moved = rebuilder == nil ? nil : try? onPrimary("lstat \(from)") { try $0.lstat(from) }
             try replicateLocked("rename \(from)", dirs: directories(of: from, to)) { try $0.rename(from, to, flags: flags) }
-            if let moved, (moved.st_mode & S_IFMT) == S_IFDIR || moved.st_nlink > 1 { rebuilder?.missed() }
+            // During a rebuild: what moved behind the walk is not met again.
+            stateLock.withLock { rebuilderSlot }?.renamed(to: to)
         }
     }
 
