@@ -106,8 +106,7 @@ public final class Rebuilder: @unchecked Sendable {
     /// before the walk meets it). The rebuild's own opens do not count.
     func openedWithoutTarget(_ path: String, fileId: UInt64) {
         for t in targets where (try? t.member.lstat(path)) == nil {
-            lock.withLock { completed[t.role]?[fileId] = nil }
-            missed()
+            redo(fileId, on: t.role)
         }
     }
 
@@ -129,6 +128,12 @@ public final class Rebuilder: @unchecked Sendable {
     /// (its parent was not there yet): walk again at the end.
     /// Before the first pass has begun (a rebuild launched, not yet run),
     /// the pass itself must not skip anything behind its resume point.
+    /// File `fileId` is to be done again on `role`'s target, in another pass.
+    private func redo(_ fileId: UInt64, on role: Int) {
+        lock.withLock { completed[role]?[fileId] = nil }
+        missed()
+    }
+
     func missed() {
         lock.withLock {
             missedDuringWalk = true
@@ -387,8 +392,7 @@ public final class Rebuilder: @unchecked Sendable {
                             // Which of the two inodes took the file's latest
                             // writes is not known: the file is done again.
                             try t.member.unlink(path)
-                            lock.withLock { completed[t.role]?[af.fileId] = nil }
-                            missed()
+                            redo(af.fileId, on: t.role)
                         }
                         if let first, firstInode == canonical { try t.member.link(first, path) } else { try t.member.link(open!, at: path) }
                     } catch {
@@ -403,8 +407,7 @@ public final class Rebuilder: @unchecked Sendable {
                     af.lock.withWriteLock {
                         if replacing { af.attachShadow(role: t.role, f) } else { af.attach(role: t.role, f) }
                     }
-                    lock.withLock { completed[t.role]?[af.fileId] = nil }
-                    missed()
+                    redo(af.fileId, on: t.role)
                 }
                 if firstInode == nil || firstInode != canonical {
                     lock.withLock { linkedNames[t.role, default: [:]][af.fileId] = path }
