@@ -627,7 +627,13 @@ public final class Simulation {
         let matchesAfter = files == Set(after.names.keys) && dirs == after.dirs
         let matchesBefore = files == Set(before.names.keys) && dirs == before.dirs
         guard matchesAfter || matchesBefore else {
-            throw fail("after a crash during \(what): the namespace is neither the one before nor after it: files \(files.sorted()), directories \(dirs.sorted())")
+            func delta(_ model: Model) -> String {
+                let names = Set(model.names.keys)
+                return "missing \(names.subtracting(files).sorted() + model.dirs.subtracting(dirs).sorted()), "
+                    + "extra \(files.subtracting(names).sorted() + dirs.subtracting(model.dirs).sorted())"
+            }
+            throw fail("after a crash during \(what): the namespace is neither the one before nor after it: "
+                       + "against before, \(delta(before)); against after, \(delta(after))")
         }
         model = matchesAfter ? after : before
         if matchesAfter && !matchesBefore { report.count("crash-kept-change") }

@@ -409,12 +409,16 @@ extension RAIDArray {
     }
 
     /// A member being rebuilt (or the replacement) missed a namespace
-    /// change: the running rebuild walks again. With none running yet (a
-    /// mount resumes it at the monitor's next tick), its checkpoints would
-    /// skip what was missed: they are dropped, so it starts from the top.
-    func rebuildMissed() {
+    /// change: the running rebuild walks again.
+    func rebuildMissed() { toRebuild { $0.missed() } }
+
+    /// Tells the running rebuild about a namespace change or an open it
+    /// must account for. With none running — a mount has not resumed it
+    /// yet, though its members already take the writes — its checkpoints
+    /// could skip what changed: they are dropped, and it starts from the top.
+    func toRebuild(_ tell: (Rebuilder) -> Void) {
         if let r = stateLock.withLock({ rebuilderSlot }), r.isRunning {
-            r.missed()
+            tell(r)
             return
         }
         let dropped: Bool = stateLock.withLock {
@@ -427,7 +431,7 @@ extension RAIDArray {
             }
             return any
         }
-        if dropped { persistStateLoggingFailure("a member being rebuilt missed a namespace change; its rebuild starts over") }
+        if dropped { persistStateLoggingFailure("a member being rebuilt may have missed a change before its rebuild resumed; it starts over") }
     }
 
     public var rebuildStatus: ProgressStatus {

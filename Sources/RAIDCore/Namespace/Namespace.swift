@@ -293,6 +293,17 @@ extension RAIDArray {
 
     public func rename(_ from: String, _ to: String, flags: UInt32) throws {
         try namespace.lock.withLock {
+            // Two names of one file: POSIX says nothing happens (and with
+            // RENAME_NOREPLACE, EEXIST). Decided here, once, on the primary:
+            // a member still being rebuilt may not hold the target's name
+            // yet, and would move the source onto it while the others kept
+            // both names.
+            if from != to, let target = try? onPrimary("lstat \(to)", { try $0.lstat(to) }),
+               let source = try? onPrimary("lstat \(from)", { try $0.lstat(from) }),
+               source.st_ino == target.st_ino, source.st_dev == target.st_dev {
+                if flags & 1 != 0 { throw FSError(EEXIST, "rename \(from) to \(to): \(to) exists") }
+                return
+            }
             // Renaming over the last name of an open file: the file keeps an
             // orphan name first. Only when the rename can succeed: a file
             // (not a directory) moving onto it, and no RENAME_NOREPLACE or
@@ -303,7 +314,7 @@ extension RAIDArray {
             }
             try replicateLocked("rename \(from)", dirs: directories(of: from, to)) { try $0.rename(from, to, flags: flags) }
             // During a rebuild: what moved behind the walk is not met again.
-            stateLock.withLock { rebuilderSlot }?.renamed(to: to)
+            if !rebuildingRoles.isEmpty || !shadowRoles.isEmpty { toRebuild { $0.renamed(to: to) } }
         }
     }
 
@@ -503,7 +514,7 @@ extension RAIDArray {
         // not have yet: what is done through it misses that member, so a
         // file the rebuild finished must be done again when it meets it.
         if !byRebuild && (rebuildingRoles.contains(where: { files[$0] == nil }) || !shadowRoles.isEmpty) {
-            stateLock.withLock { rebuilderSlot }?.openedWithoutTarget(path, fileId: fileId)
+            toRebuild { $0.openedWithoutTarget(path, fileId: fileId) }
         }
         if let existing = reopenLocked(fileId) {
             for f in files { f?.close() }
