@@ -59,6 +59,15 @@ extension ArrayFile {
         }
     }
 
+    /// The entries of every sector of the chunk of `stripe` in `f`, as
+    /// stored (for the crash resync, which must tell a poisoned sector
+    /// from a torn one).
+    func sectorEntries(_ f: MemberFile, stripe: UInt64) throws -> [UInt64] {
+        var e = [UInt64](repeating: 0, count: Int(array.layout.sectorsPerChunk))
+        try e.withUnsafeMutableBytes { try f.readFull(into: $0.baseAddress!, count: $0.count, at: array.layout.entryOffset(stripe: stripe, sector: 0)) }
+        return e.map { UInt64(littleEndian: $0) }
+    }
+
     /// Writes bytes `range` (4 KiB aligned; default the whole chunk) of a
     /// chunk and their sectors' entries, to the role's member and to its
     /// replacement if one is running. A failed write fails the member; a

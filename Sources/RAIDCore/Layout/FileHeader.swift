@@ -41,6 +41,10 @@ public struct FileHeader: Equatable, Sendable {
 /// all-zero entry means "never written": the sector must read as zeros.
 enum SectorEntry {
     static let tag: UInt32 = 0x5241_4944  // "RAID"
+    /// The entry of a sector a rebuild could not rebuild (`poison`): it is
+    /// lost, and no crash resync may take what the member holds there.
+    /// (No CRC encodes to it, and a torn entry write is unlikely to.)
+    static let poison: UInt64 = 1
 
     @inline(__always)
     static func encode(crc: UInt32) -> UInt64 {

@@ -149,7 +149,7 @@ public struct MemberFileLayout: Sendable, Equatable {
     func poison(_ f: MemberFile, stripe: UInt64) throws {
         let n = Int(sectorsPerChunk)
         try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { e in
-            for i in 0..<n { e[i] = UInt64(1).littleEndian }
+            for i in 0..<n { e[i] = SectorEntry.poison.littleEndian }
             try f.write(from: UnsafeRawPointer(e.baseAddress!), count: n * 8, at: entryOffset(stripe: stripe))
         }
     }

@@ -111,20 +111,36 @@ extension ArrayFile {
                     }
                 }
                 // Sector by sector: a rebuilt sector that matches its entry
-                // is taken; any other keeps what the member holds.
+                // is taken; any other keeps what the member holds — except
+                // a poisoned one (a rebuild could not rebuild it): what the
+                // member holds there is not the data, so it is taken only
+                // rebuilt, else left lost (EIO), never re-checksummed.
                 for i in badData {
                     let role = g.member(stripe: stripe, chunkIndex: i)
                     guard let f = usable(role) else { continue }
                     let rebuilt = ws.chunks[i].bytes, raw = ws.old.bytes
-                    guard readChunkRaw(role: role, stripe: stripe, into: raw) else { continue }
+                    guard readChunkRaw(role: role, stripe: stripe, into: raw),
+                          let entries = try? sectorEntries(f, stripe: stripe) else { continue }
                     let whole = 0..<g.chunkSizeBytes, sector = MemberFileLayout.sectorBytes
-                    let merged = restored.contains(i) && (try? storedCRCs(f, stripe: stripe, whole) { s, want in
-                        if want == nil || sectorCRC(rebuilt, whole, s) != want! { memcpy(rebuilt + s * sector, raw + s * sector, sector) }
-                        return true
-                    }) != nil
-                    if !merged { memcpy(rebuilt, raw, g.chunkSizeBytes) }
-                    writeChunk(role: role, stripe: stripe, from: rebuilt, ws: ws)
-                    bad.removeAll { $0 == i }
+                    var lostSectors: [Int] = []
+                    for (s, entry) in entries.enumerated() {
+                        if entry == SectorEntry.poison {
+                            if !restored.contains(i) { lostSectors.append(s) }
+                            continue
+                        }
+                        let want = SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC)
+                        if !restored.contains(i) || want == nil || sectorCRC(rebuilt, whole, s) != want! {
+                            memcpy(rebuilt + s * sector, raw + s * sector, sector)
+                        }
+                    }
+                    if lostSectors.isEmpty {
+                        writeChunk(role: role, stripe: stripe, from: rebuilt, ws: ws)
+                        bad.removeAll { $0 == i }
+                    } else {
+                        for s in 0..<entries.count where !lostSectors.contains(s) {
+                            writeChunk(role: role, stripe: stripe, from: rebuilt, range: s * sector..<(s + 1) * sector, ws: ws)
+                        }
+                    }
                 }
             }
             if bad.count + missing > m {

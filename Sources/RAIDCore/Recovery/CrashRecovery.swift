@@ -43,7 +43,15 @@ extension RAIDArray {
                 if af.stripeCount > 0 && !r.contains(af.stripeCount - 1) {
                     _ = try af.checkStripeLocked(af.stripeCount - 1, mode: .resync)
                 }
-                try af.trimBeyondEOFLocked()
+                do {
+                    try af.trimBeyondEOFLocked()
+                } catch let e as FSError where e.errno == EIO && state != .failed {
+                    // The last stripe is lost beyond redundancy (it reads as
+                    // EIO): the array still mounts, as md assembles over a
+                    // bad block, and a write there fails the same way.
+                    eventLog.record(ArrayEvent(kind: "unrecoverable", path: af.displayPath,
+                                               message: "resync: the bytes past the end cannot be zeroed: \(e)"))
+                }
             }
         }
         if pendingResyncAll {

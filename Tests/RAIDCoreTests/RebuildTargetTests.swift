@@ -58,3 +58,55 @@ final class RebuildNamespaceTests: XCTestCase {
         XCTAssertEqual(summary.problems, 0)
     }
 }
+
+/// Sectors a rebuild could not rebuild are poisoned on its target: lost,
+/// read as EIO. A crash resync over them must leave them so — not keep
+/// what the member holds there (zeros) as data, as it keeps a torn write —
+/// and the array must still mount.
+final class PoisonedResyncTests: XCTestCase {
+    func testCrashResyncLeavesPoisonedChunksLostAndMounts() throws {
+        let members = (0..<4).map { SimulatedMember(name: "sim\($0)") }
+        _ = try ArrayCreator.initialize(level: .raid5, chunkSizeBytes: 4096, members: members)
+        let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
+        try array.markInUse()
+        let data = SeededBytes(seed: 3).bytesOnce(30_000)   // stripes 0, 1 and 2 (12 KiB each), the last short
+        let f = try array.create("/f", mode: 0o644, exclusive: true, caller: root)
+        try f.write(data, at: 0)
+        try f.sync(dataOnly: false)
+        // Two chunks of stripes 0 and 2 lost, as two rebuilds that met
+        // them beyond redundancy leave them.
+        for m in members.prefix(2) {
+            let mf = try m.open("/f", flags: O_RDWR, mode: 0)
+            try array.layout.poison(mf, stripe: 0)
+            try array.layout.poison(mf, stripe: 2)
+            mf.close()
+        }
+        // Killed inside a write to stripe 1: the intent log still names the
+        // file's region.
+        try f.write([UInt8](repeating: 7, count: 100), at: 12_288 + 50)
+        let (again, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
+        XCTAssertTrue(again.needsResync, "the write left its region in the intent log")
+        try again.markInUse()   // the resync: must not refuse the array for a lost stripe
+        let g = try again.open("/f")
+        defer { again.release(g) }
+        var buf = [UInt8](repeating: 0, count: 12_288)
+        // Stripe 0 lies wholly inside the file: two of its chunks lost is
+        // more than RAID 5 can rebuild.
+        XCTAssertThrowsError(try buf.withUnsafeMutableBytes { try g.read(into: $0.baseAddress!, count: 12_288, at: 0) },
+                             "stripe 0 is lost on two members: EIO, not what they hold") { e in
+            XCTAssertEqual((e as? FSError)?.errno, EIO)
+        }
+        // Stripe 2, the short last one: right or EIO, never other bytes.
+        do {
+            let n = try buf.withUnsafeMutableBytes { try g.read(into: $0.baseAddress!, count: 12_288, at: 24_576) }
+            XCTAssertEqual(Array(buf[0..<n]), Array(data[24_576...]), "stripe 2")
+        } catch let e as FSError {
+            XCTAssertEqual(e.errno, EIO, "\(e)")
+        }
+        var want = Array(data[12_288..<24_576])
+        want.replaceSubrange(50..<150, with: [UInt8](repeating: 7, count: 100))
+        let n = try buf.withUnsafeMutableBytes { try g.read(into: $0.baseAddress!, count: 12_288, at: 12_288) }
+        XCTAssertEqual(n, 12_288)
+        XCTAssertEqual(buf, want, "stripe 1 as written")
+    }
+}
