@@ -20,6 +20,10 @@ public struct SimulationOptions: Sendable {
     /// Hard links in the workload (link, and renames between two names of
     /// one file).
     public var hardLinks = true
+    /// Read faults (bit rot, EIO) also on one role more than the level
+    /// tolerates: every read must then be right or fail with EIO, never
+    /// return wrong bytes; a write that fails leaves each byte old or new.
+    public var beyondRedundancy = false
     /// Prints every operation to stderr.
     public var trace = false
     /// After every step, also checks the namespace, every file's size, the
@@ -38,7 +42,7 @@ public struct SimulationOptions: Sendable {
     public var command: String {
         "tools/simulate --level \(level.rawValue) --members \(members) --seed \(seed) --ops \(ops)"
             + " --faults \(faults ? "on" : "off") --power-cuts \(powerCuts ? "on" : "off") --links \(hardLinks ? "on" : "off")"
-            + (paranoid ? " --paranoid" : "")
+            + (beyondRedundancy ? " --beyond-redundancy on" : "") + (paranoid ? " --paranoid" : "")
     }
 }
 
@@ -94,6 +98,10 @@ public final class Simulation {
     var operation = ""
     /// Roles with a fault injected since the faults were last cleared.
     var faulty = Set<Int>()
+    /// Files an operation failed on beyond redundancy: each byte is the old
+    /// one or a new one (or the file is unreadable) until the faults go and
+    /// they are read back (`settleTainted`).
+    var tainted = Set<Int>()
     var monitorTicks = 0
     /// The engine's log goes to stderr with --trace, else nowhere.
     lazy var logger: Logger = {
@@ -156,6 +164,13 @@ public final class Simulation {
                 if written[k]?.contains(a) ?? false { continue }
                 if a == 0 && (truncated || k >= durable.count) { continue }
                 return "byte \(k) is \(a): neither the synced value nor a later write"
+                    + " (synced size \(durable.count), current \(current.count) [\(k < current.count ? String(current[k]) : "-")], changes since: "
+                    + pending.map { c -> String in
+                        switch c {
+                        case .write(let o, let b): return "w\(o)+\(b.count)" + (o <= k && k < o + b.count ? "[\(b[k - o])]" : "")
+                        case .truncate(let n): return "t\(n)"
+                        }
+                    }.joined(separator: " ") + ")"
             }
             return nil
         }
@@ -192,6 +207,16 @@ public final class Simulation {
     }
 
     var redundancy: Int { options.level.redundancy(memberCount: options.members) }
+    /// More roles have been compromised than the level tolerates (only with
+    /// --beyond-redundancy): from then on a read may fail with EIO, and so
+    /// may a write, for what was lost then (a rebuild that could not
+    /// rebuild a stripe leaves it unreadable, and a scrub may not get it
+    /// back before another member fails). Never wrong bytes.
+    var mayLose: Bool {
+        if options.beyondRedundancy && !wentBeyond && compromised.count > redundancy { wentBeyond = true }
+        return wentBeyond
+    }
+    var wentBeyond = false
 
     /// Roles not serving in full: failed, missing, rebuilding, or with a
     /// fault injected.
@@ -281,10 +306,15 @@ public final class Simulation {
         let before = model
         let rebuildsBefore = report.counts["event:rebuild-finished", default: 0]
         var touched = Set<String>()
+        _ = mayLose   // notes going beyond redundancy
         do {
             try performRandomOperation(&touched)
         } catch let d as SimulationDivergence {
             if !crashed { throw d }
+        } catch let e as FSError where e.errno == EIO && !crashed && mayLose && isDataOperation {
+            report.count("eio-beyond-redundancy")
+            if options.trace { FileHandle.standardError.write("  failed beyond redundancy: \(e)\n".data(using: .utf8)!) }
+            for path in touched { if let id = model.names[path] { tainted.insert(id) } }
         } catch {
             if !crashed { throw fail("failed: \(error)") }
         }
@@ -302,7 +332,7 @@ public final class Simulation {
                     inodeOf[id] = (path, st.st_ino)
                 }
             }
-            for (path, id) in model.names {
+            for (path, id) in model.names where !tainted.contains(id) {
                 let want = model.inodes[id]!.current.count
                 let got = Int(try array.getattr(path).st_size)
                 if got != want { throw fail("\(path): size \(got), expected \(want)") }
@@ -320,7 +350,9 @@ public final class Simulation {
         // the rest. Every run checks (a stale chunk on a rebuilt member is
         // found here, not when a later failure reads it); only with no
         // fault injected, which the check's reads would draw on and find.
-        if !crashed && faulty.isEmpty && report.counts["event:rebuild-finished", default: 0] > rebuildsBefore {
+        // (Beyond redundancy a rebuild may have left stripes it could not
+        // rebuild: the final check repairs what it can first.)
+        if !crashed && faulty.isEmpty && !wentBeyond && report.counts["event:rebuild-finished", default: 0] > rebuildsBefore {
             try checkRedundancy("after a rebuild finished")
         }
         if crashed {
@@ -364,8 +396,13 @@ public final class Simulation {
             model.names[path] = model.nextInode
             model.inodes[model.nextInode] = Inode()
             model.nextInode += 1
-            let af = try array.create(path, mode: 0o644, exclusive: true, caller: root)
-            array.release(af)
+            do {
+                array.release(try array.create(path, mode: 0o644, exclusive: true, caller: root))
+            } catch let e as FSError where e.errno == EIO && mayLose {
+                // Made on the members, its header unreadable: there or not.
+                report.count("eio-beyond-redundancy")
+                if (try? array.getattr(path)) == nil { model.names[path] = nil; dropUnnamedInodes() } else { tainted.insert(model.names[path]!) }
+            }
         case 60..<380:   // write
             guard let path = randomFile() else { return }
             let size = model.inodes[model.names[path]!]!.current.count
@@ -396,7 +433,15 @@ public final class Simulation {
             let want = model.inodes[model.names[path]!]!.current
             let offset = below(want.count + 1), count = 1 + below(16_384)
             note("read \(path) \(offset)+\(count)")
-            let got = try read(path, offset: offset, count: count)
+            let got: [UInt8]
+            do {
+                got = try read(path, offset: offset, count: count)
+            } catch let e as FSError where e.errno == EIO && mayLose {
+                report.count("read-eio-beyond-redundancy")
+                return
+            }
+            // Each byte old or new: checked whole when the faults are gone.
+            if tainted.contains(model.names[path]!) { return }
             let expect = Array(want[min(offset, want.count)..<min(offset + count, want.count)])
             if got != expect { throw fail("\(path) at \(offset)+\(count): " + difference(got, expect)) }
             report.mix(String(crc(got)))
@@ -469,8 +514,9 @@ public final class Simulation {
             env.jobs.runUntilIdle()
             // A crash inside the unmount: nothing is known durable.
             if crashed { return }
-            for id in model.inodes.keys { model.inodes[id]!.synced() }
             try mount()
+            try settleTainted()
+            for id in model.inodes.keys where !tainted.contains(id) { model.inodes[id]!.synced() }
             try checkEverything(strict: true)
         }
     }
@@ -482,10 +528,11 @@ public final class Simulation {
         let lost = compromised
         switch below(10) {
         case 0..<4:
-            guard lost.count < redundancy else { return }
+            // Beyond redundancy: read faults only, on one role more.
+            guard lost.count < redundancy + (options.beyondRedundancy ? 1 : 0) else { return }
             let candidates = (0..<options.members).filter { !lost.contains($0) }
             let role = candidates[below(candidates.count)]
-            let kinds: [FaultKind] = [.bitrot, .eioRead, .eioWrite, .vanish, .latency]
+            let kinds: [FaultKind] = lost.count < redundancy ? [.bitrot, .eioRead, .eioWrite, .vanish, .latency] : [.bitrot, .eioRead]
             let kind = kinds[below(kinds.count)]
             let fault = InjectedFault(kind: kind, rate: [1, 0.5, 0.1][below(3)],
                                       count: chance(50) ? nil : 1 + below(20),
@@ -498,6 +545,7 @@ public final class Simulation {
             note("clear-faults")
             _ = try array.clearFaults(nil)
             faulty = []
+            try settleTainted()
         case 6:
             guard lost.count < redundancy else { return }
             let candidates = (0..<options.members).filter { !lost.contains($0) }
@@ -527,8 +575,33 @@ public final class Simulation {
     /// An fsync returned: its file is durable, unless the process "died"
     /// during it (a kill -9 answers nothing; the simulated one lets the
     /// engine run on with every mutation failing).
+    /// The step's operation reads or writes a file's data (open, read,
+    /// write, truncate, fsync) rather than changing the namespace.
+    var isDataOperation: Bool {
+        ["write", "truncate", "read", "fsync"].contains(String(operation.split(separator: " ").first ?? ""))
+    }
+
+    /// The faults are gone: every file a failed write left uncertain must
+    /// read back as old or new bytes (`Inode.explain`), and the model takes
+    /// what it holds.
+    func settleTainted() throws {
+        for id in tainted.sorted() where model.inodes[id] != nil {
+            guard let path = model.names.filter({ $0.value == id }).keys.sorted().first else { continue }
+            let got: [UInt8]
+            do { got = try readAll(path) } catch let e as FSError where e.errno == EIO { continue }   // lost: stays tainted
+            if let why = model.inodes[id]!.explain(got) {
+                let fid = (try? array.open(path)).map { f -> UInt64 in defer { array.release(f) }; return f.fileId } ?? 0
+                throw fail("\(path) (file id \(fid)) after a write failed beyond redundancy: \(why)")
+            }
+            model.inodes[id]!.current = got
+            tainted.remove(id)
+            report.mix("settled \(path) \(crc(got))")
+        }
+    }
+
     func acknowledgeSync(_ id: Int) {
-        if !crashed { model.inodes[id]!.synced() }
+        // A tainted file's model is not what it holds until it is settled.
+        if !crashed && !tainted.contains(id) { model.inodes[id]!.synced() }
     }
 
     func dropUnnamedInodes() {
@@ -581,14 +654,21 @@ public final class Simulation {
         var seen: [Int: [UInt8]] = [:]
         for path in model.files {
             let id = model.names[path]!
-            let got = try readAll(path)
+            let got: [UInt8]
+            do {
+                got = try readAll(path)
+            } catch let e as FSError where e.errno == EIO && mayLose {
+                report.count("lost-beyond-redundancy")
+                tainted.insert(id)
+                continue
+            }
             if let other = seen[id] {
                 if other != got { throw fail("\(path) and another name of its file read differently") }
                 continue
             }
             seen[id] = got
             let inode = model.inodes[id]!
-            if strict && !uncertain.contains(id) {
+            if strict && !uncertain.contains(id) && !tainted.contains(id) {
                 if got != inode.current { throw fail("\(path): " + difference(got, inode.current)) }
             } else if let why = inode.explain(got) {
                 throw fail("\(path): \(why)")
@@ -600,6 +680,7 @@ public final class Simulation {
         for (id, content) in seen {
             model.inodes[id]!.current = content
             model.inodes[id]!.synced()
+            tainted.remove(id)
         }
     }
 
@@ -664,8 +745,21 @@ public final class Simulation {
         env.jobs.runUntilIdle()
         _ = try array.clearFaults(nil)
         faulty = []
+        try settleTainted()
         try checkEverything(strict: true)
-        try checkRedundancy("final check")
+        if wentBeyond {
+            // What the faults left repairable is repaired; what was lost
+            // stays lost (every read of it EIO), and only that may remain.
+            _ = try array.checkAll(mode: .repair) { _ in }
+            var repairable: [String] = []
+            let summary = try array.checkAll(mode: .check) { if !$0.unrecoverable { repairable.append($0.description) } }
+            if !repairable.isEmpty {
+                throw fail("final check after a repair: \(repairable.count) problems within redundancy: " + repairable.prefix(3).joined(separator: "; "))
+            }
+            report.mix("lost \(summary.unrecoverable)")
+        } else {
+            try checkRedundancy("final check")
+        }
         for r in 0..<options.members { report.mix("\(r) \(array.roleState(r).rawValue)") }
     }
 }

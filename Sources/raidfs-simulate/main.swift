@@ -21,6 +21,9 @@ struct Simulate: ParsableCommand {
     @Option(help: "Faults within redundancy, and fail, add, replace: on or off.") var faults: Switch = .on
     @Option(name: .customLong("power-cuts"), help: "Process crashes and power cuts: on or off.") var powerCuts: Switch = .on
     @Option(help: "Hard links in the workload: on or off.") var links: Switch = .on
+    @Option(name: .customLong("beyond-redundancy"),
+            help: "Read faults on one role more than the level tolerates (reads right or EIO, never wrong): on or off.")
+    var beyondRedundancy: Switch = .off
     @Flag(help: "Print every operation to stderr.") var trace = false
     @Flag(name: .customLong("keep-going"), help: "Run every seed even after a divergence; exit 1 at the end if any diverged.")
     var keepGoing = false
@@ -46,6 +49,7 @@ struct Simulate: ParsableCommand {
             o.faults = faults == .on
             o.powerCuts = powerCuts == .on
             o.hardLinks = links == .on
+            o.beyondRedundancy = beyondRedundancy == .on
             o.trace = trace
             o.paranoid = paranoid
             let t0 = Date()
