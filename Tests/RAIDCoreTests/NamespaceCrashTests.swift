@@ -192,6 +192,44 @@ final class NamespaceCrashTests: XCTestCase {
     func testCrashInsideNamespaceChangesRAID5() throws { try crashEverywhere(.raid5, members: 4) }
     func testCrashInsideNamespaceChangesRAID6() throws { try crashEverywhere(.raid6, members: 5) }
 
+    /// A file created and renamed over another (an editor's or rsync's
+    /// replace), the process killed inside the rename and the power cut on
+    /// every member: at each crash point the name holds the old file or the
+    /// new one, whole. Before the source was made durable first, its header
+    /// could be lost where the rename had already landed (the first member),
+    /// and the repair gave that member the replaced file's header over the
+    /// new file's chunks (simulation RAID 5 seed 67, step 98,013).
+    func testRenameOverAFreshFileWithAPowerCut() throws {
+        let fresh = SeededBytes(seed: 21).bytesOnce(7_000)
+        var point = 0
+        while true {
+            let (members, array) = try freshArray(.raid5, 4)
+            let n = try array.create("/n", mode: 0o644, exclusive: true, caller: root)
+            try n.write(fresh, at: 0)
+            array.release(n)
+            let crash = SimulatedCrash()
+            for m in members { m.crash = crash }
+            crash.arm(after: point)
+            do { try array.rename("/n", "/b", flags: 0) } catch {}
+            crash.disarm()
+            var rng = SeededGenerator(seed: UInt64(point) + 1)
+            for m in members { m.powerCut(tear: false, rng: &rng) }
+            let where_ = "crash after \(point) member operations of the rename, then a power cut"
+            let (again, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
+            try again.markInUse()
+            let b = try again.open("/b")
+            let got = try b.readAll()
+            again.release(b)
+            XCTAssertTrue(got == Self.contentB || got == fresh, "\(where_): /b holds \(got.count) bytes, neither the old file nor the new one")
+            if got == Self.contentB { XCTAssertNoThrow(try again.getattr("/n"), "\(where_): /b is the old file, so /n must remain") }
+            let summary = try again.checkAll(mode: .check) { XCTFail("\(where_): \($0)") }
+            XCTAssertEqual(summary.exitCode, 0, where_)
+            if !crash.fired { break }
+            point += 1
+            if point >= 400 { XCTFail("the rename never finished"); break }
+        }
+    }
+
     /// The defect as found: an unlink done on the first member only, then a
     /// create of the same name. The other members answer EEXIST; they are
     /// repaired, not failed.

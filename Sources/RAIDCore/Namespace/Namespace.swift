@@ -291,15 +291,29 @@ extension RAIDArray {
         }
     }
 
+    /// `path` as the primary member has it; nil when it is not there.
+    private func primaryStat(_ path: String) -> stat? { try? onPrimary("lstat \(path)") { try $0.lstat(path) } }
+
     public func rename(_ from: String, _ to: String, flags: UInt32) throws {
+        // A file renamed over another (the way editors and rsync replace a
+        // file) is made durable first, as ext4's auto_da_alloc does: after
+        // a power cut the name holds the old file or the new one whole. Its
+        // header, written at create, may not be durable yet; were the rename
+        // cut short after the first member, the crash repair would have no
+        // way to tell the new file at that name from the one it replaced.
+        if flags & 2 == 0, from != to, let target = primaryStat(to), (target.st_mode & S_IFMT) == S_IFREG,
+           let source = primaryStat(from), (source.st_mode & S_IFMT) == S_IFREG, source.st_ino != target.st_ino {
+            let af = try open(from)
+            defer { release(af) }
+            try af.sync(dataOnly: true)
+        }
         try namespace.lock.withLock {
             // Two names of one file: POSIX says nothing happens (and with
             // RENAME_NOREPLACE, EEXIST). Decided here, once, on the primary:
             // a member still being rebuilt may not hold the target's name
             // yet, and would move the source onto it while the others kept
             // both names.
-            if from != to, let target = try? onPrimary("lstat \(to)", { try $0.lstat(to) }),
-               let source = try? onPrimary("lstat \(from)", { try $0.lstat(from) }),
+            if from != to, let target = primaryStat(to), let source = primaryStat(from),
                source.st_ino == target.st_ino, source.st_dev == target.st_dev {
                 if flags & 1 != 0 { throw FSError(EEXIST, "rename \(from) to \(to): \(to) exists") }
                 return
