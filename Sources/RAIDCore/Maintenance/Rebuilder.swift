@@ -146,11 +146,15 @@ public final class Rebuilder: @unchecked Sendable {
     /// before the first pass: behind a resume point), what it holds would
     /// not be met again: a file the walk had not finished, or had finished
     /// on another inode (a file with several names, its other name met
-    /// first). The walk goes round again.
+    /// first). So is a name ahead of the walk in a directory it has already
+    /// listed (the one it is in, or one it has gone down from): the walk
+    /// goes by that listing, which the new name is not in. The walk goes
+    /// round again.
     func renamed(to: String) {
         lock.withLock {
             let here = Rebuilder.components(to), at = Rebuilder.components(lastPath)
-            guard !walkStarted || here == at || here.lexicographicallyPrecedes(at) else { return }
+            let listed = at.starts(with: here.dropLast())
+            guard !walkStarted || here == at || here.lexicographicallyPrecedes(at) || listed else { return }
             missedDuringWalk = true
             if !walkStarted { resumeAfter = [:] }
         }
