@@ -213,10 +213,13 @@ public final class Simulation {
     /// rebuild a stripe leaves it unreadable, and a scrub may not get it
     /// back before another member fails). Never wrong bytes.
     var mayLose: Bool {
-        if options.beyondRedundancy && !wentBeyond && compromised.count > redundancy { wentBeyond = true }
+        noteIfBeyond()
         return wentBeyond
     }
     var wentBeyond = false
+    func noteIfBeyond() {
+        if options.beyondRedundancy && !wentBeyond && compromised.count > redundancy { wentBeyond = true }
+    }
 
     /// Roles not serving in full: failed, missing, rebuilding, or with a
     /// fault injected.
@@ -306,7 +309,7 @@ public final class Simulation {
         let before = model
         let rebuildsBefore = report.counts["event:rebuild-finished", default: 0]
         var touched = Set<String>()
-        _ = mayLose   // notes going beyond redundancy
+        noteIfBeyond()
         do {
             try performRandomOperation(&touched)
         } catch let d as SimulationDivergence {
@@ -572,9 +575,6 @@ public final class Simulation {
         if crashArmed && !crash.fired { crash.disarm(); crashArmed = false }
     }
 
-    /// An fsync returned: its file is durable, unless the process "died"
-    /// during it (a kill -9 answers nothing; the simulated one lets the
-    /// engine run on with every mutation failing).
     /// The step's operation reads or writes a file's data (open, read,
     /// write, truncate, fsync) rather than changing the namespace.
     var isDataOperation: Bool {
@@ -599,6 +599,9 @@ public final class Simulation {
         }
     }
 
+    /// An fsync returned: its file is durable, unless the process "died"
+    /// during it (a kill -9 answers nothing; the simulated one lets the
+    /// engine run on with every mutation failing).
     func acknowledgeSync(_ id: Int) {
         // A tainted file's model is not what it holds until it is settled.
         if !crashed && !tainted.contains(id) { model.inodes[id]!.synced() }

@@ -47,25 +47,23 @@ extension ArrayFile {
     /// `body` returns false; true if it never did.
     @inline(__always)
     func storedCRCs(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, _ body: (Int, UInt32?) -> Bool) throws -> Bool {
+        try storedEntries(f, stripe: stripe, r) { i, entry in
+            body(i, SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC))
+        }
+    }
+
+    /// Calls `body` with each sector of `r` and its entry as stored (the
+    /// crash resync must tell a poisoned sector from a torn one), until
+    /// `body` returns false; true if it never did.
+    @inline(__always)
+    func storedEntries(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, _ body: (Int, UInt64) -> Bool) throws -> Bool {
         let count = sectorCount(r)
         return try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
             try f.readFull(into: UnsafeMutableRawPointer(e.baseAddress!), count: count * 8,
                            at: array.layout.entryOffset(stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes))
-            for i in 0..<count {
-                let want = SectorEntry.expectedCRC(UInt64(littleEndian: e[i]), zeroSectorCRC: array.zeroSectorCRC)
-                if !body(i, want) { return false }
-            }
+            for i in 0..<count where !body(i, UInt64(littleEndian: e[i])) { return false }
             return true
         }
-    }
-
-    /// The entries of every sector of the chunk of `stripe` in `f`, as
-    /// stored (for the crash resync, which must tell a poisoned sector
-    /// from a torn one).
-    func sectorEntries(_ f: MemberFile, stripe: UInt64) throws -> [UInt64] {
-        var e = [UInt64](repeating: 0, count: Int(array.layout.sectorsPerChunk))
-        try e.withUnsafeMutableBytes { try f.readFull(into: $0.baseAddress!, count: $0.count, at: array.layout.entryOffset(stripe: stripe, sector: 0)) }
-        return e.map { UInt64(littleEndian: $0) }
     }
 
     /// Writes bytes `range` (4 KiB aligned; default the whole chunk) of a

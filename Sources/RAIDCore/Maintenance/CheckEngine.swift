@@ -119,25 +119,23 @@ extension ArrayFile {
                     let role = g.member(stripe: stripe, chunkIndex: i)
                     guard let f = usable(role) else { continue }
                     let rebuilt = ws.chunks[i].bytes, raw = ws.old.bytes
-                    guard readChunkRaw(role: role, stripe: stripe, into: raw),
-                          let entries = try? sectorEntries(f, stripe: stripe) else { continue }
                     let whole = 0..<g.chunkSizeBytes, sector = MemberFileLayout.sectorBytes
-                    var lostSectors: [Int] = []
-                    for (s, entry) in entries.enumerated() {
-                        if entry == SectorEntry.poison {
-                            if !restored.contains(i) { lostSectors.append(s) }
-                            continue
-                        }
-                        let want = SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC)
-                        if !restored.contains(i) || want == nil || sectorCRC(rebuilt, whole, s) != want! {
-                            memcpy(rebuilt + s * sector, raw + s * sector, sector)
-                        }
-                    }
-                    if lostSectors.isEmpty {
+                    let wasRestored = restored.contains(i)
+                    var lost = Set<Int>()
+                    guard readChunkRaw(role: role, stripe: stripe, into: raw),
+                          (try? storedEntries(f, stripe: stripe, whole) { s, entry in
+                              if entry == SectorEntry.poison {
+                                  if !wasRestored { lost.insert(s) }
+                              } else if !wasRestored || sectorCRC(rebuilt, whole, s) != SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC) {
+                                  memcpy(rebuilt + s * sector, raw + s * sector, sector)
+                              }
+                              return true
+                          }) != nil else { continue }
+                    if lost.isEmpty {
                         writeChunk(role: role, stripe: stripe, from: rebuilt, ws: ws)
                         bad.removeAll { $0 == i }
                     } else {
-                        for s in 0..<entries.count where !lostSectors.contains(s) {
+                        for s in 0..<(g.chunkSizeBytes / sector) where !lost.contains(s) {
                             writeChunk(role: role, stripe: stripe, from: rebuilt, range: s * sector..<(s + 1) * sector, ws: ws)
                         }
                     }

@@ -153,8 +153,8 @@ public final class Rebuilder: @unchecked Sendable {
     func renamed(to: String) {
         lock.withLock {
             let here = Rebuilder.components(to), at = Rebuilder.components(lastPath)
-            let listed = at.starts(with: here.dropLast())
-            guard !walkStarted || here == at || here.lexicographicallyPrecedes(at) || listed else { return }
+            let listed = at.starts(with: here.dropLast())   // also where `to` is the walk's own place
+            guard !walkStarted || listed || here.lexicographicallyPrecedes(at) else { return }
             missedDuringWalk = true
             if !walkStarted { resumeAfter = [:] }
         }

@@ -313,8 +313,9 @@ extension RAIDArray {
             // a member still being rebuilt may not hold the target's name
             // yet, and would move the source onto it while the others kept
             // both names.
-            if from != to, let target = primaryStat(to), let source = primaryStat(from),
-               source.st_ino == target.st_ino, source.st_dev == target.st_dev {
+            let target = from != to ? primaryStat(to) : nil
+            let source = target != nil ? primaryStat(from) : nil
+            if let target, let source, source.st_ino == target.st_ino, source.st_dev == target.st_dev {
                 if flags & 1 != 0 { throw FSError(EEXIST, "rename \(from) to \(to): \(to) exists") }
                 return
             }
@@ -322,8 +323,7 @@ extension RAIDArray {
             // orphan name first. Only when the rename can succeed: a file
             // (not a directory) moving onto it, and no RENAME_NOREPLACE or
             // RENAME_EXCHANGE (flags 1 and 2), which remove nothing.
-            if flags & 3 == 0, from != to, let af = openFileAtLastLinkLocked(to),
-               let st = try? onPrimary("lstat \(from)", { try $0.lstat(from) }), (st.st_mode & S_IFMT) != S_IFDIR {
+            if flags & 3 == 0, let source, (source.st_mode & S_IFMT) != S_IFDIR, let af = openFileAtLastLinkLocked(to) {
                 try orphanLocked(af, to, move: false)
             }
             try replicateLocked("rename \(from)", dirs: directories(of: from, to)) { try $0.rename(from, to, flags: flags) }
