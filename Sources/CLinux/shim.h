@@ -1,5 +1,6 @@
 // Linux calls that Swift's Glibc module leaves out (they need _GNU_SOURCE):
-// renameat2 for RENAME_NOREPLACE / RENAME_EXCHANGE, and fallocate.
+// renameat2 for RENAME_NOREPLACE / RENAME_EXCHANGE, and fallocate; and
+// small inline helpers Swift cannot express or check.
 #ifndef RAIDFS_CLINUX_SHIM_H
 #define RAIDFS_CLINUX_SHIM_H
 #include <fcntl.h>
@@ -17,4 +18,6 @@ static const int RAIDFS_O_NOATIME = 01000000;
 #include <stdint.h>
 static inline void raidfs_store_relaxed_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t raidfs_load_relaxed_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+/* stdout line-buffered (Swift 6 cannot check a use of the C global). */
+static inline void raidfs_line_buffered_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 #endif

@@ -22,6 +22,7 @@ final class OpenHandle {
 /// buffered handles open at the time have the written range invalidated,
 /// and the next buffered open after writes made while none was open drops
 /// what the kernel kept (keep_cache off).
+// @unchecked Sendable: its tables change only under `lock`.
 final class PageCacheCoherence: @unchecked Sendable {
     private struct State { var buffered = 0, stale = false }
     private let lock = Mutex()
@@ -67,6 +68,7 @@ final class DirectoryHandle {
 
 /// The mounted filesystem: the array plus the hooks the daemon runs when
 /// the kernel connects.
+// @unchecked Sendable: `writebackCache` is set before the mount serves a request and only read after; what it holds is Sendable itself.
 public final class MountedArray: @unchecked Sendable {
     public let array: RAIDArray
     let logger: Logger

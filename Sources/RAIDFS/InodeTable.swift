@@ -13,6 +13,7 @@ import Glibc
 /// device's by its inode number), so `ln f l` and a lookup of `l` give the
 /// kernel the node it has for `f`. Directories are keyed by name. A node's path is its first name's parent's path plus
 /// that name, so renaming a directory moves everything under it at once.
+// @unchecked Sendable: its maps change only under `lock`.
 final class InodeTable: @unchecked Sendable {
     struct Name: Hashable {
         let parent: UInt64

@@ -9,6 +9,7 @@ import Glibc
 /// fails every later one, so what the members hold is frozen at that moment,
 /// wherever it falls — inside a namespace change, a data write, a superblock
 /// or intent-log update. Disarm it to "restart the daemon".
+// @unchecked Sendable: its state is read and written only under `lock`.
 public final class SimulatedCrash: @unchecked Sendable {
     private let lock = Mutex()
     private var remaining: Int? = nil
@@ -39,6 +40,7 @@ public final class SimulatedCrash: @unchecked Sendable {
 ///
 /// Namespace changes are durable at once (as on a journaling filesystem
 /// that orders metadata); file data follows fsync/fdatasync/syncfs.
+// @unchecked Sendable: its tree, files and fault settings change only under `lock`.
 public final class SimulatedMember: Member, @unchecked Sendable {
     public let name: String
     private let lock = Mutex()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RAIDCore
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -128,7 +129,7 @@ struct Status: ParsableCommand {
             while true {
                 let st = try ControlClient.request(mountpoint, ControlRequest(command: "status")).status!
                 print("\u{1B}[H\u{1B}[2J" + (json ? jsonText(st) : render(st, mountpoint: absolutePath(mountpoint))), terminator: "")
-                fflush(stdout)
+                fflush(nil)   // all output streams: `stdout` is a C global Swift 6 cannot check
                 sleep(1)
             }
         }
@@ -227,7 +228,7 @@ struct Events: ParsableCommand {
             for e in r.events ?? [] {
                 print(json ? String(decoding: (try? JSONEncoder().encode(e)) ?? Data(), as: UTF8.self) : e.line)
             }
-            fflush(stdout)
+            fflush(nil)   // all output streams: `stdout` is a C global Swift 6 cannot check
             if !follow { return }
         }
     }
@@ -268,7 +269,7 @@ struct Scrub: ParsableCommand {
             if tty {
                 print(String(format: "\r   scrub: %@ %5.1f%%  %.1f MB/s  eta %@ ", bar(p.progress), p.progress * 100,
                              p.bytesPerSecond / 1e6, duration(p.etaSeconds)), terminator: "")
-                fflush(stdout)
+                fflush(nil)   // all output streams: `stdout` is a C global Swift 6 cannot check
             }
             usleep(200_000)
         }

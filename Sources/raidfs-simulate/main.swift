@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Foundation
 import RAIDCore
 import RAIDSimulation
@@ -81,8 +82,8 @@ if getenv("SWIFT_DETERMINISTIC_HASHING") == nil {
     setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
     var argv: [UnsafeMutablePointer<CChar>?] = CommandLine.arguments.map { strdup($0) } + [nil]
     execv("/proc/self/exe", &argv)
-    fputs("raidfs-simulate: cannot run itself again with SWIFT_DETERMINISTIC_HASHING=1: \(String(cString: strerror(errno)))\n", stderr)
+    FileHandle.standardError.write(Data("raidfs-simulate: cannot run itself again with SWIFT_DETERMINISTIC_HASHING=1: \(String(cString: strerror(errno)))\n".utf8))
     exit(70)
 }
-setvbuf(stdout, nil, _IOLBF, 0)
+raidfs_line_buffered_stdout()
 Simulate.main()

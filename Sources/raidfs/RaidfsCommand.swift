@@ -1,6 +1,7 @@
 import Logging
 import RAIDCore
 import RAIDFS
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -131,7 +132,7 @@ enum RaidfsCommand {
             o = try parse(args)
         } catch let e as UsageError {
             if let r = e.reason {
-                fputs("raidfs: \(r)\n\(usage)\n", stderr)
+                writeStandardError("raidfs: \(r)\n\(usage)\n")
                 return 64
             }
             print(usage)
@@ -141,7 +142,7 @@ enum RaidfsCommand {
         }
         var st = stat()
         guard stat(o.mountpoint, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            fputs("raidfs: mount point \(o.mountpoint): not an existing directory\n", stderr)
+            writeStandardError("raidfs: mount point \(o.mountpoint): not an existing directory\n")
             return 1
         }
         let foreground = o.foreground
@@ -155,23 +156,23 @@ enum RaidfsCommand {
             let (a, report) = try RAIDArray.assemble(directories: o.members, readOnly: o.readOnly,
                                                      intentLog: o.intentLog, force: o.force, logger: logger)
             array = a
-            for line in report.lines { fputs("raidfs: \(line)\n", stderr) }
+            for line in report.lines { writeStandardError("raidfs: \(line)\n") }
             if a.needsResync && a.state != .clean && !o.force {
                 // md refuses a dirty degraded RAID 5/6 for the same reason: a
                 // region written when the crash came may hold parity that no
                 // longer matches, and the missing member's data would be
                 // rebuilt from it.
-                fputs("raidfs: array \(a.arrayUUID) was not shut down cleanly and is \(a.state.rawValue) (\(a.activeRoles.count) of \(a.geometry.memberCount) members): its unsynced regions could rebuild wrong data; add the missing members, or mount with -o force to accept that risk\n", stderr)
+                writeStandardError("raidfs: array \(a.arrayUUID) was not shut down cleanly and is \(a.state.rawValue) (\(a.activeRoles.count) of \(a.geometry.memberCount) members): its unsynced regions could rebuild wrong data; add the missing members, or mount with -o force to accept that risk\n")
                 return 1
             }
             if a.state != .clean {
-                fputs("raidfs: array \(a.arrayUUID) assembled \(a.state.rawValue): \(a.activeRoles.count) of \(a.geometry.memberCount) members active\n", stderr)
+                writeStandardError("raidfs: array \(a.arrayUUID) assembled \(a.state.rawValue): \(a.activeRoles.count) of \(a.geometry.memberCount) members active\n")
             }
         } catch let e as FSError {
-            fputs("raidfs: \(e.message)\n", stderr)
+            writeStandardError("raidfs: \(e.message)\n")
             return 1
         } catch {
-            fputs("raidfs: \(error)\n", stderr)
+            writeStandardError("raidfs: \(error)\n")
             return 1
         }
         var fuseArgs = ["raidfs", o.mountpoint]
@@ -244,5 +245,14 @@ struct SyslogLogHandler: LogHandler {
         "\(message)".withCString { msg in
             withVaList([msg]) { vsyslog(priority, "%s", $0) }
         }
+    }
+}
+
+/// Writes `text` to standard error, unbuffered (before the daemon detaches).
+func writeStandardError(_ text: String) {
+    var text = text
+    text.withUTF8 { b in
+        var done = 0
+        while done < b.count, let n = retryingEINTR({ write(2, b.baseAddress! + done, b.count - done) }) { done += n }
     }
 }

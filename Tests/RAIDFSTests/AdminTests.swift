@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import RAIDCore
+import RAIDControl
 
 extension ScratchArray {
     @discardableResult

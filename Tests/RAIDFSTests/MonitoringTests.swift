@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import RAIDCore
+import RAIDControl
 
 /// What runs with no one at the keyboard: counters that persist, programs
 /// told of every event, spares that can really take over.

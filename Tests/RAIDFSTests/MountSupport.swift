@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import RAIDCore
+import RAIDControl
 
 /// Where the built raidfs and raidctl live (tools/test.sh exports it; else
 /// beside the test bundle).

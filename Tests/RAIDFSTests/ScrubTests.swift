@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import RAIDCore
+import RAIDControl
 
 /// `raidctl scrub` on a mounted array: finds damage in data and parity that
 /// no read touched, reports it in check mode without writing, repairs it

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import RAIDControl
 
 /// The one error type the engine throws: an errno (what FUSE answers with)
 /// and a message naming the thing and the cause (what a person reads).
@@ -21,17 +22,12 @@ public struct FSError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// Runs a system call that returns -1 and sets errno on failure, again for
-/// as long as a signal interrupts it (EINTR): its result, or the FSError
-/// naming `op` and `path`. The one place raidfs retries an interrupted call.
+/// `RAIDControl.retryingEINTR`, failing with the FSError that names `op`
+/// and `path`.
 @inline(__always)
 func retryingEINTR<T: BinaryInteger>(_ op: String, _ path: String, _ call: () -> T) throws -> T {
-    while true {
-        let r = call()
-        if r >= 0 { return r }
-        let code = Glibc.errno
-        if code != EINTR { throw FSError.system(op, path, errno: code) }
-    }
+    guard let r = RAIDControl.retryingEINTR(call) else { throw FSError.system(op, path) }
+    return r
 }
 
 extension FSError {

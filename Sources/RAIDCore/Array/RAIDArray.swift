@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import CLinux
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,7 @@ public struct MemberCounters: Codable, Sendable, Equatable {
 
 /// A running array: geometry, codec, members by role and their state, and the
 /// event counter. Member failure is decided here, in one place.
+// @unchecked Sendable: membership, superblock and maintenance slots change only under `stateLock` (the lock order is below); the data path reads the published membership snapshot.
 public final class RAIDArray: @unchecked Sendable {
     public let geometry: Geometry
     public let codec: Codec
@@ -31,15 +33,12 @@ public final class RAIDArray: @unchecked Sendable {
     var memberSlots: [Member?]
     /// Hot spares, not yet holding a role.
     var spareMembers: [(uuid: String, member: Member)] = []
-    /// Every role's state, flags and generation: written only through its
-    /// methods (RoleTable.swift), under `stateLock`.
+    /// Every role's state and generation: written only through its methods
+    /// (RoleTable.swift), under `stateLock`; read as `membership`.
     let roles: RoleTable
-    /// Read views of `roles` for the data path (no lock): 1 = active, 2 =
-    /// rebuilding; generations; a replacement's flag and generation.
-    var activeFlags: UnsafePointer<UInt8> { UnsafePointer(roles.active) }
-    var roleGenerations: UnsafePointer<UInt32> { UnsafePointer(roles.generations) }
-    var shadowFlags: UnsafePointer<UInt8> { UnsafePointer(roles.shadow) }
-    var shadowGenerations: UnsafePointer<UInt32> { UnsafePointer(roles.shadowGenerations) }
+    /// The membership snapshot in force (no lock): a caller that asks more
+    /// than one question reads it once and asks them all of it.
+    public var membership: Membership { roles.current }
     /// `raidctl replace`: a member taking over a role while the role's
     /// member still serves. It takes every write the role takes; it is
     /// never read.
@@ -60,8 +59,7 @@ public final class RAIDArray: @unchecked Sendable {
     /// their fields and call nothing while held.
     let stateLock = Mutex()
     var superblock: Superblock
-    /// Under `stateLock`.
-    var roleStates: [RoleState] { roles.states }
+    var roleStates: [RoleState] { roles.current.states }
     /// The rebuild in progress, if any (guarded by `stateLock`).
     var rebuilderSlot: Rebuilder?
     /// The running or last scrub (guarded by `stateLock`).
@@ -283,19 +281,19 @@ public final class RAIDArray: @unchecked Sendable {
     // MARK: state
 
     @inline(__always)
-    public func isActive(_ role: Int) -> Bool { activeFlags[role] == RoleTable.activeFlag }
+    public func isActive(_ role: Int) -> Bool { membership.isActive(role) }
 
     /// Active, or being rebuilt: takes writes.
     @inline(__always)
-    public func isWritable(_ role: Int) -> Bool { activeFlags[role] != RoleTable.notServed }
+    public func isWritable(_ role: Int) -> Bool { membership.isWritable(role) }
 
-    public var activeRoles: [Int] { (0..<geometry.memberCount).filter { isActive($0) } }
-    public var rebuildingRoles: [Int] { (0..<geometry.memberCount).filter { activeFlags[$0] == RoleTable.rebuildingFlag } }
+    public var activeRoles: [Int] { membership.activeRoles }
+    public var rebuildingRoles: [Int] { membership.rebuildingRoles }
 
     public func member(_ role: Int) -> Member? { stateLock.withLock { memberSlots[role] } }
 
     /// Roles with a replacement member attached, and that member.
-    var shadowRoles: [Int] { (0..<geometry.memberCount).filter { shadowFlags[$0] != 0 } }
+    var shadowRoles: [Int] { membership.shadowRoles }
     func shadowMember(_ role: Int) -> Member? { stateLock.withLock { shadowSlots[role]?.member } }
 
     public var spares: [Member] { stateLock.withLock { spareMembers.map { $0.member } } }

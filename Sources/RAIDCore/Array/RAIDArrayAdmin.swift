@@ -1,4 +1,5 @@
 import Foundation
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -230,7 +231,7 @@ extension RAIDArray {
     /// Gives up a replacement (its member failed a write, or data could not be copied).
     func abandonReplacement(role: Int, _ reason: String) {
         let r: Rebuilder? = stateLock.withLock {
-            guard shadowFlags[role] != 0 else { return nil }
+            guard membership.shadow[role] else { return nil }
             roles.detachShadow(role)
             shadowSlots[role] = nil
             superblock.replacement = nil
@@ -247,7 +248,7 @@ extension RAIDArray {
         var old = ""
         let done: Bool = namespace.lock.withLock {
             let gen: UInt32? = stateLock.withLock {
-                guard shadowFlags[r.role] != 0, let slot = shadowSlots[r.role], slot.member === r.target else { return nil }
+                guard membership.shadow[r.role], let slot = shadowSlots[r.role], slot.member === r.target else { return nil }
                 old = memberSlots[r.role]?.name ?? "(missing)"
                 resetCountersLocked(r.role)
                 memberSlots[r.role] = r.target

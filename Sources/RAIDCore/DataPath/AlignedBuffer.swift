@@ -4,6 +4,7 @@ import Glibc
 
 /// A page-aligned byte buffer, allocated once and reused. ISA-L's pq_gen and
 /// xor_gen need 32-byte alignment; page alignment also suits the page cache.
+// @unchecked Sendable: its pointer and count never change; its bytes belong to one request at a time (a pool hands it out) or are never written after setup (`zeroStripe`).
 public final class AlignedBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let count: Int
@@ -37,6 +38,7 @@ public final class AlignedBuffer: @unchecked Sendable {
 ///
 /// Inlinable: the FUSE adapter takes an item per request, and an
 /// unspecialized generic call looks its metadata up each time.
+// @unchecked Sendable: its free list changes only under `lock`, and an item is handed to one caller at a time.
 public final class Pool<T: AnyObject>: @unchecked Sendable {
     @usableFromInline let lock = Mutex()
     @usableFromInline var free: [T] = []

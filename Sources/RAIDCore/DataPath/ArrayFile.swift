@@ -5,12 +5,13 @@ import Glibc
 /// One open array file, shared by every handle (and hard link) that opened
 /// it: the member files by role, the logical size, and the lock that keeps
 /// readers from seeing a half-written stripe.
+// @unchecked Sendable: its size and member files change only with `lock` held exclusively, a stripe's bytes only within `ranges`, its access stamps only under `accessLock` (lock order: RAIDArray.swift).
 public final class ArrayFile: @unchecked Sendable {
     let array: RAIDArray
     public let fileId: UInt64
     /// Member files by role; nil where the member was not active at open.
     var files: [MemberFile?]
-    /// The role generation each file was opened under (see RAIDArray.roleGenerations).
+    /// The role generation each file was opened under (see Membership.generations).
     var fileGenerations: [UInt32]
     /// Files on replacement members (raidctl replace), by role.
     var shadowFiles: [MemberFile?]
@@ -66,14 +67,16 @@ public final class ArrayFile: @unchecked Sendable {
     /// The member file of an active role: read and written.
     @inline(__always)
     func usable(_ role: Int) -> MemberFile? {
-        array.isActive(role) && fileGenerations[role] == array.roleGenerations[role] ? files[role] : nil
+        let m = array.membership
+        return m.isActive(role) && fileGenerations[role] == m.generations[role] ? files[role] : nil
     }
 
     /// The member file of an active or rebuilding role: written, so a
     /// member being rebuilt keeps up with new writes.
     @inline(__always)
     func writable(_ role: Int) -> MemberFile? {
-        array.isWritable(role) && fileGenerations[role] == array.roleGenerations[role] ? files[role] : nil
+        let m = array.membership
+        return m.isWritable(role) && fileGenerations[role] == m.generations[role] ? files[role] : nil
     }
 
     /// Points `role` at `file` on the role's current member (the rebuilder
@@ -81,24 +84,25 @@ public final class ArrayFile: @unchecked Sendable {
     func attach(role: Int, _ file: MemberFile) {
         files[role]?.close()
         files[role] = file
-        fileGenerations[role] = array.roleGenerations[role]
+        fileGenerations[role] = array.membership.generations[role]
     }
 
     /// True when `role` has a file on its current member.
     func isAttached(role: Int) -> Bool {
-        files[role] != nil && fileGenerations[role] == array.roleGenerations[role]
+        files[role] != nil && fileGenerations[role] == array.membership.generations[role]
     }
 
     /// The file on the member replacing `role`, if a replacement is running.
     @inline(__always)
     func shadow(_ role: Int) -> MemberFile? {
-        array.shadowFlags[role] != 0 && shadowFileGenerations[role] == array.shadowGenerations[role] ? shadowFiles[role] : nil
+        let m = array.membership
+        return m.shadow[role] && shadowFileGenerations[role] == m.shadowGenerations[role] ? shadowFiles[role] : nil
     }
 
     func attachShadow(role: Int, _ file: MemberFile) {
         shadowFiles[role]?.close()
         shadowFiles[role] = file
-        shadowFileGenerations[role] = array.shadowGenerations[role]
+        shadowFileGenerations[role] = array.membership.shadowGenerations[role]
     }
 
     func isShadowAttached(role: Int) -> Bool { shadow(role) != nil }

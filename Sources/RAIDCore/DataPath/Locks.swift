@@ -3,6 +3,7 @@ import Glibc
 #endif
 
 /// A pthread mutex owned by a class so its address is stable.
+// @unchecked Sendable: a pthread mutex, made to be shared between threads; its address is stable.
 public final class Mutex: @unchecked Sendable {
     @usableFromInline let m: UnsafeMutablePointer<pthread_mutex_t>
 
@@ -26,6 +27,7 @@ public final class Mutex: @unchecked Sendable {
 }
 
 /// A readers–writer lock: many readers of a file, or one writer.
+// @unchecked Sendable: a pthread rwlock, made to be shared between threads; its address is stable.
 public final class ReadWriteLock: @unchecked Sendable {
     private let l: UnsafeMutablePointer<pthread_rwlock_t>
 
@@ -66,6 +68,7 @@ public final class ReadWriteLock: @unchecked Sendable {
 /// A handful of ranges are held at once (one per request in flight on the
 /// file), so a list searched linearly is enough; waiters sleep on one
 /// condition and re-check when any range is released.
+// @unchecked Sendable: its held ranges change only under `mutex`.
 public final class StripeRangeLock: @unchecked Sendable {
     private struct Held {
         var first: UInt64, last: UInt64, exclusive: Bool, token: UInt64

@@ -21,6 +21,7 @@ public func crc32c(_ bytes: [UInt8]) -> UInt32 {
 /// xor_gen / pq_gen when the buffers allow it, else ec_encode_data with md's
 /// P and Q rows; recovery inverts the surviving rows of the same matrix.
 /// RAID 1 "parity" is a copy of the data chunk.
+// @unchecked Sendable: its parity tables are read-only after init; decode tables are cached under `lock` and freed only in deinit.
 public final class Codec: @unchecked Sendable {
     public let level: RAIDLevel
     public let dataCount: Int

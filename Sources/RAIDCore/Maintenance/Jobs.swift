@@ -12,11 +12,13 @@ import Glibc
 ///   point (between a rebuild's batches, between a scrub's files). Exactly
 ///   one thread runs at any moment, in an order the caller decides, so a
 ///   seeded run of operations and maintenance steps replays exactly.
+// @unchecked Sendable: its job list changes only under `lock`; stepped jobs hand the one running turn over through semaphores.
 public final class JobRunner: @unchecked Sendable {
     public enum Mode: Sendable { case threads, stepped }
     public let mode: Mode
 
     /// One job under `.stepped`: a thread and the baton it is handed.
+    // @unchecked Sendable: `finished` is written by the job's thread before it signals `paused`, and read after a `paused.wait()`, which orders the two.
     final class Job: @unchecked Sendable {
         let name: String
         let resume = DispatchSemaphore(value: 0)
@@ -36,7 +38,7 @@ public final class JobRunner: @unchecked Sendable {
     /// Starts `body` as a job named `name`: the job is returned under
     /// `.stepped`, for `wait(for:until:)`.
     @discardableResult
-    func spawn(_ name: String, _ body: @escaping () -> Void) -> Job? {
+    func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) -> Job? {
         switch mode {
         case .threads:
             let t = Thread(block: body)
@@ -112,6 +114,7 @@ public final class JobRunner: @unchecked Sendable {
 /// and how background jobs run. The daemon uses the system's; the
 /// simulation passes a logical clock, seeded identifiers and stepped jobs,
 /// so that one seed gives one run.
+// @unchecked Sendable: the simulated clock and identifier source change only under `lock`.
 public final class EngineEnvironment: @unchecked Sendable {
     public let jobs: JobRunner
     private let lock = Mutex()

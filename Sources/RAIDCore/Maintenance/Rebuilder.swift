@@ -1,4 +1,5 @@
 import Foundation
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,6 +13,7 @@ import Glibc
 /// superblocks so a remount resumes where it stopped. Only data that exists
 /// is rebuilt. New writes reach the members as soon as they are attached, so
 /// what the walk has done stays current.
+// @unchecked Sendable: its progress, targets and stop flag change only under `lock`; the rest is set in init.
 public final class Rebuilder: @unchecked Sendable {
     public struct Target {
         public let role: Int

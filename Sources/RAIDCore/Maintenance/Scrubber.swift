@@ -1,5 +1,6 @@
 import Foundation
 import CLinux
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,6 +11,7 @@ import Glibc
 /// file's lock so user I/O interleaves. In repair mode what redundancy can
 /// restore is rewritten (checksums say which chunk is wrong, so unlike md's
 /// repair it never guesses); in check mode it is only counted and reported.
+// @unchecked Sendable: its progress, findings and stop flag change only under `lock`; the rest is set in init.
 public final class Scrubber: @unchecked Sendable {
     public let repair: Bool
     private unowned let array: RAIDArray

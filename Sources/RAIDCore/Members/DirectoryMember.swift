@@ -5,6 +5,7 @@ import CLinux
 
 /// A member disk that is a directory on any POSIX filesystem:
 /// `DIR/raidfs.sb` is the superblock, `DIR/data/` mirrors the array's tree.
+// @unchecked Sendable: its data directory's fd is opened once under `dataFdLock` and its superblock written under `superblockLock`; the rest are system calls on fds and paths.
 public final class DirectoryMember: Member, @unchecked Sendable {
     public static let superblockName = "raidfs.sb"
     public static let dataDirectoryName = "data"

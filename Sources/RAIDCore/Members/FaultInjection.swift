@@ -1,3 +1,4 @@
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -65,6 +66,7 @@ public struct InjectedFault: Codable, Sendable, Equatable, CustomStringConvertib
 
 /// The faults active on one member; consulted on every operation, so the
 /// check when none is active is one lock and one test.
+// @unchecked Sendable: its faults change only under `lock`.
 final class FaultPlan: @unchecked Sendable {
     private let lock = Mutex()
     private var faults: [FaultKind: InjectedFault] = [:]
@@ -103,6 +105,7 @@ final class FaultPlan: @unchecked Sendable {
 
 /// A member with `raidctl inject` faults in front of it. Every member of a
 /// mounted array is wrapped so; with no fault active it only forwards.
+// @unchecked Sendable: its faults are in `plan` (locked) and `base` is a Member, Sendable itself.
 public final class FaultInjectingMember: Member, @unchecked Sendable {
     public let base: Member
     let plan = FaultPlan()

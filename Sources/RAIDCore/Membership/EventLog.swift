@@ -1,37 +1,15 @@
 import Foundation
 import Logging
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// One thing that happened to the array, as `raidctl events` shows it.
-public struct ArrayEvent: Codable, Sendable, Equatable {
-    public var time: Double
-    /// member-failed, member-removed, spare-added, rebuild-started,
-    /// rebuild-finished, checksum-error, repaired, resync, assembled, ...
-    public var kind: String
-    public var member: Int?
-    public var path: String?
-    public var message: String
-
-    public init(time: Double = Date().timeIntervalSince1970, kind: String, member: Int? = nil, path: String? = nil, message: String) {
-        self.time = time
-        self.kind = kind
-        self.member = member
-        self.path = path
-        self.message = message
-    }
-
-    public var line: String {
-        let ts = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: time))
-        return "\(ts) \(kind)\(member.map { " member \($0)" } ?? "")\(path.map { " \($0)" } ?? ""): \(message)"
-    }
-}
 
 /// The persistent event log: every event is appended as a JSON line to
 /// `raidfs.events` on every active member (so it survives what the array
 /// survives), kept in memory for `raidctl events`, and sent to the daemon's
 /// logger. Followers get new events as they happen.
+// @unchecked Sendable: its history and followers change only under `lock`.
 public final class EventLog: @unchecked Sendable {
     public static let fileName = "raidfs.events"
     static let memoryMax = 10_000
@@ -84,5 +62,31 @@ public final class EventLog: @unchecked Sendable {
     static func parse(_ bytes: [UInt8]) -> [ArrayEvent] {
         let dec = JSONDecoder()
         return bytes.split(separator: UInt8(ascii: "\n")).compactMap { try? dec.decode(ArrayEvent.self, from: Data($0)) }
+    }
+}
+
+/// Hands events from the logging thread to a follower's connection thread;
+/// bounded, so a stalled follower cannot grow it without limit.
+// @unchecked Sendable: its items change only under `cond`.
+public final class EventQueue: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var items: [ArrayEvent] = []
+    static let max = 10_000
+
+    public init() {}
+
+    public func push(_ e: ArrayEvent) {
+        cond.lock()
+        if items.count < EventQueue.max { items.append(e) }
+        cond.signal()
+        cond.unlock()
+    }
+
+    /// The next event, or nil after a second without one.
+    public func pop() -> ArrayEvent? {
+        cond.lock()
+        defer { cond.unlock() }
+        if items.isEmpty { cond.wait(until: Date().addingTimeInterval(1)) }
+        return items.isEmpty ? nil : items.removeFirst()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import RAIDControl
 
 /// Runs a program for each event of an array, as `mdadm --monitor --program`
 /// and ZFS's zed run theirs: `/bin/sh -c PROGRAM` with the event as one JSON
@@ -7,6 +8,7 @@ import Foundation
 /// RAIDFS_MESSAGE and RAIDFS_MOUNTPOINT. One event at a time, in order; a
 /// program still running after `timeoutSeconds` is killed, so a stuck mailer
 /// cannot stall the events behind it.
+// @unchecked Sendable: immutable after init; each event runs in a process of its own.
 public final class EventProgram: @unchecked Sendable {
     public let program: String
     public let mountpoint: String

@@ -1,4 +1,5 @@
 import Foundation
+import RAIDControl
 
 /// What the array believes about one role.
 public enum RoleState: String, Codable, Sendable {
@@ -12,15 +13,6 @@ public struct RebuildCheckpoint: Codable, Equatable, Sendable {
     /// before it are done.
     public var lastPath: String
     public var bytesDone: UInt64
-}
-
-/// What a scrub found.
-public struct ScrubResult: Codable, Equatable, Sendable {
-    public var mode: String
-    public var bytes: UInt64
-    public var problems: Int
-    public var repaired: Int
-    public var unrecoverable: Int
 }
 
 /// The scrub history the superblocks keep: when the last complete scrub

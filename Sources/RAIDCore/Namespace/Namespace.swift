@@ -1,9 +1,11 @@
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The open-file table and the lock that orders namespace changes, so every
 /// member sees the same mutations in the same order.
+// @unchecked Sendable: its open-file table changes only under `lock`.
 final class NamespaceState: @unchecked Sendable {
     let lock = Mutex()
     /// Open array files by file id (shared by hard links and by handles).
@@ -459,11 +461,12 @@ extension RAIDArray {
         let n = geometry.memberCount
         // Sampled before opening: a role that changes member meanwhile
         // leaves a handle that no longer matches, and is not used.
-        let generations = (0..<n).map { roleGenerations[$0] }
+        let sampled = membership
+        let generations = sampled.generations
         var files = [MemberFile?](repeating: nil, count: n)
         var primary: (role: Int, member: Member)? = nil
         let flags = readOnly ? O_RDONLY : O_RDWR
-        for role in activeRoles {
+        for role in sampled.activeRoles {
             guard let m = member(role) else { continue }
             do {
                 files[role] = try m.open(path, flags: flags, mode: 0)
@@ -537,8 +540,9 @@ extension RAIDArray {
         }
         let size = valid.filter { $0.fileId == fileId }.map { $0.size }.max()!
         let af = ArrayFile(array: self, fileId: fileId, files: files, generations: generations, size: size, path: path)
-        for role in shadowRoles {
-            let gen = shadowGenerations[role]
+        let shadows = membership
+        for role in shadows.shadowRoles {
+            let gen = shadows.shadowGenerations[role]
             if let m = shadowMember(role), let f = try? m.open(path, flags: flags, mode: 0) {
                 af.shadowFiles[role] = f
                 af.shadowFileGenerations[role] = gen

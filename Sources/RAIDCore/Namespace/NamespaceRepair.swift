@@ -1,3 +1,4 @@
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif

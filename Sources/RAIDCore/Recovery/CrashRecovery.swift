@@ -1,4 +1,5 @@
 import Foundation
+import RAIDControl
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -21,6 +21,7 @@ import Glibc
 /// Each member keeps the log in two fixed slots written in place with
 /// alternating sequence numbers; the newest slot whose checksum verifies wins.
 /// A directory's entry has file id 0 (file ids start at 2^32) and its path.
+// @unchecked Sendable: its regions and counts change only under `lock`, its slots are written only under `persistLock`.
 public final class IntentLog: @unchecked Sendable {
     public struct Region: Hashable, Sendable {
         public let fileId: UInt64

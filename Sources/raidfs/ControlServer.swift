@@ -1,6 +1,8 @@
 import Foundation
 import CLinux
 import Logging
+import RAIDControl
+import RAIDCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,6 +11,7 @@ import Glibc
 /// directory is 0700, the socket 0600, and a peer of another uid (other than
 /// root) is refused and logged. Each connection gets its own thread, at most
 /// `connectionsMax` at once.
+// @unchecked Sendable: its listening fd and connection count change only under `lock`.
 public final class ControlServer: @unchecked Sendable {
     public typealias Handler = (ControlRequest, _ send: (ControlResponse) -> Bool) -> Void
     static let connectionsMax = 16

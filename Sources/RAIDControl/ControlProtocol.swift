@@ -49,86 +49,6 @@ public struct ControlRequest: Codable, Sendable {
     }
 }
 
-public struct ProgressStatus: Codable, Sendable, Equatable {
-    public var running: Bool
-    public var progress: Double
-    public var bytesPerSecond: Double
-    public var etaSeconds: Double?
-    public var repaired: Int?
-    public var unrecoverable: Int?
-    public var role: Int?
-    public var target: String?
-    /// Scrub only: "repair" or "check", the problems found (repaired or
-    /// not), and whether it was stopped before the end.
-    public var mode: String?
-    public var problems: Int?
-    public var stopped: Bool?
-    /// Scrub only: when the last complete scrub ended (seconds since the
-    /// epoch) and what it found; when the next scheduled one is due; and,
-    /// when one was cut short, the path it resumes after.
-    public var lastFinishedAt: Double?
-    public var lastResult: ScrubResult?
-    public var nextDueAt: Double?
-    public var resumesAfter: String?
-
-    enum CodingKeys: String, CodingKey {
-        case running, progress, bytesPerSecond, etaSeconds, repaired, unrecoverable, role, target, mode, problems, stopped
-        case lastFinishedAt, lastResult, nextDueAt, resumesAfter
-    }
-
-    /// etaSeconds is always present (null when unknown), as DESIGN.md lists it.
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(running, forKey: .running)
-        try c.encode(progress, forKey: .progress)
-        try c.encode(bytesPerSecond, forKey: .bytesPerSecond)
-        if let eta = etaSeconds { try c.encode(eta, forKey: .etaSeconds) } else { try c.encodeNil(forKey: .etaSeconds) }
-        try c.encodeIfPresent(repaired, forKey: .repaired)
-        try c.encodeIfPresent(unrecoverable, forKey: .unrecoverable)
-        try c.encodeIfPresent(role, forKey: .role)
-        try c.encodeIfPresent(target, forKey: .target)
-        try c.encodeIfPresent(mode, forKey: .mode)
-        try c.encodeIfPresent(problems, forKey: .problems)
-        try c.encodeIfPresent(stopped, forKey: .stopped)
-        try c.encodeIfPresent(lastFinishedAt, forKey: .lastFinishedAt)
-        try c.encodeIfPresent(lastResult, forKey: .lastResult)
-        try c.encodeIfPresent(nextDueAt, forKey: .nextDueAt)
-        try c.encodeIfPresent(resumesAfter, forKey: .resumesAfter)
-    }
-}
-
-public struct MemberStatus: Codable, Sendable, Equatable {
-    public var index: Int
-    public var path: String
-    public var state: String
-    public var readErrors: UInt64
-    public var writeErrors: UInt64
-    public var checksumErrors: UInt64
-    /// Faults injected with `raidctl inject` (absent when none).
-    public var faults: [String]?
-}
-
-public struct ArrayStatus: Codable, Sendable, Equatable {
-    public var arrayUUID: String
-    public var level: Int
-    public var chunkSizeBytes: Int
-    public var state: String
-    public var events: UInt64
-    public var members: [MemberStatus]
-    public var spares: [String]
-    public var rebuild: ProgressStatus
-    public var scrub: ProgressStatus
-
-    /// `raidctl status` exit code, as `mdadm --detail --test`.
-    public var exitCode: Int32 {
-        switch state {
-        case "clean": return 0
-        case "failed": return 2
-        default: return 1
-        }
-    }
-}
-
 public struct ControlResponse: Codable, Sendable {
     public var version: Int
     public var ok: Bool
@@ -156,7 +76,7 @@ public enum ControlWire {
         bytes.append(UInt8(ascii: "\n"))
         var done = 0
         while done < bytes.count {
-            guard let n = try? retryingEINTR("send", "control socket", {
+            guard let n = retryingEINTR({
                 bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
             }) else { return false }   // the peer is gone: the caller drops it
             done += n
@@ -175,7 +95,7 @@ public enum ControlWire {
             if buffer.count > 1 << 20 { return nil }
             var chunk = [UInt8](repeating: 0, count: 65536)
             // nil at end of stream or on an error: the caller drops the peer.
-            guard let n = try? retryingEINTR("recv", "control socket", { chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }),
+            guard let n = retryingEINTR({ chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }),
                   n > 0 else { return nil }
             buffer += chunk[0..<n]
         }

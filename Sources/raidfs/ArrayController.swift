@@ -1,9 +1,11 @@
 import Foundation
+import RAIDControl
+import RAIDCore
 
 /// Answers control requests for a mounted array (the daemon's side of
 /// `raidctl`). Every request either changes the array as asked or changes
 /// nothing and says why.
-public enum ArrayController {
+enum ArrayController {
     public static func handle(_ array: RAIDArray, _ req: ControlRequest, send: (ControlResponse) -> Bool) {
         do {
             switch req.command {
@@ -70,30 +72,5 @@ public enum ArrayController {
     private static func required(_ v: String?, _ name: String) throws -> String {
         guard let v, !v.isEmpty else { throw FSError.invalid("request lacks \(name)") }
         return v
-    }
-}
-
-/// Hands events from the logging thread to a follower's connection thread;
-/// bounded, so a stalled follower cannot grow it without limit.
-public final class EventQueue: @unchecked Sendable {
-    private let cond = NSCondition()
-    private var items: [ArrayEvent] = []
-    static let max = 10_000
-
-    public init() {}
-
-    public func push(_ e: ArrayEvent) {
-        cond.lock()
-        if items.count < EventQueue.max { items.append(e) }
-        cond.signal()
-        cond.unlock()
-    }
-
-    /// The next event, or nil after a second without one.
-    public func pop() -> ArrayEvent? {
-        cond.lock()
-        defer { cond.unlock() }
-        if items.isEmpty { cond.wait(until: Date().addingTimeInterval(1)) }
-        return items.isEmpty ? nil : items.removeFirst()
     }
 }

@@ -1,0 +1,166 @@
+import Foundation
+
+// The status and event types the control protocol carries, with the JSON
+// field names DESIGN.md gives them. The engine reports in these types, keeps
+// its event log and scrub history in them, and raidctl renders them.
+
+/// What a scrub found.
+public struct ScrubResult: Codable, Equatable, Sendable {
+    public var mode: String
+    public var bytes: UInt64
+    public var problems: Int
+    public var repaired: Int
+    public var unrecoverable: Int
+
+    public init(mode: String, bytes: UInt64, problems: Int, repaired: Int, unrecoverable: Int) {
+        self.mode = mode
+        self.bytes = bytes
+        self.problems = problems
+        self.repaired = repaired
+        self.unrecoverable = unrecoverable
+    }
+}
+
+/// One thing that happened to the array, as `raidctl events` shows it.
+public struct ArrayEvent: Codable, Sendable, Equatable {
+    public var time: Double
+    /// member-failed, member-removed, spare-added, rebuild-started,
+    /// rebuild-finished, checksum-error, repaired, resync, assembled, ...
+    public var kind: String
+    public var member: Int?
+    public var path: String?
+    public var message: String
+
+    public init(time: Double = Date().timeIntervalSince1970, kind: String, member: Int? = nil, path: String? = nil, message: String) {
+        self.time = time
+        self.kind = kind
+        self.member = member
+        self.path = path
+        self.message = message
+    }
+
+    public var line: String {
+        let ts = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: time))
+        return "\(ts) \(kind)\(member.map { " member \($0)" } ?? "")\(path.map { " \($0)" } ?? ""): \(message)"
+    }
+}
+
+public struct ProgressStatus: Codable, Sendable, Equatable {
+    public var running: Bool
+    public var progress: Double
+    public var bytesPerSecond: Double
+    public var etaSeconds: Double?
+    public var repaired: Int?
+    public var unrecoverable: Int?
+    public var role: Int?
+    public var target: String?
+    /// Scrub only: "repair" or "check", the problems found (repaired or
+    /// not), and whether it was stopped before the end.
+    public var mode: String?
+    public var problems: Int?
+    public var stopped: Bool?
+    /// Scrub only: when the last complete scrub ended (seconds since the
+    /// epoch) and what it found; when the next scheduled one is due; and,
+    /// when one was cut short, the path it resumes after.
+    public var lastFinishedAt: Double?
+    public var lastResult: ScrubResult?
+    public var nextDueAt: Double?
+    public var resumesAfter: String?
+
+    public init(running: Bool, progress: Double, bytesPerSecond: Double, etaSeconds: Double?,
+                repaired: Int? = nil, unrecoverable: Int? = nil, role: Int? = nil, target: String? = nil,
+                mode: String? = nil, problems: Int? = nil, stopped: Bool? = nil) {
+        self.running = running
+        self.progress = progress
+        self.bytesPerSecond = bytesPerSecond
+        self.etaSeconds = etaSeconds
+        self.repaired = repaired
+        self.unrecoverable = unrecoverable
+        self.role = role
+        self.target = target
+        self.mode = mode
+        self.problems = problems
+        self.stopped = stopped
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case running, progress, bytesPerSecond, etaSeconds, repaired, unrecoverable, role, target, mode, problems, stopped
+        case lastFinishedAt, lastResult, nextDueAt, resumesAfter
+    }
+
+    /// etaSeconds is always present (null when unknown), as DESIGN.md lists it.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(running, forKey: .running)
+        try c.encode(progress, forKey: .progress)
+        try c.encode(bytesPerSecond, forKey: .bytesPerSecond)
+        if let eta = etaSeconds { try c.encode(eta, forKey: .etaSeconds) } else { try c.encodeNil(forKey: .etaSeconds) }
+        try c.encodeIfPresent(repaired, forKey: .repaired)
+        try c.encodeIfPresent(unrecoverable, forKey: .unrecoverable)
+        try c.encodeIfPresent(role, forKey: .role)
+        try c.encodeIfPresent(target, forKey: .target)
+        try c.encodeIfPresent(mode, forKey: .mode)
+        try c.encodeIfPresent(problems, forKey: .problems)
+        try c.encodeIfPresent(stopped, forKey: .stopped)
+        try c.encodeIfPresent(lastFinishedAt, forKey: .lastFinishedAt)
+        try c.encodeIfPresent(lastResult, forKey: .lastResult)
+        try c.encodeIfPresent(nextDueAt, forKey: .nextDueAt)
+        try c.encodeIfPresent(resumesAfter, forKey: .resumesAfter)
+    }
+}
+
+public struct MemberStatus: Codable, Sendable, Equatable {
+    public var index: Int
+    public var path: String
+    public var state: String
+    public var readErrors: UInt64
+    public var writeErrors: UInt64
+    public var checksumErrors: UInt64
+    /// Faults injected with `raidctl inject` (absent when none).
+    public var faults: [String]?
+
+    public init(index: Int, path: String, state: String, readErrors: UInt64, writeErrors: UInt64,
+                checksumErrors: UInt64, faults: [String]?) {
+        self.index = index
+        self.path = path
+        self.state = state
+        self.readErrors = readErrors
+        self.writeErrors = writeErrors
+        self.checksumErrors = checksumErrors
+        self.faults = faults
+    }
+}
+
+public struct ArrayStatus: Codable, Sendable, Equatable {
+    public var arrayUUID: String
+    public var level: Int
+    public var chunkSizeBytes: Int
+    public var state: String
+    public var events: UInt64
+    public var members: [MemberStatus]
+    public var spares: [String]
+    public var rebuild: ProgressStatus
+    public var scrub: ProgressStatus
+
+    public init(arrayUUID: String, level: Int, chunkSizeBytes: Int, state: String, events: UInt64,
+                members: [MemberStatus], spares: [String], rebuild: ProgressStatus, scrub: ProgressStatus) {
+        self.arrayUUID = arrayUUID
+        self.level = level
+        self.chunkSizeBytes = chunkSizeBytes
+        self.state = state
+        self.events = events
+        self.members = members
+        self.spares = spares
+        self.rebuild = rebuild
+        self.scrub = scrub
+    }
+
+    /// `raidctl status` exit code, as `mdadm --detail --test`.
+    public var exitCode: Int32 {
+        switch state {
+        case "clean": return 0
+        case "failed": return 2
+        default: return 1
+        }
+    }
+}
