@@ -324,7 +324,7 @@ public final class Simulation {
         if !crashed && options.paranoid {
             let (files, dirs) = try actualNamespace()
             if files != Set(model.names.keys) || dirs != model.dirs {
-                throw fail("namespace differs: files \(files.symmetricDifference(Set(model.names.keys)).sorted()), directories \(dirs.symmetricDifference(model.dirs).sorted())")
+                throw fail(namespaceDifference(files, dirs))
             }
             for r in 0..<options.members where array.isActive(r) {
                 guard let m = disks[array.memberName(r)] else { continue }   // below the fault layer: checking draws no fault
@@ -404,7 +404,7 @@ public final class Simulation {
             } catch let e as FSError where e.errno == EIO && mayLose {
                 // Made on the members, its header unreadable: there or not.
                 report.count("eio-beyond-redundancy")
-                if (try? array.getattr(path)) == nil { model.names[path] = nil; dropUnnamedInodes() } else { tainted.insert(model.names[path]!) }
+                if !listed(path) { model.names[path] = nil; dropUnnamedInodes() } else { tainted.insert(model.names[path]!) }
             }
         case 60..<380:   // write
             guard let path = randomFile() else { return }
@@ -535,7 +535,12 @@ public final class Simulation {
             guard lost.count < redundancy + (options.beyondRedundancy ? 1 : 0) else { return }
             let candidates = (0..<options.members).filter { !lost.contains($0) }
             let role = candidates[below(candidates.count)]
-            let kinds: [FaultKind] = lost.count < redundancy ? [.bitrot, .eioRead, .eioWrite, .vanish, .latency] : [.bitrot, .eioRead]
+            // With read errors on every role, the engine may fail any member
+            // for its hourly error budget, long after its faults cleared: a
+            // member vanishing then as well fails the array, rightly. So
+            // beyond redundancy the run injects read faults only.
+            let kinds: [FaultKind] = lost.count < redundancy && !options.beyondRedundancy
+                ? [.bitrot, .eioRead, .eioWrite, .vanish, .latency] : [.bitrot, .eioRead]
             let kind = kinds[below(kinds.count)]
             let fault = InjectedFault(kind: kind, rate: [1, 0.5, 0.1][below(3)],
                                       count: chance(50) ? nil : 1 + below(20),
@@ -633,6 +638,23 @@ public final class Simulation {
         return "read \(got.count) bytes, expected \(want.count); first difference at byte \(i)"
     }
 
+    /// Whether the array lists `path`: a file whose header cannot be read
+    /// still has its name.
+    func listed(_ path: String) -> Bool {
+        let cut = path.lastIndex(of: "/")!
+        let dir = cut == path.startIndex ? "/" : String(path[..<cut])
+        let name = path[path.index(after: cut)...]
+        return ((try? array.list(dir)) ?? []).contains { $0.name == name }
+    }
+
+    /// What the array shows that the model lacks, and the reverse.
+    func namespaceDifference(_ files: Set<String>, _ dirs: Set<String>) -> String {
+        let names = Set(model.names.keys)
+        return "namespace differs: the array has files \(files.subtracting(names).sorted()) and directories "
+            + "\(dirs.subtracting(model.dirs).sorted()) the model lacks, and lacks files \(names.subtracting(files).sorted()) "
+            + "and directories \(model.dirs.subtracting(dirs).sorted())"
+    }
+
     /// The namespace as the array shows it.
     func actualNamespace() throws -> (files: Set<String>, dirs: Set<String>) {
         var files = Set<String>(), dirs: Set<String> = ["/"]
@@ -652,7 +674,7 @@ public final class Simulation {
     func checkEverything(strict: Bool, uncertain: Set<Int> = []) throws {
         let (files, dirs) = try actualNamespace()
         if files != Set(model.names.keys) || dirs != model.dirs {
-            throw fail("namespace differs: files \(files.symmetricDifference(Set(model.names.keys)).sorted()), directories \(dirs.symmetricDifference(model.dirs).sorted())")
+            throw fail(namespaceDifference(files, dirs))
         }
         var seen: [Int: [UInt8]] = [:]
         for path in model.files {

@@ -110,3 +110,71 @@ final class PoisonedResyncTests: XCTestCase {
         XCTAssertEqual(buf, want, "stripe 1 as written")
     }
 }
+
+/// A file whose header no active member can read (every copy failing at
+/// once, beyond redundancy) is lost for as long as that lasts, and no
+/// longer: nothing may cut its data to fit a header made up meanwhile, and
+/// the member that lacks it must not be failed for lacking it.
+final class UnreadableHeaderTests: XCTestCase {
+    let data = SeededBytes(seed: 11).bytesOnce(20_000)
+
+    /// RAID 1 of three holding /f, synced.
+    func mirrored() throws -> (RAIDArray, [SimulatedMember], EngineEnvironment) {
+        let env = EngineEnvironment.simulated(seed: 6)
+        let members = (0..<3).map { SimulatedMember(name: "sim\($0)") }
+        _ = try ArrayCreator.initialize(level: .raid1, chunkSizeBytes: 4096, members: members, environment: env)
+        let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
+        try array.markInUse()
+        let f = try array.create("/f", mode: 0o644, exclusive: true, caller: root)
+        try f.write(data, at: 0)
+        try f.sync(dataOnly: false)
+        array.release(f)
+        return (array, members, env)
+    }
+
+    func unreadable(_ array: RAIDArray, roles: [Int]) throws {
+        for r in roles { _ = try array.injectFault(String(r), InjectedFault(kind: .bitrot, rate: 1)) }
+    }
+
+    func assertWhole(_ array: RAIDArray, _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let f = try array.open("/f")
+        defer { array.release(f) }
+        var buf = [UInt8](repeating: 0, count: data.count + 1)
+        let n = try buf.withUnsafeMutableBytes { try f.read(into: $0.baseAddress!, count: $0.count, at: 0) }
+        XCTAssertTrue(Array(buf[0..<n]) == data, "\(what): read \(n) bytes, not the \(data.count) written", file: file, line: line)
+        _ = try array.checkAll(mode: .repair) { _ in }
+        let summary = try array.checkAll(mode: .check) { XCTFail("\(what), after a repair: \($0)", file: file, line: line) }
+        XCTAssertEqual(summary.problems, 0, what, file: file, line: line)
+    }
+
+    /// A member lacking /f while the others' headers of it will not read:
+    /// the repair gives it a damaged copy and leaves the others' as they are.
+    func testDivergenceRepairLeavesAFileWhoseHeaderWillNotRead() throws {
+        let (array, members, _) = try mirrored()
+        try members[2].unlink("/f")
+        try unreadable(array, roles: [0, 1])
+        XCTAssertThrowsError(try array.open("/f"), "no header of /f reads") { e in
+            XCTAssertEqual((e as? FSError)?.errno, EIO, "\(e)")
+        }
+        XCTAssertEqual(array.roleState(2), .active, "the member lacking /f was given it, not failed")
+        _ = try array.clearFaults(nil)
+        try assertWhole(array, "/f once its headers read again")
+    }
+
+    /// A rebuild that meets /f with no header readable gives the target its
+    /// name all the same, so the target agrees with the others and is kept.
+    func testRebuildGivesAFileWhoseHeaderWillNotReadItsName() throws {
+        let (array, _, env) = try mirrored()
+        _ = try array.failByAdministrator(2, force: false)
+        let spare = SimulatedMember(name: "spare")
+        _ = try array.addSpare(member: spare, note: "test spare")
+        try unreadable(array, roles: [0, 1])
+        env.jobs.runUntilIdle()
+        XCTAssertEqual(array.roleState(2), .active, "the rebuild finished")
+        XCTAssertNoThrow(try spare.lstat("/f"), "the target has the name")
+        XCTAssertThrowsError(try array.open("/f"), "no header of /f reads")
+        XCTAssertEqual(array.roleState(2), .active, "the target agrees with the others: nothing to repair or fail")
+        _ = try array.clearFaults(nil)
+        try assertWhole(array, "/f once its headers read again")
+    }
+}

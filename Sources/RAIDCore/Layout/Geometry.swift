@@ -143,6 +143,16 @@ public struct MemberFileLayout: Sendable, Equatable {
         return chunkOffset(stripe: stripeCount - 1) + chunkSizeBytes
     }
 
+    /// How many stripes a member file `memberFileBytes` long reaches into
+    /// (the inverse of `fileBytes`, counting a chunk cut short).
+    public func stripesHeld(memberFileBytes bytes: UInt64) -> UInt64 {
+        guard bytes > Self.headerBytes else { return 0 }
+        let rest = bytes - Self.headerBytes
+        let tail = rest % groupBytes
+        let partial = tail > tableBytes ? (tail - tableBytes + chunkSizeBytes - 1) / chunkSizeBytes : 0
+        return (rest / groupBytes) * chunksPerGroup + partial
+    }
+
     /// Marks every sector of the chunk of `stripe` in `f` damaged, so it
     /// reads as lost (EIO or rebuilt), never as the zeros an empty entry
     /// stands for.

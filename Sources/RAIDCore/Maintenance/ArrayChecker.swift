@@ -62,6 +62,13 @@ extension RAIDArray {
                 }
                 summary.stripesChecked += af.stripeCount
                 summary.bytesChecked += af.currentSize()
+            } catch let e as FSError where e.errno == EIO {
+                // No active member's header reads: the whole file is lost
+                // (beyond redundancy), which is a finding, not the end of
+                // the check.
+                summary.unrecoverable += 1
+                report(CheckFinding(path: path, offset: 0, member: "-", role: -1, what: "file header: \(e.message)",
+                                    repaired: false, unrecoverable: true))
             }
             return true
         }

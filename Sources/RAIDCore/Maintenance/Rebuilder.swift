@@ -45,6 +45,9 @@ public final class Rebuilder: @unchecked Sendable {
     /// the target: its other names are linked to it there, so the target
     /// holds one file, as the other members do, not a copy per name.
     private var linkedNames: [Int: [UInt64: String]] = [:]
+    /// The same for files whose header no active member can read, by the
+    /// authority's inode (see `rebuildUnreadable`).
+    private var damagedNames: [Int: [ino_t: String]] = [:]
     /// Where each resumed role's checkpoint stood: files up to it are done.
     private var resumeAfter: [Int: [String]] = [:]
     private var lastPath = ""
@@ -230,7 +233,15 @@ public final class Rebuilder: @unchecked Sendable {
             if shouldStop { return false }
             let here = Rebuilder.components(path)
             let live = liveTargets
-            guard let st = try? array.getattr(path) else { return true }
+            let st: stat
+            do {
+                st = try array.getattr(path)
+            } catch let e as FSError where e.errno != ENOENT && type == UInt8(DT_REG) {
+                rebuildUnreadable(path, needing(live, here), e)
+                return true
+            } catch {
+                return true   // gone meanwhile
+            }
             switch type {
             case UInt8(DT_DIR):
                 for t in live {
@@ -245,11 +256,7 @@ public final class Rebuilder: @unchecked Sendable {
                     }
                 }
             case UInt8(DT_REG):
-                // Resuming: a role's files up to its checkpoint are done.
-                let needing = live.filter { t in
-                    guard let old = resumeAfter[t.role] else { return true }
-                    return !(here == old || here.lexicographicallyPrecedes(old))
-                }
+                let needing = needing(live, here)
                 // A file with several names: each is checked on every
                 // target (see linkNames), done or not.
                 if !needing.isEmpty || st.st_nlink > 1 {
@@ -281,7 +288,15 @@ public final class Rebuilder: @unchecked Sendable {
 
     /// False when stopped before the file was finished.
     private func rebuildFile(_ path: String, _ st: stat, live: [Target], _ needing: [Target]) throws -> Bool {
-        guard let af = try? array.open(path, byRebuild: true) else { return true }   // deleted meanwhile
+        let af: ArrayFile
+        do {
+            af = try array.open(path, byRebuild: true)
+        } catch let e as FSError where e.errno == ENOENT {
+            return true   // deleted meanwhile
+        } catch {
+            rebuildUnreadable(path, needing, error)
+            return true
+        }
         defer { array.release(af) }
         if st.st_nlink > 1 { try linkNames(af, path, st, live) }
         if needing.isEmpty { return true }
@@ -419,6 +434,44 @@ public final class Rebuilder: @unchecked Sendable {
                     lock.withLock { linkedNames[t.role, default: [:]][af.fileId] = path }
                 }
             }
+        }
+    }
+
+    /// Resuming: a role's files up to its checkpoint are done.
+    private func needing(_ live: [Target], _ here: [String]) -> [Target] {
+        live.filter { t in
+            guard let old = resumeAfter[t.role] else { return true }
+            return !(here == old || here.lexicographicallyPrecedes(old))
+        }
+    }
+
+    /// A file whose header no active member can read (beyond redundancy):
+    /// its name is still the array's, so each target gets it as a damaged
+    /// copy (see `createDamagedCopy`) and the file is counted lost there.
+    private func rebuildUnreadable(_ path: String, _ targets: [Target], _ error: Error) {
+        for t in targets {
+            do {
+                try array.namespace.lock.withLock {
+                    // Gone or replaced meanwhile: nothing of it to give.
+                    guard let a = array.namespaceAuthority(), let st = try? a.member.lstat(path),
+                          (st.st_mode & S_IFMT) == S_IFREG else { return }
+                    // Names of one damaged file stay one file there, as on
+                    // the authority: a rename between them must do nothing.
+                    let first = st.st_nlink > 1 ? lock.withLock { damagedNames[t.role]?[st.st_ino] } : nil
+                    if let first, first != path, (try? a.member.lstat(first))?.st_ino == st.st_ino, (try? t.member.lstat(first)) != nil {
+                        if (try? t.member.lstat(path)) != nil { try t.member.unlink(path) }
+                        try t.member.link(first, path)
+                        return
+                    }
+                    try array.createDamagedCopy(on: t.member, path, like: st)
+                    if st.st_nlink > 1 { lock.withLock { damagedNames[t.role, default: [:]][st.st_ino] = path } }
+                }
+            } catch {
+                missed()
+                continue
+            }
+            array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: t.role, path: path,
+                                             message: "\(path) cannot be rebuilt: \(error)"))
         }
     }
 

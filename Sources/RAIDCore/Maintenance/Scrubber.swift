@@ -147,10 +147,19 @@ public final class Scrubber: @unchecked Sendable {
                             result.unrecoverable, wasStopped && keep ? "; the next mount resumes it" : "")))
     }
 
-    /// Scrubs one file a stripe at a time; a file removed meanwhile is skipped.
+    /// Scrubs one file a stripe at a time; a file removed meanwhile is
+    /// skipped, one whose header no active member can read is reported lost.
     private func scrubFile(_ path: String) throws {
         let af: ArrayFile
-        do { af = try array.open(path) } catch { return }
+        do {
+            af = try array.open(path)
+        } catch let e as FSError where e.errno == EIO {
+            array.eventLog.record(ArrayEvent(kind: "unrecoverable", path: path, message: "file header: \(e.message)"))
+            lock.withLock { found.unrecoverable += 1 }
+            return
+        } catch {
+            return
+        }
         defer { array.release(af) }
         let g = array.geometry
         let stripeBytes = UInt64(g.stripeDataBytes)

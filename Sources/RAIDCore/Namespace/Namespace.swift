@@ -305,9 +305,18 @@ extension RAIDArray {
         // way to tell the new file at that name from the one it replaced.
         if flags & 2 == 0, from != to, let target = primaryStat(to), (target.st_mode & S_IFMT) == S_IFREG,
            let source = primaryStat(from), (source.st_mode & S_IFMT) == S_IFREG, source.st_ino != target.st_ino {
-            let af = try open(from)
-            defer { release(af) }
-            try af.sync(dataOnly: true)
+            let opened: ArrayFile?
+            do {
+                opened = try open(from)
+            } catch let e as FSError where e.errno == EIO {
+                // Its header is lost beyond redundancy: there is nothing of
+                // it to make durable, and the rename itself reads no data.
+                opened = nil
+            }
+            if let af = opened {
+                defer { release(af) }
+                try af.sync(dataOnly: true)
+            }
         }
         try namespace.lock.withLock {
             // Two names of one file: POSIX says nothing happens (and with
@@ -503,14 +512,16 @@ extension RAIDArray {
                 noteReadError(role: role, error)
             }
         }
-        // A member being rebuilt may hold a header the walk has not brought
-        // up to date yet (a change made through a name it did not have):
-        // the active members' headers decide, theirs only if none has one.
-        let fromActive = (0..<n).filter { isActive($0) }.compactMap { headers[$0] }
-        let valid = fromActive.isEmpty ? headers.compactMap { $0 } : fromActive
+        // The active members' headers decide. A member being rebuilt may
+        // hold one the walk has not brought up to date yet (a change made
+        // through a name it did not have, or a file it has only created):
+        // taken when no active header reads, its size would be written
+        // over theirs and their data cut to it. Beyond redundancy the file
+        // is unreadable instead, and nothing is written.
+        let valid = (0..<n).filter { isActive($0) }.compactMap { headers[$0] }
         guard let fileId = valid.first?.fileId else {
             for f in files { f?.close() }
-            throw FSError.io("\(path): no member holds a valid file header")
+            throw FSError.io("\(path): no active member holds a readable file header")
         }
         // A member whose file at this path is another file (a crash cut a
         // rename or an unlink-and-create short there) has diverged: repair

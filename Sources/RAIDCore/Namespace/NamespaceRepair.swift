@@ -70,7 +70,7 @@ extension RAIDArray {
             for role in 0..<geometry.memberCount where isWritable(role) && role != authority.role {
                 guard let m = member(role) else { continue }
                 do {
-                    let fixed = try reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs)
+                    let fixed = try reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs, afterCrash: true)
                     total += fixed
                     if fixed > 0 {
                         eventLog.record(ArrayEvent(kind: "namespace-repaired", member: role,
@@ -99,8 +99,8 @@ extension RAIDArray {
     /// Makes `target`'s copy of `dirs` agree with `authority`'s; caller holds
     /// the namespace lock. Returns how many entries were changed. Throws
     /// when the member's copy cannot be made to agree (I/O errors).
-    func reconcileLocked(role: Int, target m: Member, authority a: Member, dirs: [String]) throws -> Int {
-        var changes = try settleAuthorityHeaders(a, dirs: dirs)
+    func reconcileLocked(role: Int, target m: Member, authority a: Member, dirs: [String], afterCrash: Bool = false) throws -> Int {
+        var changes = try settleAuthorityHeaders(a, dirs: dirs, afterCrash: afterCrash)
         var created: [String] = []
         try removeStashes(m)
         for _ in 0..<4 {
@@ -192,7 +192,6 @@ extension RAIDArray {
                 let w = want[p]!
                 let h = try describeEntry(m, p)
                 if w.identity.agrees(with: h?.identity) { continue }
-                if w.identity == .damaged && h == nil { continue }   // nothing to copy it from
                 if h != nil { try removeTree(m, p) }
                 try createEntry(m, p, like: w, from: a, sources: &sources, created: &created)
                 changes += 1
@@ -279,7 +278,7 @@ extension RAIDArray {
             try m.mkdir(p, mode: w.st.st_mode & 0o7777)
             for e in try a.list(p).sorted(by: { $0.name < $1.name }) {
                 let child = p == "/" ? "/" + e.name : p + "/" + e.name
-                guard let info = try describeEntry(a, child), info.identity != .damaged else { continue }
+                guard let info = try describeEntry(a, child) else { continue }
                 try createEntry(m, child, like: info, from: a, sources: &sources, created: &created)
             }
         case .symlink(let target):
@@ -287,7 +286,7 @@ extension RAIDArray {
         case .special:
             try m.mknod(p, mode: w.st.st_mode, device: w.st.st_rdev)
         case .damaged:
-            return
+            try createDamagedCopy(on: m, p, like: w.st)
         }
         if geteuid() == 0 { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
         if case .symlink = w.identity { return }   // a symlink's mode means nothing
@@ -333,10 +332,15 @@ extension RAIDArray {
     }
 
     /// A regular file in `dirs` whose header the authority cannot read takes
-    /// the header another member holds for it. Where no member holds one, a
-    /// crash came while the file was being created, before any header was
-    /// written: the file is finished as created, empty, with a new id.
-    private func settleAuthorityHeaders(_ a: Member, dirs: [String]) throws -> Int {
+    /// the header another member holds for it. Where no member holds one
+    /// after an unclean shutdown, a crash came while the file was being
+    /// created, before any header was written: the file is finished as
+    /// created, empty, with a new id (unless its first chunk is poisoned:
+    /// a damaged copy). At any other time no header means
+    /// damage beyond redundancy, and the file is left as it is: its data may
+    /// read again (a header that failed to read once), and cutting it would
+    /// lose what the data path would still give back.
+    private func settleAuthorityHeaders(_ a: Member, dirs: [String], afterCrash: Bool) throws -> Int {
         var settled = 0
         for d in Set(dirs).sorted() {
             guard let entries = try describeDirectory(a, d) else { continue }
@@ -346,6 +350,11 @@ extension RAIDArray {
                     guard let m = member(role), m !== a, let f = try? m.open(p, flags: O_RDONLY, mode: 0) else { continue }
                     defer { f.close() }
                     if let h = try? readHeader(of: f) { found = h; break }
+                }
+                // A damaged copy a rebuild or repair made (its first chunk
+                // poisoned) is damage too, not a create cut short.
+                if found == nil {
+                    guard afterCrash, try !startsPoisoned(a, p) else { continue }
                 }
                 let f = try a.open(p, flags: O_WRONLY, mode: 0)
                 defer { f.close() }
@@ -359,6 +368,34 @@ extension RAIDArray {
             }
         }
         return settled
+    }
+
+    /// Whether the first chunk of `p` on `m` is poisoned: a copy made by
+    /// `createDamagedCopy`, or a chunk a rebuild could not rebuild.
+    private func startsPoisoned(_ m: Member, _ p: String) throws -> Bool {
+        let f = try m.open(p, flags: O_RDONLY, mode: 0)
+        defer { f.close() }
+        var entry: UInt64 = 0
+        let n = try withUnsafeMutableBytes(of: &entry) { try f.read(into: $0.baseAddress!, count: 8, at: layout.entryOffset(stripe: 0)) }
+        return n == 8 && UInt64(littleEndian: entry) == SectorEntry.poison
+    }
+
+    /// Gives `m` the name `p` of a regular file whose header no active member
+    /// can read (damage beyond redundancy), as a copy that is damaged too:
+    /// no header, and every chunk the authority's copy holds (`authority`
+    /// is its lstat) poisoned. The two then agree, and once a header reads
+    /// again an open writes it here and reads rebuild the chunks, never
+    /// taking this copy's zeros for data. What `m` held there goes.
+    /// (Format 1 stores whole chunks, so the authority's length says which
+    /// chunks the file has.)
+    func createDamagedCopy(on m: Member, _ p: String, like authority: stat) throws {
+        let f = try m.open(p, flags: O_CREAT | O_WRONLY, mode: authority.st_mode & 0o7777)
+        defer { f.close() }
+        try f.truncate(to: 0)
+        for s in 0..<layout.stripesHeld(memberFileBytes: UInt64(authority.st_size)) { try layout.poison(f, stripe: s) }
+        // As long as the authority's (sparse past the entries), so a copy
+        // of this copy poisons as many chunks.
+        try f.truncate(to: UInt64(authority.st_size))
     }
 
     /// Creates the directories leading to `d` on `m` that it lacks.
