@@ -401,8 +401,9 @@ public final class Simulation {
             model.nextInode += 1
             do {
                 array.release(try array.create(path, mode: 0o644, exclusive: true, caller: root))
-            } catch let e as FSError where e.errno == EIO && mayLose {
+            } catch let e as FSError where e.errno == EIO && mayLose && !crashed {
                 // Made on the members, its header unreadable: there or not.
+                // (A crash's EIO is the crash's: its check decides.)
                 report.count("eio-beyond-redundancy")
                 if !listed(path) { model.names[path] = nil; dropUnnamedInodes() } else { tainted.insert(model.names[path]!) }
             }
