@@ -177,4 +177,28 @@ final class UnreadableHeaderTests: XCTestCase {
         _ = try array.clearFaults(nil)
         try assertWhole(array, "/f once its headers read again")
     }
+
+    /// Two names of one file: the rebuild meets the first while its header
+    /// reads and the second once it no longer does. The target must hold
+    /// one file under both names, as the others do, not a damaged copy
+    /// beside it: a truncate through one name would miss the other there.
+    func testRebuildKeepsTheNamesOfAFileWhoseHeaderStopsReadingAsOneFile() throws {
+        let (array, _, env) = try mirrored()
+        array.maxReadErrorsPerHour = 0   // the sources stay, however often they fail
+        let a = try array.create("/a", mode: 0o644, exclusive: true, caller: root)
+        try a.write(SeededBytes(seed: 12).bytesOnce(100_000), at: 0)   // 25 stripes: two batches
+        try a.sync(dataOnly: false)
+        array.release(a)
+        try array.link("/a", "/z")
+        _ = try array.failByAdministrator(2, force: false)
+        let spare = SimulatedMember(name: "spare")
+        _ = try array.addSpare(member: spare, note: "test spare")
+        // Stepped to the end of /a's first batch.
+        var steps = 0
+        while (try? spare.lstat("/a")) == nil && env.jobs.step() { steps += 1 }
+        XCTAssertNoThrow(try spare.lstat("/a"), "the walk is inside /a after \(steps) steps")
+        try unreadable(array, roles: [0, 1])
+        env.jobs.runUntilIdle()
+        XCTAssertEqual(try spare.lstat("/a").st_ino, try spare.lstat("/z").st_ino, "/a and /z are one file on the target")
+    }
 }

@@ -457,7 +457,12 @@ public final class Rebuilder: @unchecked Sendable {
                           (st.st_mode & S_IFMT) == S_IFREG else { return }
                     // Names of one damaged file stay one file there, as on
                     // the authority: a rename between them must do nothing.
-                    let first = st.st_nlink > 1 ? lock.withLock { damagedNames[t.role]?[st.st_ino] } : nil
+                    var first = st.st_nlink > 1 ? lock.withLock { damagedNames[t.role]?[st.st_ino] } : nil
+                    if first == nil && st.st_nlink > 1 {
+                        // A name of it rebuilt while its header still read.
+                        let named = lock.withLock { linkedNames[t.role].map { Array($0.values) } ?? [] }
+                        first = named.first { (try? a.member.lstat($0))?.st_ino == st.st_ino }
+                    }
                     if let first, first != path, (try? a.member.lstat(first))?.st_ino == st.st_ino, (try? t.member.lstat(first)) != nil {
                         if (try? t.member.lstat(path)) != nil { try t.member.unlink(path) }
                         try t.member.link(first, path)
