@@ -55,6 +55,11 @@ public struct SimulationDivergence: Error, CustomStringConvertible {
 }
 
 /// What a run did.
+/// The run ends early, rightly (see `SimulationReport.stoppedEarly`).
+struct SimulationStop: Error {
+    let reason: String
+}
+
 public struct SimulationReport: Sendable {
     /// FNV-1a over every operation's outcome and the final state: the same
     /// options give the same digest.
@@ -64,6 +69,10 @@ public struct SimulationReport: Sendable {
     /// rebuilds finished, scrubs, ...).
     public var counts: [String: Int] = [:]
     public var divergence: SimulationDivergence?
+    /// Why the run ended before its operations without diverging: after
+    /// damage beyond redundancy, a crash left an array the daemon refuses
+    /// to mount (dirty and degraded) until an operator says `-o force`.
+    public var stoppedEarly: String?
 
     mutating func mix(_ s: String) {
         for b in s.utf8 { digest = (digest ^ UInt64(b)) &* 0x100_0000_01b3 }
@@ -254,6 +263,9 @@ public final class Simulation {
             try finish()
         } catch let d as SimulationDivergence {
             report.divergence = d
+        } catch let stop as SimulationStop {
+            report.stoppedEarly = stop.reason
+            report.mix("stopped: \(stop.reason)")
         } catch {
             report.divergence = fail("unexpected error: \(error)")
         }
@@ -276,7 +288,11 @@ public final class Simulation {
     func mount() throws {
         let (a, _) = try RAIDArray.assemble(members: disks.keys.sorted().map { disks[$0]! }, logger: logger, environment: env)
         if a.needsResync && a.state != .clean {   // raidfs refuses it without -o force
-            throw fail("the array is dirty and \(a.state.rawValue) at mount: the daemon would refuse it")
+            // Beyond redundancy a member may fail for its error budget in
+            // the very step a crash comes: refusing is then right, and where
+            // an operator takes over, the run ends.
+            guard wentBeyond else { throw fail("the array is dirty and \(a.state.rawValue) at mount: the daemon would refuse it") }
+            throw SimulationStop(reason: "after damage beyond redundancy a crash left the array dirty and \(a.state.rawValue): the daemon refuses it without -o force")
         }
         try a.markInUse()
         a.seedFileIds(rng.next())
@@ -729,7 +745,7 @@ public final class Simulation {
         crashArmed = false
         note("crash during \(what)" + (power ? (tear ? ", power cut, torn" : ", power cut") : ""))
         report.count(power ? "power-cut" : "process-crash")
-        do { try mount() } catch let d as SimulationDivergence { throw d } catch { throw fail("no mount after the crash: \(error)") }
+        do { try mount() } catch let d as SimulationDivergence { throw d } catch let stop as SimulationStop { throw stop } catch { throw fail("no mount after the crash: \(error)") }
         let (files, dirs) = try actualNamespace()
         let matchesAfter = files == Set(after.names.keys) && dirs == after.dirs
         let matchesBefore = files == Set(before.names.keys) && dirs == before.dirs

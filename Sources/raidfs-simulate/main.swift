@@ -44,6 +44,7 @@ struct Simulate: ParsableCommand {
         let n = members ?? [1: 3, 5: 4, 6: 6][level]!
         var totalOps = 0
         var diverged: [UInt64] = []
+        var stopped: [UInt64] = []
         let start = Date()
         for s in seed..<(seed + UInt64(seeds)) {
             var o = SimulationOptions(level: l, members: n, seed: s, ops: ops)
@@ -64,10 +65,16 @@ struct Simulate: ParsableCommand {
                 if keepGoing { continue }
                 throw ExitCode(1)
             }
+            if let why = r.stoppedEarly {
+                print("\(head), stopped: \(why) (\(r.summary))")
+                stopped.append(s)
+                continue
+            }
             print("\(head), clean in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s (\(r.summary))")
         }
         if seeds > 1 {
-            let outcome = diverged.isEmpty ? "no divergence" : "\(diverged.count) diverged (seeds \(diverged.map(String.init).joined(separator: " ")))"
+            var outcome = diverged.isEmpty ? "no divergence" : "\(diverged.count) diverged (seeds \(diverged.map(String.init).joined(separator: " ")))"
+            if !stopped.isEmpty { outcome += ", \(stopped.count) stopped where the daemon refuses the array (seeds \(stopped.map(String.init).joined(separator: " ")))" }
             print("\(seeds) seeds, \(totalOps) operations, \(outcome), \(String(format: "%.0f", Date().timeIntervalSince(start))) s")
         }
         if !diverged.isEmpty { throw ExitCode(1) }
