@@ -201,4 +201,19 @@ final class UnreadableHeaderTests: XCTestCase {
         env.jobs.runUntilIdle()
         XCTAssertEqual(try spare.lstat("/a").st_ino, try spare.lstat("/z").st_ino, "/a and /z are one file on the target")
     }
+
+    /// The same in a namespace repair: a member lacking both names of a
+    /// file whose header will not read gets one damaged file, linked.
+    func testDivergenceRepairKeepsTheNamesOfAFileWhoseHeaderWillNotReadAsOneFile() throws {
+        let (array, members, _) = try mirrored()
+        try array.link("/f", "/g")
+        try members[2].unlink("/f")
+        try members[2].unlink("/g")
+        try unreadable(array, roles: [0, 1])
+        XCTAssertThrowsError(try array.open("/f"), "no header of /f reads")
+        XCTAssertEqual(array.roleState(2), .active, "the member lacking /f was given it, not failed")
+        XCTAssertEqual(try members[2].lstat("/f").st_ino, try members[2].lstat("/g").st_ino, "/f and /g are one file there")
+        _ = try array.clearFaults(nil)
+        try assertWhole(array, "/f once its headers read again")
+    }
 }

@@ -286,7 +286,14 @@ extension RAIDArray {
         case .special:
             try m.mknod(p, mode: w.st.st_mode, device: w.st.st_rdev)
         case .damaged:
-            try createDamagedCopy(on: m, p, like: w.st)
+            // A file with other names: where the member holds one of them,
+            // this name joins it, so the names stay one file there.
+            let other = w.st.st_nlink > 1
+                ? try firstOtherName(of: w.st.st_ino, on: a, besides: p) { q in
+                    guard let st = try? m.lstat(q) else { return false }
+                    return (st.st_mode & S_IFMT) == S_IFREG
+                } : nil
+            if let other { try m.link(other, p) } else { try createDamagedCopy(on: m, p, like: w.st) }
         }
         if geteuid() == 0 { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
         if case .symlink = w.identity { return }   // a symlink's mode means nothing
@@ -300,19 +307,27 @@ extension RAIDArray {
     /// would get a second, separate copy, and writes through one name would
     /// not reach the other there.
     func otherName(of inode: ino_t, fileId: UInt64, size: UInt64, on a: Member, heldBy m: Member, besides p: String) throws -> String? {
+        try firstOtherName(of: inode, on: a, besides: p) { q in
+            switch (try? describeEntry(m, q))??.identity {
+            case .file(fileId)?: return true
+            case .damaged?:
+                try restoreHeader(m, q, FileHeader(fileId: fileId, size: size))
+                return true
+            default: return false
+            }
+        }
+    }
+
+    /// The first name (a walk of the authority's tree) other than `p` of
+    /// the authority's regular file `inode` that `accept` takes.
+    private func firstOtherName(of inode: ino_t, on a: Member, besides p: String, _ accept: (String) throws -> Bool) throws -> String? {
         var pending = ["/"]
         while let d = pending.popLast() {
             for e in try a.list(d).sorted(by: { $0.name < $1.name }) {
                 let q = d == "/" ? "/" + e.name : d + "/" + e.name
                 if e.type == UInt8(DT_DIR) { pending.append(q); continue }
                 guard q != p, let st = try? a.lstat(q), st.st_ino == inode, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-                switch (try? describeEntry(m, q))??.identity {
-                case .file(fileId)?: return q
-                case .damaged?:
-                    try restoreHeader(m, q, FileHeader(fileId: fileId, size: size))
-                    return q
-                default: continue
-                }
+                if try accept(q) { return q }
             }
         }
         return nil
