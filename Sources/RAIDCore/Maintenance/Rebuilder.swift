@@ -45,9 +45,6 @@ public final class Rebuilder: @unchecked Sendable {
     /// the target: its other names are linked to it there, so the target
     /// holds one file, as the other members do, not a copy per name.
     private var linkedNames: [Int: [UInt64: String]] = [:]
-    /// The same for files whose header no active member can read, by the
-    /// authority's inode (see `rebuildUnreadable`).
-    private var damagedNames: [Int: [ino_t: String]] = [:]
     /// Where each resumed role's checkpoint stood: files up to it are done.
     private var resumeAfter: [Int: [String]] = [:]
     private var lastPath = ""
@@ -236,7 +233,7 @@ public final class Rebuilder: @unchecked Sendable {
             let st: stat
             do {
                 st = try array.getattr(path)
-            } catch let e as FSError where e.errno != ENOENT && type == UInt8(DT_REG) {
+            } catch let e as FSError where e.errno == EIO && type == UInt8(DT_REG) {
                 rebuildUnreadable(path, needing(live, here), e)
                 return true
             } catch {
@@ -291,11 +288,11 @@ public final class Rebuilder: @unchecked Sendable {
         let af: ArrayFile
         do {
             af = try array.open(path, byRebuild: true)
-        } catch let e as FSError where e.errno == ENOENT {
-            return true   // deleted meanwhile
-        } catch {
-            rebuildUnreadable(path, needing, error)
+        } catch let e as FSError where e.errno == EIO {
+            rebuildUnreadable(path, needing, e)
             return true
+        } catch {
+            return true   // deleted meanwhile
         }
         defer { array.release(af) }
         if st.st_nlink > 1 { try linkNames(af, path, st, live) }
@@ -455,21 +452,13 @@ public final class Rebuilder: @unchecked Sendable {
                     // Gone or replaced meanwhile: nothing of it to give.
                     guard let a = array.namespaceAuthority(), let st = try? a.member.lstat(path),
                           (st.st_mode & S_IFMT) == S_IFREG else { return }
-                    // Names of one damaged file stay one file there, as on
-                    // the authority: a rename between them must do nothing.
-                    var first = st.st_nlink > 1 ? lock.withLock { damagedNames[t.role]?[st.st_ino] } : nil
-                    if first == nil && st.st_nlink > 1 {
-                        // A name of it rebuilt while its header still read.
-                        let named = lock.withLock { linkedNames[t.role].map { Array($0.values) } ?? [] }
-                        first = named.first { (try? a.member.lstat($0))?.st_ino == st.st_ino }
+                    // Joined only to a name the walk has passed (in this
+                    // pass or the one it resumed): one ahead of it may
+                    // still hold what the target held before.
+                    let here = Rebuilder.components(path)
+                    try array.giveDamagedName(on: t.member, path, like: st, from: a.member) {
+                        Rebuilder.components($0).lexicographicallyPrecedes(here)
                     }
-                    if let first, first != path, (try? a.member.lstat(first))?.st_ino == st.st_ino, (try? t.member.lstat(first)) != nil {
-                        if (try? t.member.lstat(path)) != nil { try t.member.unlink(path) }
-                        try t.member.link(first, path)
-                        return
-                    }
-                    try array.createDamagedCopy(on: t.member, path, like: st)
-                    if st.st_nlink > 1 { lock.withLock { damagedNames[t.role, default: [:]][st.st_ino] = path } }
                 }
             } catch {
                 missed()

@@ -286,14 +286,7 @@ extension RAIDArray {
         case .special:
             try m.mknod(p, mode: w.st.st_mode, device: w.st.st_rdev)
         case .damaged:
-            // A file with other names: where the member holds one of them,
-            // this name joins it, so the names stay one file there.
-            let other = w.st.st_nlink > 1
-                ? try firstOtherName(of: w.st.st_ino, on: a, besides: p) { q in
-                    guard let st = try? m.lstat(q) else { return false }
-                    return (st.st_mode & S_IFMT) == S_IFREG
-                } : nil
-            if let other { try m.link(other, p) } else { try createDamagedCopy(on: m, p, like: w.st) }
+            try giveDamagedName(on: m, p, like: w.st, from: a)
         }
         if geteuid() == 0 { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
         if case .symlink = w.identity { return }   // a symlink's mode means nothing
@@ -320,7 +313,7 @@ extension RAIDArray {
 
     /// The first name (a walk of the authority's tree) other than `p` of
     /// the authority's regular file `inode` that `accept` takes.
-    private func firstOtherName(of inode: ino_t, on a: Member, besides p: String, _ accept: (String) throws -> Bool) throws -> String? {
+    func firstOtherName(of inode: ino_t, on a: Member, besides p: String, _ accept: (String) throws -> Bool) throws -> String? {
         var pending = ["/"]
         while let d = pending.popLast() {
             for e in try a.list(d).sorted(by: { $0.name < $1.name }) {
@@ -395,15 +388,31 @@ extension RAIDArray {
         return n == 8 && UInt64(littleEndian: entry) == SectorEntry.poison
     }
 
-    /// Gives `m` the name `p` of a regular file whose header no active member
-    /// can read (damage beyond redundancy), as a copy that is damaged too:
-    /// no header, and every chunk the authority's copy holds (`authority`
-    /// is its lstat) poisoned. The two then agree, and once a header reads
-    /// again an open writes it here and reads rebuild the chunks, never
-    /// taking this copy's zeros for data. What `m` held there goes.
-    /// (Format 1 stores whole chunks, so the authority's length says which
-    /// chunks the file has.)
-    func createDamagedCopy(on m: Member, _ p: String, like authority: stat) throws {
+    /// Gives `m` the name `p` of a regular file whose header no active
+    /// member can read (damage beyond redundancy), `st` being the
+    /// authority `a`'s lstat of it. Where `m` holds another name of the file
+    /// as a file (one `joinable` accepts), `p` is linked to it, so the names
+    /// stay one file there as on `a`; else `p` becomes a damaged copy. What
+    /// `m` held at `p` goes.
+    func giveDamagedName(on m: Member, _ p: String, like st: stat, from a: Member,
+                         joinable: (String) -> Bool = { _ in true }) throws {
+        let other = st.st_nlink > 1
+            ? try firstOtherName(of: st.st_ino, on: a, besides: p) { q in
+                guard joinable(q), let held = try? m.lstat(q) else { return false }
+                return (held.st_mode & S_IFMT) == S_IFREG
+            } : nil
+        guard let other else { return try createDamagedCopy(on: m, p, like: st) }
+        if (try? m.lstat(p)) != nil { try m.unlink(p) }
+        try m.link(other, p)
+    }
+
+    /// Makes `p` on `m` a copy that is damaged too: no header, and every
+    /// chunk the authority's copy holds (`authority` is its lstat)
+    /// poisoned. The two then agree, and once a header reads again an open
+    /// writes it here and reads rebuild the chunks, never taking this
+    /// copy's zeros for data. (Format 1 stores whole chunks, so the
+    /// authority's length says which chunks the file has.)
+    private func createDamagedCopy(on m: Member, _ p: String, like authority: stat) throws {
         let f = try m.open(p, flags: O_CREAT | O_WRONLY, mode: authority.st_mode & 0o7777)
         defer { f.close() }
         try f.truncate(to: 0)
