@@ -306,7 +306,11 @@ public final class Simulation {
         }
         array = a
         faulty = []
-        let kept = Set((0..<options.members).compactMap { a.member($0)?.name } + a.spares.map { $0.name })
+        // A replacement the last mount left running goes on (the daemon
+        // does this as it starts its background work).
+        a.resumeMaintenance()
+        let kept = Set((0..<options.members).compactMap { a.member($0)?.name } + a.spares.map { $0.name }
+                       + a.membership.shadowRoles.compactMap { a.shadowMember($0)?.name })
         disks = disks.filter { kept.contains($0.key) }
     }
 

@@ -29,20 +29,13 @@ public final class RAIDArray: @unchecked Sendable {
     public let readOnly: Bool
     public let logger: Logger
 
-    /// Members by role; replaced when a spare takes a role.
-    var memberSlots: [Member?]
-    /// Hot spares, not yet holding a role.
-    var spareMembers: [(uuid: String, member: Member)] = []
-    /// Every role's state and generation: written only through its methods
-    /// (RoleTable.swift), under `stateLock`; read as `membership`.
+    /// Every role's state, member and generation, the replacements and the
+    /// spares: changed only through `commitMembership` and
+    /// `forceMembership` (MembershipChanges.swift); read as `membership`.
     let roles: RoleTable
     /// The membership snapshot in force (no lock): a caller that asks more
     /// than one question reads it once and asks them all of it.
     public var membership: Membership { roles.current }
-    /// `raidctl replace`: a member taking over a role while the role's
-    /// member still serves. It takes every write the role takes; it is
-    /// never read.
-    var shadowSlots: [(uuid: String, member: Member)?]
     /// Lock order, outermost first; a thread holding one never waits for an
     /// earlier one:
     ///   1. `namespace.lock` — namespace changes, open and release;
@@ -52,14 +45,14 @@ public final class RAIDArray: @unchecked Sendable {
     ///   3. `rebuildStartLock` — starting or restarting a rebuild (never with
     ///      a file's lock held: a member failure starts it on its own thread);
     ///   4. the intent log's `persistLock`, then its `lock`;
-    ///   5. `superblockWriteLock`;
+    ///   5. `superblockWriteLock` — every membership change and superblock
+    ///      write (MembershipChanges.swift), one at a time;
     ///   6. `stateLock` — innermost. Record no event and call no Member while
     ///      holding it: recording writes to the members, which asks for it.
     /// The rebuilder's, scrubber's and event log's own locks guard only
     /// their fields and call nothing while held.
     let stateLock = Mutex()
     var superblock: Superblock
-    var roleStates: [RoleState] { roles.current.states }
     /// The rebuild in progress, if any (guarded by `stateLock`).
     var rebuilderSlot: Rebuilder?
     /// The running or last scrub (guarded by `stateLock`).
@@ -84,7 +77,8 @@ public final class RAIDArray: @unchecked Sendable {
     /// When each role's read and checksum errors of the last hour happened
     /// (guarded by `stateLock`).
     var recentErrorTimes: [[Double]]
-    private let superblockWriteLock = Mutex()
+    /// Held by every membership change and superblock write (MembershipChanges.swift).
+    let superblockWriteLock = Mutex()
     /// Serialises starting rebuilds: a failure, the monitor and `add` may race.
     let rebuildStartLock = Mutex()
 
@@ -111,6 +105,9 @@ public final class RAIDArray: @unchecked Sendable {
     public let forcedRoles: [(role: Int, events: UInt64)]
     /// The superblocks said the last mount ended cleanly.
     let wasCleanAtAssembly: Bool
+    /// The member a replacement in progress was copying onto, if assembly
+    /// was given it.
+    let assembledReplacement: Member?
     /// The clock, identifiers and job runner (the system's, or the
     /// simulation's).
     public let environment: EngineEnvironment
@@ -132,16 +129,17 @@ public final class RAIDArray: @unchecked Sendable {
         self.logger = logger
         // Every member behind a fault-injection layer (`raidctl inject`);
         // with no fault set it only forwards.
-        memberSlots = plan.membersByRole.map { $0.map { FaultInjectingMember($0) } }
         wasCleanAtAssembly = sb.clean
+        assembledReplacement = plan.replacement
         forcedRoles = plan.forced
-        spareMembers = plan.spares.map { ($0.superblock.memberUUID, FaultInjectingMember($0.member)) }
         superblock = sb
-        roles = RoleTable(recorded: sb.roles.map { $0.state }, present: plan.membersByRole.map { $0 != nil })
+        roles = RoleTable(MembershipDraft(
+            recorded: sb.roles.map { $0.state },
+            seats: plan.membersByRole.enumerated().map { r, m in m.map { Seat(uuid: sb.roles[r].memberUUID, member: FaultInjectingMember($0)) } },
+            spares: plan.spares.map { Seat(uuid: $0.superblock.memberUUID, member: FaultInjectingMember($0.member)) }))
         // The counters persist across remounts, as ZFS's do until `zpool clear`.
         counters = sb.counters?.count == geometry.memberCount ? sb.counters! : Array(repeating: MemberCounters(), count: geometry.memberCount)
         recentErrorTimes = Array(repeating: [], count: geometry.memberCount)
-        shadowSlots = Array(repeating: nil, count: geometry.memberCount)
         userIOStamp = .allocate(capacity: 1)
         userIOStamp.initialize(to: 0)
         zeroStripe = AlignedBuffer(count: geometry.stripeDataBytes)
@@ -240,10 +238,7 @@ public final class RAIDArray: @unchecked Sendable {
     /// member is still there — a member directory removed or unmounted while
     /// files are open would otherwise go unnoticed until the next open.
     public func startBackgroundWork() {
-        if !readOnly {
-            resumeReplacement()
-            startRebuildIfPossible()
-        }
+        resumeMaintenance()
         let t = Thread { [weak self] in
             var tick = 0
             while let self, !self.stopFlusher.withLock({ self.flusherStopped }) {
@@ -254,6 +249,15 @@ public final class RAIDArray: @unchecked Sendable {
         }
         t.name = "raidfs-monitor"
         t.start()
+    }
+
+    /// Resumes what the last mount left running: a replacement, a rebuild
+    /// (or starts one, if a spare can take a lost role). The daemon calls
+    /// it through `startBackgroundWork`; the simulation after each mount.
+    public func resumeMaintenance() {
+        guard !readOnly else { return }
+        resumeReplacement()
+        startRebuildIfPossible()
     }
 
     /// One half-second tick of the monitor (`tick` counts them): the
@@ -290,31 +294,28 @@ public final class RAIDArray: @unchecked Sendable {
     public var activeRoles: [Int] { membership.activeRoles }
     public var rebuildingRoles: [Int] { membership.rebuildingRoles }
 
-    public func member(_ role: Int) -> Member? { stateLock.withLock { memberSlots[role] } }
+    public func member(_ role: Int) -> Member? { membership.seats[role]?.member }
 
     /// Roles with a replacement member attached, and that member.
     var shadowRoles: [Int] { membership.shadowRoles }
-    func shadowMember(_ role: Int) -> Member? { stateLock.withLock { shadowSlots[role]?.member } }
+    public func shadowMember(_ role: Int) -> Member? { membership.shadows[role]?.member }
 
-    public var spares: [Member] { stateLock.withLock { spareMembers.map { $0.member } } }
+    public var spares: [Member] { membership.spares.map { $0.member } }
 
     /// The superblock as it stands (for status and the rebuilder).
     public var currentSuperblock: Superblock { stateLock.withLock { superblock } }
 
     public var state: ArrayState {
-        stateLock.withLock { stateLocked }
-    }
-
-    private var stateLocked: ArrayState {
-        let lost = roleStates.filter { $0 != .active }.count
+        let m = membership
+        let lost = m.unreadableCount
         if lost == 0 { return .clean }
         if lost > geometry.parityChunkCount { return .failed }
-        return roleStates.contains(.rebuilding) ? .rebuilding : .degraded
+        return m.states.contains(.rebuilding) ? .rebuilding : .degraded
     }
 
     public var events: UInt64 { stateLock.withLock { superblock.events } }
 
-    public func roleState(_ role: Int) -> RoleState { stateLock.withLock { roleStates[role] } }
+    public func roleState(_ role: Int) -> RoleState { membership.states[role] }
 
     public func counters(_ role: Int) -> MemberCounters { stateLock.withLock { counters[role] } }
 
@@ -412,119 +413,6 @@ public final class RAIDArray: @unchecked Sendable {
     }
 
     public func memberName(_ role: Int) -> String { member(role)?.name ?? "(missing)" }
-
-    /// Marks a role faulty, moves the event counter on and records it in the
-    /// superblocks of the members still active, so the failed member, if it
-    /// comes back, is recognised as stale.
-    public func memberFailed(role: Int, reason: String) {
-        let changed: Bool = stateLock.withLock {
-            guard roleStates[role] == .active || roleStates[role] == .rebuilding else { return false }
-            roles.set(role, .faulty)
-            return true
-        }
-        guard changed else { return }
-        eventLog.record(ArrayEvent(kind: "member-failed", member: role,
-                                   message: "\(memberName(role)) marked faulty: \(reason); array is \(state.rawValue)"))
-        if !readOnly {
-            persistStateLoggingFailure("member \(role) faulty")
-            // A hot spare takes over at once, as md starts recovery the
-            // moment a member is marked faulty (the monitor retries every
-            // second). On a thread of its own: the caller may hold a file's
-            // lock (a write error) or be the rebuild itself, and starting may
-            // have to wait for a running rebuild to stop, which needs both.
-            environment.jobs.spawn("raidfs-failover") { [weak self] in self?.startRebuildIfPossible() }
-        }
-    }
-
-    /// Writes the current membership to every active member's superblock,
-    /// moving the event counter on. A member that cannot take its superblock
-    /// is failed in turn and the survivors are written again.
-    func persistState(clean: Bool, reason: String, rebuilds: [RebuildCheckpoint]?? = nil) throws {
-        // Members failed here, each an event once the lock is left (recording
-        // writes to the members, which may fail one and persist again).
-        var failedHere: [(Int, Error)] = []
-        defer {
-            for (r, e) in failedHere {
-                eventLog.record(ArrayEvent(kind: "member-failed", member: r,
-                                           message: "\(memberName(r)) marked faulty: its superblock write failed (\(e)); array is \(state.rawValue)"))
-            }
-        }
-        try superblockWriteLock.withLock {
-            while true {
-                let (sb, targets): (Superblock, [Int]) = stateLock.withLock {
-                    superblock.events += 1
-                    superblock.clean = clean
-                    superblock.updatedAt = Date().timeIntervalSince1970
-                    for r in 0..<geometry.memberCount { superblock.roles[r].state = roleStates[r] }
-                    superblock.counters = counters
-                    superblock.spares = spareMembers.map { $0.uuid }
-                    if let c = rebuilds { superblock.rebuilds = c }
-                    return (superblock, (0..<geometry.memberCount).filter { roleStates[$0] == .active || roleStates[$0] == .rebuilding })
-                }
-                var failed: [(Int, Error)] = []
-                for r in targets {
-                    var mine = sb
-                    mine.role = r
-                    mine.memberUUID = sb.roles[r].memberUUID
-                    do {
-                        guard let m = member(r) else { throw FSError.io("role \(r) has no member") }
-                        try m.writeSuperblock(mine.encoded())
-                    } catch {
-                        failed.append((r, error))
-                    }
-                }
-                // Spares and a replacement in progress stay as fresh as the
-                // members. One that cannot take it is not failed here (it
-                // holds no role): the log says so, and a spare is probed
-                // again before it takes a role (unusableSpareReason).
-                let idle = stateLock.withLock { spareMembers + shadowSlots.compactMap { $0 } }
-                for (uuid, spare) in idle {
-                    do { try spare.writeSuperblock(RAIDArray.spareSuperblock(sb, uuid: uuid)) } catch {
-                        logger.warning("\(spare.name): spare or replacement missed superblock event \(sb.events): \(error)")
-                    }
-                }
-                if failed.count == targets.count && !targets.isEmpty && targets.contains(where: { roleStates[$0] == .active }) {
-                    throw FSError.io("no member accepted its superblock (\(failed.map { "\($0.1)" }.joined(separator: "; ")))")
-                }
-                if failed.isEmpty {
-                    logger.info("superblocks at event \(sb.events) written to \(targets.count) members (\(reason))")
-                    return
-                }
-                for (r, e) in failed {
-                    stateLock.withLock {
-                        counters[r].writeErrors += 1
-                        roles.set(r, .faulty)
-                    }
-                    logger.critical("member \(r) (\(memberName(r))) marked faulty: superblock write failed: \(e)")
-                    failedHere.append((r, e))
-                }
-            }
-        }
-    }
-
-    /// Writes the current membership to a spare's superblock (role -1),
-    /// under the lock persistState holds: a probe and a persist of the same
-    /// spare never overlap, and the spare is never left an event behind.
-    func writeSpareSuperblock(_ spare: Member, uuid: String) throws {
-        try superblockWriteLock.withLock {
-            try spare.writeSuperblock(RAIDArray.spareSuperblock(currentSuperblock, uuid: uuid))
-        }
-    }
-
-    private static func spareSuperblock(_ sb: Superblock, uuid: String) -> [UInt8] {
-        var mine = sb
-        mine.role = -1
-        mine.memberUUID = uuid
-        return mine.encoded()
-    }
-
-    /// `persistState` for background bookkeeping (checkpoints, counters,
-    /// records) whose caller has no one to hand the error to: logged.
-    func persistStateLoggingFailure(_ reason: String, rebuilds: [RebuildCheckpoint]?? = nil) {
-        do { try persistState(clean: false, reason: reason, rebuilds: rebuilds) } catch {
-            logger.error("\(reason): no superblock took the change: \(error)")
-        }
-    }
 
     /// Marks the array clean in every active member (unmount).
     public func shutdown() {

@@ -23,7 +23,8 @@ extension RAIDArray {
     /// `raidctl fail`: marks a role faulty at once. Refused when that would
     /// lose data (beyond redundancy), unless forced.
     public func failByAdministrator(_ role: Int, force: Bool) throws -> String {
-        let (state, lostAfter) = stateLock.withLock { (roleStates[role], roleStates.filter { $0 != .active }.count + 1) }
+        let m = membership
+        let (state, lostAfter) = (m.states[role], m.unreadableCount + 1)
         guard state == .active || state == .rebuilding else {
             throw FSError.invalid("member \(role) is already \(state.rawValue)")
         }
@@ -44,10 +45,10 @@ extension RAIDArray {
 
     /// `raidctl remove`: detaches a faulty role's member, or a spare.
     public func removeMember(_ name: String, force: Bool) throws -> String {
-        if let idx = stateLock.withLock({ spareMembers.firstIndex { $0.member.name == absolutePath(name) || $0.member.name == name } }) {
-            let spare = stateLock.withLock { spareMembers.remove(at: idx) }
-            try persistState(clean: false, reason: "spare removed")
-            eventLog.record(ArrayEvent(kind: "spare-removed", message: "spare \(spare.member.name) removed"))
+        if let spare = membership.spares.first(where: { $0.member.name == absolutePath(name) || $0.member.name == name }) {
+            try commitMembership("spare removed", events: { _ in [ArrayEvent(kind: "spare-removed", message: "spare \(spare.member.name) removed")] }) { d in
+                guard d.removeSpare(spare.uuid) else { throw FSError.invalid("\(spare.member.name): no longer a spare (it took a role)") }
+            }
             return "spare \(spare.member.name) removed"
         }
         let role = try resolveRole(name)
@@ -59,12 +60,13 @@ extension RAIDArray {
             _ = try failByAdministrator(role, force: true)
         }
         let name = memberName(role)
-        stateLock.withLock {
-            memberSlots[role] = nil
-            roles.set(role, .missing, newMember: true)
+        try commitMembership("member \(role) removed",
+                             events: { _ in [ArrayEvent(kind: "member-removed", member: role, message: "\(name) removed from role \(role)")] }) { d in
+            guard d.states[role] == .faulty || d.states[role] == .missing else {
+                throw FSError(EBUSY, "member \(role) (\(name)) is \(d.states[role].rawValue) again (a spare took its role): nothing removed")
+            }
+            d.vacate(role)
         }
-        try persistState(clean: false, reason: "member \(role) removed")
-        eventLog.record(ArrayEvent(kind: "member-removed", member: role, message: "\(name) removed from role \(role)"))
         return "member \(role) (\(name)) removed"
     }
 
@@ -129,13 +131,13 @@ extension RAIDArray {
         // Its superblock first: once listed, a failover on another thread
         // may probe it at once, and would drop a spare with none.
         try writeSpareSuperblock(spare, uuid: uuid)
-        stateLock.withLock { spareMembers.append((uuid, spare)) }
-        try persistState(clean: false, reason: "spare added")
-        eventLog.record(ArrayEvent(kind: "spare-added", message: note))
+        try commitMembership("spare added", events: { _ in [ArrayEvent(kind: "spare-added", message: note)] }) { d in
+            d.addSpare(Seat(uuid: uuid, member: spare))
+        }
         startRebuildIfPossible()
         // The role it took, whichever thread started the rebuild: a member
         // failure's own thread may have got there first.
-        return stateLock.withLock { superblock.roles.firstIndex { $0.memberUUID == uuid } }
+        return membership.seats.firstIndex { $0?.uuid == uuid }
     }
 
     /// `raidctl replace`: rebuilds role `name`'s contents onto `directory`
@@ -173,19 +175,19 @@ extension RAIDArray {
         // Until it takes the role it is a spare only the replacement record
         // names: an unmount or crash leaves it to the next mount to resume.
         try writeSpareSuperblock(target, uuid: uuid)
-        stateLock.withLock {
-            superblock.replacement = ReplacementRecord(role: role, memberUUID: uuid, directory: member.name, lastPath: "", bytesDone: 0)
+        let record = ReplacementRecord(role: role, memberUUID: uuid, directory: member.name, lastPath: "", bytesDone: 0)
+        try commitMembership("replacement of member \(role) started", records: { $0.replacement = record },
+                             events: { _ in [ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(self.memberName(role)) onto \(member.name)")] }) { d in
+            guard d.states[role] == .active, d.shadows[role] == nil, superblock.replacement == nil else {
+                throw FSError(EBUSY, "member \(role) is \(d.states[role].rawValue) or already being replaced")
+            }
+            d.attachShadow(role, Seat(uuid: uuid, member: target))
         }
-        try persistState(clean: false, reason: "replacement of member \(role) started")
-        eventLog.record(ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(memberName(role)) onto \(member.name)"))
         startReplacement(role: role, target: target, uuid: uuid, resume: [])
     }
 
+    /// Starts the copy onto the replacement `commitMembership` attached.
     private func startReplacement(role: Int, target: Member, uuid: String, resume: [RebuildCheckpoint]) {
-        stateLock.withLock {
-            shadowSlots[role] = (uuid, target)
-            roles.attachShadow(role)
-        }
         let r = Rebuilder(array: self, targets: [.init(role: role, member: target, uuid: uuid)],
                           rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume, replacing: true)
         stateLock.withLock { rebuilderSlot = r }
@@ -198,13 +200,22 @@ extension RAIDArray {
     /// the crash resync does not know it).
     func resumeReplacement() {
         guard let rec = stateLock.withLock({ superblock.replacement }) else { return }
-        let target = FaultInjectingMember(DirectoryMember(root: rec.directory))
+        let target = FaultInjectingMember(assembledReplacement ?? DirectoryMember(root: rec.directory))
+        let resume = wasCleanAtAssembly && !rec.lastPath.isEmpty
+            ? [RebuildCheckpoint(role: rec.role, memberUUID: rec.memberUUID, lastPath: rec.lastPath, bytesDone: rec.bytesDone)] : []
         let why: String? = {
             guard roleState(rec.role) == .active else { return "member \(rec.role) is \(roleState(rec.role).rawValue)" }
             guard let bytes = try? target.readSuperblock(), let sb = try? Superblock.decode(bytes, source: rec.directory) else {
                 return "\(rec.directory) has no readable superblock"
             }
-            return sb.arrayUUID == arrayUUID && sb.memberUUID == rec.memberUUID ? nil : "\(rec.directory) now holds another member"
+            guard sb.arrayUUID == arrayUUID && sb.memberUUID == rec.memberUUID else { return "\(rec.directory) now holds another member" }
+            // Starting over, it starts empty, as a new member would: a crash
+            // may have cut a namespace change short on it (a rename done on
+            // the role's member only), and the copy adds but never removes.
+            if resume.isEmpty {
+                do { try RAIDArray.emptyNamespace(target) } catch { return "\(rec.directory) could not be emptied to start over: \(error)" }
+            }
+            return nil
         }()
         if let why {
             stateLock.withLock { superblock.replacement = nil }
@@ -212,11 +223,31 @@ extension RAIDArray {
             persistStateLoggingFailure("replacement dropped")
             return
         }
-        let resume = wasCleanAtAssembly && !rec.lastPath.isEmpty
-            ? [RebuildCheckpoint(role: rec.role, memberUUID: rec.memberUUID, lastPath: rec.lastPath, bytesDone: rec.bytesDone)] : []
-        eventLog.record(ArrayEvent(kind: "replace-resumed", member: rec.role,
-                                   message: "copying role \(rec.role) onto \(rec.directory) again, " + (resume.isEmpty ? "from the start" : "after \(rec.lastPath)")))
+        do {
+            try commitMembership("replacement of member \(rec.role) resumed", events: { _ in [ArrayEvent(
+                kind: "replace-resumed", member: rec.role,
+                message: "copying role \(rec.role) onto \(rec.directory) again, " + (resume.isEmpty ? "from the start" : "after \(rec.lastPath)"))] }) { d in
+                d.attachShadow(rec.role, Seat(uuid: rec.memberUUID, member: target))
+            }
+        } catch {
+            logger.error("replacement of member \(rec.role) not resumed: \(error)")
+            return
+        }
         startReplacement(role: rec.role, target: target, uuid: rec.memberUUID, resume: resume)
+    }
+
+    /// Removes every entry of `m`'s namespace under `dir`, through the
+    /// Member seam (the orphan directory stays, emptied).
+    static func emptyNamespace(_ m: Member, _ dir: String = "/") throws {
+        for e in try m.list(dir) where e.name != "." && e.name != ".." {
+            let p = dir == "/" ? "/" + e.name : dir + "/" + e.name
+            if e.type == UInt8(DT_DIR) {
+                try emptyNamespace(m, p)
+                if p != RAIDArray.orphanDirectory { try m.rmdir(p) }
+            } else {
+                try m.unlink(p)
+            }
+        }
     }
 
     /// Where a replacement's copy stands (every two seconds, and at unmount).
@@ -230,43 +261,45 @@ extension RAIDArray {
 
     /// Gives up a replacement (its member failed a write, or data could not be copied).
     func abandonReplacement(role: Int, _ reason: String) {
-        let r: Rebuilder? = stateLock.withLock {
-            guard membership.shadow[role] else { return nil }
-            roles.detachShadow(role)
-            shadowSlots[role] = nil
+        var r: Rebuilder?
+        let changed = forceMembership("replacement abandoned") { d in
+            guard d.shadows[role] != nil else { return false }
+            d.detachShadow(role)
             superblock.replacement = nil
-            return rebuilderSlot
+            r = rebuilderSlot
+            return true
         }
-        guard let r else { return }
-        if r.replacing && r.role == role { r.stop() }
-        persistStateLoggingFailure("replacement abandoned")
+        guard changed else { return }
+        if let r, r.replacing && r.role == role { r.stop() }
         eventLog.record(ArrayEvent(kind: "replace-failed", member: role, message: "replacement of member \(role) abandoned: \(reason)"))
     }
 
     /// The replacement is complete: it takes the role, the old member retires.
     func completeReplacement(_ r: Rebuilder) {
-        var old = ""
-        let done: Bool = namespace.lock.withLock {
-            let gen: UInt32? = stateLock.withLock {
-                guard membership.shadow[r.role], let slot = shadowSlots[r.role], slot.member === r.target else { return nil }
-                old = memberSlots[r.role]?.name ?? "(missing)"
-                resetCountersLocked(r.role)
-                memberSlots[r.role] = r.target
-                superblock.roles[r.role].memberUUID = slot.uuid
-                shadowSlots[r.role] = nil
-                superblock.replacement = nil
-                return roles.promoteShadow(r.role)
+        let role = r.role
+        do {
+            // Under the namespace lock: no file opens between the new
+            // membership and its open files taking the member.
+            try namespace.lock.withLock {
+                let old: String? = try commitMembership("member \(role) replaced", records: { $0.replacement = nil }, events: { old in
+                    old.map { [ArrayEvent(kind: "member-replaced", member: role, message: "\(r.target.name) took role \(role); \($0) retired (now stale)")] } ?? []
+                }) { d in
+                    guard let s = d.shadows[role], s.member === r.target else { return nil }
+                    let old = d.seats[role]?.member.name ?? "(missing)"
+                    d.promoteShadow(role)
+                    return old
+                }
+                guard old != nil else { return }
+                stateLock.withLock { resetCountersLocked(role) }   // the counters are the new member's
+                let gen = membership.generations[role]
+                for af in namespace.openFiles.values {
+                    af.lock.withWriteLock { af.promoteShadow(role: role, generation: gen) }
+                }
             }
-            guard let gen else { return false }
-            for af in namespace.openFiles.values {
-                af.lock.withWriteLock { af.promoteShadow(role: r.role, generation: gen) }
-            }
-            return true
+        } catch {
+            eventLog.record(ArrayEvent(kind: "replace-failed", member: role,
+                                       message: "replacement of member \(role) copied but not recorded: \(error); it stays attached"))
         }
-        guard done else { return }
-        persistStateLoggingFailure("member \(r.role) replaced")
-        eventLog.record(ArrayEvent(kind: "member-replaced", member: r.role,
-                                   message: "\(r.target.name) took role \(r.role); \(old) retired (now stale)"))
     }
 
     /// Starts a rebuild when a role is lost and a spare is free, or resumes
@@ -289,41 +322,47 @@ extension RAIDArray {
                 /// A role was lost while a rebuild runs: stop it (it leaves
                 /// checkpoints) and start one pass for every lost role.
                 case restart(Rebuilder)
-                case probe(Int, (uuid: String, member: Member))
+                case probe(Int, Seat)
                 /// The roles to rebuild, their checkpoints, and which of them
                 /// spares just took.
                 case launch([Rebuilder.Target], [RebuildCheckpoint], [Rebuilder.Target])
             }
-            let step: Step = stateLock.withLock {
-                let lost = (0..<geometry.memberCount).filter { roleStates[$0] == .faulty || roleStates[$0] == .missing }
-                let canTake = !lost.isEmpty && !spareMembers.isEmpty
-                    && roleStates.filter({ $0 == .active }).count >= geometry.dataChunkCount
-                if let r = rebuilderSlot, r.isRunning {
-                    return canTake && !r.replacing ? .restart(r) : .none
-                }
-                var targets: [Rebuilder.Target] = (0..<geometry.memberCount).compactMap { r in
-                    guard roleStates[r] == .rebuilding, let m = memberSlots[r] else { return nil }
-                    return Rebuilder.Target(role: r, member: m, uuid: superblock.roles[r].memberUUID)
-                }
-                var resume = superblock.rebuilds ?? []
-                var activated: [Rebuilder.Target] = []
-                if canTake {
-                    for (role, spare) in zip(lost, spareMembers) where !probed.contains(spare.uuid) {
-                        return .probe(role, spare)   // probed outside the lock first
+            // What to do is decided on the membership in force, and a spare
+            // takes its role in the same change the superblocks record.
+            var resume: [RebuildCheckpoint] = []
+            let step: Step
+            do {
+                step = try commitMembership("rebuild started", records: { $0.rebuilds = resume.isEmpty ? nil : resume }) { d in
+                    let lost = (0..<geometry.memberCount).filter { d.states[$0] == .faulty || d.states[$0] == .missing }
+                    let canTake = !lost.isEmpty && !d.spares.isEmpty
+                        && d.states.filter({ $0 == .active }).count >= geometry.dataChunkCount
+                    if let r = rebuilderSlot, r.isRunning {
+                        return canTake && !r.replacing ? .restart(r) : .none
                     }
-                    for (role, spare) in zip(lost, spareMembers) {
-                        spareMembers.removeAll { $0.uuid == spare.uuid }
-                        memberSlots[role] = spare.member
-                        roles.set(role, .rebuilding, newMember: true)
-                        resetCountersLocked(role)   // the counters are the new member's
-                        superblock.roles[role].memberUUID = spare.uuid
-                        resume.removeAll { $0.role == role }
-                        activated.append(Rebuilder.Target(role: role, member: spare.member, uuid: spare.uuid))
+                    var targets: [Rebuilder.Target] = (0..<geometry.memberCount).compactMap { r in
+                        guard d.states[r] == .rebuilding, let s = d.seats[r] else { return nil }
+                        return Rebuilder.Target(role: r, member: s.member, uuid: s.uuid)
                     }
+                    resume = superblock.rebuilds ?? []
+                    var activated: [Rebuilder.Target] = []
+                    if canTake {
+                        for (role, spare) in zip(lost, d.spares) where !probed.contains(spare.uuid) {
+                            return .probe(role, spare)   // probed outside the lock first
+                        }
+                        for (role, spare) in zip(lost, d.spares) {
+                            d.seatSpare(spare.uuid, in: role)
+                            resume.removeAll { $0.role == role }
+                            activated.append(Rebuilder.Target(role: role, member: spare.member, uuid: spare.uuid))
+                        }
+                    }
+                    targets += activated
+                    guard !targets.isEmpty else { return .none }
+                    d.recordOnly()
+                    return .launch(targets, resume, activated)
                 }
-                targets += activated
-                superblock.rebuilds = resume.isEmpty ? nil : resume
-                return targets.isEmpty ? .none : .launch(targets, resume, activated)
+            } catch {
+                logger.error("rebuild not started: \(error)")
+                return nil
             }
             switch step {
             case .none:
@@ -335,56 +374,40 @@ extension RAIDArray {
                 // A spare that is gone, full or unwritable cannot take over:
                 // say so and try the next one rather than keep it listed.
                 if let why = unusableSpareReason(spare) {
-                    stateLock.withLock { spareMembers.removeAll { $0.uuid == spare.uuid } }
+                    forceMembership("unusable spare dropped") { $0.removeSpare(spare.uuid) }
                     eventLog.record(ArrayEvent(kind: "spare-unusable", member: role,
                                                message: "spare \(spare.member.name) cannot take role \(role) and was dropped: \(why)"))
-                    persistStateLoggingFailure("unusable spare dropped")
                 } else {
                     probed.insert(spare.uuid)
                 }
                 continue
             case .launch(let targets, let resume, let activated):
-                // (Events are recorded outside the state lock: recording
-                // writes to the members, which asks for it.)
                 for t in activated {
+                    stateLock.withLock { resetCountersLocked(t.role) }   // the counters are the new member's
                     eventLog.record(ArrayEvent(kind: "spare-activated", member: t.role, message: "spare \(t.member.name) takes role \(t.role)"))
                 }
-                return launchRebuild(targets, resume: resume)
+                let r = Rebuilder(array: self, targets: targets, rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume)
+                stateLock.withLock { rebuilderSlot = r }
+                r.start()
+                return targets[0].role
             }
         }
     }
 
     /// Why `spare` cannot hold a role now (nil when it can): it must be
     /// there and take a write of its superblock.
-    private func unusableSpareReason(_ spare: (uuid: String, member: Member)) -> String? {
+    private func unusableSpareReason(_ spare: Seat) -> String? {
         guard spare.member.isPresent() else { return "its directory or superblock is gone" }
         do { try writeSpareSuperblock(spare.member, uuid: spare.uuid) } catch { return "\(error)" }
         return nil
     }
 
-    private func launchRebuild(_ targets: [Rebuilder.Target], resume: [RebuildCheckpoint]) -> Int? {
-        let roles = targets.map { String($0.role) }.joined(separator: ", ")
-        do {
-            try persistState(clean: false, reason: "rebuild of role\(targets.count > 1 ? "s" : "") \(roles) started")
-        } catch {
-            logger.error("rebuild of \(roles): \(error)")
-            return nil
-        }
-        let r = Rebuilder(array: self, targets: targets, rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume)
-        stateLock.withLock { rebuilderSlot = r }
-        r.start()
-        return targets[0].role
-    }
-
-    /// True while `r`'s target still holds its role (being rebuilt, or
-    /// attached as the replacement).
     /// True while `t`'s member still holds its role for `r` (being rebuilt,
     /// or attached as the replacement).
     func isCurrentTarget(_ r: Rebuilder, _ t: Rebuilder.Target) -> Bool {
-        stateLock.withLock {
-            if r.replacing { return shadowSlots[t.role]?.member === t.member }
-            return roleStates[t.role] == .rebuilding && memberSlots[t.role] === t.member
-        }
+        let m = membership
+        if r.replacing { return m.shadows[t.role]?.member === t.member }
+        return m.states[t.role] == .rebuilding && m.seats[t.role]?.member === t.member
     }
 
     func checkpointRebuild(_ c: [RebuildCheckpoint]) {
@@ -392,15 +415,22 @@ extension RAIDArray {
     }
 
     func finishRebuild(_ r: Rebuilder) {
-        let done: [Rebuilder.Target] = stateLock.withLock {
-            r.targets.filter { t in
-                guard roleStates[t.role] == .rebuilding, memberSlots[t.role] === t.member else { return false }
-                roles.set(t.role, .active)
-                return true
+        let done: [Rebuilder.Target]
+        do {
+            done = try commitMembership("rebuild finished", records: { $0.rebuilds = nil }) { d in
+                r.targets.filter { t in
+                    guard d.states[t.role] == .rebuilding, d.seats[t.role]?.member === t.member else { return false }
+                    d.activate(t.role)
+                    return true
+                }
             }
+        } catch {
+            // The roles stay rebuilding, as the superblocks say: the next
+            // start (the monitor's, within a second) goes over them again.
+            logger.error("rebuild finished but not recorded: \(error)")
+            return
         }
         guard !done.isEmpty else { return }
-        persistStateLoggingFailure("rebuild of roles \(done.map { String($0.role) }.joined(separator: ", ")) finished", rebuilds: .some(nil))
         let st = r.status
         for t in done {
             eventLog.record(ArrayEvent(kind: "rebuild-finished", member: t.role,
@@ -442,7 +472,8 @@ extension RAIDArray {
 
     /// What `raidctl status` shows.
     public func status() -> ArrayStatus {
-        let (states, names, sb) = stateLock.withLock { (roleStates, memberSlots.map { $0?.name ?? "" }, superblock) }
+        let m = membership
+        let (states, names, sb) = (m.states, m.seats.map { $0?.member.name ?? "" }, currentSuperblock)
         let rebuild = rebuildStatus
         return ArrayStatus(
             arrayUUID: arrayUUID, level: geometry.level.rawValue, chunkSizeBytes: geometry.chunkSizeBytes,

@@ -35,6 +35,10 @@ public enum Assembler {
         public let superblock: Superblock          // the freshest, authoritative
         public let membersByRole: [Member?]
         public let spares: [Candidate]
+        /// The member a `raidctl replace` was copying onto, when it was
+        /// among those given (else the array opens the directory the
+        /// replacement record names).
+        public var replacement: Member? = nil
         public let report: AssemblyReport
         /// Roles a forced assembly took back, with their event counters.
         public var forced: [(role: Int, events: UInt64)] = []
@@ -93,6 +97,7 @@ public enum Assembler {
         let geometry = freshest.geometry
         var byRole = [Member?](repeating: nil, count: geometry.memberCount)
         var spares: [Candidate] = []
+        var replacement: Member? = nil
         /// Left out only for being behind: what a forced assembly may take back.
         var takeable: [Candidate] = []
         for c in candidates {
@@ -104,7 +109,8 @@ public enum Assembler {
             // superblocks were being written leaves some members one behind,
             // and the freshest one still says what became of their role.
             if sb.role < 0 && freshest.replacement?.memberUUID == sb.memberUUID {
-                continue   // taking over a role (raidctl replace): resumed by the array
+                replacement = c.member   // taking over a role (raidctl replace): resumed by the array
+                continue
             }
             if sb.events + 1 < maxEvents {
                 report.leftOut.append(.init(directory: c.member.name,
@@ -163,6 +169,7 @@ public enum Assembler {
             throw FSError.invalid(why)
         }
         var plan = Plan(superblock: freshest, membersByRole: byRole, spares: spares, report: report)
+        plan.replacement = replacement
         plan.forced = forced
         return plan
     }

@@ -112,20 +112,6 @@ extension RAIDArray {
         try namespace.lock.withLock { try replicateLocked(what, dirs: dirs, body) }
     }
 
-    /// Fails `role` unless that would lose more members than the level
-    /// tolerates; false when it was kept in for that reason.
-    func failWithinRedundancy(role: Int, reason: String, countsAsWriteError: Bool = true) -> Bool {
-        let lost = stateLock.withLock { roleStates.filter { $0 != .active }.count }
-        if countsAsWriteError { stateLock.withLock { counters[role].writeErrors += 1 } }
-        if lost + 1 > geometry.parityChunkCount && roleState(role) == .active {
-            eventLog.record(ArrayEvent(kind: countsAsWriteError ? "write-error" : "member-kept", member: role,
-                                       message: "\(reason); member kept: failing it would exceed RAID \(geometry.level.rawValue)'s redundancy"))
-            return false
-        }
-        memberFailed(role: role, reason: reason)
-        return true
-    }
-
     /// `role` answered a namespace change differently from the first
     /// member: bring its copy of `dirs` in line (rolling the change forward
     /// there) and record it. Failing the repair is an I/O error: the member
