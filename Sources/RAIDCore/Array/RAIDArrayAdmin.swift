@@ -431,6 +431,12 @@ extension RAIDArray {
             return
         }
         guard !done.isEmpty else { return }
+        // The intent log goes to active members only: the ones just made
+        // active get it now, so a crash that leaves them alone still finds
+        // the regions to resync.
+        if intentLog.enabled {
+            do { try intentLog.persist() } catch { logger.error("intent log after the rebuild: \(error)") }
+        }
         let st = r.status
         for t in done {
             eventLog.record(ArrayEvent(kind: "rebuild-finished", member: t.role,

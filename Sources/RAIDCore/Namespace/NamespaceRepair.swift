@@ -341,10 +341,12 @@ extension RAIDArray {
 
     /// A regular file in `dirs` whose header the authority cannot read takes
     /// the header another member holds for it. Where no member holds one
-    /// after an unclean shutdown, a crash came while the file was being
-    /// created, before any header was written: the file is finished as
-    /// created, empty, with a new id (unless its first chunk is poisoned:
-    /// a damaged copy). At any other time no header means
+    /// after an unclean shutdown and the authority's header was never
+    /// written (all zeros, or the file shorter than a header), a crash came
+    /// while the file was being created: the file is finished as created,
+    /// empty, with a new id (unless its first chunk is poisoned: a damaged
+    /// copy). A header that is there but will not read (rot, a read error)
+    /// is damage whenever it is met. At any other time no header means
     /// damage beyond redundancy, and the file is left as it is: its data may
     /// read again (a header that failed to read once), and cutting it would
     /// lose what the data path would still give back.
@@ -362,7 +364,7 @@ extension RAIDArray {
                 // A damaged copy a rebuild or repair made (its first chunk
                 // poisoned) is damage too, not a create cut short.
                 if found == nil {
-                    guard afterCrash, try !startsPoisoned(a, p) else { continue }
+                    guard afterCrash, try headerNeverWritten(a, p), try !startsPoisoned(a, p) else { continue }
                 }
                 let f = try a.open(p, flags: O_WRONLY, mode: 0)
                 defer { f.close() }
@@ -376,6 +378,17 @@ extension RAIDArray {
             }
         }
         return settled
+    }
+
+    /// Whether `p` on `m` has no header written: shorter than one, or zeros
+    /// where it would be (what a crash inside its create leaves).
+    private func headerNeverWritten(_ m: Member, _ p: String) throws -> Bool {
+        let f = try m.open(p, flags: O_RDONLY, mode: 0)
+        defer { f.close() }
+        return try withUnsafeTemporaryAllocation(byteCount: FileHeader.encodedBytes, alignment: 8) { raw in
+            let n = try f.read(into: raw.baseAddress!, count: FileHeader.encodedBytes, at: 0)
+            return n < FileHeader.encodedBytes || UnsafeRawBufferPointer(rebasing: raw[0..<n]).allSatisfy { $0 == 0 }
+        }
     }
 
     /// Whether the first chunk of `p` on `m` is poisoned: a copy made by
@@ -416,10 +429,15 @@ extension RAIDArray {
         let f = try m.open(p, flags: O_CREAT | O_WRONLY, mode: authority.st_mode & 0o7777)
         defer { f.close() }
         try f.truncate(to: 0)
-        for s in 0..<layout.stripesHeld(memberFileBytes: UInt64(authority.st_size)) { try layout.poison(f, stripe: s) }
+        // The first chunk at least, whatever the authority's copy holds: a
+        // file with no data on it (sparse, or all in a tail elsewhere) is
+        // as lost as any, and a copy with nothing poisoned would look, after
+        // a crash, like a create cut short, to be finished as an empty file.
+        let held = max(1, layout.stripesHeld(memberFileBytes: UInt64(authority.st_size)))
+        for s in 0..<held { try layout.poison(f, stripe: s) }
         // As long as the authority's (sparse past the entries), so a copy
         // of this copy poisons as many chunks.
-        try f.truncate(to: UInt64(authority.st_size))
+        try f.truncate(to: max(UInt64(authority.st_size), layout.fileBytes(stripeCount: held)))
     }
 
     /// Creates the directories leading to `d` on `m` that it lacks.
