@@ -118,15 +118,16 @@ final class PoisonedResyncTests: XCTestCase {
 final class UnreadableHeaderTests: XCTestCase {
     let data = SeededBytes(seed: 11).bytesOnce(20_000)
 
-    /// RAID 1 of three holding /f, synced.
-    func mirrored() throws -> (RAIDArray, [SimulatedMember], EngineEnvironment) {
+    /// RAID 1 of three holding `path` as `fill` leaves it, synced (/f
+    /// holding `data` by default).
+    func mirrored(_ path: String = "/f", _ fill: ((ArrayFile) throws -> Void)? = nil) throws -> (RAIDArray, [SimulatedMember], EngineEnvironment) {
         let env = EngineEnvironment.simulated(seed: 6)
         let members = (0..<3).map { SimulatedMember(name: "sim\($0)") }
         _ = try ArrayCreator.initialize(level: .raid1, chunkSizeBytes: 4096, members: members, environment: env)
         let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
         try array.markInUse()
-        let f = try array.create("/f", mode: 0o644, exclusive: true, caller: root)
-        try f.write(data, at: 0)
+        let f = try array.create(path, mode: 0o644, exclusive: true, caller: root)
+        try fill.map { try $0(f) } ?? f.write(data, at: 0)
         try f.sync(dataOnly: false)
         array.release(f)
         return (array, members, env)
@@ -153,15 +154,7 @@ final class UnreadableHeaderTests: XCTestCase {
     /// an empty file (the simulation's RAID 1 seed 8 of 20,000 beyond
     /// redundancy read such a synced file back empty).
     func testDamagedCopyOfAFileWithNoDataStaysDamagedAfterACrash() throws {
-        let env = EngineEnvironment.simulated(seed: 6)
-        let members = (0..<3).map { SimulatedMember(name: "sim\($0)") }
-        _ = try ArrayCreator.initialize(level: .raid1, chunkSizeBytes: 4096, members: members, environment: env)
-        let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
-        try array.markInUse()
-        let f = try array.create("/s", mode: 0o644, exclusive: true, caller: root)
-        try f.truncate(to: 47_591)
-        try f.sync(dataOnly: false)
-        array.release(f)
+        let (array, members, env) = try mirrored("/s") { try $0.truncate(to: 47_591) }
         XCTAssertEqual(try members[1].lstat("/s").st_size, FileHeader.encodedBytes, "no data on the members: a header alone")
         // The spare takes role 0 while no other header of /s reads.
         _ = try array.failByAdministrator(0, force: false)
