@@ -27,6 +27,28 @@ final class SectorChecksumTests: XCTestCase {
     /// Appends byte by byte across a chunk boundary, truncates into and out
     /// of the tail, leaves holes: every step reads back as the model and
     /// leaves parity and checksums agreeing.
+    /// A poisoned entry (a sector a rebuild could not rebuild) with rotted
+    /// bits stays poison, and no rot of up to 4 bits makes it "never
+    /// written" (a lost sector read back as zeros: simulation RAID 1 seed 2
+    /// beyond redundancy, when poison was 1) or a valid checksum.
+    func testPoisonSurvivesRotAndNeverPassesForZerosOrData() {
+        let zeroCRC: UInt32 = 0x1234_5678
+        XCTAssertNil(SectorEntry.expectedCRC(SectorEntry.poison, zeroSectorCRC: zeroCRC))
+        var rotted: [UInt64] = [SectorEntry.poison]
+        for a in 0..<64 {
+            rotted.append(SectorEntry.poison ^ (1 << a))
+            for b in (a + 1)..<64 { rotted.append(SectorEntry.poison ^ (1 << a) ^ (1 << b)) }
+        }
+        for raw in rotted {
+            XCTAssertTrue(SectorEntry.isPoison(raw), String(raw, radix: 16))
+            XCTAssertNil(SectorEntry.expectedCRC(raw, zeroSectorCRC: zeroCRC), "\(String(raw, radix: 16)) reads as a checksum")
+        }
+        XCTAssertFalse(SectorEntry.isPoison(0), "never written is not lost")
+        for crc: UInt32 in [0, 1, 0xFFFF_FFFF, 0xDEAD_BEEF, 0x5241_4944] {
+            XCTAssertFalse(SectorEntry.isPoison(SectorEntry.encode(crc: crc)), "a checksum is not poison")
+        }
+    }
+
     func testShortTailShapesRoundTrip() throws {
         for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 5), (.raid1, 2)] {
             let tmp = TempDir()

@@ -43,8 +43,16 @@ enum SectorEntry {
     static let tag: UInt32 = 0x5241_4944  // "RAID"
     /// The entry of a sector a rebuild could not rebuild (`poison`): it is
     /// lost, and no crash resync may take what the member holds there.
-    /// (No CRC encodes to it, and a torn entry write is unlikely to.)
-    static let poison: UInt64 = 1
+    /// Far, in bits, from the all-zero entry (24 bits) and from every valid
+    /// encoding (20): rot of a few bits leaves it recognisably poison
+    /// (`isPoison`) and never makes it "never written" (which would pass
+    /// a lost sector's zeros as data) or a CRC that some bytes match. It was
+    /// 1 until format 2 was final: one flipped bit from 0.
+    static let poison: UInt64 = 0xDEAD_0000_0000_BEEF
+
+    /// `raw` is poison, allowing for a few rotted bits.
+    @inline(__always)
+    static func isPoison(_ raw: UInt64) -> Bool { (raw ^ poison).nonzeroBitCount <= 4 }
 
     @inline(__always)
     static func encode(crc: UInt32) -> UInt64 {

@@ -124,7 +124,7 @@ extension ArrayFile {
                     var lost = Set<Int>()
                     guard readChunkRaw(role: role, stripe: stripe, into: raw),
                           (try? storedEntries(f, stripe: stripe, whole) { s, entry in
-                              if entry == SectorEntry.poison {
+                              if SectorEntry.isPoison(entry) {
                                   if !wasRestored { lost.insert(s) }
                               } else if !wasRestored || sectorCRC(rebuilt, whole, s) != SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC) {
                                   memcpy(rebuilt + s * sector, raw + s * sector, sector)

@@ -398,7 +398,7 @@ extension RAIDArray {
         defer { f.close() }
         var entry: UInt64 = 0
         let n = try withUnsafeMutableBytes(of: &entry) { try f.read(into: $0.baseAddress!, count: 8, at: layout.entryOffset(stripe: 0)) }
-        return n == 8 && UInt64(littleEndian: entry) == SectorEntry.poison
+        return n == 8 && SectorEntry.isPoison(UInt64(littleEndian: entry))
     }
 
     /// Gives `m` the name `p` of a regular file whose header no active
