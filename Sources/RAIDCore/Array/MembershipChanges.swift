@@ -21,6 +21,13 @@ import RAIDControl
 ///
 /// A member whose superblock write fails during either is failed on the
 /// spot, with an event, and the survivors are written again.
+///
+/// The decisions are here too — a member failing, a spare taking a lost
+/// role, a rebuild ending, a replacement attached, resumed, given up or
+/// taking over, a spare or role removed — so this file is the only one
+/// that changes membership: `grep -rn "d\.\(fail\|activate\|vacate\|
+/// addSpare\|removeSpare\|seatSpare\|attachShadow\|detachShadow\|
+/// promoteShadow\)(" Sources` finds them here alone.
 extension RAIDArray {
     /// A change asked for: `change` edits a draft of the membership in
     /// force (under `stateLock`: it may read the array's fields; it throws
@@ -237,5 +244,293 @@ extension RAIDArray {
         mine.role = -1
         mine.memberUUID = uuid
         return mine.encoded()
+    }
+
+    // MARK: spares, removal
+
+    /// `raidctl remove` of a spare.
+    func removeSpare(_ spare: Seat) throws {
+        try commitMembership("spare removed", events: { _ in [ArrayEvent(kind: "spare-removed", message: "spare \(spare.member.name) removed")] }) { d in
+            guard d.removeSpare(spare.uuid) else { throw FSError.invalid("\(spare.member.name): no longer a spare (it took a role)") }
+        }
+    }
+
+    /// `raidctl remove` of a faulty or missing role: it gives up its member.
+    func vacate(_ role: Int) throws {
+        let name = memberName(role)
+        try commitMembership("member \(role) removed",
+                             events: { _ in [ArrayEvent(kind: "member-removed", member: role, message: "\(name) removed from role \(role)")] }) { d in
+            guard d.states[role] == .faulty || d.states[role] == .missing else {
+                throw FSError(EBUSY, "member \(role) (\(name)) is \(d.states[role].rawValue) again (a spare took its role): nothing removed")
+            }
+            d.vacate(role)
+        }
+    }
+
+    /// Takes an empty, prepared member as a hot spare; a rebuild onto it
+    /// starts at once if a role is lost (returns that role).
+    @discardableResult
+    public func addSpare(member: Member, note: String) throws -> Int? {
+        let uuid = environment.newUUID()
+        let spare = FaultInjectingMember(member)
+        // Its superblock first: once listed, a failover on another thread
+        // may probe it at once, and would drop a spare with none.
+        try writeSpareSuperblock(spare, uuid: uuid)
+        try commitMembership("spare added", events: { _ in [ArrayEvent(kind: "spare-added", message: note)] }) { d in
+            d.addSpare(Seat(uuid: uuid, member: spare))
+        }
+        startRebuildIfPossible()
+        // The role it took, whichever thread started the rebuild: a member
+        // failure's own thread may have got there first.
+        return membership.seats.firstIndex { $0?.uuid == uuid }
+    }
+
+    /// Starts copying active role `role` onto `member` (empty and prepared),
+    /// through the Member seam alone: the directory checks are the caller's,
+    /// so the simulation replaces simulated members the same way. The
+    /// replacement record names the member by `member.name`, which a later
+    /// mount resumes from as a directory.
+    public func replace(role: Int, with member: Member) throws {
+        guard roleState(role) == .active else {
+            throw FSError.invalid("member \(role) is \(roleState(role).rawValue): use add to rebuild a lost role")
+        }
+        let target = FaultInjectingMember(member)
+        let uuid = environment.newUUID()
+        // Until it takes the role it is a spare only the replacement record
+        // names: an unmount or crash leaves it to the next mount to resume.
+        try writeSpareSuperblock(target, uuid: uuid)
+        let record = ReplacementRecord(role: role, memberUUID: uuid, directory: member.name, lastPath: "", bytesDone: 0)
+        try commitMembership("replacement of member \(role) started", records: { $0.replacement = record },
+                             events: { _ in [ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(self.memberName(role)) onto \(member.name)")] }) { d in
+            guard d.states[role] == .active, d.shadows[role] == nil, superblock.replacement == nil else {
+                throw FSError(EBUSY, "member \(role) is \(d.states[role].rawValue) or already being replaced")
+            }
+            d.attachShadow(role, Seat(uuid: uuid, member: target))
+        }
+        startReplacement(role: role, target: target, uuid: uuid, resume: [])
+    }
+
+    /// Starts the copy onto the replacement `commitMembership` attached.
+    private func startReplacement(role: Int, target: Member, uuid: String, resume: [RebuildCheckpoint]) {
+        let r = Rebuilder(array: self, targets: [.init(role: role, member: target, uuid: uuid)],
+                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume, replacing: true)
+        stateLock.withLock { rebuilderSlot = r }
+        r.start()
+    }
+
+    /// At mount: a `raidctl replace` an unmount or crash cut short goes on.
+    /// After a clean unmount it resumes at its checkpoint; after a crash it
+    /// starts over (writes in flight may have missed the replacement, and
+    /// the crash resync does not know it).
+    func resumeReplacement() {
+        guard let rec = stateLock.withLock({ superblock.replacement }) else { return }
+        let target = FaultInjectingMember(assembledReplacement ?? DirectoryMember(root: rec.directory))
+        let resume = wasCleanAtAssembly && !rec.lastPath.isEmpty
+            ? [RebuildCheckpoint(role: rec.role, memberUUID: rec.memberUUID, lastPath: rec.lastPath, bytesDone: rec.bytesDone)] : []
+        let why: String? = {
+            guard roleState(rec.role) == .active else { return "member \(rec.role) is \(roleState(rec.role).rawValue)" }
+            guard let bytes = try? target.readSuperblock(), let sb = try? Superblock.decode(bytes, source: rec.directory) else {
+                return "\(rec.directory) has no readable superblock"
+            }
+            guard sb.arrayUUID == arrayUUID && sb.memberUUID == rec.memberUUID else { return "\(rec.directory) now holds another member" }
+            // Starting over, it starts empty, as a new member would: a crash
+            // may have cut a namespace change short on it (a rename done on
+            // the role's member only), and the copy adds but never removes.
+            if resume.isEmpty {
+                do { try RAIDArray.emptyNamespace(target) } catch { return "\(rec.directory) could not be emptied to start over: \(error)" }
+            }
+            return nil
+        }()
+        if let why {
+            stateLock.withLock { superblock.replacement = nil }
+            eventLog.record(ArrayEvent(kind: "replace-failed", member: rec.role, message: "replacement of member \(rec.role) not resumed: \(why)"))
+            persistStateLoggingFailure("replacement dropped")
+            return
+        }
+        do {
+            try commitMembership("replacement of member \(rec.role) resumed", events: { _ in [ArrayEvent(
+                kind: "replace-resumed", member: rec.role,
+                message: "copying role \(rec.role) onto \(rec.directory) again, " + (resume.isEmpty ? "from the start" : "after \(rec.lastPath)"))] }) { d in
+                d.attachShadow(rec.role, Seat(uuid: rec.memberUUID, member: target))
+            }
+        } catch {
+            logger.error("replacement of member \(rec.role) not resumed: \(error)")
+            return
+        }
+        startReplacement(role: rec.role, target: target, uuid: rec.memberUUID, resume: resume)
+    }
+
+    /// Gives up a replacement (its member failed a write, or data could not be copied).
+    func abandonReplacement(role: Int, _ reason: String) {
+        var r: Rebuilder?
+        let changed = forceMembership("replacement abandoned") { d in
+            guard d.shadows[role] != nil else { return false }
+            d.detachShadow(role)
+            superblock.replacement = nil
+            r = rebuilderSlot
+            return true
+        }
+        guard changed else { return }
+        if let r, r.replacing && r.role == role { r.stop() }
+        eventLog.record(ArrayEvent(kind: "replace-failed", member: role, message: "replacement of member \(role) abandoned: \(reason)"))
+    }
+
+    /// The replacement is complete: it takes the role, the old member retires.
+    func completeReplacement(_ r: Rebuilder) {
+        let role = r.role
+        do {
+            // Under the namespace lock: no file opens between the new
+            // membership and its open files taking the member.
+            try namespace.lock.withLock {
+                let old: String? = try commitMembership("member \(role) replaced", records: { $0.replacement = nil }, events: { old in
+                    old.map { [ArrayEvent(kind: "member-replaced", member: role, message: "\(r.target.name) took role \(role); \($0) retired (now stale)")] } ?? []
+                }) { d in
+                    guard let s = d.shadows[role], s.member === r.target else { return nil }
+                    let old = d.seats[role]?.member.name ?? "(missing)"
+                    d.promoteShadow(role)
+                    return old
+                }
+                guard old != nil else { return }
+                stateLock.withLock { resetCountersLocked(role) }   // the counters are the new member's
+                let gen = membership.generations[role]
+                for af in namespace.openFiles.values {
+                    af.lock.withWriteLock { af.promoteShadow(role: role, generation: gen) }
+                }
+            }
+        } catch {
+            eventLog.record(ArrayEvent(kind: "replace-failed", member: role,
+                                       message: "replacement of member \(role) copied but not recorded: \(error); it stays attached"))
+        }
+    }
+
+    /// Starts a rebuild when a role is lost and a spare is free, or resumes
+    /// one the superblocks say was running. Returns the role being rebuilt.
+    /// Called when a member fails (every path: raidctl fail, a write error,
+    /// the health monitor), when a spare is added, at mount, and by the
+    /// monitor every second, so a spare takes over with no one typing.
+    @discardableResult
+    public func startRebuildIfPossible() -> Int? {
+        guard !readOnly, !isShuttingDown else { return nil }
+        return rebuildStartLock.withLock { startRebuildLocked() }
+    }
+
+    private func startRebuildLocked() -> Int? {
+        // Spares found usable in this call, by uuid.
+        var probed = Set<String>()
+        while true {
+            enum Step {
+                case none
+                /// A role was lost while a rebuild runs: stop it (it leaves
+                /// checkpoints) and start one pass for every lost role.
+                case restart(Rebuilder)
+                case probe(Int, Seat)
+                /// The roles to rebuild, their checkpoints, and which of them
+                /// spares just took.
+                case launch([Rebuilder.Target], [RebuildCheckpoint], [Rebuilder.Target])
+            }
+            // What to do is decided on the membership in force, and a spare
+            // takes its role in the same change the superblocks record.
+            var resume: [RebuildCheckpoint] = []
+            let step: Step
+            do {
+                step = try commitMembership("rebuild started", records: { $0.rebuilds = resume.isEmpty ? nil : resume }) { d in
+                    let lost = (0..<geometry.memberCount).filter { d.states[$0] == .faulty || d.states[$0] == .missing }
+                    let canTake = !lost.isEmpty && !d.spares.isEmpty
+                        && d.states.filter({ $0 == .active }).count >= geometry.dataChunkCount
+                    if let r = rebuilderSlot, r.isRunning {
+                        return canTake && !r.replacing ? .restart(r) : .none
+                    }
+                    var targets: [Rebuilder.Target] = (0..<geometry.memberCount).compactMap { r in
+                        guard d.states[r] == .rebuilding, let s = d.seats[r] else { return nil }
+                        return Rebuilder.Target(role: r, member: s.member, uuid: s.uuid)
+                    }
+                    resume = superblock.rebuilds ?? []
+                    var activated: [Rebuilder.Target] = []
+                    if canTake {
+                        for (role, spare) in zip(lost, d.spares) where !probed.contains(spare.uuid) {
+                            return .probe(role, spare)   // probed outside the lock first
+                        }
+                        for (role, spare) in zip(lost, d.spares) {
+                            d.seatSpare(spare.uuid, in: role)
+                            resume.removeAll { $0.role == role }
+                            activated.append(Rebuilder.Target(role: role, member: spare.member, uuid: spare.uuid))
+                        }
+                    }
+                    targets += activated
+                    guard !targets.isEmpty else { return .none }
+                    d.recordOnly()
+                    return .launch(targets, resume, activated)
+                }
+            } catch {
+                logger.error("rebuild not started: \(error)")
+                return nil
+            }
+            switch step {
+            case .none:
+                return nil
+            case .restart(let r):
+                r.stop()
+                environment.jobs.wait(for: r.job) { !r.isRunning }
+            case .probe(let role, let spare):
+                // A spare that is gone, full or unwritable cannot take over:
+                // say so and try the next one rather than keep it listed.
+                if let why = unusableSpareReason(spare) {
+                    forceMembership("unusable spare dropped") { $0.removeSpare(spare.uuid) }
+                    eventLog.record(ArrayEvent(kind: "spare-unusable", member: role,
+                                               message: "spare \(spare.member.name) cannot take role \(role) and was dropped: \(why)"))
+                } else {
+                    probed.insert(spare.uuid)
+                }
+                continue
+            case .launch(let targets, let resume, let activated):
+                for t in activated {
+                    stateLock.withLock { resetCountersLocked(t.role) }   // the counters are the new member's
+                    eventLog.record(ArrayEvent(kind: "spare-activated", member: t.role, message: "spare \(t.member.name) takes role \(t.role)"))
+                }
+                let r = Rebuilder(array: self, targets: targets, rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume)
+                stateLock.withLock { rebuilderSlot = r }
+                r.start()
+                return targets[0].role
+            }
+        }
+    }
+
+    /// Why `spare` cannot hold a role now (nil when it can): it must be
+    /// there and take a write of its superblock.
+    private func unusableSpareReason(_ spare: Seat) -> String? {
+        guard spare.member.isPresent() else { return "its directory or superblock is gone" }
+        do { try writeSpareSuperblock(spare.member, uuid: spare.uuid) } catch { return "\(error)" }
+        return nil
+    }
+
+    func finishRebuild(_ r: Rebuilder) {
+        let done: [Rebuilder.Target]
+        do {
+            done = try commitMembership("rebuild finished", records: { $0.rebuilds = nil }) { d in
+                r.targets.filter { t in
+                    guard d.states[t.role] == .rebuilding, d.seats[t.role]?.member === t.member else { return false }
+                    d.activate(t.role)
+                    return true
+                }
+            }
+        } catch {
+            // The roles stay rebuilding, as the superblocks say: the next
+            // start (the monitor's, within a second) goes over them again.
+            logger.error("rebuild finished but not recorded: \(error)")
+            return
+        }
+        guard !done.isEmpty else { return }
+        // The intent log goes to active members only: the ones just made
+        // active get it now, so a crash that leaves them alone still finds
+        // the regions to resync.
+        if intentLog.enabled {
+            do { try intentLog.persist() } catch { logger.error("intent log after the rebuild: \(error)") }
+        }
+        let st = r.status
+        for t in done {
+            eventLog.record(ArrayEvent(kind: "rebuild-finished", member: t.role,
+                                       message: "role \(t.role) rebuilt onto \(t.member.name) (\(String(format: "%.1f", st.bytesPerSecond / 1e6)) MB/s); array is \(state.rawValue)"))
+        }
+        startRebuildIfPossible()
     }
 }

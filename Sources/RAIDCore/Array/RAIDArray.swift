@@ -18,8 +18,9 @@ public struct MemberCounters: Codable, Sendable, Equatable {
     public var repairedChunks: UInt64 = 0
 }
 
-/// A running array: geometry, codec, members by role and their state, and the
-/// event counter. Member failure is decided here, in one place.
+/// A running array: geometry, codec, the membership and the superblock.
+/// Every membership change, a member's failure among them, is decided and
+/// made in one place: MembershipChanges.swift.
 // @unchecked Sendable: membership, superblock and maintenance slots change only under `stateLock` (the lock order is below); the data path reads the published membership snapshot.
 public final class RAIDArray: @unchecked Sendable {
     public let geometry: Geometry
