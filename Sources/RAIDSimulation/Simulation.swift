@@ -152,7 +152,12 @@ public final class Simulation {
         /// change wrote (or a zero a truncation or extension could leave).
         func explain(_ actual: [UInt8]) -> String? {
             if actual == current || actual == durable { return nil }
-            if pending.isEmpty { return "content differs from the synced content (size \(actual.count), expected \(durable.count))" }
+            if pending.isEmpty {
+                let k = (0..<min(actual.count, durable.count)).first { actual[$0] != durable[$0] } ?? min(actual.count, durable.count)
+                let end = (k..<min(actual.count, durable.count)).last { actual[$0] != durable[$0] } ?? k
+                return "content differs from the synced content (size \(actual.count), expected \(durable.count)): bytes \(k)–\(end) differ"
+                    + (k < actual.count ? ", byte \(k) is \(actual[k])" + (k < durable.count ? " not \(durable[k])" : "") : "")
+            }
             var sizes = Set([durable.count, current.count])
             var buf = durable
             for c in pending { Inode.apply(c, to: &buf); sizes.insert(buf.count) }

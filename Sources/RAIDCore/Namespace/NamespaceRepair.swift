@@ -174,9 +174,15 @@ extension RAIDArray {
 
             // The same file with its header lost (a crash while creating
             // it): write the header back, before anything links to it.
+            // Not where the member holds the wanted file by another name:
+            // then the headerless file is another one (a file renamed over
+            // one whose create was not yet durable, the rename cut short
+            // here), and the wanted file is linked in its place below.
             for p in want.keys.sorted() {
-                guard case .file(let id) = want[p]!.identity, have[p]?.identity == .damaged else { continue }
-                try restoreHeader(m, p, FileHeader(fileId: id, size: want[p]!.size))
+                guard case .file(let id) = want[p]!.identity, have[p]?.identity == .damaged, sources[id] == nil else { continue }
+                let w = want[p]!
+                if w.st.st_nlink > 1, try otherName(of: w.st.st_ino, fileId: id, size: w.size, on: a, heldBy: m, besides: p) != nil { continue }
+                try restoreHeader(m, p, FileHeader(fileId: id, size: w.size))
                 if sources[id] == nil { sources[id] = p }
                 changes += 1
             }
