@@ -228,7 +228,7 @@ public final class ArrayFile: @unchecked Sendable {
     /// the checksums of the stripes dropped.
     func dropStripesLocked() throws {
         for role in 0..<array.geometry.memberCount {
-            if let error = eachTarget(role, { try cutToSizeLocked($0) }) {
+            if let error = eachTarget(role, { try cutToSizeLocked($0, role: role) }) {
                 array.noteWriteError(role: role, error)
             }
         }
@@ -255,25 +255,56 @@ public final class ArrayFile: @unchecked Sendable {
         return false
     }
 
-    /// Cuts member file `f` back to the stripes the size needs, and zeroes
-    /// the checksum entries of the stripes past them in its last table, so
-    /// a later regrow finds "never written", not stale checksums (a member
-    /// file rebuilt over an older, longer one keeps its old table).
-    func cutToSizeLocked(_ f: MemberFile) throws {
-        let keep = stripeCount
-        try f.truncate(to: array.layout.fileBytes(stripeCount: keep))
-        try clearEntries(f, from: keep)
+    /// The bytes of `stripe` the file's size reaches into: all of it before
+    /// the last stripe, none past it.
+    func stripeExtent(_ stripe: UInt64) -> Int {
+        let bytes = UInt64(array.geometry.stripeDataBytes), start = stripe * bytes
+        return size > start ? Int(min(size - start, bytes)) : 0
     }
 
-    /// Zeroes the checksum entries of stripes >= `from` left in the last
-    /// table, so a later regrow finds "never written", not stale checksums.
-    private func clearEntries(_ f: MemberFile, from stripe: UInt64) throws {
+    /// The bytes of the chunk `role` holds in `stripe` that may be nonzero
+    /// (`Geometry.chunkExtent`): what a rebuild, a copy or a repair writes.
+    func chunkExtent(stripe: UInt64, role: Int) -> Int {
+        let g = array.geometry
+        return g.chunkExtent(stripeExtent: stripeExtent(stripe), chunkIndex: g.chunkIndex(stripe: stripe, member: role))
+    }
+
+    /// Cuts member file `f`, the one `role` holds, back to what the size
+    /// needs there (the short tail: its chunk of the last stripe only as far
+    /// as the file reaches into it), and zeroes the checksum entries of the
+    /// sectors past that left in its last table, so a later regrow finds
+    /// "never written", not stale checksums (a member file rebuilt over an
+    /// older, longer one keeps its old table; a rebuild or a repair of old
+    /// wrote whole chunks). The entries go first: cut short between the
+    /// two, a sector past the end still holds what its entry describes or
+    /// reads as damaged, never as data.
+    func cutToSizeLocked(_ f: MemberFile, role: Int) throws {
         let layout = array.layout
-        let rem = stripe % layout.chunksPerGroup
-        guard rem != 0 else { return }
-        let bytes = Int((layout.chunksPerGroup - rem) * layout.sectorsPerChunk * MemberFileLayout.entryBytes)
-        try f.write(from: UnsafeRawPointer(array.zeroStripe.pointer), count: bytes,
-                    at: array.layout.entryOffset(stripe: stripe))
+        let count = stripeCount
+        var end = UInt64(FileHeader.encodedBytes)   // the header alone, as the write path leaves it
+        var keepSectors: UInt64 = 0
+        if count > 0 {
+            let last = count - 1
+            let ext = UInt64(chunkExtent(stripe: last, role: role))
+            if ext > 0 { end = layout.chunkOffset(stripe: last) + ext } else if last > 0 { end = layout.fileBytes(stripeCount: last) }
+            keepSectors = last * layout.sectorsPerChunk + ext / UInt64(MemberFileLayout.sectorBytes)
+        }
+        let length = UInt64(try f.status().st_size)
+        let perTable = layout.chunksPerGroup * layout.sectorsPerChunk
+        try clearEntries(f, sectors: keepSectors..<(keepSectors / perTable + 1) * perTable, below: length)
+        if length > end { try f.truncate(to: end) }
+    }
+
+    /// Zeroes the checksum entries of `sectors` (counted over the member
+    /// file's chunks, within one table) that lie in the first `length`
+    /// bytes of `f`: past them entries read as zeros already.
+    func clearEntries(_ f: MemberFile, sectors: Range<UInt64>, below length: UInt64) throws {
+        let layout = array.layout, spc = layout.sectorsPerChunk
+        guard !sectors.isEmpty else { return }
+        let from = layout.entryOffset(stripe: sectors.lowerBound / spc, sector: Int(sectors.lowerBound % spc))
+        let to = min(length, from + UInt64(sectors.count) * MemberFileLayout.entryBytes)
+        guard to > from else { return }
+        try f.write(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(to - from), at: from)
     }
 }
 

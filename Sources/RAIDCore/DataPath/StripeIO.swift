@@ -89,10 +89,12 @@ extension ArrayFile {
         return hasPrimary
     }
 
-    /// Writes a whole chunk to the member replacing `role` only.
+    /// Writes the chunk `role` holds in `stripe` (as far as the file
+    /// reaches into it) to the member replacing `role` only.
     func writeShadowChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>) {
         guard let s = shadow(role) else { return }
-        let r = 0..<array.geometry.chunkSizeBytes
+        let r = 0..<chunkExtent(stripe: stripe, role: role)
+        if r.isEmpty { return }
         do {
             try withSectorEntries(buffer, r) { entries, entryBytes in
                 try writeSectors(s, stripe: stripe, buffer, r, entries, entryBytes)
@@ -542,7 +544,7 @@ extension ArrayFile {
         func clamp(_ r: Range<Int>?, _ j: Int) -> Range<Int> {
             let r = r ?? 0..<c
             guard let extent else { return r }
-            let limit = min(c, sectorAligned(0..<max(0, extent - j * c)).upperBound)
+            let limit = g.chunkExtent(stripeExtent: extent, chunkIndex: j)
             return min(r.lowerBound, limit)..<min(r.upperBound, limit)
         }
         for j in dataChunks {

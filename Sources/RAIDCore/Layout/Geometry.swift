@@ -80,6 +80,18 @@ public struct Geometry: Sendable, Equatable {
         return rel - parityChunkCount
     }
 
+    /// The bytes of chunk `chunkIndex` that may be nonzero in a stripe
+    /// holding `stripeExtent` bytes of its file, in whole 4 KiB sectors: a
+    /// data chunk's share of them, and parity (or a mirror) as long as the
+    /// first data chunk's, the longest. Nothing past them is written: a
+    /// file's last stripe is short (the short tail).
+    @inline(__always)
+    public func chunkExtent(stripeExtent: Int, chunkIndex: Int) -> Int {
+        let j = chunkIndex < dataChunkCount ? chunkIndex : 0
+        let sector = MemberFileLayout.sectorBytes
+        return min(chunkSizeBytes, (max(0, stripeExtent - j * chunkSizeBytes) + sector - 1) / sector * sector)
+    }
+
     /// Usable bytes for `memberBytes` of raw space on each member.
     public func usableBytes(memberBytes: UInt64) -> UInt64 {
         memberBytes * UInt64(dataChunkCount)

@@ -61,6 +61,38 @@ extension ArrayFile {
         }
     }
 
+    /// Writes back a chunk a check rebuilt: as far as the file reaches
+    /// into it, or as far as the member file holds it if that is further
+    /// (a truncate's zeros, a chunk written whole before short tails), so
+    /// rot there is mended and a short tail is never padded. The entries of
+    /// the sectors past that are zeroed (a rotted one is all a check can
+    /// have found there). True if the role's own member took it.
+    @discardableResult
+    func writeRepairedChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil,
+                            ws: StripeWorkspace) -> Bool {
+        let layout = array.layout, c = array.geometry.chunkSizeBytes
+        var limit = chunkExtent(stripe: stripe, role: role)
+        var length: UInt64 = 0
+        if limit < c, let f = writable(role), let st = try? f.status() {
+            length = UInt64(st.st_size)
+            let start = layout.chunkOffset(stripe: stripe)
+            if length > start { limit = max(limit, sectorAligned(0..<Int(min(length - start, UInt64(c)))).upperBound) }
+        }
+        let r = range ?? 0..<c
+        let ok = writeChunk(role: role, stripe: stripe, from: buffer,
+                            range: min(r.lowerBound, limit)..<min(r.upperBound, limit), ws: ws)
+        if limit < c && r.upperBound > limit, let f = writable(role) {
+            let spc = layout.sectorsPerChunk, sector = UInt64(MemberFileLayout.sectorBytes)
+            do {
+                try clearEntries(f, sectors: stripe * spc + UInt64(limit) / sector..<(stripe + 1) * spc, below: length)
+            } catch {
+                array.noteWriteError(role: role, error)
+                return false
+            }
+        }
+        return ok
+    }
+
     /// Checks every stripe of the file; `visit` sees each stripe with problems.
     public func checkAll(mode: CheckMode, visit: (UInt64, StripeCheck) -> Void) throws {
         try lock.withReadLock {
@@ -132,11 +164,11 @@ extension ArrayFile {
                               return true
                           }) != nil else { continue }
                     if lost.isEmpty {
-                        writeChunk(role: role, stripe: stripe, from: rebuilt, ws: ws)
+                        writeRepairedChunk(role: role, stripe: stripe, from: rebuilt, ws: ws)
                         bad.removeAll { $0 == i }
                     } else {
                         for s in 0..<(g.chunkSizeBytes / sector) where !lost.contains(s) {
-                            writeChunk(role: role, stripe: stripe, from: rebuilt, range: s * sector..<(s + 1) * sector, ws: ws)
+                            writeRepairedChunk(role: role, stripe: stripe, from: rebuilt, range: s * sector..<(s + 1) * sector, ws: ws)
                         }
                     }
                 }
@@ -160,7 +192,7 @@ extension ArrayFile {
                 if writable {
                     for i in bad {
                         let role = g.member(stripe: stripe, chunkIndex: i)
-                        if writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes, ws: ws) {
+                        if writeRepairedChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes, ws: ws) {
                             array.noteRepaired(role: role, path: displayPath, stripe: stripe)
                             result.repaired = true
                         }
@@ -189,7 +221,7 @@ extension ArrayFile {
                 }
                 if memcmp(expected, ws.chunks[k + p].pointer, g.chunkSizeBytes) != 0 {
                     result.problems.append(StripeProblem(kind: g.level == .raid1 ? .mirror : .parity, role: role, chunkIndex: k + p))
-                    if writable && writeChunk(role: role, stripe: stripe, from: expected, ws: ws) {
+                    if writable && writeRepairedChunk(role: role, stripe: stripe, from: expected, ws: ws) {
                         result.repaired = true
                     }
                 }

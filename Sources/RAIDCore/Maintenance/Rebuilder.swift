@@ -327,7 +327,7 @@ public final class Rebuilder: @unchecked Sendable {
             // truncate cut while it was not attached) goes now: a later
             // truncate up writes nothing, relying on zeros there.
             for t in todo {
-                if let f = replacing ? af.shadow(t.role) : af.writable(t.role) { try af.cutToSizeLocked(f) }
+                if let f = replacing ? af.shadow(t.role) : af.writable(t.role) { try af.cutToSizeLocked(f, role: t.role) }
             }
             try af.writeHeadersLocked()
             return af.stripeCount
@@ -357,7 +357,7 @@ public final class Rebuilder: @unchecked Sendable {
             if finished {
                 try af.lock.withWriteLock {
                     for r in roles {
-                        if let f = replacing ? af.shadow(r) : af.writable(r) { try af.cutToSizeLocked(f) }
+                        if let f = replacing ? af.shadow(r) : af.writable(r) { try af.cutToSizeLocked(f, role: r) }
                     }
                 }
                 break
@@ -547,7 +547,9 @@ extension ArrayFile {
     /// rebuilt from the other members where the role's own copy fails.
     func copyChunkToReplacement(role: Int, stripe: UInt64, ws: StripeWorkspace) {
         let i = array.geometry.chunkIndex(stripe: stripe, member: role)
-        if !readChunk(role: role, stripe: stripe, into: ws.chunks[i].bytes) {
+        let extent = chunkExtent(stripe: stripe, role: role)
+        if extent == 0 { return }   // past the file's end: nothing to copy
+        if !readChunk(role: role, stripe: stripe, into: ws.chunks[i].bytes, range: 0..<extent) {
             var have = Set<Int>()
             do {
                 try recover(stripe: stripe, lost: [i], have: &have, ws: ws, heal: false)
@@ -575,7 +577,9 @@ extension ArrayFile {
         var have = Set<Int>()
         do {
             try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: false)
-            for (role, i) in zip(roles, lost) { writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes, ws: ws) }
+            for (role, i) in zip(roles, lost) {
+                writeChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes, range: 0..<chunkExtent(stripe: stripe, role: role), ws: ws)
+            }
         } catch {
             for role in roles {
                 array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: role, path: displayPath,

@@ -521,7 +521,7 @@ extension RAIDArray {
                 try af.lock.withWriteLock {
                     af.attach(role: role, f)
                     for s in 0..<af.stripeCount { af.rebuildChunk(role: role, stripe: s, ws: ws) }
-                    if let f = af.writable(role) { try af.cutToSizeLocked(f) }
+                    if let f = af.writable(role) { try af.cutToSizeLocked(f, role: role) }
                 }
             }
         }
