@@ -59,6 +59,63 @@ final class RebuildNamespaceTests: XCTestCase {
     }
 }
 
+extension RebuildNamespaceTests {
+    /// A file the rebuild did under its one name, then linked into a
+    /// directory the walk has not reached on the target: meeting the new
+    /// name the walk links it to the file's inode there, not a copy; and a
+    /// file opened on another inode of the target than the one the walk
+    /// finished is done again, for a replacement as for a spare. The
+    /// simulation's RAID 5 seed 92 (a replacement, step 39,694) found
+    /// both: the walk copied the file apart, a write through the first
+    /// name missed the copy, the name went, and the copy stayed stale.
+    func testALinkIntoADirectoryTheWalkHasNotReachedStaysOneFile() throws {
+        for replacing in [false, true] {
+            let env = EngineEnvironment.simulated(seed: 7)
+            let members = (0..<3).map { SimulatedMember(name: "sim\($0)") }
+            _ = try ArrayCreator.initialize(level: .raid1, chunkSizeBytes: 4096, members: members, environment: env)
+            let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
+            try array.markInUse()
+            try array.mkdir("/a", mode: 0o755, caller: root)
+            try array.mkdir("/z", mode: 0o755, caller: root)
+            for name in ["/a/f"] + (0..<6).map({ "/m\($0)" }) + ["/z/keep"] + (0..<3).map({ "/z/n\($0)" }) {
+                let f = try array.create(name, mode: 0o644, exclusive: true, caller: root)
+                try f.write(SeededBytes(seed: UInt64(name.count)).bytesOnce(9000), at: 0)
+                array.release(f)
+            }
+            let target = SimulatedMember(name: "target")
+            if replacing {
+                try array.replace(role: 2, with: target)
+            } else {
+                _ = try array.failByAdministrator(2, force: false)
+                _ = try array.addSpare(member: target, note: "test spare")
+            }
+            // Step the walk past /a/f, short of /z.
+            while (try? target.lstat("/m2")) == nil { XCTAssertTrue(env.jobs.step(), "the walk reaches /m2") }
+            XCTAssertThrowsError(try target.lstat("/z"), "the walk has not made /z yet")
+            try array.link("/a/f", "/z/l")
+            // The walk meets /z/l and finishes it: it has gone on to /z/n0.
+            while (try? target.lstat("/z/n0")) == nil { XCTAssertTrue(env.jobs.step(), "the walk reaches /z/n0") }
+            let what = replacing ? "replacement" : "rebuild"
+            XCTAssertEqual(try target.lstat("/a/f").st_ino, try target.lstat("/z/l").st_ino, "\(what): /z/l is linked, not copied")
+            // A write through the first name, which then goes; the walk's
+            // next pass finds only /z/l.
+            let f = try array.open("/a/f")
+            let data = SeededBytes(seed: 99).bytesOnce(9000)
+            try f.write(data, at: 0)
+            array.release(f)
+            try array.unlink("/a/f")
+            env.jobs.runUntilIdle()
+            XCTAssertEqual(array.roleState(2), .active, "\(what) finished")
+            // Only the target's copy is read.
+            _ = try array.failByAdministrator(0, force: false)
+            _ = try array.failByAdministrator(1, force: true)
+            let g = try array.open("/z/l")
+            XCTAssertTrue(try g.readAll() == data, "\(what): /z/l on the target holds the last write")
+            array.release(g)
+        }
+    }
+}
+
 /// Sectors a rebuild could not rebuild are poisoned on its target: lost,
 /// read as EIO. A crash resync over them must leave them so — not keep
 /// what the member holds there (zeros) as data, as it keeps a torn write —

@@ -112,6 +112,22 @@ public final class Rebuilder: @unchecked Sendable {
         }
     }
 
+    /// `from` was linked as `to` while a target lacked `to`'s directory
+    /// (the walk had not made it there yet). A target that holds the file
+    /// as `from` keeps that as the name the walk links the file's other
+    /// names to, so meeting `to` the walk links it to that inode instead of
+    /// copying the file apart. A file the walk did with one name has no
+    /// such name recorded: the simulation (RAID 5 seed 92) found a
+    /// replacement holding two copies, each missing the writes made
+    /// through the other's name.
+    func linkedWithoutTarget(from: String, to: String, fileId: UInt64) {
+        for t in targets where (try? t.member.lstat(to)) == nil && inode(of: fileId, at: from, on: t) != nil {
+            lock.withLock {
+                if linkedNames[t.role]?[fileId] == nil { linkedNames[t.role, default: [:]][fileId] = from }
+            }
+        }
+    }
+
     /// File `fileId` was opened writing to `inodes` (role, inode) on the
     /// targets: where the rebuild finished the file on another inode there,
     /// the one written to is done again.

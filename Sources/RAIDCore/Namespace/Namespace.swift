@@ -330,7 +330,12 @@ extension RAIDArray {
     }
 
     public func link(_ from: String, _ to: String) throws {
-        try replicate("link \(to)", dirs: directories(of: to, from)) { try $0.link(from, to) }
+        try namespace.lock.withLock {
+            try replicateLocked("link \(to)", dirs: directories(of: to, from)) { try $0.link(from, to) }
+            if !rebuildingRoles.isEmpty || !shadowRoles.isEmpty, let h = try? readHeader(from) {
+                toRebuild { $0.linkedWithoutTarget(from: from, to: to, fileId: h.fileId) }
+            }
+        }
     }
 
     public func symlink(target: String, at path: String, caller: Caller) throws {
@@ -563,10 +568,14 @@ extension RAIDArray {
     /// writes to: one the rebuild did not finish (the target holding the
     /// file twice, under a name the walk has not met yet) sends it back.
     private func noteOpenedDuringRebuild(_ af: ArrayFile) {
-        let roles = rebuildingRoles
-        guard !roles.isEmpty, let rebuilder = stateLock.withLock({ rebuilderSlot }) else { return }
+        let roles = rebuildingRoles, shadows = shadowRoles
+        guard !roles.isEmpty || !shadows.isEmpty, let rebuilder = stateLock.withLock({ rebuilderSlot }) else { return }
+        // A replacement's too: until seed 92 of the simulation's RAID 5
+        // only a rebuilding member's were compared, and a replacement kept
+        // a copy that writes through another name had missed.
         let inodes: [(Int, ino_t)] = af.lock.withReadLock {
             roles.compactMap { r in af.writable(r).flatMap { try? $0.status() }.map { (r, $0.st_ino) } }
+                + shadows.compactMap { r in af.shadow(r).flatMap { try? $0.status() }.map { (r, $0.st_ino) } }
         }
         rebuilder.opened(fileId: af.fileId, inodes: inodes)
     }
