@@ -3,6 +3,17 @@ import XCTest
 @testable import RAIDCore
 import RAIDSimulation
 
+extension RAIDArray {
+    /// Fails `role` and adds a simulated spare, which takes it; the
+    /// rebuild is launched, to be stepped.
+    func spareTakes(_ role: Int) throws -> SimulatedMember {
+        _ = try failByAdministrator(role, force: false)
+        let spare = SimulatedMember(name: "spare")
+        _ = try addSpare(member: spare, note: "test spare")
+        return spare
+    }
+}
+
 /// Namespace changes made while a member is being rebuilt, on simulated
 /// members with the rebuild stepped by hand: the member being rebuilt holds
 /// only part of the tree, and a change must not leave it disagreeing with
@@ -22,9 +33,7 @@ final class RebuildNamespaceTests: XCTestCase {
             try f.write(SeededBytes(seed: UInt64(i + 1)).bytesOnce(20_000), at: 0)
             array.release(f)
         }
-        _ = try array.failByAdministrator(2, force: false)
-        let spare = SimulatedMember(name: "spare")
-        _ = try array.addSpare(member: spare, note: "test spare")
+        let spare = try array.spareTakes(2)
         XCTAssertEqual(array.roleState(2), .rebuilding)
         XCTAssertFalse(env.jobs.pending.isEmpty, "the rebuild is launched and waits to be stepped")
         return (array, members, spare, env)
@@ -82,12 +91,12 @@ extension RebuildNamespaceTests {
                 try f.write(SeededBytes(seed: UInt64(name.count)).bytesOnce(9000), at: 0)
                 array.release(f)
             }
-            let target = SimulatedMember(name: "target")
+            let target: SimulatedMember
             if replacing {
+                target = SimulatedMember(name: "target")
                 try array.replace(role: 2, with: target)
             } else {
-                _ = try array.failByAdministrator(2, force: false)
-                _ = try array.addSpare(member: target, note: "test spare")
+                target = try array.spareTakes(2)
             }
             // Step the walk past /a/f, short of /z.
             while (try? target.lstat("/m2")) == nil { XCTAssertTrue(env.jobs.step(), "the walk reaches /m2") }
@@ -214,9 +223,7 @@ final class UnreadableHeaderTests: XCTestCase {
         let (array, members, env) = try mirrored("/s") { try $0.truncate(to: 47_591) }
         XCTAssertEqual(try members[1].lstat("/s").st_size, FileHeader.encodedBytes, "no data on the members: a header alone")
         // The spare takes role 0 while no other header of /s reads.
-        _ = try array.failByAdministrator(0, force: false)
-        let spare = SimulatedMember(name: "spare")
-        _ = try array.addSpare(member: spare, note: "test spare")
+        let spare = try array.spareTakes(0)
         try unreadable(array, roles: [1, 2])
         env.jobs.runUntilIdle()
         XCTAssertEqual(array.roleState(0), .active, "the rebuild finished")
@@ -277,9 +284,7 @@ final class UnreadableHeaderTests: XCTestCase {
     /// name all the same, so the target agrees with the others and is kept.
     func testRebuildGivesAFileWhoseHeaderWillNotReadItsName() throws {
         let (array, _, env) = try mirrored()
-        _ = try array.failByAdministrator(2, force: false)
-        let spare = SimulatedMember(name: "spare")
-        _ = try array.addSpare(member: spare, note: "test spare")
+        let spare = try array.spareTakes(2)
         try unreadable(array, roles: [0, 1])
         env.jobs.runUntilIdle()
         XCTAssertEqual(array.roleState(2), .active, "the rebuild finished")
@@ -302,9 +307,7 @@ final class UnreadableHeaderTests: XCTestCase {
         try a.sync(dataOnly: false)
         array.release(a)
         try array.link("/a", "/z")
-        _ = try array.failByAdministrator(2, force: false)
-        let spare = SimulatedMember(name: "spare")
-        _ = try array.addSpare(member: spare, note: "test spare")
+        let spare = try array.spareTakes(2)
         // Stepped to the end of /a's first batch.
         var steps = 0
         while (try? spare.lstat("/a")) == nil && env.jobs.step() { steps += 1 }

@@ -88,9 +88,7 @@ final class ShortTailTests: XCTestCase {
         for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 6), (.raid1, 3)] {
             let (array, members, env, files) = try filled(level, n)
             let lost = try shape(members[1], files)
-            _ = try array.failByAdministrator(1, force: false)
-            let spare = SimulatedMember(name: "spare")
-            _ = try array.addSpare(member: spare, note: "test spare")
+            let spare = try array.spareTakes(1)
             env.jobs.runUntilIdle()
             XCTAssertEqual(array.roleState(1), .active, "RAID\(level.rawValue): the rebuild finished")
             XCTAssertEqual(try shape(spare, files), lost, "RAID\(level.rawValue): the rebuilt member's files")

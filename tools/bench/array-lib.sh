@@ -1,11 +1,12 @@
 # Shared by the benchmark scripts: a scratch array in $WORK mounted at $MNT
 # with the release binaries in $BIN, always unmounted and removed on exit.
-# Source after setting nothing; call bench_setup first.
+# Source after setting nothing; call bench_setup first. The scratch
+# directory is made under $RAIDFS_WORK_BASE (default /tmp).
 bench_setup() {
     source tools/deps.sh
     raidfs_install_deps "$@"
     BIN="$(raidfs_release_bin)"
-    WORK="$(mktemp -d /tmp/raidfs-bench.XXXXXX)"
+    WORK="$(mktemp -d "${RAIDFS_WORK_BASE:-/tmp}/raidfs-bench.XXXXXX")"
     MNT="$WORK/mnt"
     PID=""
     trap bench_cleanup EXIT

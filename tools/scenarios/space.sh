@@ -9,8 +9,7 @@
 #   tools/scenarios/space.sh [--level 1|5|6] [--tree DIR] [--base DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tools/deps.sh
-raidfs_install_deps
+source tools/bench/array-lib.sh
 LEVEL=6; TREE=/usr/include; BASE=/var/tmp
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -24,38 +23,25 @@ case "$LEVEL" in
     6) N=6 ;; 5) N=4 ;; 1) N=3 ;;
     *) echo "space.sh: --level must be 1, 5 or 6" >&2; exit 64 ;;
 esac
-BIN="$(raidfs_release_bin)"
-WORK="$(mktemp -d "$BASE/raidfs-space.XXXXXX")"
-MNT="$WORK/mnt"
-PID=""
-cleanup() {
-    mountpoint -q "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"; }
-    [ -n "$PID" ] && { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-MEMBERS=(); for i in $(seq 0 $((N - 1))); do MEMBERS+=("$WORK/d$i"); done
-mkdir -p "$MNT" "$WORK/spare" "${MEMBERS[@]}"
+RAIDFS_WORK_BASE="$BASE" bench_setup bc
 kib() { du -s --block-size=1K "$@" | awk '{ s += $1 } END { print s }'; }
 
-"$BIN/raidctl" create --level "$LEVEL" "${MEMBERS[@]}" 2>/dev/null >/dev/null
-"$BIN/raidfs" "$(IFS=:; echo "${MEMBERS[*]}")" "$MNT" -f -o auto_unmount 2>"$WORK/log" &
-PID=$!
-for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
+mount_array "$LEVEL" "$N" on 2>/dev/null
 cp -r "$TREE" "$MNT/tree"
 sync
 
 tree=$(kib "$TREE")
 echo "== RAID $LEVEL of $N on $(df --output=fstype "$WORK" | tail -1) ($BASE): $TREE, du $tree KiB"
 total=0
-for i in "${!MEMBERS[@]}"; do
-    k=$(kib "${MEMBERS[$i]}/data"); total=$((total + k))
+for i in $(seq 0 $((N - 1))); do
+    k=$(kib "$WORK/d$i/data"); total=$((total + k))
     echo "member $i: $k KiB"
 done
 echo "all members: $total KiB = $(echo "scale=2; $total / $tree" | bc) times the tree"
 
 LAST=$((N - 1))
-lost=$(kib "${MEMBERS[$LAST]}/data")
+lost=$(kib "$WORK/d$LAST/data")
+mkdir "$WORK/spare"
 "$BIN/raidctl" fail "$MNT" "$LAST" >/dev/null
 "$BIN/raidctl" add "$MNT" "$WORK/spare" >/dev/null
 for _ in $(seq 1200); do "$BIN/raidctl" status "$MNT" >/dev/null 2>&1 && break; sleep 0.5; done
