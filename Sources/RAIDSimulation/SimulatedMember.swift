@@ -55,7 +55,8 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         var durable: [UInt8] = []
         /// Operations since the last sync, oldest first.
         var unsynced: [Op] = []
-        enum Op { case write(UInt64, [UInt8]), truncate(UInt64) }
+        /// `replace`: the whole value at once (an extended attribute).
+        enum Op { case write(UInt64, [UInt8]), truncate(UInt64), replace([UInt8]) }
 
         func apply(_ op: Op, to buf: inout [UInt8]) {
             switch op {
@@ -66,6 +67,8 @@ public final class SimulatedMember: Member, @unchecked Sendable {
             case .truncate(let size):
                 if buf.count > Int(size) { buf.removeLast(buf.count - Int(size)) }
                 else { buf += [UInt8](repeating: 0, count: Int(size) - buf.count) }
+            case .replace(let bytes):
+                buf = bytes
             }
         }
         func perform(_ op: Op) {
@@ -93,6 +96,8 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     final class Node {
         var st: stat
         var data: SimulatedData?
+        /// The engine's attribute of a file (empty: none).
+        var attribute: SimulatedData?
         var target: String?
         var xattrs: [String: [UInt8]] = [:]
         init(mode: mode_t, at ts: timespec, inode: UInt) {
@@ -118,12 +123,14 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     /// page by page, as a host's writeback might have left them.
     public func powerCut(tear: Bool, rng: inout SeededGenerator) {
         lock.withLock {
-            for data in nodes.values.compactMap({ $0.data }) + [intentLog] {
+            // A file's engine attribute is journaled apart from its data:
+            // either may survive without the other.
+            for data in nodes.values.compactMap({ $0.data }) + nodes.values.compactMap({ $0.attribute }) + [intentLog] {
                 var buf = data.durable
                 if tear {
                     for op in data.unsynced {
                         switch op {
-                        case .truncate:
+                        case .truncate, .replace:
                             if rng.next() % 2 == 0 { data.apply(op, to: &buf) }
                         case .write(let off, let bytes):
                             var page = 0
@@ -214,7 +221,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     public func syncAll() throws {
         try lock.withLock {
             try crash?.tick("syncfs \(name)")
-            for d in nodes.values.compactMap({ $0.data }) { d.sync() }
+            for d in nodes.values.compactMap({ $0.data }) + nodes.values.compactMap({ $0.attribute }) { d.sync() }
         }
     }
 
@@ -421,6 +428,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
                     try crash?.tick("create \(name):\(path)")
                     let n = Node(mode: S_IFREG | (mode & 0o7777), at: now(), inode: nextInode())
                     n.data = SimulatedData()
+                    n.attribute = SimulatedData()
                     try insert(path, n, "open")
                 }
             }
@@ -458,10 +466,38 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         }
     }
 
-    func sync(_ data: SimulatedData, _ path: String) throws {
+    func sync(_ data: SimulatedData, _ node: Node, _ path: String) throws {
         try lock.withLock {
             try crash?.tick("fsync \(name)")
             data.sync()
+            node.attribute?.sync()
+        }
+    }
+
+    func readAttribute(_ node: Node, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        lock.withLock {
+            guard let value = node.attribute?.current, !value.isEmpty else { return nil }
+            value.withUnsafeBytes { memcpy(buffer, $0.baseAddress!, min(capacity, value.count)) }
+            return value.count
+        }
+    }
+
+    func modifyAttribute(_ node: Node, capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws {
+        try lock.withLock {
+            try crash?.tick("fsetxattr \(name)")
+            let value = node.attribute?.current ?? []
+            try withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
+                value.withUnsafeBytes { memcpy(raw.baseAddress!, $0.baseAddress!, min(capacity, value.count)) }
+                guard let n = body(raw.baseAddress!, value.isEmpty ? nil : value.count) else { return }
+                node.attribute?.perform(.replace(Array(UnsafeRawBufferPointer(start: raw.baseAddress!, count: n))))
+            }
+        }
+    }
+
+    func writeAttribute(_ node: Node, from buffer: UnsafeRawPointer, count: Int) throws {
+        try lock.withLock {
+            try crash?.tick("fsetxattr \(name)")
+            node.attribute?.perform(.replace(Array(UnsafeRawBufferPointer(start: buffer, count: count))))
         }
     }
 
@@ -508,7 +544,14 @@ final class SimulatedMemberFile: MemberFile {
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         try member.write(data, path, from: buffer, count: count, at: offset)
     }
-    func sync(dataOnly: Bool) throws { try member.sync(data, path) }
+    func sync(dataOnly: Bool) throws { try member.sync(data, node, path) }
+    func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        try member.readAttribute(node, into: buffer, capacity: capacity)
+    }
+    func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws { try member.writeAttribute(node, from: buffer, count: count) }
+    func modifyAttribute(capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws {
+        try member.modifyAttribute(node, capacity: capacity, body)
+    }
     func truncate(to size: UInt64) throws { try member.truncate(data, path, to: size) }
     func status() throws -> stat { try member.status(node, path) }
     func markModified() throws { try member.markModified(node, path) }

@@ -367,10 +367,7 @@ public final class Simulation {
                 for r in 0..<options.members {
                     guard array.isActive(r), let m = disks[array.memberName(r)], let f = try? m.open(path, flags: O_RDONLY, mode: 0) else { continue }
                     defer { f.close() }
-                    var raw = [UInt8](repeating: 0, count: FileHeader.encodedBytes)
-                    let n = FileHeader.encodedBytes
-                    guard (try? raw.withUnsafeMutableBytes { try f.read(into: $0.baseAddress!, count: n, at: 0) }) == n else { continue }
-                    if let h = raw.withUnsafeBytes({ FileHeader.decode($0.baseAddress!) }), Int(h.size) > want { throw fail("\(path): member \(r) header says \(h.size), expected \(want)") }
+                    if let h = (try? array.layout.readAttribute(f))?.header, Int(h.size) > want { throw fail("\(path): member \(r) header says \(h.size), expected \(want)") }
                 }
             }
         }

@@ -136,8 +136,9 @@ final class ArrayFileTests: XCTestCase {
         let f = try array.create("/x", mode: 0o644, exclusive: true, caller: root)
         try f.write(data, at: 0)
         array.release(f)
-        // Corrupt the same stripe's chunk on two members: stripe 0 lives on every member.
-        for v in [0, 1] {
+        // Corrupt the same stripe's chunk on two members: data chunk 0 (the
+        // read's) and P.
+        for v in [try roleOf(array, "/x", stripe: 0, chunkIndex: 0), try roleOf(array, "/x", stripe: 0, chunkIndex: 3)] {
             let fd = open(dirs[v] + "/data/x", O_RDWR)
             var junk = [UInt8](repeating: 0x5A, count: 512)
             _ = pwrite(fd, &junk, 512, off_t(array.layout.chunkOffset(stripe: 0)))

@@ -53,6 +53,24 @@ final class AssemblyTests: XCTestCase {
         refuses(.raid5, 65536, [dirs[0], dirs[2], tmp.make("d9")], "already a member")
     }
 
+    /// A member on a filesystem without user extended attributes (ramfs
+    /// here) cannot keep file headers: refused at create, nothing written.
+    func testCreateRefusesAFilesystemWithoutUserAttributes() throws {
+        let tmp = TempDir()
+        let ok = (0..<2).map { tmp.make("d\($0)") }
+        let ram = tmp.make("ram")
+        guard mount("ramfs", ram, "ramfs", 0, nil) == 0 else {
+            throw XCTSkip("cannot mount ramfs here (\(String(cString: strerror(errno))))")
+        }
+        defer { umount2(ram, 2 /* MNT_DETACH */) }
+        let before = snapshot(ok + [ram])
+        XCTAssertThrowsError(try ArrayCreator.create(level: .raid5, chunkSizeBytes: 65536, directories: ok + [ram])) { e in
+            let s = "\(e)"
+            XCTAssertTrue(s.contains(ram) && s.contains("extended attributes") && !s.contains("\n"), s)
+        }
+        XCTAssertEqual(snapshot(ok + [ram]), before, "a refused create changed the disk")
+    }
+
     func testMembersOfDifferentArraysAreRefused() throws {
         let tmp = TempDir()
         let a = (0..<3).map { tmp.make("a\($0)") }
@@ -102,13 +120,13 @@ final class AssemblyTests: XCTestCase {
         XCTAssertEqual(b.state, .degraded)
     }
 
-    /// A future version is refused by number; format 1 (checksums per chunk,
-    /// never released) with what to do, in one line.
+    /// A future version is refused by number; formats 1 and 2 (never
+    /// released) with what to do, in one line.
     func testOtherFormatVersionsAreRefusedClearly() throws {
         let tmp = TempDir()
         let d = (0..<3).map { tmp.make("d\($0)") }
         _ = try ArrayCreator.create(level: .raid5, chunkSizeBytes: 4096, directories: d)
-        for (version, says) in [(UInt8(9), "not supported"), (1, "raidctl create")] {
+        for (version, says) in [(UInt8(9), "not supported"), (1, "raidctl create"), (2, "raidctl create")] {
             var bytes = [UInt8](FileManager.default.contents(atPath: d[0] + "/raidfs.sb")!)
             bytes[8] = version
             XCTAssertThrowsError(try Superblock.decode(bytes, source: d[0])) { e in

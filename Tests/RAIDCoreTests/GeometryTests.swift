@@ -60,16 +60,51 @@ final class GeometryTests: XCTestCase {
         XCTAssertFalse(Geometry.isValidChunkSize(12288))
     }
 
+    /// Format 3: the leading stripes' 4 KiB chunks first (their entries in
+    /// the attribute), then groups of a table and its chunks.
     func testMemberFileLayoutKeepsTablesBesideTheirChunks() {
         let l = MemberFileLayout(chunkSizeBytes: 4096)
-        XCTAssertEqual(l.tableOffset(stripe: 0), 4096)
-        XCTAssertEqual(l.chunkOffset(stripe: 0), 8192)
-        XCTAssertEqual(l.chunkOffset(stripe: 1), 8192 + 4096)
-        XCTAssertEqual(l.entryOffset(stripe: 511), 4096 + 511 * 8)
-        // Stripe 512 starts the second group: its table follows chunk 511.
-        XCTAssertEqual(l.tableOffset(stripe: 512), l.chunkOffset(stripe: 511) + 4096)
-        XCTAssertEqual(l.chunkOffset(stripe: 512), l.tableOffset(stripe: 512) + 4096)
-        XCTAssertEqual(l.fileBytes(stripeCount: 512), l.tableOffset(stripe: 512))
-        XCTAssertEqual(l.fileBytes(stripeCount: 0), 4096)
+        XCTAssertEqual((0..<4).map { l.chunkOffset(stripe: $0) }, [0, 4096, 8192, 12288])
+        XCTAssertEqual(l.tableOffset(stripe: 4), 16384)
+        XCTAssertEqual(l.chunkOffset(stripe: 4), 16384 + 4096)
+        XCTAssertEqual(l.chunkOffset(stripe: 5), 16384 + 8192)
+        XCTAssertEqual(l.entryOffset(stripe: 4 + 511), 16384 + 511 * 8)
+        // Stripe 4 + 512 starts the second group: its table follows chunk 4 + 511.
+        XCTAssertEqual(l.tableOffset(stripe: 516), l.chunkOffset(stripe: 515) + 4096)
+        XCTAssertEqual(l.chunkOffset(stripe: 516), l.tableOffset(stripe: 516) + 4096)
+        XCTAssertEqual(l.fileBytes(stripeCount: 516), l.tableOffset(stripe: 516))
+        XCTAssertEqual(l.fileBytes(stripeCount: 0), 0, "an empty file: the header is in the attribute")
+        XCTAssertEqual(l.fileBytes(stripeCount: 1), 4096)
+        XCTAssertEqual(l.fileBytes(stripeCount: 4), 16384)
+        XCTAssertEqual(l.fileBytes(stripeCount: 5), 16384 + 8192)
+        let big = MemberFileLayout(chunkSizeBytes: 128 * 1024)
+        for layout in [l, big] {
+            for count in [UInt64(0), 1, 3, 4, 5, 6, 600] {
+                let bytes = layout.fileBytes(stripeCount: count)
+                XCTAssertEqual(layout.stripesHeld(memberFileBytes: bytes), count, "\(count) stripes")
+                if count > 0 { XCTAssertEqual(layout.stripesHeld(memberFileBytes: bytes - 1), count, "\(count) stripes, cut short") }
+            }
+        }
+    }
+
+    /// Stripe boundaries: 4 KiB chunks in the leading stripes, then the
+    /// array's chunk size; offsets map to stripes and back.
+    func testLeadingStripesThenFullChunks() {
+        let g = Geometry(level: .raid6, memberCount: 6, chunkSizeBytes: 128 * 1024)
+        XCTAssertEqual((0..<6).map { g.stripeStart($0) }, [0, 16384, 32768, 49152, 65536, 65536 + 524_288])
+        XCTAssertEqual(g.chunkBytes(3), 4096)
+        XCTAssertEqual(g.chunkBytes(4), 128 * 1024)
+        for s in UInt64(0)..<12 {
+            XCTAssertEqual(g.stripe(at: g.stripeStart(s)), s)
+            XCTAssertEqual(g.stripe(at: g.stripeStart(s) + UInt64(g.stripeBytes(s)) - 1), s)
+            XCTAssertEqual(g.stripe(atOrAfter: g.stripeStart(s) + 1), s + 1)
+        }
+        XCTAssertEqual(g.stripeCount(size: 0), 0)
+        XCTAssertEqual(g.stripeCount(size: 1), 1)
+        XCTAssertEqual(g.stripeCount(size: 65536), 4)
+        XCTAssertEqual(g.stripeCount(size: 65537), 5)
+        XCTAssertEqual(g.chunkExtent(stripe: 0, stripeExtent: 5000, chunkIndex: 1), 4096)
+        XCTAssertEqual(g.chunkExtent(stripe: 0, stripeExtent: 5000, chunkIndex: 2), 0)
+        XCTAssertEqual(g.chunkExtent(stripe: 0, stripeExtent: 5000, chunkIndex: 4), 4096, "P as long as the first data chunk")
     }
 }

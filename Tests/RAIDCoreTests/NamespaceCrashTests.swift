@@ -97,10 +97,8 @@ final class NamespaceCrashTests: XCTestCase {
                 try memberTree(m, p, into: &out)
             case S_IFREG:
                 let f = try m.open(p, flags: O_RDONLY, mode: 0)
-                var raw = [UInt8](repeating: 0, count: FileHeader.encodedBytes)
-                try raw.withUnsafeMutableBytes { try f.readFull(into: $0.baseAddress!, count: $0.count, at: 0) }
+                let id = try MemberFileLayout(chunkSizeBytes: 4096).readAttribute(f).header?.fileId
                 f.close()
-                let id = raw.withUnsafeBytes { FileHeader.decode($0.baseAddress!)?.fileId }
                 out[p] = "file \(mode) id \(id.map { String($0) } ?? "damaged")"
             case S_IFLNK:
                 out[p] = "symlink -> \(try m.readlink(p))"

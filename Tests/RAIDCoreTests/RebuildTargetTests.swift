@@ -143,8 +143,9 @@ final class PoisonedResyncTests: XCTestCase {
         // them beyond redundancy leave them.
         for m in members.prefix(2) {
             let mf = try m.open("/f", flags: O_RDWR, mode: 0)
-            try array.layout.poison(mf, stripe: 0)
-            try array.layout.poison(mf, stripe: 2)
+            let owner = try XCTUnwrap(array.layout.readAttribute(mf).header)
+            try array.layout.poison(mf, stripe: 0, owner: owner)
+            try array.layout.poison(mf, stripe: 2, owner: owner)
             mf.close()
         }
         // Killed inside a write to stripe 1: the intent log still names the
@@ -199,6 +200,18 @@ final class UnreadableHeaderTests: XCTestCase {
         return (array, members, env)
     }
 
+    /// Rot on `m`'s disk in the header of `path` (its file id, in the
+    /// member file's attribute), synced.
+    func rotHeader(_ m: Member, _ path: String) throws {
+        let mf = try m.open(path, flags: O_RDWR, mode: 0)
+        defer { mf.close() }
+        var value = [UInt8](repeating: 0, count: FileAttribute.encodedBytes)
+        XCTAssertEqual(try value.withUnsafeMutableBytes { try mf.readAttribute(into: $0.baseAddress!, capacity: $0.count) }, value.count)
+        for i in 4..<12 { value[i] = 0xA5 }
+        try value.withUnsafeBytes { try mf.writeAttribute(from: $0.baseAddress!, count: $0.count) }
+        try mf.sync(dataOnly: false)
+    }
+
     func unreadable(_ array: RAIDArray, roles: [Int]) throws {
         for r in roles { _ = try array.injectFault(String(r), InjectedFault(kind: .bitrot, rate: 1)) }
     }
@@ -221,7 +234,7 @@ final class UnreadableHeaderTests: XCTestCase {
     /// redundancy read such a synced file back empty).
     func testDamagedCopyOfAFileWithNoDataStaysDamagedAfterACrash() throws {
         let (array, members, env) = try mirrored("/s") { try $0.truncate(to: 47_591) }
-        XCTAssertEqual(try members[1].lstat("/s").st_size, FileHeader.encodedBytes, "no data on the members: a header alone")
+        XCTAssertEqual(try members[1].lstat("/s").st_size, 0, "no data on the members: a header alone, in the attribute")
         // The spare takes role 0 while no other header of /s reads.
         let spare = try array.spareTakes(0)
         try unreadable(array, roles: [1, 2])
@@ -230,10 +243,7 @@ final class UnreadableHeaderTests: XCTestCase {
         array.release(try array.create("/t", mode: 0o644, exclusive: true, caller: root))   // the intent log names /
         _ = try array.failByAdministrator(2, force: true)
         // Member 1's header stays unreadable for good (rot on its disk).
-        let mf = try members[1].open("/s", flags: O_RDWR, mode: 0)
-        try [UInt8](repeating: 0xA5, count: 8).withUnsafeBytes { try mf.write(from: $0.baseAddress!, count: 8, at: 0) }
-        try mf.sync(dataOnly: false)
-        mf.close()
+        try rotHeader(members[1], "/s")
         // A crash: no shutdown. The spare, now the first member, is the
         // authority the crash recovery brings member 1 in line with.
         let (again, _) = try RAIDArray.assemble(members: [spare, members[1]], logger: quietLogger, environment: env)
@@ -250,12 +260,7 @@ final class UnreadableHeaderTests: XCTestCase {
     func testRottedHeadersAreNotTakenForACreateCutShort() throws {
         let (array, members, env) = try mirrored()
         array.release(try array.create("/t", mode: 0o644, exclusive: true, caller: root))   // the intent log names /
-        for m in members {
-            let mf = try m.open("/f", flags: O_RDWR, mode: 0)
-            try [UInt8](repeating: 0xA5, count: 8).withUnsafeBytes { try mf.write(from: $0.baseAddress!, count: 8, at: 0) }
-            try mf.sync(dataOnly: false)
-            mf.close()
-        }
+        for m in members { try rotHeader(m, "/f") }
         let sizes = try members.map { try $0.lstat("/f").st_size }
         let (again, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
         XCTAssertTrue(again.needsResync)

@@ -1,9 +1,12 @@
 import Foundation
 import XCTest
+import CLinux
 @testable import RAIDCore
 
-/// Format 2's checksums per 4 KiB sector: chunks larger than a sector are
-/// read, verified, rewritten and healed by the sectors a request touches.
+/// Checksums per 4 KiB sector: chunks larger than a sector are read,
+/// verified, rewritten and healed by the sectors a request touches; the
+/// leading stripes' one-sector chunks have their entries in the member
+/// file's attribute.
 final class SectorChecksumTests: XCTestCase {
     let chunk = 65536
     let sector = MemberFileLayout.sectorBytes
@@ -12,16 +15,17 @@ final class SectorChecksumTests: XCTestCase {
         let l = MemberFileLayout(chunkSizeBytes: 128 << 10)
         XCTAssertEqual(l.sectorsPerChunk, 32)
         XCTAssertEqual(l.chunksPerGroup, 16)                 // 4 KiB of entries for 2 MiB of chunks
-        XCTAssertEqual(l.tableOffset(stripe: 0), 4096)
-        XCTAssertEqual(l.chunkOffset(stripe: 0), 8192)
-        XCTAssertEqual(l.entryOffset(stripe: 1, sector: 3), 4096 + (32 + 3) * 8)
-        XCTAssertEqual(l.tableOffset(stripe: 16), l.chunkOffset(stripe: 15) + (128 << 10))
-        XCTAssertEqual(l.fileBytes(stripeCount: 16), l.tableOffset(stripe: 16))
+        // After the leading stripes' four 4 KiB chunks.
+        XCTAssertEqual(l.tableOffset(stripe: 4), 16384)
+        XCTAssertEqual(l.chunkOffset(stripe: 4), 16384 + 4096)
+        XCTAssertEqual(l.entryOffset(stripe: 5, sector: 3), 16384 + (32 + 3) * 8)
+        XCTAssertEqual(l.tableOffset(stripe: 20), l.chunkOffset(stripe: 19) + (128 << 10))
+        XCTAssertEqual(l.fileBytes(stripeCount: 20), l.tableOffset(stripe: 20))
         // A chunk with more entries than 4 KiB holds gets a table of its own.
         let big = MemberFileLayout(chunkSizeBytes: 16 << 20)
         XCTAssertEqual(big.tableBytes, 32768)
         XCTAssertEqual(big.chunksPerGroup, 1)
-        XCTAssertEqual(big.chunkOffset(stripe: 1), 4096 + 2 * 32768 + (16 << 20))
+        XCTAssertEqual(big.chunkOffset(stripe: 5), 16384 + 2 * 32768 + (16 << 20))
     }
 
     /// Appends byte by byte across a chunk boundary, truncates into and out
@@ -69,12 +73,18 @@ final class SectorChecksumTests: XCTestCase {
                 try f.truncate(to: UInt64(size))
                 if size < model.count { model.removeLast(model.count - size) } else { model += [UInt8](repeating: 0, count: size - model.count) }
             }
-            try write(rng.bytes(chunk - 10), at: 0)
-            for _ in 0..<20 {
-                try write(rng.bytes(1), at: model.count)
-                try expect("appending byte \(model.count)")
+            // Byte by byte across a leading chunk's end, from the leading
+            // stripes into the first full one, and across a full chunk's end.
+            let lead = Int(array.geometry.leadingBytes)
+            for boundary in [sector, lead, lead + chunk] {
+                try write(rng.bytes(boundary - 10 - model.count), at: model.count)
+                for _ in 0..<20 {
+                    try write(rng.bytes(1), at: model.count)
+                    try expect("appending byte \(model.count)")
+                }
             }
-            for size in [chunk + 5000, 5000, sector, sector - 1, 1, 0, 2 * chunk + 1, 3 * sector + 7, chunk - 1] {
+            for size in [lead + chunk + 5000, 5000, sector, sector - 1, 1, 0, lead + 2 * chunk + 1, lead - 1, lead + 1,
+                         3 * sector + 7, lead + chunk - 1] {
                 try truncate(size)
                 try expect("truncating to \(size)")
                 try write(rng.bytes(3), at: model.count)
@@ -131,19 +141,20 @@ final class SectorChecksumTests: XCTestCase {
     func testBitRotInOneSectorIsRepairedAndOnlyItRewritten() throws {
         for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 6), (.raid1, 3)] {
             let tmp = TempDir()
-            let (array, dirs, data) = try filled(tmp, level, n, bytes: 3 * array0StripeBytes(level, n))
-            let role = array.geometry.member(stripe: 0, chunkIndex: 0)
-            let at = array.layout.chunkOffset(stripe: 0) + UInt64(5 * sector)
+            let (array, dirs, data) = try filled(tmp, level, n, bytes: leading(level, n) + 3 * array0StripeBytes(level, n))
+            let s0 = Geometry.leadingStripes, start = Int(array.geometry.stripeStart(s0))
+            let role = try roleOf(array, "/x", stripe: s0, chunkIndex: 0)
+            let at = array.layout.chunkOffset(stripe: s0) + UInt64(5 * sector)
             let path = member(dirs, role)
-            let before = readMember(path, at: array.layout.chunkOffset(stripe: 0), count: chunk)
+            let before = readMember(path, at: array.layout.chunkOffset(stripe: s0), count: chunk)
             writeMember(path, [before[5 * sector + 17] ^ 0x40], at: at + 17)
             let f = try array.open("/x")
             var buf = [UInt8](repeating: 0, count: sector)
-            let got = try buf.withUnsafeMutableBytes { try f.read(into: $0.baseAddress!, count: sector, at: UInt64(5 * sector)) }
+            let got = try buf.withUnsafeMutableBytes { try f.read(into: $0.baseAddress!, count: sector, at: UInt64(start + 5 * sector)) }
             XCTAssertEqual(got, sector)
-            XCTAssertEqual(buf, Array(data[(5 * sector)..<(6 * sector)]), "RAID\(level.rawValue)")
+            XCTAssertEqual(buf, Array(data[(start + 5 * sector)..<(start + 6 * sector)]), "RAID\(level.rawValue)")
             XCTAssertEqual(totalChecksumErrors(array), 1, "RAID\(level.rawValue): one sector found damaged")
-            XCTAssertEqual(readMember(path, at: array.layout.chunkOffset(stripe: 0), count: chunk), before,
+            XCTAssertEqual(readMember(path, at: array.layout.chunkOffset(stripe: s0), count: chunk), before,
                            "RAID\(level.rawValue): the sector is repaired on its member")
             XCTAssertEqual(try f.readAll(), data)
             XCTAssertEqual(totalChecksumErrors(array), 1, "RAID\(level.rawValue): nothing else was damaged")
@@ -155,11 +166,13 @@ final class SectorChecksumTests: XCTestCase {
     func testBitRotInATailSectorIsRepaired() throws {
         for (level, n) in [(RAIDLevel.raid5, 3), (.raid6, 5)] {
             let tmp = TempDir()
-            let size = array0StripeBytes(level, n) + chunk + 3 * sector + 100   // the tail ends inside chunk 1 of stripe 1
+            // The tail ends inside chunk 1 of the second full stripe.
+            let size = leading(level, n) + array0StripeBytes(level, n) + chunk + 3 * sector + 100
             let (array, dirs, data) = try filled(tmp, level, n, bytes: size)
-            let role = array.geometry.member(stripe: 1, chunkIndex: 1)
+            let s = Geometry.leadingStripes + 1
+            let role = try roleOf(array, "/x", stripe: s, chunkIndex: 1)
             let path = member(dirs, role)
-            let at = array.layout.chunkOffset(stripe: 1) + UInt64(3 * sector + 50)
+            let at = array.layout.chunkOffset(stripe: s) + UInt64(3 * sector + 50)
             let old = readMember(path, at: at, count: 1)
             writeMember(path, [old[0] ^ 0x01], at: at)
             let f = try array.open("/x")
@@ -176,10 +189,11 @@ final class SectorChecksumTests: XCTestCase {
     func testDamagedChecksumEntryIsRepaired() throws {
         for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 5)] {
             let tmp = TempDir()
-            let (array, dirs, data) = try filled(tmp, level, n, bytes: 2 * array0StripeBytes(level, n))
-            let role = array.geometry.member(stripe: 1, chunkIndex: 0)
+            let (array, dirs, data) = try filled(tmp, level, n, bytes: leading(level, n) + 2 * array0StripeBytes(level, n))
+            let s = Geometry.leadingStripes + 1
+            let role = try roleOf(array, "/x", stripe: s, chunkIndex: 0)
             let path = member(dirs, role)
-            let entryAt = array.layout.entryOffset(stripe: 1, sector: 3)
+            let entryAt = array.layout.entryOffset(stripe: s, sector: 3)
             let entry = readMember(path, at: entryAt, count: 8)
             writeMember(path, [entry[6] ^ 0x10], at: entryAt + 6)
             let f = try array.open("/x")
@@ -209,5 +223,55 @@ final class SectorChecksumTests: XCTestCase {
 
     private func array0StripeBytes(_ level: RAIDLevel, _ n: Int) -> Int {
         (n - level.redundancy(memberCount: n)) * chunk
+    }
+
+    /// The logical bytes of the leading stripes.
+    private func leading(_ level: RAIDLevel, _ n: Int) -> Int {
+        Int(Geometry.leadingStripes) * (n - level.redundancy(memberCount: n)) * Geometry.leadingChunkBytes
+    }
+
+    /// Rot in a leading stripe's 4 KiB chunk, in its entry in the member
+    /// file's attribute, and in the attribute's header: each is found,
+    /// served from redundancy and rewritten, the attribute whole again.
+    func testBitRotInALeadingChunkAndInTheAttributeIsRepaired() throws {
+        for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 6), (.raid1, 3)] {
+            let tmp = TempDir()
+            let (array, dirs, data) = try filled(tmp, level, n, bytes: leading(level, n) + 1000)
+            // Data chunk 1 of stripe 2: its sector in the member file.
+            let role = try roleOf(array, "/x", stripe: 2, chunkIndex: level == .raid1 ? 0 : 1)
+            let path = member(dirs, role)
+            let at = array.layout.chunkOffset(stripe: 2) + 99
+            let old = readMember(path, at: at, count: 1)
+            writeMember(path, [old[0] ^ 0x08], at: at)
+            let f = try array.open("/x")
+            XCTAssertEqual(try f.readAll(), data, "RAID\(level.rawValue): rot in a leading chunk")
+            XCTAssertEqual(readMember(path, at: at, count: 1), old, "RAID\(level.rawValue): repaired on its member")
+            XCTAssertEqual(totalChecksumErrors(array), 1)
+            array.release(f)
+            // One bit of the chunk's entry in the attribute flipped (entry
+            // 2 at bytes 40..<48), then one of the header (the file id).
+            let value = try XCTUnwrap(attribute(path))
+            for (byte, what) in [(42, "its entry"), (6, "the header")] {
+                var rotted = value
+                rotted[byte] ^= 0x20
+                setAttribute(path, rotted)
+                let g = try array.open("/x")
+                XCTAssertEqual(try g.readAll(), data, "RAID\(level.rawValue): rot in \(what)")
+                array.release(g)
+                XCTAssertEqual(attribute(path), value, "RAID\(level.rawValue): \(what) is whole again")
+            }
+            let summary = try array.checkAll(mode: .check) { XCTFail("RAID\(level.rawValue): \($0)") }
+            XCTAssertEqual(summary.problems, 0)
+        }
+    }
+
+    private func attribute(_ path: String) -> [UInt8]? {
+        var b = [UInt8](repeating: 0, count: 256)
+        let n = getxattr(path, FileAttribute.name, &b, b.count)
+        return n < 0 ? nil : Array(b[0..<n])
+    }
+
+    private func setAttribute(_ path: String, _ value: [UInt8]) {
+        XCTAssertEqual(value.withUnsafeBytes { setxattr(path, FileAttribute.name, $0.baseAddress, $0.count, 0) }, 0)
     }
 }

@@ -74,3 +74,18 @@ let root = Caller(uid: 0, gid: 0)
 
 /// Tests provoke errors on purpose; keep their logs out of the test output.
 let quietLogger = Logger(label: "raidfs-test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+/// The role holding chunk `chunkIndex` of stripe `stripe` of array file
+/// `path` (files start on different rows of md's rotation).
+func roleOf(_ array: RAIDArray, _ path: String, stripe: UInt64, chunkIndex: Int) throws -> Int {
+    let f = try array.open(path)
+    defer { array.release(f) }
+    return f.role(stripe: stripe, chunkIndex: chunkIndex)
+}
+
+/// The chunk of stripe `stripe` of array file `path` that `role` holds.
+func chunkOf(_ array: RAIDArray, _ path: String, stripe: UInt64, role: Int) throws -> Int {
+    let f = try array.open(path)
+    defer { array.release(f) }
+    return f.chunkIndex(stripe: stripe, role: role)
+}

@@ -48,6 +48,7 @@ final class FailureTests: XCTestCase {
         let victims = [1, 4]
         var originals: [Int: Data] = [:]
         var flipped = 0
+        let shift = try rowShift(a, "largest")
         for v in victims {
             let path = a.members[v] + "/data/largest"
             originals[v] = try readFile(path)
@@ -56,7 +57,7 @@ final class FailureTests: XCTestCase {
             var stripe: UInt64 = UInt64(v)
             // Damage a data chunk of every third stripe that lies wholly in the file.
             while (stripe + 1) * UInt64(g.stripeDataBytes) <= UInt64(size) {
-                let idx = g.chunkIndex(stripe: stripe, member: v)
+                let idx = g.chunkIndex(stripe: stripe + shift, member: v)
                 if idx < g.dataChunkCount {
                     var b: UInt8 = 0
                     let off = off_t(layout.chunkOffset(stripe: stripe)) + off_t((Int(stripe) * 7919) % chunk)

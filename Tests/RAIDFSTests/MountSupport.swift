@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import RAIDCore
 import RAIDControl
+import CLinux
 
 /// Where the built raidfs and raidctl live (tools/test.sh exports it; else
 /// beside the test bundle).
@@ -135,6 +136,18 @@ final class ScratchArray {
 }
 
 /// Deterministic random bytes.
+/// Where array file `file` starts in md's rotation (its id modulo the
+/// member count, `ArrayFile.rowShift`): stripe s of it lies on md's row
+/// s + shift. Read from its attribute on member 0.
+func rowShift(_ a: ScratchArray, _ file: String) throws -> UInt64 {
+    var value = [UInt8](repeating: 0, count: FileAttribute.encodedBytes)
+    let n = getxattr(a.members[0] + "/data/" + file, FileAttribute.name, &value, value.count)
+    guard n == value.count, let header = value.withUnsafeBytes({ FileAttribute.decode($0.baseAddress!, count: n)?.header }) else {
+        throw FSError.io("\(file): no header on member 0")
+    }
+    return header.fileId % UInt64(a.members.count)
+}
+
 func randomBytes(_ n: Int, seed: UInt64) -> Data {
     var s = seed | 1
     var d = Data(count: n)

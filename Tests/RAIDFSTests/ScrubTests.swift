@@ -21,8 +21,9 @@ final class ScrubTests: XCTestCase {
         // (stripe 1) and a Q chunk (stripe 2).
         var originals: [Int: Data] = [:]
         let damage = [(stripe: UInt64(0), index: 0), (stripe: 1, index: g.dataChunkCount), (stripe: 2, index: g.dataChunkCount + 1)]
+        let shift = try rowShift(a, "dir/f")
         for d in damage {
-            let role = g.member(stripe: d.stripe, chunkIndex: d.index)
+            let role = g.member(stripe: d.stripe + shift, chunkIndex: d.index)
             let path = a.members[role] + "/data/dir/f"
             if originals[role] == nil { originals[role] = try readFile(path) }
             let fd = open(path, O_RDWR)
@@ -114,7 +115,7 @@ final class ScheduledScrubTests: XCTestCase {
     /// member that holds it; returns that member's role.
     @discardableResult
     func flip(_ a: ScratchArray, _ file: String, stripe: UInt64, index: Int, geometry g: Geometry, chunk: Int) throws -> Int {
-        let role = g.member(stripe: stripe, chunkIndex: index)
+        let role = g.member(stripe: stripe + (try rowShift(a, file)), chunkIndex: index)
         let fd = open(a.members[role] + "/data/" + file, O_RDWR)
         XCTAssertGreaterThanOrEqual(fd, 0)
         defer { close(fd) }

@@ -36,10 +36,12 @@ extension ArrayFile {
         try lock.withWriteLock {
             guard offset < size, length > 0 else { return }
             let end = min(size, offset + length)
-            let stripeBytes = UInt64(array.geometry.stripeDataBytes)
-            let firstWhole = (offset + stripeBytes - 1) / stripeBytes
-            let endWhole = end / stripeBytes      // exclusive
-            let first = offset / stripeBytes, last = (end - 1) / stripeBytes
+            let g = array.geometry
+            // The leading stripes (4 KiB chunks, entries in the attribute)
+            // are written with zeros; whole stripes past them deallocated.
+            let firstWhole = max(g.stripe(atOrAfter: offset), Geometry.leadingStripes)
+            let endWhole = g.stripe(at: end)      // exclusive
+            let first = g.stripe(at: offset), last = g.stripe(at: end - 1)
             try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
             defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
             func zeros(_ a: UInt64, _ b: UInt64) throws {
@@ -52,13 +54,14 @@ extension ArrayFile {
                 try zeros(offset, end)
                 return
             }
-            try zeros(offset, firstWhole * stripeBytes)
-            try zeros(endWhole * stripeBytes, end)
+            try zeros(offset, g.stripeStart(firstWhole))
+            try zeros(g.stripeStart(endWhole), end)
             var s = firstWhole
             while s < endWhole {
                 // One run of chunks per checksum table group.
                 let layout = array.layout
-                let groupEnd = min(endWhole, (s / layout.chunksPerGroup + 1) * layout.chunksPerGroup)
+                let lead = Geometry.leadingStripes
+                let groupEnd = min(endWhole, lead + ((s - lead) / layout.chunksPerGroup + 1) * layout.chunksPerGroup)
                 let chunkFrom = layout.chunkOffset(stripe: s)
                 let chunkTo = layout.chunkOffset(stripe: groupEnd - 1) + UInt64(array.geometry.chunkSizeBytes)
                 let entryFrom = layout.entryOffset(stripe: s)
@@ -89,8 +92,9 @@ extension ArrayFile {
     /// The member-file byte range holding the chunks of the stripes that
     /// [offset, offset+length) touches (tables between them included).
     private func memberRange(offset: UInt64, length: UInt64) -> (UInt64, UInt64) {
-        let stripeBytes = UInt64(array.geometry.stripeDataBytes)
-        let first = offset / stripeBytes, last = (offset + length - 1) / stripeBytes
-        return (array.layout.tableOffset(stripe: first), array.layout.chunkOffset(stripe: last) + UInt64(array.geometry.chunkSizeBytes))
+        let g = array.geometry, layout = array.layout
+        let first = g.stripe(at: offset), last = g.stripe(at: offset + length - 1)
+        let from = MemberFileLayout.isLeading(first) ? layout.chunkOffset(stripe: first) : layout.tableOffset(stripe: first)
+        return (from, layout.chunkOffset(stripe: last) + UInt64(g.chunkBytes(last)))
     }
 }

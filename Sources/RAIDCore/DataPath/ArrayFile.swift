@@ -30,7 +30,6 @@ public final class ArrayFile: @unchecked Sendable {
     let ranges = StripeRangeLock()
     /// Handles open on this file; guarded by the namespace lock.
     var openCount = 0
-    private let headerBuffer = AlignedBuffer(count: 4096)
     /// The next read marks the file accessed (see markAccessedIfPending).
     private var accessPending = true
     private let accessLock = Mutex()
@@ -38,6 +37,7 @@ public final class ArrayFile: @unchecked Sendable {
     init(array: RAIDArray, fileId: UInt64, files: [MemberFile?], generations: [UInt32], size: UInt64, path: String) {
         self.array = array
         self.fileId = fileId
+        self.rowShift = fileId % UInt64(array.geometry.memberCount)
         self.files = files
         self.fileGenerations = generations
         self.shadowFiles = Array(repeating: nil, count: files.count)
@@ -47,6 +47,24 @@ public final class ArrayFile: @unchecked Sendable {
     }
 
     deinit { closeMembers() }
+
+    /// Where the file's stripes start in md's rotation: stripe s takes the
+    /// members of md's row s + rowShift (the file id modulo the member
+    /// count), so files of one stripe spread over every member instead of
+    /// all landing on row 0's.
+    let rowShift: UInt64
+
+    /// The role holding chunk `chunkIndex` of the file's stripe `stripe`.
+    @inline(__always)
+    func role(stripe: UInt64, chunkIndex: Int) -> Int {
+        array.geometry.member(stripe: stripe &+ rowShift, chunkIndex: chunkIndex)
+    }
+
+    /// The chunk of the file's stripe `stripe` that `role` holds.
+    @inline(__always)
+    func chunkIndex(stripe: UInt64, role: Int) -> Int {
+        array.geometry.chunkIndex(stripe: stripe &+ rowShift, member: role)
+    }
 
     /// Opened again, or written: the next read marks the file accessed.
     func expectAccess() { accessLock.withLock { accessPending = true } }
@@ -133,13 +151,17 @@ public final class ArrayFile: @unchecked Sendable {
 
     public func currentSize() -> UInt64 { lock.withReadLock { size } }
 
+    /// The file's header as it is now: what a member file's attribute is
+    /// made from when it is missing or damaged.
+    var owner: FileHeader { FileHeader(fileId: fileId, size: size) }
+
     /// Writes the header (identity and size) to every active member; the
-    /// caller holds the file's lock exclusive (the header buffer is shared).
+    /// caller holds the file's lock exclusive.
     func writeHeadersLocked() throws {
-        FileHeader(fileId: fileId, size: size).encode(into: headerBuffer.pointer)
+        let h = owner
         var full: Int32? = nil
         for role in 0..<array.geometry.memberCount {
-            if let error = eachTarget(role, { try $0.write(from: headerBuffer.pointer, count: FileHeader.encodedBytes, at: 0) }) {
+            if let error = eachTarget(role, { try array.layout.writeHeader($0, h) }) {
                 if let e = array.noteWriteError(role: role, error) { full = e }
             }
         }
@@ -194,8 +216,8 @@ public final class ArrayFile: @unchecked Sendable {
             // headers (and, shrinking, their lengths) disagreeing, which the
             // resync's open settles; unlogged, a stat and a read could then
             // see two sizes.
-            let stripeBytes = UInt64(array.geometry.stripeDataBytes)
-            let lo = min(oldSize, newSize) / stripeBytes, hi = max(oldSize, newSize) / stripeBytes
+            let g = array.geometry
+            let lo = g.stripe(at: min(oldSize, newSize)), hi = g.stripe(at: max(oldSize, newSize))
             try array.intentLog.begin(self, firstStripe: lo, lastStripe: hi)
             defer { array.intentLog.end(self, firstStripe: lo, lastStripe: hi) }
             if newSize > oldSize {
@@ -213,11 +235,9 @@ public final class ArrayFile: @unchecked Sendable {
     /// Zeroes [newSize, end of its stripe) (bounded by `upTo`) through the
     /// write path, so data and parity agree on zeros past the new EOF.
     func zeroTailLocked(newSize: UInt64, upTo limit: UInt64, trustZerosPastEOF: Bool = true) throws {
-        let stripeBytes = UInt64(array.geometry.stripeDataBytes)
-        let stripeEnd = (newSize + stripeBytes - 1) / stripeBytes * stripeBytes
-        let tailEnd = min(limit, stripeEnd)
+        let tailEnd = min(limit, stripeEnd(newSize))
         guard tailEnd > newSize else { return }
-        let stripe = newSize / stripeBytes
+        let stripe = array.geometry.stripe(at: newSize)
         try array.intentLog.begin(self, firstStripe: stripe, lastStripe: stripe)
         defer { array.intentLog.end(self, firstStripe: stripe, lastStripe: stripe) }
         try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(tailEnd - newSize),
@@ -238,8 +258,7 @@ public final class ArrayFile: @unchecked Sendable {
     /// After a crash: bytes past EOF may hold data of a write whose size
     /// update was lost. Zero them so the known-zero invariant holds again.
     func trimBeyondEOFLocked() throws {
-        let stripeBytes = UInt64(array.geometry.stripeDataBytes)
-        let end = (size + stripeBytes - 1) / stripeBytes * stripeBytes
+        let end = stripeEnd(size)
         // Nothing past EOF is assumed zero here: that is what is being restored.
         try zeroTailLocked(newSize: size, upTo: end, trustZerosPastEOF: false)
         try dropStripesLocked()
@@ -255,18 +274,25 @@ public final class ArrayFile: @unchecked Sendable {
         return false
     }
 
+    /// `offset` rounded up to the end of the stripe holding it (itself on
+    /// a stripe boundary).
+    func stripeEnd(_ offset: UInt64) -> UInt64 {
+        let g = array.geometry, s = g.stripe(at: offset), start = g.stripeStart(s)
+        return start == offset ? offset : start + UInt64(g.stripeBytes(s))
+    }
+
     /// The bytes of `stripe` the file's size reaches into: all of it before
     /// the last stripe, none past it.
     func stripeExtent(_ stripe: UInt64) -> Int {
-        let bytes = UInt64(array.geometry.stripeDataBytes), start = stripe * bytes
-        return size > start ? Int(min(size - start, bytes)) : 0
+        let g = array.geometry, start = g.stripeStart(stripe)
+        return size > start ? Int(min(size - start, UInt64(g.stripeBytes(stripe)))) : 0
     }
 
     /// The bytes of the chunk `role` holds in `stripe` that may be nonzero
     /// (`Geometry.chunkExtent`): what a rebuild, a copy or a repair writes.
     func chunkExtent(stripe: UInt64, role: Int) -> Int {
         let g = array.geometry
-        return g.chunkExtent(stripeExtent: stripeExtent(stripe), chunkIndex: g.chunkIndex(stripe: stripe, member: role))
+        return g.chunkExtent(stripe: stripe, stripeExtent: stripeExtent(stripe), chunkIndex: chunkIndex(stripe: stripe, role: role))
     }
 
     /// Cuts member file `f`, the one `role` holds, back to what the size
@@ -281,31 +307,43 @@ public final class ArrayFile: @unchecked Sendable {
     func cutToSizeLocked(_ f: MemberFile, role: Int) throws {
         let layout = array.layout
         let count = stripeCount
-        var end = UInt64(FileHeader.encodedBytes)   // the header alone, as the write path leaves it
-        var keepSectors: UInt64 = 0
+        let lead = Geometry.leadingStripes
+        var end: UInt64 = 0   // no stripe: an empty file, the header in its attribute
+        var ext: UInt64 = 0
         if count > 0 {
             let last = count - 1
-            let ext = UInt64(chunkExtent(stripe: last, role: role))
+            ext = UInt64(chunkExtent(stripe: last, role: role))
             if ext > 0 { end = layout.chunkOffset(stripe: last) + ext } else if last > 0 { end = layout.fileBytes(stripeCount: last) }
-            keepSectors = last * layout.sectorsPerChunk + ext / UInt64(MemberFileLayout.sectorBytes)
         }
         let length = UInt64(try f.status().st_size)
-        let perTable = layout.chunksPerGroup * layout.sectorsPerChunk
-        try clearEntries(f, sectors: keepSectors..<(keepSectors / perTable + 1) * perTable, below: length)
+        // The leading chunks' entries past what is kept, in the attribute.
+        let keptLeading = min(lead, count > 0 && ext == 0 ? count - 1 : count)
+        try layout.clearLeadingEntries(f, fileId: fileId, from: keptLeading)
+        // The rest of the last table in use (the first, whole, when every
+        // stripe kept is a leading one).
+        if count > lead {
+            let last = count - 1, spc = layout.sectorsPerChunk
+            let first = ext / UInt64(MemberFileLayout.sectorBytes)
+            let through = (layout.chunksPerGroup - (last - lead) % layout.chunksPerGroup) * spc
+            try clearEntries(f, stripe: last, sectors: first..<through, below: length)
+        } else {
+            try clearEntries(f, stripe: lead, sectors: 0..<layout.chunksPerGroup * layout.sectorsPerChunk, below: length)
+        }
         if length > end { try f.truncate(to: end) }
     }
 
-    /// Zeroes the checksum entries of `sectors` (counted over the member
-    /// file's chunks, within one table) that lie in the first `length`
-    /// bytes of `f`: past them entries read as zeros already.
-    func clearEntries(_ f: MemberFile, sectors: Range<UInt64>, below length: UInt64) throws {
-        let layout = array.layout, spc = layout.sectorsPerChunk
+    /// Zeroes the entries of sectors `sectors` of the chunk of `stripe`, a
+    /// stripe past the leading ones (they may run on over the following
+    /// chunks of its table), that lie in the first `length` bytes of `f`:
+    /// past them entries read as zeros already.
+    func clearEntries(_ f: MemberFile, stripe: UInt64, sectors: Range<UInt64>, below length: UInt64) throws {
         guard !sectors.isEmpty else { return }
-        let from = layout.entryOffset(stripe: sectors.lowerBound / spc, sector: Int(sectors.lowerBound % spc))
+        let from = array.layout.entryOffset(stripe: stripe, sector: Int(sectors.lowerBound))
         let to = min(length, from + UInt64(sectors.count) * MemberFileLayout.entryBytes)
         guard to > from else { return }
         try f.write(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(to - from), at: from)
     }
+
 }
 
 extension ArrayFile {

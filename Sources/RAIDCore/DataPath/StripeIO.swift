@@ -16,7 +16,7 @@ extension ArrayFile {
     @inline(__always)
     func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil) -> Bool {
         guard let f = usable(role) else { return false }
-        let r = range ?? 0..<array.geometry.chunkSizeBytes
+        let r = range ?? 0..<array.geometry.chunkBytes(stripe)
         let ok: Bool
         do {
             try f.readFull(into: buffer + r.lowerBound, count: r.count,
@@ -59,8 +59,8 @@ extension ArrayFile {
     func storedEntries(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, _ body: (Int, UInt64) -> Bool) throws -> Bool {
         let count = sectorCount(r)
         return try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
-            try f.readFull(into: UnsafeMutableRawPointer(e.baseAddress!), count: count * 8,
-                           at: array.layout.entryOffset(stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes))
+            try array.layout.readEntries(f, stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes, count: count,
+                                         into: e.baseAddress!)
             for i in 0..<count where !body(i, UInt64(littleEndian: e[i])) { return false }
             return true
         }
@@ -77,7 +77,7 @@ extension ArrayFile {
                     ws: StripeWorkspace) -> Bool {
         let hasPrimary = writable(role) != nil
         guard hasPrimary || shadow(role) != nil else { return false }
-        let r = range ?? 0..<array.geometry.chunkSizeBytes
+        let r = range ?? 0..<array.geometry.chunkBytes(stripe)
         if r.isEmpty { return hasPrimary }
         let error = withSectorEntries(buffer, r) { entries, entryBytes in
             eachTarget(role) { f in try writeSectors(f, stripe: stripe, buffer, r, entries, entryBytes) }
@@ -132,8 +132,8 @@ extension ArrayFile {
     private func writeSectors(_ f: MemberFile, stripe: UInt64, _ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
                               _ entries: UnsafeRawPointer, _ entryBytes: Int) throws {
         try f.write(from: buffer + r.lowerBound, count: r.count, at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
-        try f.write(from: entries, count: entryBytes,
-                    at: array.layout.entryOffset(stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes))
+        try array.layout.writeEntries(f, stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes,
+                                      count: entryBytes / 8, from: entries, owner: owner)
     }
 
     // MARK: read
@@ -146,15 +146,14 @@ extension ArrayFile {
             guard offset < size, count > 0 else { return 0 }
             let end = min(offset + UInt64(count), size)
             let g = array.geometry
-            let chunkBytes = UInt64(g.chunkSizeBytes)
-            let stripeBytes = UInt64(g.stripeDataBytes)
-            try ranges.withRange(offset / stripeBytes, (end - 1) / stripeBytes, exclusive: false) {
+            try ranges.withRange(g.stripe(at: offset), g.stripe(at: end - 1), exclusive: false) {
             try array.workspaces.withItem { ws in
                 var pos = offset
                 while pos < end {
-                    let stripe = pos / stripeBytes
-                    let stripeStart = stripe * stripeBytes
-                    let stop = min(end, stripeStart + stripeBytes)
+                    let stripe = g.stripe(at: pos)
+                    let stripeStart = g.stripeStart(stripe)
+                    let chunkBytes = UInt64(g.chunkBytes(stripe))
+                    let stop = min(end, stripeStart + UInt64(g.stripeBytes(stripe)))
                     let first = Int((pos - stripeStart) / chunkBytes)
                     let last = Int((stop - 1 - stripeStart) / chunkBytes)
                     // Only the 4 KiB sectors the request touches are read.
@@ -178,7 +177,7 @@ extension ArrayFile {
                     for j in first...last {
                         let r = sectorAligned(bytes(j))
                         let into = exact(j) ? inPlace(j) : ws.chunks[j].bytes
-                        if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: into, range: r) {
+                        if !readChunk(role: role(stripe: stripe, chunkIndex: j), stripe: stripe, into: into, range: r) {
                             lost.append(j)
                             lostLo = min(lostLo, r.lowerBound)
                             lostHi = max(lostHi, r.upperBound)
@@ -228,12 +227,12 @@ extension ArrayFile {
     func recover(stripe: UInt64, lost: [Int], have: inout Set<Int>, ws: StripeWorkspace, heal: Bool,
                  range: Range<Int>? = nil) throws {
         let g = array.geometry
-        let r = range ?? 0..<g.chunkSizeBytes
+        let r = range ?? 0..<g.chunkBytes(stripe)
         var bad = lost
         var i = 0
         while have.count < g.dataChunkCount && i < g.memberCount {
             if !have.contains(i) && !lost.contains(i) {
-                if readChunk(role: g.member(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes, range: r) {
+                if readChunk(role: role(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes, range: r) {
                     have.insert(i)
                 } else {
                     bad.append(i)
@@ -258,12 +257,17 @@ extension ArrayFile {
         // parity from a write hole, or more damage than detected): EIO,
         // never those bytes.
         for w in wanted where w < g.dataChunkCount {
-            let role = g.member(stripe: stripe, chunkIndex: w)
+            let role = role(stripe: stripe, chunkIndex: w)
             guard let f = usable(role) else { continue }
             let buffer = ws.chunks[w].bytes
-            let disagrees = (try? storedCRCs(f, stripe: stripe, r) { i, want in
-                want == nil || sectorCRC(buffer, r, i) == want!
-            }) == false
+            // Entries that will not read cannot disagree (the read error
+            // counts against the member).
+            var disagrees = false
+            do {
+                disagrees = try !storedCRCs(f, stripe: stripe, r) { i, want in want == nil || sectorCRC(buffer, r, i) == want! }
+            } catch {
+                array.noteReadError(role: role, error)
+            }
             if disagrees {
                 throw FSError.io("\(displayPath): stripe \(stripe): chunk rebuilt for member \(role) disagrees with its checksum; the stripe's redundancy is inconsistent")
             }
@@ -271,7 +275,7 @@ extension ArrayFile {
         for w in wanted { have.insert(w) }
         guard heal, !array.readOnly else { return }
         for w in bad {
-            let role = g.member(stripe: stripe, chunkIndex: w)
+            let role = role(stripe: stripe, chunkIndex: w)
             if usable(role) != nil && writeChunk(role: role, stripe: stripe, from: ws.chunks[w].bytes, range: r, ws: ws) {
                 array.noteRepaired(role: role, path: displayPath, stripe: stripe)
             }
@@ -289,8 +293,7 @@ extension ArrayFile {
         }
         array.noteUserIO()
         guard count > 0 else { return }
-        let stripeBytes = UInt64(array.geometry.stripeDataBytes)
-        let first = offset / stripeBytes, last = (offset + UInt64(count) - 1) / stripeBytes
+        let first = array.geometry.stripe(at: offset), last = array.geometry.stripe(at: offset + UInt64(count) - 1)
         let end = offset + UInt64(count)
         /// The stripes written with their region logged around them.
         func logged(_ body: () throws -> Void) throws {
@@ -370,16 +373,15 @@ extension ArrayFile {
                      knownZeroFrom: UInt64? = nil) throws {
         try array.requireNotFailed(displayPath)
         let g = array.geometry
-        let stripeBytes = UInt64(g.stripeDataBytes)
         let end = offset + UInt64(count)
         let oldSize = knownZeroFrom ?? size
         try array.workspaces.withItem { ws in
             ws.spaceErrno = nil   // (left by a read's healing, which reports none)
             var pos = offset
             while pos < end {
-                let stripe = pos / stripeBytes
-                let stripeStart = stripe * stripeBytes
-                let stop = min(end, stripeStart + stripeBytes)
+                let stripe = g.stripe(at: pos)
+                let stripeStart = g.stripeStart(stripe)
+                let stop = min(end, stripeStart + UInt64(g.stripeBytes(stripe)))
                 let from = sourceIsZeros ? src : src + Int(pos - offset)
                 try writeStripe(stripe, lo: Int(pos - stripeStart), hi: Int(stop - stripeStart),
                                 src: from, oldSize: oldSize, ws: ws)
@@ -394,10 +396,10 @@ extension ArrayFile {
                              oldSize: UInt64, ws: StripeWorkspace) throws {
         let g = array.geometry
         let k = g.dataChunkCount, n = g.memberCount
-        let c = g.chunkSizeBytes
-        let stripeStart = stripe * UInt64(g.stripeDataBytes)
+        let c = g.chunkBytes(stripe)
+        let stripeStart = g.stripeStart(stripe)
         let plan = StripeWritePlan(lo: lo, hi: hi, chunkBytes: c, dataCount: k, stripeStart: stripeStart, oldSize: oldSize)
-        let healthy = (0..<n).allSatisfy { usable(g.member(stripe: stripe, chunkIndex: $0)) != nil }
+        let healthy = (0..<n).allSatisfy { usable(role(stripe: stripe, chunkIndex: $0)) != nil }
         if healthy {
             if plan.isFullStripe {
                 for j in 0..<k { memcpy(ws.chunks[j].pointer, src + (j * c - lo), c) }
@@ -443,7 +445,7 @@ extension ArrayFile {
             }
             if plan.isKnownZero(j) {
                 chunk.zero(r)
-            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes, range: r) {
+            } else if !readChunk(role: role(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes, range: r) {
                 return false
             }
             overlay(j, plan: plan, src: src, into: chunk.pointer)
@@ -465,7 +467,7 @@ extension ArrayFile {
         for p in k..<g.memberCount {
             if plan.parityKnownZero {
                 ws.chunks[p].zero(parity)
-            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, into: ws.chunks[p].bytes, range: parity) {
+            } else if !readChunk(role: role(stripe: stripe, chunkIndex: p), stripe: stripe, into: ws.chunks[p].bytes, range: parity) {
                 return false
             }
         }
@@ -474,7 +476,7 @@ extension ArrayFile {
             let span = plan.span(j)
             if plan.isKnownZero(j) {
                 chunk.zero(span)
-            } else if !readChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes, range: span) {
+            } else if !readChunk(role: role(stripe: stripe, chunkIndex: j), stripe: stripe, into: chunk.bytes, range: span) {
                 return false
             }
             memcpy(ws.old.pointer + span.lowerBound, chunk.pointer + span.lowerBound, span.count)
@@ -505,7 +507,7 @@ extension ArrayFile {
             if knownZero {
                 ws.chunks[i].zero(r)
                 have.insert(i)
-            } else if readChunk(role: g.member(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes, range: r) {
+            } else if readChunk(role: role(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes, range: r) {
                 have.insert(i)
             } else {
                 lost.append(i)
@@ -538,21 +540,21 @@ extension ArrayFile {
                                      dataSpan: ((Int) -> Range<Int>)? = nil, paritySpan: Range<Int>? = nil,
                                      extent: Int? = nil) throws where S.Element == Int {
         let g = array.geometry
-        let c = g.chunkSizeBytes
+        let c = g.chunkBytes(stripe)
         /// The bytes of `r` (default the whole chunk) below data chunk `j`'s
         /// share of the extent.
         func clamp(_ r: Range<Int>?, _ j: Int) -> Range<Int> {
             let r = r ?? 0..<c
             guard let extent else { return r }
-            let limit = g.chunkExtent(stripeExtent: extent, chunkIndex: j)
+            let limit = g.chunkExtent(stripe: stripe, stripeExtent: extent, chunkIndex: j)
             return min(r.lowerBound, limit)..<min(r.upperBound, limit)
         }
         for j in dataChunks {
-            writeChunk(role: g.member(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes,
+            writeChunk(role: role(stripe: stripe, chunkIndex: j), stripe: stripe, from: ws.chunks[j].bytes,
                        range: clamp(dataSpan?(j), j), ws: ws)
         }
         for p in g.dataChunkCount..<g.memberCount {
-            writeChunk(role: g.member(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes,
+            writeChunk(role: role(stripe: stripe, chunkIndex: p), stripe: stripe, from: ws.chunks[p].bytes,
                        range: clamp(paritySpan, 0), ws: ws)
         }
         try array.requireNotFailed(displayPath)

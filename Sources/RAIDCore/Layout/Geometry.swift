@@ -51,8 +51,58 @@ public struct Geometry: Sendable, Equatable {
         bytes >= chunkSizeBytesMin && bytes <= chunkSizeBytesMax && bytes & (bytes - 1) == 0
     }
 
-    /// Logical file bytes held by one stripe.
+    /// Logical file bytes held by one stripe of the array's chunk size
+    /// (every stripe past the leading ones).
     public var stripeDataBytes: Int { dataChunkCount * chunkSizeBytes }
+
+    /// The first `leadingStripes` stripes of every file use 4 KiB chunks
+    /// (format 3): a small file is spread over the data members a block at
+    /// a time and costs its size plus parity per block row, as RAID-Z
+    /// sizes a stripe to its block, instead of a data chunk and m parity
+    /// chunks each as long as the file. The stripes after them use the
+    /// array's chunk size. Rows, P and Q are md's in every stripe.
+    public static let leadingStripes: UInt64 = 4
+    public static let leadingChunkBytes = 4096
+
+    /// Bytes of each chunk of stripe `s`.
+    @inline(__always)
+    public func chunkBytes(_ s: UInt64) -> Int {
+        s < Geometry.leadingStripes ? Geometry.leadingChunkBytes : chunkSizeBytes
+    }
+
+    /// Logical file bytes held by stripe `s`.
+    @inline(__always)
+    public func stripeBytes(_ s: UInt64) -> Int { dataChunkCount * chunkBytes(s) }
+
+    /// Logical bytes held by the leading stripes together.
+    @inline(__always)
+    public var leadingBytes: UInt64 { Geometry.leadingStripes * UInt64(dataChunkCount * Geometry.leadingChunkBytes) }
+
+    /// The file offset where stripe `s` begins.
+    @inline(__always)
+    public func stripeStart(_ s: UInt64) -> UInt64 {
+        if s < Geometry.leadingStripes { return s * UInt64(dataChunkCount * Geometry.leadingChunkBytes) }
+        return leadingBytes + (s - Geometry.leadingStripes) * UInt64(stripeDataBytes)
+    }
+
+    /// The stripe holding file offset `offset`.
+    @inline(__always)
+    public func stripe(at offset: UInt64) -> UInt64 {
+        let lead = leadingBytes
+        if offset < lead { return offset / UInt64(dataChunkCount * Geometry.leadingChunkBytes) }
+        return Geometry.leadingStripes + (offset - lead) / UInt64(stripeDataBytes)
+    }
+
+    /// Stripes a file of `size` bytes reaches into.
+    @inline(__always)
+    public func stripeCount(size: UInt64) -> UInt64 { size == 0 ? 0 : stripe(at: size - 1) + 1 }
+
+    /// The first stripe starting at or after `offset`.
+    @inline(__always)
+    public func stripe(atOrAfter offset: UInt64) -> UInt64 {
+        let s = stripe(at: offset)
+        return stripeStart(s) == offset ? s : s + 1
+    }
 
     /// Member (role) holding chunk `chunkIndex` of stripe `stripe`.
     /// Chunk indices 0..<k are data, k..<n parity (P, then Q; RAID 1 mirrors).
@@ -86,10 +136,10 @@ public struct Geometry: Sendable, Equatable {
     /// first data chunk's, the longest. Nothing past them is written: a
     /// file's last stripe is short (the short tail).
     @inline(__always)
-    public func chunkExtent(stripeExtent: Int, chunkIndex: Int) -> Int {
+    public func chunkExtent(stripe: UInt64, stripeExtent: Int, chunkIndex: Int) -> Int {
         let j = chunkIndex < dataChunkCount ? chunkIndex : 0
-        let sector = MemberFileLayout.sectorBytes
-        return min(chunkSizeBytes, (max(0, stripeExtent - j * chunkSizeBytes) + sector - 1) / sector * sector)
+        let sector = MemberFileLayout.sectorBytes, c = chunkBytes(stripe)
+        return min(c, (max(0, stripeExtent - j * c) + sector - 1) / sector * sector)
     }
 
     /// Usable bytes for `memberBytes` of raw space on each member.
@@ -98,23 +148,26 @@ public struct Geometry: Sendable, Equatable {
     }
 }
 
-/// Where things sit inside one member's file for an array file (format 2).
+/// Where things sit inside one member's file for an array file (format 3).
 ///
-/// A member file is a 4 KiB header followed by groups. Each group is a
-/// checksum table, then the chunks it describes: the member's chunk of
-/// stripe s is chunk s of the member file. The table holds one 8-byte entry
-/// per 4 KiB sector of its chunks (4 KiB of table for 2 MiB of chunks, or
-/// one chunk's entries when a chunk is larger), so a 4 KiB read verifies
-/// 4 KiB and a 4 KiB write rewrites one entry. Keeping the table beside its
-/// chunks keeps a sector and its checksum on the same member, and the
-/// layout needs nothing but pread/pwrite from the host filesystem.
+/// The member's chunks of the leading stripes (`Geometry.leadingStripes`,
+/// 4 KiB each) come first, at offset 4 KiB × stripe; their checksum
+/// entries, with the file's header, are in the member file's attribute
+/// (`FileAttribute`), so a file that fits in them costs nothing but its
+/// blocks. Then groups: each a checksum table, then the chunks it
+/// describes (the member's chunk of stripe Z + i is chunk i of the
+/// groups). A table holds one 8-byte entry per 4 KiB sector of its chunks
+/// (4 KiB of table for 2 MiB of chunks, or one chunk's entries when a
+/// chunk is larger), so a 4 KiB read verifies 4 KiB and a 4 KiB write
+/// rewrites one entry. A sector and its checksum stay on the same member.
 public struct MemberFileLayout: Sendable, Equatable {
-    public static let headerBytes: UInt64 = 4096
     public static let sectorBytes = 4096
     public static let entryBytes: UInt64 = 8
+    /// Member file bytes of the leading chunks, where the groups start.
+    public static let leadingBytes = Geometry.leadingStripes * UInt64(Geometry.leadingChunkBytes)
 
     public let chunkSizeBytes: UInt64
-    /// 4 KiB sectors in a chunk, one checksum entry each.
+    /// 4 KiB sectors in a chunk past the leading stripes, one entry each.
     public let sectorsPerChunk: UInt64
     public let tableBytes: UInt64
     public let chunksPerGroup: UInt64
@@ -130,49 +183,56 @@ public struct MemberFileLayout: Sendable, Equatable {
     }
 
     @inline(__always)
+    public static func isLeading(_ stripe: UInt64) -> Bool { stripe < Geometry.leadingStripes }
+
+    @inline(__always)
     var groupBytes: UInt64 { tableBytes + chunksPerGroup * chunkSizeBytes }
+
+    /// The sectors of the chunk of `stripe`.
+    @inline(__always)
+    public func sectors(stripe: UInt64) -> UInt64 { Self.isLeading(stripe) ? 1 : sectorsPerChunk }
+
+    /// A stripe past the leading ones, counted from the first group.
+    @inline(__always)
+    private func grouped(_ stripe: UInt64) -> UInt64 {
+        precondition(!Self.isLeading(stripe), "stripe \(stripe) is a leading stripe: its entry is in the attribute")
+        return stripe - Geometry.leadingStripes
+    }
 
     @inline(__always)
     public func tableOffset(stripe: UInt64) -> UInt64 {
-        Self.headerBytes + (stripe / chunksPerGroup) * groupBytes
+        Self.leadingBytes + (grouped(stripe) / chunksPerGroup) * groupBytes
     }
 
     /// The entry of sector `sector` (0 ..< sectorsPerChunk) of the chunk of
-    /// `stripe`; a chunk's entries are contiguous.
+    /// `stripe`, a stripe past the leading ones; a chunk's entries are
+    /// contiguous.
     @inline(__always)
     public func entryOffset(stripe: UInt64, sector: Int = 0) -> UInt64 {
-        tableOffset(stripe: stripe) + ((stripe % chunksPerGroup) * sectorsPerChunk + UInt64(sector)) * Self.entryBytes
+        tableOffset(stripe: stripe) + ((grouped(stripe) % chunksPerGroup) * sectorsPerChunk + UInt64(sector)) * Self.entryBytes
     }
 
     @inline(__always)
     public func chunkOffset(stripe: UInt64) -> UInt64 {
-        tableOffset(stripe: stripe) + tableBytes + (stripe % chunksPerGroup) * chunkSizeBytes
+        if Self.isLeading(stripe) { return stripe * UInt64(Geometry.leadingChunkBytes) }
+        return tableOffset(stripe: stripe) + tableBytes + (grouped(stripe) % chunksPerGroup) * chunkSizeBytes
     }
 
     /// Member file length that holds exactly stripes 0..<stripeCount.
     public func fileBytes(stripeCount: UInt64) -> UInt64 {
-        if stripeCount == 0 { return Self.headerBytes }
+        if stripeCount == 0 { return 0 }
+        if Self.isLeading(stripeCount - 1) { return stripeCount * UInt64(Geometry.leadingChunkBytes) }
         return chunkOffset(stripe: stripeCount - 1) + chunkSizeBytes
     }
 
     /// How many stripes a member file `memberFileBytes` long reaches into
     /// (the inverse of `fileBytes`, counting a chunk cut short).
     public func stripesHeld(memberFileBytes bytes: UInt64) -> UInt64 {
-        guard bytes > Self.headerBytes else { return 0 }
-        let rest = bytes - Self.headerBytes
+        let chunk = UInt64(Geometry.leadingChunkBytes)
+        guard bytes > Self.leadingBytes else { return (bytes + chunk - 1) / chunk }
+        let rest = bytes - Self.leadingBytes
         let tail = rest % groupBytes
         let partial = tail > tableBytes ? (tail - tableBytes + chunkSizeBytes - 1) / chunkSizeBytes : 0
-        return (rest / groupBytes) * chunksPerGroup + partial
-    }
-
-    /// Marks every sector of the chunk of `stripe` in `f` damaged, so it
-    /// reads as lost (EIO or rebuilt), never as the zeros an empty entry
-    /// stands for.
-    func poison(_ f: MemberFile, stripe: UInt64) throws {
-        let n = Int(sectorsPerChunk)
-        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { e in
-            for i in 0..<n { e[i] = SectorEntry.poison.littleEndian }
-            try f.write(from: UnsafeRawPointer(e.baseAddress!), count: n * 8, at: entryOffset(stripe: stripe))
-        }
+        return Geometry.leadingStripes + (rest / groupBytes) * chunksPerGroup + partial
     }
 }

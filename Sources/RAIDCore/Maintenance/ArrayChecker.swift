@@ -44,7 +44,7 @@ extension RAIDArray {
                 defer { release(af) }
                 summary.filesChecked += 1
                 try af.checkAll(mode: mode) { stripe, result in
-                    let stripeStart = stripe * UInt64(geometry.stripeDataBytes)
+                    let stripeStart = geometry.stripeStart(stripe)
                     if result.unrecoverable {
                         summary.unrecoverable += 1
                         report(CheckFinding(path: path, offset: stripeStart, member: "-", role: -1,

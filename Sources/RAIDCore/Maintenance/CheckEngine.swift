@@ -20,9 +20,9 @@ extension Geometry {
     /// Where a problem found in `stripe` lies in the file, and the chunk as
     /// messages name it ("data chunk 2", "P chunk", "mirror chunk").
     func locate(_ p: StripeProblem, stripe: UInt64) -> (offset: UInt64, chunk: String) {
-        let start = stripe * UInt64(stripeDataBytes)
+        let start = stripeStart(stripe)
         if p.chunkIndex < dataChunkCount {
-            return (start + UInt64(p.chunkIndex * chunkSizeBytes), "data chunk \(p.chunkIndex)")
+            return (start + UInt64(p.chunkIndex * chunkBytes(stripe)), "data chunk \(p.chunkIndex)")
         }
         return (start, (level == .raid1 ? "mirror" : (p.chunkIndex == dataChunkCount ? "P" : "Q")) + " chunk")
     }
@@ -44,16 +44,13 @@ public enum CheckMode: Sendable { case check, repair, resync }
 /// (or every mirror) against the data. The offline `check`, the crash resync
 /// and the scrubber all drive this.
 extension ArrayFile {
-    public var stripeCount: UInt64 {
-        let b = UInt64(array.geometry.stripeDataBytes)
-        return (size + b - 1) / b
-    }
+    public var stripeCount: UInt64 { array.geometry.stripeCount(size: size) }
 
     /// Reads a chunk without verifying it (resync keeps what is on disk).
     func readChunkRaw(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>) -> Bool {
         guard let f = usable(role) else { return false }
         do {
-            try f.readFull(into: buffer, count: array.geometry.chunkSizeBytes, at: array.layout.chunkOffset(stripe: stripe))
+            try f.readFull(into: buffer, count: array.geometry.chunkBytes(stripe), at: array.layout.chunkOffset(stripe: stripe))
             return true
         } catch {
             array.noteReadError(role: role, error)
@@ -70,7 +67,7 @@ extension ArrayFile {
     @discardableResult
     func writeRepairedChunk(role: Int, stripe: UInt64, from buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil,
                             ws: StripeWorkspace) -> Bool {
-        let layout = array.layout, c = array.geometry.chunkSizeBytes
+        let layout = array.layout, c = array.geometry.chunkBytes(stripe)
         var limit = chunkExtent(stripe: stripe, role: role)
         var length: UInt64 = 0
         if limit < c, let f = writable(role), let st = try? f.status() {
@@ -82,9 +79,13 @@ extension ArrayFile {
         let ok = writeChunk(role: role, stripe: stripe, from: buffer,
                             range: min(r.lowerBound, limit)..<min(r.upperBound, limit), ws: ws)
         if limit < c && r.upperBound > limit, let f = writable(role) {
-            let spc = layout.sectorsPerChunk, sector = UInt64(MemberFileLayout.sectorBytes)
+            let sector = UInt64(MemberFileLayout.sectorBytes)
             do {
-                try clearEntries(f, sectors: stripe * spc + UInt64(limit) / sector..<(stripe + 1) * spc, below: length)
+                if MemberFileLayout.isLeading(stripe) {
+                    if limit == 0 { try layout.clearLeadingEntries(f, fileId: fileId, from: stripe) }
+                } else {
+                    try clearEntries(f, stripe: stripe, sectors: UInt64(limit) / sector..<layout.sectorsPerChunk, below: length)
+                }
             } catch {
                 array.noteWriteError(role: role, error)
                 return false
@@ -114,13 +115,14 @@ extension ArrayFile {
     func checkStripeLocked(_ stripe: UInt64, mode: CheckMode) throws -> StripeCheck {
         let g = array.geometry
         let n = g.memberCount, k = g.dataChunkCount, m = g.parityChunkCount
+        let c = g.chunkBytes(stripe)
         let writable = mode != .check && !array.readOnly
         return try array.workspaces.withItem { ws in
             var result = StripeCheck()
             var bad: [Int] = []
             var missing = 0
             for i in 0..<n {
-                let role = g.member(stripe: stripe, chunkIndex: i)
+                let role = role(stripe: stripe, chunkIndex: i)
                 if usable(role) == nil { missing += 1; continue }
                 if !readChunk(role: role, stripe: stripe, into: ws.chunks[i].bytes) {
                     bad.append(i)
@@ -137,7 +139,7 @@ extension ArrayFile {
                 var restored = Set<Int>()
                 if bad.count + missing <= m && !badData.isEmpty {
                     var have = Set((0..<n).filter { i in
-                        !bad.contains(i) && usable(g.member(stripe: stripe, chunkIndex: i)) != nil })
+                        !bad.contains(i) && usable(role(stripe: stripe, chunkIndex: i)) != nil })
                     if (try? recover(stripe: stripe, lost: badData, have: &have, ws: ws, heal: false)) != nil {
                         for i in badData { restored.insert(i) }
                     }
@@ -148,10 +150,10 @@ extension ArrayFile {
                 // member holds there is not the data, so it is taken only
                 // rebuilt, else left lost (EIO), never re-checksummed.
                 for i in badData {
-                    let role = g.member(stripe: stripe, chunkIndex: i)
+                    let role = role(stripe: stripe, chunkIndex: i)
                     guard let f = usable(role) else { continue }
                     let rebuilt = ws.chunks[i].bytes, raw = ws.old.bytes
-                    let whole = 0..<g.chunkSizeBytes, sector = MemberFileLayout.sectorBytes
+                    let whole = 0..<c, sector = MemberFileLayout.sectorBytes
                     let wasRestored = restored.contains(i)
                     var lost = Set<Int>()
                     guard readChunkRaw(role: role, stripe: stripe, into: raw),
@@ -167,7 +169,7 @@ extension ArrayFile {
                         writeRepairedChunk(role: role, stripe: stripe, from: rebuilt, ws: ws)
                         bad.removeAll { $0 == i }
                     } else {
-                        for s in 0..<(g.chunkSizeBytes / sector) where !lost.contains(s) {
+                        for s in 0..<(c / sector) where !lost.contains(s) {
                             writeRepairedChunk(role: role, stripe: stripe, from: rebuilt, range: s * sector..<(s + 1) * sector, ws: ws)
                         }
                     }
@@ -181,7 +183,7 @@ extension ArrayFile {
                 // Rebuild what is bad (and, for the parity comparison below,
                 // what is missing) from the verified chunks.
                 var have = Set((0..<n).filter { i in
-                    !bad.contains(i) && usable(g.member(stripe: stripe, chunkIndex: i)) != nil })
+                    !bad.contains(i) && usable(role(stripe: stripe, chunkIndex: i)) != nil })
                 let lost = (0..<n).filter { !have.contains($0) }
                 do {
                     try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: false)
@@ -191,7 +193,7 @@ extension ArrayFile {
                 }
                 if writable {
                     for i in bad {
-                        let role = g.member(stripe: stripe, chunkIndex: i)
+                        let role = role(stripe: stripe, chunkIndex: i)
                         if writeRepairedChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes, ws: ws) {
                             array.noteRepaired(role: role, path: displayPath, stripe: stripe)
                             result.repaired = true
@@ -207,7 +209,7 @@ extension ArrayFile {
             // Every chunk verified or rebuilt: does parity (or every mirror) agree with the data?
             let scratch = [ws.old, ws.delta]
             for p in 0..<m {
-                let role = g.member(stripe: stripe, chunkIndex: k + p)
+                let role = role(stripe: stripe, chunkIndex: k + p)
                 let expected: UnsafeMutablePointer<UInt8>
                 if g.level == .raid1 {
                     expected = ws.chunks[0].bytes
@@ -215,11 +217,11 @@ extension ArrayFile {
                     if p == 0 {
                         for j in 0..<k { ws.scratchPointers[j] = ws.chunks[j].bytes }
                         for q in 0..<m { ws.scratchPointers[k + q] = scratch[q].bytes }
-                        array.codec.encode(ws.scratchPointers, length: g.chunkSizeBytes)
+                        array.codec.encode(ws.scratchPointers, length: c)
                     }
                     expected = scratch[p].bytes
                 }
-                if memcmp(expected, ws.chunks[k + p].pointer, g.chunkSizeBytes) != 0 {
+                if memcmp(expected, ws.chunks[k + p].pointer, c) != 0 {
                     result.problems.append(StripeProblem(kind: g.level == .raid1 ? .mirror : .parity, role: role, chunkIndex: k + p))
                     if writable && writeRepairedChunk(role: role, stripe: stripe, from: expected, ws: ws) {
                         result.repaired = true

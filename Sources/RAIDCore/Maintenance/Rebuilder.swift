@@ -364,8 +364,8 @@ public final class Rebuilder: @unchecked Sendable {
                             else { af.rebuildChunks(roles: roles.filter { af.writable($0) != nil }, stripe: s, ws: ws) }
                         }
                     }
-                    let sb = UInt64(array.geometry.stripeDataBytes)
-                    let bytes = min(end * sb, af.size) - min(stripe * sb, af.size)
+                    let g = array.geometry
+                    let bytes = min(g.stripeStart(end), af.size) - min(g.stripeStart(stripe), af.size)
                     stripe = end
                     return (false, bytes)
                 }
@@ -562,7 +562,7 @@ extension ArrayFile {
     /// Copies the chunk `role` holds in `stripe` to its replacement, verified;
     /// rebuilt from the other members where the role's own copy fails.
     func copyChunkToReplacement(role: Int, stripe: UInt64, ws: StripeWorkspace) {
-        let i = array.geometry.chunkIndex(stripe: stripe, member: role)
+        let i = chunkIndex(stripe: stripe, role: role)
         let extent = chunkExtent(stripe: stripe, role: role)
         if extent == 0 { return }   // past the file's end: nothing to copy
         if !readChunk(role: role, stripe: stripe, into: ws.chunks[i].bytes, range: 0..<extent) {
@@ -589,7 +589,7 @@ extension ArrayFile {
     /// rather than as zeros.
     func rebuildChunks(roles: [Int], stripe: UInt64, ws: StripeWorkspace) {
         guard !roles.isEmpty else { return }
-        let lost = roles.map { array.geometry.chunkIndex(stripe: stripe, member: $0) }
+        let lost = roles.map { chunkIndex(stripe: stripe, role: $0) }
         var have = Set<Int>()
         do {
             try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: false)
@@ -601,7 +601,7 @@ extension ArrayFile {
                 array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: role, path: displayPath,
                                                  message: "stripe \(stripe) cannot be rebuilt: \(error)"))
                 guard let f = writable(role) else { continue }
-                _ = try? array.layout.poison(f, stripe: stripe)
+                _ = try? array.layout.poison(f, stripe: stripe, owner: owner)
             }
         }
     }

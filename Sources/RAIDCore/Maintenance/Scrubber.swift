@@ -162,13 +162,12 @@ public final class Scrubber: @unchecked Sendable {
         }
         defer { array.release(af) }
         let g = array.geometry
-        let stripeBytes = UInt64(g.stripeDataBytes)
         var stripe: UInt64 = 0
         while stripe < af.lock.withReadLock({ af.stripeCount }) {
             if shouldStop { return }
             array.yieldToUserIO()
             let result = try af.checkStripe(stripe, mode: repair ? .repair : .check)
-            let start = stripe * stripeBytes
+            let start = g.stripeStart(stripe)
             for p in result.problems {
                 let (offset, chunk) = g.locate(p, stripe: stripe)
                 array.eventLog.record(ArrayEvent(
@@ -180,7 +179,7 @@ public final class Scrubber: @unchecked Sendable {
                                                  message: "offset \(start) (stripe \(stripe)): more chunks lost than redundancy covers"))
             }
             let size = af.currentSize()
-            let bytes = min(size, start + stripeBytes) - min(size, start)
+            let bytes = min(size, start + UInt64(g.stripeBytes(stripe))) - min(size, start)
             lock.withLock {
                 found.problems += result.problems.count
                 if result.repaired { found.repaired += result.problems.count }

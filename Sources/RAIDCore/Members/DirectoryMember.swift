@@ -443,6 +443,29 @@ final class DirectoryMemberFile: MemberFile {
         return st
     }
 
+    func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        let n = fgetxattr(fd, FileAttribute.name, buffer, capacity)
+        if n >= 0 { return n }
+        switch errno {
+        case ENODATA: return nil
+        case ERANGE: return capacity + 1
+        default: throw FSError.system("fgetxattr \(FileAttribute.name)", name)
+        }
+    }
+
+    func modifyAttribute(capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws {
+        try withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
+            let n = try readAttribute(into: raw.baseAddress!, capacity: capacity)
+            if let count = body(raw.baseAddress!, n) { try writeAttribute(from: raw.baseAddress!, count: count) }
+        }
+    }
+
+    func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws {
+        guard fsetxattr(fd, FileAttribute.name, buffer, count, 0) == 0 else {
+            throw FSError.system("fsetxattr \(FileAttribute.name)", name)
+        }
+    }
+
     func close() {
         if fd >= 0 {
             Glibc.close(fd)

@@ -199,12 +199,16 @@ final class FaultInjectingFile: MemberFile {
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
         let armed = try before("pread", failing: .eioRead)
         let n = try base.read(into: buffer, count: count, at: offset)
-        if armed && n > 0 && member.plan.fires(.bitrot) {
-            let bit = member.plan.bitToFlip(in: n)
-            let p = buffer.assumingMemoryBound(to: UInt8.self) + bit / 8
-            p.pointee ^= UInt8(1) << (bit % 8)
-        }
+        if armed && n > 0 { rot(buffer, n) }
         return n
+    }
+
+    /// Bit rot, if it fires: one bit of the `n` bytes read flipped.
+    private func rot(_ buffer: UnsafeMutableRawPointer, _ n: Int) {
+        guard member.plan.fires(.bitrot) else { return }
+        let bit = member.plan.bitToFlip(in: n)
+        let p = buffer.assumingMemoryBound(to: UInt8.self) + bit / 8
+        p.pointee ^= UInt8(1) << (bit % 8)
     }
 
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
@@ -227,6 +231,29 @@ final class FaultInjectingFile: MemberFile {
     func punchHole(at offset: UInt64, length: UInt64) throws { try before("fallocate"); try base.punchHole(at: offset, length: length) }
     func markModified() throws { try before("futimens"); try base.markModified() }
     func markAccessed() throws { try before("pread"); try base.markAccessed() }
+
+    func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        let armed = try before("fgetxattr", failing: .eioRead)
+        let n = try base.readAttribute(into: buffer, capacity: capacity)
+        // A read of the attribute is a read of the header and one of the
+        // entries (as they were in format 2's table): each may rot.
+        if armed, let n, n > 0 {
+            let header = min(n, capacity, FileAttribute.encodedBytes - Int(Geometry.leadingStripes) * 8)
+            rot(buffer, header)
+            if min(n, capacity) > header { rot(buffer + header, min(n, capacity) - header) }
+        }
+        return n
+    }
+
+    func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws {
+        try before("fsetxattr", failing: .eioWrite)
+        try base.writeAttribute(from: buffer, count: count)
+    }
+
+    func modifyAttribute(capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws {
+        try before("fsetxattr", failing: .eioWrite)
+        try base.modifyAttribute(capacity: capacity, body)
+    }
     func close() { base.close() }
 }
 

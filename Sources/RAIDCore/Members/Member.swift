@@ -86,6 +86,23 @@ public protocol MemberFile: AnyObject {
     /// Updates the access time as a read of it would under the host's atime
     /// policy (relatime, noatime...). The engine's own reads leave it alone.
     func markAccessed() throws
+    /// The engine's own attribute of the member file (`FileAttribute.name`):
+    /// reads it into `buffer` and returns its length (more than `capacity`
+    /// when it is longer: only `capacity` bytes were read), nil when the
+    /// file has none.
+    func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int?
+    /// Replaces the engine's attribute; the host applies it whole or not at
+    /// all, and `sync` makes it durable with the data.
+    func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws
+    /// Changes the engine's attribute as the host changes an inode it holds
+    /// in memory: `body` gets a buffer of `capacity` bytes holding the
+    /// value (its length, more than `capacity` when longer, or nil when
+    /// there is none), leaves the new value there and returns its length,
+    /// or nil to leave the attribute as it is.
+    /// The read half is no read from the disk, so no read fault applies to
+    /// it (the host checks the inode when it loads it: rot in it is a read
+    /// error there, or still there on every read).
+    func modifyAttribute(capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws
     func close()
 }
 

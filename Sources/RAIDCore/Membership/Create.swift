@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 
 /// `raidctl create`: validates every directory first, then writes the data
 /// root and superblock of each. Nothing is written unless every check passes.
@@ -75,6 +76,20 @@ public enum ArrayCreator {
         guard entries.isEmpty else {
             throw FSError(ENOTEMPTY, "\(dir): directory is not empty (\(entries.count) entries, e.g. \(entries.sorted()[0]))")
         }
+        try checkUserAttributes(dir)
+    }
+
+    /// Every member file keeps its header in a `user.` extended attribute
+    /// (`FileAttribute`): a filesystem without them cannot hold a member.
+    /// Probed on the directory itself, and removed again.
+    static func checkUserAttributes(_ dir: String) throws {
+        let name = FileAttribute.name + ".probe"
+        var byte: UInt8 = 0
+        guard lsetxattr(dir, name, &byte, 1, 0) == 0 else {
+            let e = errno
+            throw FSError(e, "\(dir): its filesystem does not take user extended attributes (\(String(cString: strerror(e)))), where raidfs keeps each file's header")
+        }
+        lremovexattr(dir, name)
     }
 
     /// Empties a former member directory so it can start over as a spare.

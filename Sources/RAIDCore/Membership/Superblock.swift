@@ -57,7 +57,7 @@ public struct RoleRecord: Codable, Equatable, Sendable {
 public struct Superblock: Codable, Equatable, Sendable {
     public static let magic: [UInt8] = Array("RAIDFSSB".utf8)
     /// 2: checksums per 4 KiB sector (MemberFileLayout), file header "RAIDFSF2".
-    public static let formatVersion: UInt32 = 2
+    public static let formatVersion: UInt32 = 3
     static let envelopeBytes = 24
 
     public var arrayUUID: String
@@ -110,8 +110,8 @@ public struct Superblock: Codable, Equatable, Sendable {
         let version = readLE32(bytes, 8)
         guard version == formatVersion else {
             if version < formatVersion {
-                // Nothing of format 1 was deployed: there is no migration.
-                throw FSError.invalid("\(source): superblock format version \(version) is older than this raidfs's \(formatVersion) (checksums per 4 KiB sector); copy the files off with the raidfs that made the array, then raidctl create a new one")
+                // Nothing of formats 1 and 2 was deployed: there is no migration.
+                throw FSError.invalid("\(source): superblock format version \(version) is older than this raidfs's \(formatVersion) (small files in 4 KiB leading stripes, headers in an extended attribute); copy the files off with the raidfs that made the array, then raidctl create a new one")
             }
             throw FSError.invalid("\(source): superblock format version \(version) is not supported (this raidfs reads version \(formatVersion))")
         }

@@ -156,12 +156,10 @@ extension RAIDArray {
         return (header.size, header.fileId)
     }
 
-    /// Reads one member file's header into a small stack buffer.
+    /// One member file's header (from its attribute); nil when missing or
+    /// damaged.
     func readHeader(of f: MemberFile) throws -> FileHeader? {
-        try withUnsafeTemporaryAllocation(byteCount: FileHeader.encodedBytes, alignment: 8) { raw in
-            try f.readFull(into: raw.baseAddress!, count: FileHeader.encodedBytes, at: 0)
-            return FileHeader.decode(raw.baseAddress!)
-        }
+        try layout.readAttribute(f).header
     }
 
     func readHeader(_ path: String) throws -> FileHeader {
@@ -368,19 +366,30 @@ extension RAIDArray {
         try replicate("utimens \(path)", dirs: [parentDirectory(path)]) { try $0.utimens(path, times) }
     }
 
+    /// The engine's own attribute on member files is not the user's: it
+    /// is neither listed nor read, set or removed through the array.
+    private func requireUserAttribute(_ path: String, _ name: String, _ op: String) throws {
+        if name == FileAttribute.name {
+            throw FSError(EPERM, "\(op) \(path): \(name) is reserved for raidfs's own metadata")
+        }
+    }
+
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
+        try requireUserAttribute(path, name, "setxattr")
         try replicate("setxattr \(path)", dirs: [parentDirectory(path)]) { try $0.setxattr(path, name: name, value: value, flags: flags) }
     }
 
     public func getxattr(_ path: String, name: String) throws -> [UInt8] {
-        try onPrimary("getxattr \(path)") { try $0.getxattr(path, name: name) }
+        if name == FileAttribute.name { throw FSError(ENODATA, "getxattr \(path): no attribute \(name)") }
+        return try onPrimary("getxattr \(path)") { try $0.getxattr(path, name: name) }
     }
 
     public func listxattr(_ path: String) throws -> [String] {
-        try onPrimary("listxattr \(path)") { try $0.listxattr(path) }
+        try onPrimary("listxattr \(path)") { try $0.listxattr(path) }.filter { $0 != FileAttribute.name }
     }
 
     public func removexattr(_ path: String, name: String) throws {
+        try requireUserAttribute(path, name, "removexattr")
         try replicate("removexattr \(path)", dirs: [parentDirectory(path)]) { try $0.removexattr(path, name: name) }
     }
 
@@ -420,12 +429,10 @@ extension RAIDArray {
                 if exclusive { throw FSError(EEXIST, "\(path): file exists") }
             } else {
                 let id = newFileIdLocked()
-                let header = AlignedBuffer(count: 4096)
-                FileHeader(fileId: id, size: 0).encode(into: header.pointer)
                 try replicateLocked("create \(path)", dirs: [parentDirectory(path)]) { m in
                     let f = try m.open(path, flags: O_CREAT | O_EXCL | O_WRONLY, mode: mode & 0o7777)
                     defer { f.close() }
-                    try f.write(from: header.pointer, count: FileHeader.encodedBytes, at: 0)
+                    try layout.writeFreshAttribute(f, FileHeader(fileId: id, size: 0))
                     try chownIfRoot(m, path, caller)
                 }
             }

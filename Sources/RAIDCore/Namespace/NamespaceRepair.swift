@@ -271,12 +271,12 @@ extension RAIDArray {
             } else {
                 let f = try m.open(p, flags: O_CREAT | O_EXCL | O_WRONLY, mode: w.st.st_mode & 0o7777)
                 defer { f.close() }
-                try writeHeader(FileHeader(fileId: id, size: w.size), to: f)
+                let h = FileHeader(fileId: id, size: w.size)
+                try layout.writeFreshAttribute(f, h)
                 // Until rebuilt, its chunks must read as damaged, not as the
                 // zeros an empty checksum entry stands for: another member's
                 // rebuild must not take them as data.
-                let stripes = (w.size + UInt64(geometry.stripeDataBytes) - 1) / UInt64(geometry.stripeDataBytes)
-                for s in 0..<stripes { try layout.poison(f, stripe: s) }
+                for s in 0..<geometry.stripeCount(size: w.size) { try layout.poison(f, stripe: s, owner: h) }
                 sources[id] = p
                 created.append(p)
             }
@@ -335,14 +335,7 @@ extension RAIDArray {
     private func restoreHeader(_ m: Member, _ p: String, _ h: FileHeader) throws {
         let f = try m.open(p, flags: O_WRONLY, mode: 0)
         defer { f.close() }
-        try writeHeader(h, to: f)
-    }
-
-    private func writeHeader(_ h: FileHeader, to f: MemberFile) throws {
-        try withUnsafeTemporaryAllocation(byteCount: FileHeader.encodedBytes, alignment: 8) { raw in
-            h.encode(into: raw.baseAddress!)
-            try f.write(from: raw.baseAddress!, count: FileHeader.encodedBytes, at: 0)
-        }
+        try layout.writeHeader(f, h)
     }
 
     /// A regular file in `dirs` whose header the authority cannot read takes
@@ -375,10 +368,10 @@ extension RAIDArray {
                 let f = try a.open(p, flags: O_WRONLY, mode: 0)
                 defer { f.close() }
                 if let found {
-                    try writeHeader(found, to: f)
+                    try layout.writeHeader(f, found)
                 } else {
-                    try f.truncate(to: layout.fileBytes(stripeCount: 0))
-                    try writeHeader(FileHeader(fileId: newFileIdLocked(), size: 0), to: f)
+                    try f.truncate(to: 0)
+                    try layout.writeFreshAttribute(f, FileHeader(fileId: newFileIdLocked(), size: 0))
                 }
                 settled += 1
             }
@@ -386,15 +379,12 @@ extension RAIDArray {
         return settled
     }
 
-    /// Whether `p` on `m` has no header written: shorter than one, or zeros
-    /// where it would be (what a crash inside its create leaves).
+    /// Whether `p` on `m` has no header written: no attribute (what a
+    /// crash inside its create leaves).
     private func headerNeverWritten(_ m: Member, _ p: String) throws -> Bool {
         let f = try m.open(p, flags: O_RDONLY, mode: 0)
         defer { f.close() }
-        return try withUnsafeTemporaryAllocation(byteCount: FileHeader.encodedBytes, alignment: 8) { raw in
-            let n = try f.read(into: raw.baseAddress!, count: FileHeader.encodedBytes, at: 0)
-            return n < FileHeader.encodedBytes || UnsafeRawBufferPointer(rebasing: raw[0..<n]).allSatisfy { $0 == 0 }
-        }
+        return try layout.readAttribute(f) == .absent
     }
 
     /// Whether the first chunk of `p` on `m` is poisoned: a copy made by
@@ -403,8 +393,8 @@ extension RAIDArray {
         let f = try m.open(p, flags: O_RDONLY, mode: 0)
         defer { f.close() }
         var entry: UInt64 = 0
-        let n = try withUnsafeMutableBytes(of: &entry) { try f.read(into: $0.baseAddress!, count: 8, at: layout.entryOffset(stripe: 0)) }
-        return n == 8 && SectorEntry.isPoison(UInt64(littleEndian: entry))
+        try layout.readEntries(f, stripe: 0, sector: 0, count: 1, into: &entry)
+        return SectorEntry.isPoison(UInt64(littleEndian: entry))
     }
 
     /// Gives `m` the name `p` of a regular file whose header no active
@@ -440,7 +430,9 @@ extension RAIDArray {
         // as lost as any, and a copy with nothing poisoned would look, after
         // a crash, like a create cut short, to be finished as an empty file.
         let held = max(1, layout.stripesHeld(memberFileBytes: UInt64(authority.st_size)))
-        for s in 0..<held { try layout.poison(f, stripe: s) }
+        let unknown = FileHeader(fileId: FileHeader.unknownId, size: 0)
+        try layout.writeFreshAttribute(f, unknown)
+        for s in 0..<held { try layout.poison(f, stripe: s, owner: unknown) }
         // As long as the authority's (sparse past the entries), so a copy
         // of this copy poisons as many chunks.
         try f.truncate(to: max(UInt64(authority.st_size), layout.fileBytes(stripeCount: held)))

@@ -1,0 +1,137 @@
+/// A member file's attribute (`FileAttribute`: the header and the leading
+/// chunks' entries) and the entries of any chunk, wherever they live.
+extension MemberFileLayout {
+    // MARK: the attribute
+
+    /// Serialise the read-modify-writes of a member file's attribute
+    /// (writers of different leading stripes, and the header's size, share
+    /// it; a rebuild may hold the same file open through another handle),
+    /// by file id: writers of different files seldom wait for each other.
+    static let attributeLocks = (0..<64).map { _ in Mutex() }
+
+    @inline(__always)
+    static func attributeLock(_ fileId: UInt64) -> Mutex { attributeLocks[Int(fileId % 64)] }
+
+    /// The member file's attribute. Reads that find it, its header or an
+    /// entry damaged read again (rot on the way from the disk leaves the
+    /// stored value intact).
+    public func readAttribute(_ f: MemberFile) throws -> StoredAttribute {
+        try withUnsafeTemporaryAllocation(byteCount: FileAttribute.encodedBytes + 8, alignment: 8) { raw in
+            var state = StoredAttribute.absent
+            for _ in 0..<3 {
+                guard let n = try f.readAttribute(into: raw.baseAddress!, capacity: raw.count) else { return .absent }
+                guard let a = FileAttribute.decode(raw.baseAddress!, count: n) else { state = .damaged; continue }
+                state = .present(a)
+                if a.header != nil && (0..<Int(Geometry.leadingStripes)).allSatisfy({ SectorEntry.isWhole(a.entries[$0]) }) { break }
+            }
+            return state
+        }
+    }
+
+    /// Changes the attribute with `body`, in one host operation (no read
+    /// of the disk: a rotted read never goes back as the value). One
+    /// missing is made from `owner` (its entries "never written"); a header
+    /// that does not verify becomes `owner`; a value that is no attribute
+    /// at all becomes `owner` with every entry unreadable, so those sectors
+    /// read as damaged (rebuilt from redundancy) until written again. An
+    /// entry that does not verify stays as it is, damaged.
+    public func updateAttribute(_ f: MemberFile, owner: FileHeader, _ body: (inout FileAttribute) -> Void) throws {
+        try Self.attributeLock(owner.fileId).withLock {
+            try f.modifyAttribute(capacity: FileAttribute.encodedBytes + 8) { p, n in
+                var a: FileAttribute
+                if let n {
+                    if var v = FileAttribute.decode(p, count: n) {
+                        if v.header == nil { v.header = owner }
+                        a = v
+                    } else {
+                        a = FileAttribute(header: owner, entries: SIMD4(repeating: SectorEntry.unreadable))
+                    }
+                } else {
+                    a = FileAttribute(header: owner)
+                }
+                body(&a)
+                a.encode(into: p)
+                return FileAttribute.encodedBytes
+            }
+        }
+    }
+
+    /// Zeroes ("never written") the entries of leading stripes `from` and
+    /// after that are not already, in one host operation like
+    /// `updateAttribute`; a file with no attribute, or a value that is no
+    /// attribute, is left as it is (the header's repair is another's).
+    public func clearLeadingEntries(_ f: MemberFile, fileId: UInt64, from: UInt64) throws {
+        let lead = Int(Geometry.leadingStripes)
+        guard Int(from) < lead else { return }
+        try Self.attributeLock(fileId).withLock {
+            try f.modifyAttribute(capacity: FileAttribute.encodedBytes + 8) { p, n in
+                guard let n, var a = FileAttribute.decode(p, count: n),
+                      (Int(from)..<lead).contains(where: { a.entries[$0] != 0 }) else { return nil }
+                for s in Int(from)..<lead { a.entries[s] = 0 }
+                a.encode(into: p)
+                return FileAttribute.encodedBytes
+            }
+        }
+    }
+
+    /// Gives a new member file its attribute: `h`, every entry "never
+    /// written".
+    public func writeFreshAttribute(_ f: MemberFile, _ h: FileHeader) throws {
+        try Self.attributeLock(h.fileId).withLock {
+            try withUnsafeTemporaryAllocation(byteCount: FileAttribute.encodedBytes, alignment: 8) { raw in
+                FileAttribute(header: h).encode(into: raw.baseAddress!)
+                try f.writeAttribute(from: raw.baseAddress!, count: FileAttribute.encodedBytes)
+            }
+        }
+    }
+
+    /// Writes the header, keeping the entries.
+    public func writeHeader(_ f: MemberFile, _ h: FileHeader) throws {
+        try updateAttribute(f, owner: h) { $0.header = h }
+    }
+
+    // MARK: entries
+
+    /// Reads the entries of sectors `sector ..< sector + count` of the chunk
+    /// of `stripe` into `e`, as stored (little endian). A damaged attribute's
+    /// entries read as `SectorEntry.unreadable`, a missing one's as zeros.
+    public func readEntries(_ f: MemberFile, stripe: UInt64, sector: Int, count: Int, into e: UnsafeMutablePointer<UInt64>) throws {
+        guard Self.isLeading(stripe) else {
+            try f.readFull(into: UnsafeMutableRawPointer(e), count: count * 8, at: entryOffset(stripe: stripe, sector: sector))
+            return
+        }
+        precondition(sector == 0 && count <= 1, "a leading chunk has one sector")
+        guard count == 1 else { return }
+        switch try readAttribute(f) {
+        case .present(let a): e[0] = a.entries[Int(stripe)].littleEndian
+        case .absent: e[0] = 0
+        case .damaged: e[0] = SectorEntry.unreadable.littleEndian
+        }
+    }
+
+    /// Writes entries (as stored, little endian) for sectors `sector ..<
+    /// sector + count` of the chunk of `stripe`. `owner` makes a missing or
+    /// damaged attribute again (`updateAttribute`).
+    public func writeEntries(_ f: MemberFile, stripe: UInt64, sector: Int, count: Int, from e: UnsafeRawPointer,
+                             owner: FileHeader) throws {
+        guard Self.isLeading(stripe) else {
+            try f.write(from: e, count: count * 8, at: entryOffset(stripe: stripe, sector: sector))
+            return
+        }
+        precondition(sector == 0 && count <= 1, "a leading chunk has one sector")
+        guard count == 1 else { return }
+        let raw = UInt64(littleEndian: e.loadUnaligned(as: UInt64.self))
+        try updateAttribute(f, owner: owner) { $0.entries[Int(stripe)] = raw }
+    }
+
+    /// Marks every sector of the chunk of `stripe` in `f` damaged, so it
+    /// reads as lost (EIO or rebuilt), never as the zeros an empty entry
+    /// stands for.
+    func poison(_ f: MemberFile, stripe: UInt64, owner: FileHeader) throws {
+        let n = Int(sectors(stripe: stripe))
+        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { e in
+            for i in 0..<n { e[i] = SectorEntry.poison.littleEndian }
+            try writeEntries(f, stripe: stripe, sector: 0, count: n, from: UnsafeRawPointer(e.baseAddress!), owner: owner)
+        }
+    }
+}
