@@ -282,7 +282,10 @@ public final class Simulation {
 
     func setUp() throws {
         let members = (0..<options.members).map { _ in newMember() }
-        _ = try RAIDCore.ArrayCreator.initialize(level: options.level, chunkSizeBytes: 4096, members: members, environment: env)
+        // Odd seeds keep file headers in attributes, even ones in the
+        // member files (an array with a member that takes no attributes).
+        _ = try RAIDCore.ArrayCreator.initialize(level: options.level, chunkSizeBytes: 4096, members: members,
+                                                 metadata: options.seed % 2 == 0 ? .file : .attribute, environment: env)
         try mount()
         try array.mkdir("/d", mode: 0o755, caller: root)
         model.dirs.insert("/d")

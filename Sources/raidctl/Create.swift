@@ -50,6 +50,11 @@ struct Create: ParsableCommand {
         let sb = try ArrayCreator.create(level: RAIDLevel(rawValue: level)!, chunkSizeBytes: parseSize(chunk)!,
                                          directories: directories, spares: spare)
         warnOfSharedFilesystems()
+        if sb.metadata == .file {
+            let without = (directories + spare).filter { !ArrayCreator.takesUserAttributes($0) }
+            FileHandle.standardError.write(Data(("raidctl: note: \(without.joined(separator: ", ")) take no user extended attributes: "
+                + "file headers go in the member files (a 4 KiB block more per file on every member)\n").utf8))
+        }
         print(sb.arrayUUID)
     }
 
@@ -96,6 +101,7 @@ struct Examine: ParsableCommand {
              Raid Level : raid\(sb.level.rawValue)
            Raid Members : \(sb.memberCount) (\(g.dataChunkCount) data + \(g.parityChunkCount) \(sb.level == .raid1 ? "mirror" : "parity") per stripe)
              Chunk Size : \(sb.chunkSizeBytes / 1024)K
+          File Metadata : \(sb.metadata == .attribute ? "extended attribute user.raidfs" : "in the member files")
             Device Role : \(sb.role >= 0 ? "Active device \(sb.role)" : "spare")
                  Events : \(sb.events)
                   State : \(sb.clean ? "clean" : "active (not cleanly unmounted)")

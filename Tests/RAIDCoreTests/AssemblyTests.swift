@@ -54,21 +54,58 @@ final class AssemblyTests: XCTestCase {
     }
 
     /// A member on a filesystem without user extended attributes (ramfs
-    /// here) cannot keep file headers: refused at create, nothing written.
-    func testCreateRefusesAFilesystemWithoutUserAttributes() throws {
+    /// here): the array keeps file headers in the member files instead,
+    /// and works the same; an array that keeps them in attributes refuses
+    /// such a directory as a spare, in one line, writing nothing.
+    func testAMemberWithoutUserAttributesPutsMetadataInTheFiles() throws {
         let tmp = TempDir()
-        let ok = (0..<2).map { tmp.make("d\($0)") }
         let ram = tmp.make("ram")
         guard mount("ramfs", ram, "ramfs", 0, nil) == 0 else {
             throw XCTSkip("cannot mount ramfs here (\(String(cString: strerror(errno))))")
         }
         defer { umount2(ram, 2 /* MNT_DETACH */) }
-        let before = snapshot(ok + [ram])
-        XCTAssertThrowsError(try ArrayCreator.create(level: .raid5, chunkSizeBytes: 65536, directories: ok + [ram])) { e in
-            let s = "\(e)"
-            XCTAssertTrue(s.contains(ram) && s.contains("extended attributes") && !s.contains("\n"), s)
+        for d in ["m0", "spare"] { XCTAssertEqual(mkdir(ram + "/" + d, 0o755), 0) }
+        let dirs = [tmp.make("d0"), tmp.make("d1"), ram + "/m0"]
+        let sb = try ArrayCreator.create(level: .raid5, chunkSizeBytes: 65536, directories: dirs)
+        XCTAssertEqual(sb.metadata, .file)
+        let (array, _) = try RAIDArray.assemble(directories: dirs, logger: quietLogger)
+        try array.markInUse()
+        XCTAssertTrue(array.layout.metadataInFile)
+        var rng = SeededBytes(seed: 4)
+        var files: [String: [UInt8]] = [:]
+        for size in [0, 1, 5000, 40_000, 300_000] {
+            let data = rng.bytes(size)
+            let f = try array.create("/f\(size)", mode: 0o644, exclusive: true, caller: root)
+            try f.write(data, at: 0)
+            array.release(f)
+            files["/f\(size)"] = data
         }
-        XCTAssertEqual(snapshot(ok + [ram]), before, "a refused create changed the disk")
+        let one = try (0..<3).map { r -> Int in
+            var st = stat()
+            XCTAssertEqual(stat(dirs[r] + "/data/f1", &st), 0)
+            return Int(st.st_size)
+        }
+        XCTAssertEqual(one.sorted(), [56, 8192, 8192], "the header alone, or it and one 4 KiB chunk after the first 4 KiB")
+        try array.truncate("/f300000", size: 9000)
+        files["/f300000"] = Array(files["/f300000"]![0..<9000])
+        for (path, data) in files {
+            let f = try array.open(path)
+            XCTAssertTrue(try f.readAll() == data, path)
+            array.release(f)
+        }
+        XCTAssertEqual(try array.checkAll(mode: .check) { XCTFail("\($0)") }.problems, 0)
+        array.shutdown()
+
+        let plain = (0..<3).map { tmp.make("p\($0)") }
+        _ = try ArrayCreator.create(level: .raid5, chunkSizeBytes: 65536, directories: plain)
+        let (b, _) = try RAIDArray.assemble(directories: plain, logger: quietLogger)
+        try b.markInUse()
+        defer { b.shutdown() }
+        XCTAssertThrowsError(try b.addSpare(directory: ram + "/spare")) { e in
+            let s = "\(e)"
+            XCTAssertTrue(s.contains(ram + "/spare") && s.contains("extended attributes") && !s.contains("\n"), s)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ram + "/spare"), [], "a refused spare is left as it was")
     }
 
     func testMembersOfDifferentArraysAreRefused() throws {

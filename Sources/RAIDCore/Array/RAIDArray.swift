@@ -124,7 +124,7 @@ public final class RAIDArray: @unchecked Sendable {
         self.environment = environment
         geometry = sb.geometry
         codec = Codec(level: sb.level, dataCount: geometry.dataChunkCount, parityCount: geometry.parityChunkCount)
-        layout = MemberFileLayout(chunkSizeBytes: sb.chunkSizeBytes)
+        layout = MemberFileLayout(chunkSizeBytes: sb.chunkSizeBytes, metadataInFile: sb.metadata == .file)
         arrayUUID = sb.arrayUUID
         self.readOnly = readOnly
         self.logger = logger

@@ -95,6 +95,9 @@ extension RAIDArray {
         } else {
             try ArrayCreator.checkEmptyDirectory(dir)
         }
+        if !layout.metadataInFile && !ArrayCreator.takesUserAttributes(dir) {
+            throw FSError(ENOTSUP, "\(dir): its filesystem takes no user extended attributes, where this array's member files keep their headers (arrays created with such a member keep them in the files)")
+        }
         let data = dir + "/" + DirectoryMember.dataDirectoryName
         guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
         return reused

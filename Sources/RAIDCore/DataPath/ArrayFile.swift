@@ -308,7 +308,7 @@ public final class ArrayFile: @unchecked Sendable {
         let layout = array.layout
         let count = stripeCount
         let lead = Geometry.leadingStripes
-        var end: UInt64 = 0   // no stripe: an empty file, the header in its attribute
+        var end = layout.fileBytes(stripeCount: 0)   // no stripe: the metadata alone (nothing in an attribute)
         var ext: UInt64 = 0
         if count > 0 {
             let last = count - 1

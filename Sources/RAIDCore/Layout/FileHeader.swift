@@ -45,13 +45,20 @@ public struct FileAttribute: Equatable, Sendable {
         self.entries = entries
     }
 
+    /// Bytes of the header part (magic, id, size, CRC); the entries follow.
+    public static let headerBytes = 24
+
     public func encode(into p: UnsafeMutableRawPointer) {
-        let h = header ?? FileHeader(fileId: FileHeader.unknownId, size: 0)
-        for i in 0..<4 { p.storeBytes(of: FileAttribute.magic[i], toByteOffset: i, as: UInt8.self) }
+        FileAttribute.encode(header ?? FileHeader(fileId: FileHeader.unknownId, size: 0), into: p)
+        for i in 0..<4 { p.storeBytes(of: entries[i].littleEndian, toByteOffset: 24 + 8 * i, as: UInt64.self) }
+    }
+
+    /// The header part alone (`headerBytes`).
+    public static func encode(_ h: FileHeader, into p: UnsafeMutableRawPointer) {
+        for i in 0..<4 { p.storeBytes(of: magic[i], toByteOffset: i, as: UInt8.self) }
         p.storeBytes(of: h.fileId.littleEndian, toByteOffset: 4, as: UInt64.self)
         p.storeBytes(of: h.size.littleEndian, toByteOffset: 12, as: UInt64.self)
         p.storeBytes(of: crc32c(p, count: 20).littleEndian, toByteOffset: 20, as: UInt32.self)
-        for i in 0..<4 { p.storeBytes(of: entries[i].littleEndian, toByteOffset: 24 + 8 * i, as: UInt64.self) }
     }
 
     /// Nil when the bytes are not an attribute of this format at all.

@@ -163,8 +163,16 @@ public struct Geometry: Sendable, Equatable {
 public struct MemberFileLayout: Sendable, Equatable {
     public static let sectorBytes = 4096
     public static let entryBytes: UInt64 = 8
-    /// Member file bytes of the leading chunks, where the groups start.
+    /// Member file bytes of the leading chunks.
     public static let leadingBytes = Geometry.leadingStripes * UInt64(Geometry.leadingChunkBytes)
+
+    /// Where the header and the leading chunks' entries live
+    /// (`Superblock.metadata`): the attribute, or the first 4 KiB of the
+    /// member file, before the chunks, on an array with a member whose
+    /// filesystem takes no user extended attributes.
+    public let metadataInFile: Bool
+    /// Where the leading chunks start: 0, or 4 KiB past the metadata.
+    public let base: UInt64
 
     public let chunkSizeBytes: UInt64
     /// 4 KiB sectors in a chunk past the leading stripes, one entry each.
@@ -172,9 +180,11 @@ public struct MemberFileLayout: Sendable, Equatable {
     public let tableBytes: UInt64
     public let chunksPerGroup: UInt64
 
-    public init(chunkSizeBytes: Int) {
+    public init(chunkSizeBytes: Int, metadataInFile: Bool = false) {
         precondition(chunkSizeBytes >= Self.sectorBytes && chunkSizeBytes % Self.sectorBytes == 0,
                      "chunk size \(chunkSizeBytes) is not a multiple of 4 KiB")
+        self.metadataInFile = metadataInFile
+        base = metadataInFile ? UInt64(Self.sectorBytes) : 0
         self.chunkSizeBytes = UInt64(chunkSizeBytes)
         sectorsPerChunk = UInt64(chunkSizeBytes / Self.sectorBytes)
         let chunkEntryBytes = sectorsPerChunk * Self.entryBytes
@@ -201,7 +211,7 @@ public struct MemberFileLayout: Sendable, Equatable {
 
     @inline(__always)
     public func tableOffset(stripe: UInt64) -> UInt64 {
-        Self.leadingBytes + (grouped(stripe) / chunksPerGroup) * groupBytes
+        base + Self.leadingBytes + (grouped(stripe) / chunksPerGroup) * groupBytes
     }
 
     /// The entry of sector `sector` (0 ..< sectorsPerChunk) of the chunk of
@@ -214,21 +224,23 @@ public struct MemberFileLayout: Sendable, Equatable {
 
     @inline(__always)
     public func chunkOffset(stripe: UInt64) -> UInt64 {
-        if Self.isLeading(stripe) { return stripe * UInt64(Geometry.leadingChunkBytes) }
+        if Self.isLeading(stripe) { return base + stripe * UInt64(Geometry.leadingChunkBytes) }
         return tableOffset(stripe: stripe) + tableBytes + (grouped(stripe) % chunksPerGroup) * chunkSizeBytes
     }
 
-    /// Member file length that holds exactly stripes 0..<stripeCount.
+    /// Member file length that holds exactly stripes 0..<stripeCount (with
+    /// none: the metadata alone, nothing where it is an attribute).
     public func fileBytes(stripeCount: UInt64) -> UInt64 {
-        if stripeCount == 0 { return 0 }
-        if Self.isLeading(stripeCount - 1) { return stripeCount * UInt64(Geometry.leadingChunkBytes) }
-        return chunkOffset(stripe: stripeCount - 1) + chunkSizeBytes
+        if stripeCount == 0 { return metadataInFile ? UInt64(FileAttribute.encodedBytes) : 0 }
+        let last = stripeCount - 1
+        return chunkOffset(stripe: last) + (Self.isLeading(last) ? UInt64(Geometry.leadingChunkBytes) : chunkSizeBytes)
     }
 
     /// How many stripes a member file `memberFileBytes` long reaches into
     /// (the inverse of `fileBytes`, counting a chunk cut short).
-    public func stripesHeld(memberFileBytes bytes: UInt64) -> UInt64 {
+    public func stripesHeld(memberFileBytes length: UInt64) -> UInt64 {
         let chunk = UInt64(Geometry.leadingChunkBytes)
+        let bytes = length > base ? length - base : 0
         guard bytes > Self.leadingBytes else { return (bytes + chunk - 1) / chunk }
         let rest = bytes - Self.leadingBytes
         let tail = rest % groupBytes

@@ -1,5 +1,8 @@
 /// A member file's attribute (`FileAttribute`: the header and the leading
-/// chunks' entries) and the entries of any chunk, wherever they live.
+/// chunks' entries) and the entries of any chunk, wherever they live. On an
+/// array whose metadata is in the member files (`metadataInFile`) the same
+/// 56 bytes are the start of each member file, and each part is written in
+/// place, as format 2 wrote its header and tables: no read-modify-write.
 extension MemberFileLayout {
     // MARK: the attribute
 
@@ -19,13 +22,22 @@ extension MemberFileLayout {
         try withUnsafeTemporaryAllocation(byteCount: FileAttribute.encodedBytes + 8, alignment: 8) { raw in
             var state = StoredAttribute.absent
             for _ in 0..<3 {
-                guard let n = try f.readAttribute(into: raw.baseAddress!, capacity: raw.count) else { return .absent }
+                guard let n = try readStored(f, into: raw.baseAddress!, capacity: raw.count) else { return .absent }
                 guard let a = FileAttribute.decode(raw.baseAddress!, count: n) else { state = .damaged; continue }
                 state = .present(a)
                 if a.header != nil && (0..<Int(Geometry.leadingStripes)).allSatisfy({ SectorEntry.isWhole(a.entries[$0]) }) { break }
             }
             return state
         }
+    }
+
+    /// The stored value's length (nil: none), read into `p`.
+    private func readStored(_ f: MemberFile, into p: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        guard metadataInFile else { return try f.readAttribute(into: p, capacity: capacity) }
+        let n = FileAttribute.encodedBytes
+        try f.readFull(into: p, count: n, at: 0)
+        // Never written: zeros (a create cut short, as format 2's header).
+        return UnsafeRawBufferPointer(start: p, count: n).allSatisfy({ $0 == 0 }) ? nil : n
     }
 
     /// Changes the attribute with `body`, in one host operation (no read
@@ -63,6 +75,15 @@ extension MemberFileLayout {
     public func clearLeadingEntries(_ f: MemberFile, fileId: UInt64, from: UInt64) throws {
         let lead = Int(Geometry.leadingStripes)
         guard Int(from) < lead else { return }
+        if metadataInFile {
+            // In place, as far as the file reaches (past it they read as zeros).
+            let start = UInt64(FileAttribute.headerBytes) + 8 * from
+            let end = min(UInt64(try f.status().st_size), UInt64(FileAttribute.encodedBytes))
+            guard end > start else { return }
+            let zeros = SIMD4<UInt64>.zero
+            try withUnsafeBytes(of: zeros) { try f.write(from: $0.baseAddress!, count: Int(end - start), at: start) }
+            return
+        }
         try Self.attributeLock(fileId).withLock {
             try f.modifyAttribute(capacity: FileAttribute.encodedBytes + 8) { p, n in
                 guard let n, var a = FileAttribute.decode(p, count: n),
@@ -80,14 +101,22 @@ extension MemberFileLayout {
         try Self.attributeLock(h.fileId).withLock {
             try withUnsafeTemporaryAllocation(byteCount: FileAttribute.encodedBytes, alignment: 8) { raw in
                 FileAttribute(header: h).encode(into: raw.baseAddress!)
-                try f.writeAttribute(from: raw.baseAddress!, count: FileAttribute.encodedBytes)
+                if metadataInFile {
+                    try f.write(from: raw.baseAddress!, count: FileAttribute.encodedBytes, at: 0)
+                } else {
+                    try f.writeAttribute(from: raw.baseAddress!, count: FileAttribute.encodedBytes)
+                }
             }
         }
     }
 
     /// Writes the header, keeping the entries.
     public func writeHeader(_ f: MemberFile, _ h: FileHeader) throws {
-        try updateAttribute(f, owner: h) { $0.header = h }
+        guard metadataInFile else { return try updateAttribute(f, owner: h) { $0.header = h } }
+        try withUnsafeTemporaryAllocation(byteCount: FileAttribute.headerBytes, alignment: 8) { raw in
+            FileAttribute.encode(h, into: raw.baseAddress!)
+            try f.write(from: raw.baseAddress!, count: FileAttribute.headerBytes, at: 0)
+        }
     }
 
     // MARK: entries
@@ -120,6 +149,10 @@ extension MemberFileLayout {
         }
         precondition(sector == 0 && count <= 1, "a leading chunk has one sector")
         guard count == 1 else { return }
+        if metadataInFile {
+            try f.write(from: e, count: 8, at: UInt64(FileAttribute.headerBytes) + 8 * stripe)
+            return
+        }
         let raw = UInt64(littleEndian: e.loadUnaligned(as: UInt64.self))
         try updateAttribute(f, owner: owner) { $0.entries[Int(stripe)] = raw }
     }

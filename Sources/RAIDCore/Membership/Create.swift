@@ -27,9 +27,12 @@ public enum ArrayCreator {
             }
             seen[id] = dir
         }
+        // Headers in extended attributes where every member takes them;
+        // else in the member files, where any POSIX filesystem keeps them.
+        let metadata: MetadataPlace = (directories + spares).allSatisfy(takesUserAttributes) ? .attribute : .file
         return try initialize(level: level, chunkSizeBytes: chunkSizeBytes,
                        members: directories.map { DirectoryMember(root: $0) },
-                       spares: spares.map { DirectoryMember(root: $0) }, now: now,
+                       spares: spares.map { DirectoryMember(root: $0) }, metadata: metadata, now: now,
                        prepare: { member in
                            let data = (member as! DirectoryMember).root + "/" + DirectoryMember.dataDirectoryName
                            guard mkdir(data, 0o755) == 0 else { throw FSError.system("mkdir", data) }
@@ -40,6 +43,7 @@ public enum ArrayCreator {
     /// empty (`prepare` runs on each first, e.g. to make its data root).
     /// The UUIDs come from `environment` (seeded in the simulation).
     public static func initialize(level: RAIDLevel, chunkSizeBytes: Int, members: [Member], spares: [Member] = [],
+                                  metadata: MetadataPlace = .attribute,
                                   now: Date? = nil, environment: EngineEnvironment = .system(),
                                   prepare: (Member) throws -> Void = { _ in }) throws -> Superblock {
         precondition(members.count >= level.minimumMemberCount && Geometry.isValidChunkSize(chunkSizeBytes))
@@ -51,6 +55,7 @@ public enum ArrayCreator {
                                   chunkSizeBytes: chunkSizeBytes, memberCount: members.count, events: 1,
                                   roles: memberUUIDs.map { RoleRecord(memberUUID: $0, state: .active) },
                                   spares: spareUUIDs, createdAt: ts, updatedAt: ts, clean: true)
+        template.metadata = metadata
         for (i, member) in (members + spares).enumerated() {
             try prepare(member)
             template.role = i < members.count ? i : -1
@@ -76,20 +81,17 @@ public enum ArrayCreator {
         guard entries.isEmpty else {
             throw FSError(ENOTEMPTY, "\(dir): directory is not empty (\(entries.count) entries, e.g. \(entries.sorted()[0]))")
         }
-        try checkUserAttributes(dir)
     }
 
-    /// Every member file keeps its header in a `user.` extended attribute
-    /// (`FileAttribute`): a filesystem without them cannot hold a member.
+    /// Whether `dir`'s filesystem takes `user.` extended attributes, where
+    /// member files keep their headers (`MetadataPlace.attribute`).
     /// Probed on the directory itself, and removed again.
-    static func checkUserAttributes(_ dir: String) throws {
+    public static func takesUserAttributes(_ dir: String) -> Bool {
         let name = FileAttribute.name + ".probe"
         var byte: UInt8 = 0
-        guard lsetxattr(dir, name, &byte, 1, 0) == 0 else {
-            let e = errno
-            throw FSError(e, "\(dir): its filesystem does not take user extended attributes (\(String(cString: strerror(e)))), where raidfs keeps each file's header")
-        }
+        guard lsetxattr(dir, name, &byte, 1, 0) == 0 else { return false }
         lremovexattr(dir, name)
+        return true
     }
 
     /// Empties a former member directory so it can start over as a spare.

@@ -54,6 +54,12 @@ public struct RoleRecord: Codable, Equatable, Sendable {
 /// ("RAIDFSSB", format version, payload length, CRC32C of the payload)
 /// around a JSON payload, so a torn or rotted superblock is detected and a
 /// future format is refused by version rather than misread.
+/// Where member files keep their metadata (`MemberFileLayout.metadataInFile`).
+public enum MetadataPlace: String, Codable, Sendable {
+    case attribute = "xattr"
+    case file = "file"
+}
+
 public struct Superblock: Codable, Equatable, Sendable {
     public static let magic: [UInt8] = Array("RAIDFSSB".utf8)
     /// 2: checksums per 4 KiB sector (MemberFileLayout), file header "RAIDFSF2".
@@ -83,6 +89,10 @@ public struct Superblock: Codable, Equatable, Sendable {
     public var counters: [MemberCounters]? = nil
     public var scrub: ScrubRecord? = nil
     public var replacement: ReplacementRecord? = nil
+    /// Where each member file keeps its header and leading entries,
+    /// chosen at create: an extended attribute when every member's
+    /// filesystem takes them, else the member file's first 4 KiB.
+    public var metadata: MetadataPlace = .attribute
 
     public var geometry: Geometry {
         Geometry(level: level, memberCount: memberCount, chunkSizeBytes: chunkSizeBytes)
