@@ -187,7 +187,7 @@ func flipBytes(in path: String, count: Int, rng: inout SeededBytes) throws {
     defer { close(fd) }
     var st = stat()
     fstat(fd, &st)
-    // Past the 4 KiB file header (its damage is healed separately).
+    // Past the first 4 KiB (stripe 0's chunk; SectorChecksumTests rot it).
     for _ in 0..<count {
         let off = off_t(4096 + rng.below(Int(st.st_size) - 4096))
         var b: UInt8 = 0

@@ -84,7 +84,9 @@ final class FailureTests: XCTestCase {
         let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
         try a.mount()
         try writeFile(a.path("f"), randomBytes(200_000, seed: 5))
-        for v in [0, 2] {
+        // Data chunk 0 of stripe 0 (what the read wants) and P.
+        let g = Geometry(level: .raid5, memberCount: 3, chunkSizeBytes: 16384), shift = try rowShift(a, "f")
+        for v in [g.member(stripe: shift, chunkIndex: 0), g.member(stripe: shift, chunkIndex: 2)] {
             let fd = open(a.members[v] + "/data/f", O_RDWR)
             var junk = [UInt8](repeating: 0x33, count: 100)
             pwrite(fd, &junk, 100, off_t(MemberFileLayout(chunkSizeBytes: 16384).chunkOffset(stripe: 0)) + 10)
