@@ -36,8 +36,11 @@ extension MemberFileLayout {
         guard metadataInFile else { return try f.readAttribute(into: p, capacity: capacity) }
         let n = FileAttribute.encodedBytes
         try f.readFull(into: p, count: n, at: 0)
-        // Never written: zeros (a create cut short, as format 2's header).
-        return UnsafeRawBufferPointer(start: p, count: n).allSatisfy({ $0 == 0 }) ? nil : n
+        // A header never written reads as zeros (a create cut short, as
+        // format 2's header), whatever entries a power cut kept after it:
+        // the header and each entry are written apart, so one may survive
+        // without the other (simulation RAID 1 seed 94, step 190).
+        return UnsafeRawBufferPointer(start: p, count: FileAttribute.headerBytes).allSatisfy({ $0 == 0 }) ? nil : n
     }
 
     /// Changes the attribute with `body`, in one host operation (no read
