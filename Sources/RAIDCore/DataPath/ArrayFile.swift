@@ -277,8 +277,7 @@ public final class ArrayFile: @unchecked Sendable {
     /// `offset` rounded up to the end of the stripe holding it (itself on
     /// a stripe boundary).
     func stripeEnd(_ offset: UInt64) -> UInt64 {
-        let g = array.geometry, s = g.stripe(at: offset), start = g.stripeStart(s)
-        return start == offset ? offset : start + UInt64(g.stripeBytes(s))
+        array.geometry.stripeStart(array.geometry.stripe(atOrAfter: offset))
     }
 
     /// The bytes of `stripe` the file's size reaches into: all of it before

@@ -31,7 +31,7 @@ public struct FileHeader: Equatable, Sendable {
 public struct FileAttribute: Equatable, Sendable {
     public static let name = "user.raidfs"
     public static let magic: [UInt8] = Array("RFS3".utf8)
-    public static let encodedBytes = 24 + Int(Geometry.leadingStripes) * 8
+    public static let encodedBytes = headerBytes + Int(Geometry.leadingStripes) * 8
 
     /// Nil when it does not verify.
     public var header: FileHeader?
@@ -47,10 +47,12 @@ public struct FileAttribute: Equatable, Sendable {
 
     /// Bytes of the header part (magic, id, size, CRC); the entries follow.
     public static let headerBytes = 24
+    /// Where the header's CRC sits: after magic, id and size, covering them.
+    static let crcOffset = headerBytes - 4
 
     public func encode(into p: UnsafeMutableRawPointer) {
         FileAttribute.encode(header ?? FileHeader(fileId: FileHeader.unknownId, size: 0), into: p)
-        for i in 0..<4 { p.storeBytes(of: entries[i].littleEndian, toByteOffset: 24 + 8 * i, as: UInt64.self) }
+        for i in 0..<4 { p.storeBytes(of: entries[i].littleEndian, toByteOffset: FileAttribute.headerBytes + 8 * i, as: UInt64.self) }
     }
 
     /// The header part alone (`headerBytes`).
@@ -58,7 +60,7 @@ public struct FileAttribute: Equatable, Sendable {
         for i in 0..<4 { p.storeBytes(of: magic[i], toByteOffset: i, as: UInt8.self) }
         p.storeBytes(of: h.fileId.littleEndian, toByteOffset: 4, as: UInt64.self)
         p.storeBytes(of: h.size.littleEndian, toByteOffset: 12, as: UInt64.self)
-        p.storeBytes(of: crc32c(p, count: 20).littleEndian, toByteOffset: 20, as: UInt32.self)
+        p.storeBytes(of: crc32c(p, count: crcOffset).littleEndian, toByteOffset: crcOffset, as: UInt32.self)
     }
 
     /// Nil when the bytes are not an attribute of this format at all.
@@ -66,12 +68,12 @@ public struct FileAttribute: Equatable, Sendable {
         guard count == encodedBytes else { return nil }
         var header: FileHeader? = nil
         if (0..<4).allSatisfy({ p.load(fromByteOffset: $0, as: UInt8.self) == magic[$0] }),
-           UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 20, as: UInt32.self)) == crc32c(p, count: 20) {
+           UInt32(littleEndian: p.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self)) == crc32c(p, count: crcOffset) {
             header = FileHeader(fileId: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt64.self)),
                                 size: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt64.self)))
         }
         var e = SIMD4<UInt64>.zero
-        for i in 0..<4 { e[i] = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 24 + 8 * i, as: UInt64.self)) }
+        for i in 0..<4 { e[i] = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: headerBytes + 8 * i, as: UInt64.self)) }
         return FileAttribute(header: header, entries: e)
     }
 }
