@@ -60,7 +60,10 @@ final class FailureTests: XCTestCase {
                 let idx = g.chunkIndex(stripe: stripe + shift, member: v)
                 if idx < g.dataChunkCount {
                     var b: UInt8 = 0
-                    let off = off_t(layout.chunkOffset(stripe: stripe)) + off_t((Int(stripe) * 7919) % chunk)
+                    // Within this chunk (a leading stripe's is 4 KiB): a byte
+                    // past it would land in the next chunk, which may be parity
+                    // (a read never reads it).
+                    let off = off_t(layout.chunkOffset(stripe: stripe)) + off_t((Int(stripe) * 7919) % g.chunkBytes(stripe))
                     pread(fd, &b, 1, off)
                     b ^= 0xA5
                     pwrite(fd, &b, 1, off)
