@@ -19,6 +19,9 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3",
                        providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CLinux"),
+        // The daemon's /dev/fuse reads and writes (libfuse's custom I/O):
+        // what libfuse 3.14 cannot negotiate or hand on (fuse_io.h).
+        .target(name: "CFuseIO"),
         .systemLibrary(name: "CISAL", pkgConfig: "libisal",
                        providers: [.apt(["libisal-dev"])]),
         // What raidctl and the daemon share: the control protocol, the status
@@ -30,7 +33,7 @@ let package = Package(
                                           "Membership", "Namespace", "Recovery"].map { $0 + "/README.md" },
                 swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "RAIDFS",
-                dependencies: ["RAIDCore", "CFuse3", .product(name: "Logging", package: "swift-log")],
+                dependencies: ["RAIDCore", "CFuse3", "CFuseIO", .product(name: "Logging", package: "swift-log")],
                 exclude: ["README.md"],
                 swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(name: "raidfs",

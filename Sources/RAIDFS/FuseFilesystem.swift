@@ -1,4 +1,5 @@
 import CFuse3
+import CFuseIO
 import Logging
 import RAIDCore
 #if canImport(Glibc)
@@ -190,6 +191,71 @@ private func detachFile(_ fi: UnsafeMutablePointer<fuse_file_info>?) {
     mounted.array.release(h.file)
 }
 
+/// What a write, a truncate or a chown must drop, which the kernel leaves
+/// to this daemon under FUSE_HANDLE_KILLPRIV_V2 (as Linux's own filesystems
+/// drop it): set-user-ID, and set-group-ID where group execute is set, when
+/// the caller lacks CAP_FSETID (`setid`); security.capability whoever the
+/// caller is. A node known to hold none of them costs nothing. Caller holds
+/// the tree lock. True if the mode changed: a reply that carries no
+/// attributes must have the kernel's dropped (`invalidateAttributes`).
+@discardableResult
+private func dropPrivilegesLocked(_ ino: fuse_ino_t, setid: Bool) throws -> Bool {
+    guard raidfs_io_killpriv_v2() != 0 else { return false }
+    let known = mounted.inodes.privilegeState(ino)
+    if known.withoutCapabilities && known.withoutSetid { return false }
+    var changed = false
+    let p = try path(ino)
+    if !known.withoutSetid {
+        let mode = try mounted.array.getattr(p).st_mode & 0o7777
+        var kept = mode
+        if setid {
+            kept &= ~S_ISUID
+            if kept & S_IXGRP != 0 { kept &= ~S_ISGID }
+        }
+        if kept != mode {
+            mounted.inodes.modeChanging(ino)
+            try mounted.array.chmod(p, mode: kept)
+            changed = true
+        } else if kept & S_ISUID == 0 && (kept & S_ISGID == 0 || kept & S_IXGRP == 0) {
+            mounted.inodes.noteWithoutSetid(ino, generation: known.generation)
+        }
+    }
+    if !known.withoutCapabilities {
+        let caps = "security.capability"
+        do {
+            _ = try mounted.array.getxattr(p, name: caps)
+            mounted.inodes.xattrsChanging(ino)
+            try mounted.array.removexattr(p, name: caps)
+        } catch let e as FSError where e.errno == ENODATA {
+            mounted.inodes.noteWithoutCapabilities(ino, generation: known.generation)
+        }
+    }
+    return changed
+}
+
+/// `dropPrivilegesLocked` for a write, which does not hold the tree lock
+/// and whose reply carries no attributes.
+@inline(__always)
+private func dropPrivileges(_ ino: fuse_ino_t, setid: Bool) throws {
+    guard raidfs_io_killpriv_v2() != 0 else { return }
+    let known = mounted.inodes.privilegeState(ino)
+    if known.withoutCapabilities && known.withoutSetid { return }
+    if try treeLock.withReadLock({ try dropPrivilegesLocked(ino, setid: setid) }) { invalidateAttributes(ino) }
+}
+
+/// Has the kernel drop the attributes it holds of `ino` (not its pages).
+private func invalidateAttributes(_ ino: fuse_ino_t) {
+    let rc = fuse_lowlevel_notify_inval_inode(mounted.session, ino, -1, 0)
+    if rc != 0 && rc != -ENOENT {
+        mounted.logger.warning("dropping the kernel's attributes of inode \(ino): \(String(cString: strerror(-rc)))")
+    }
+}
+
+/// Whether the request this thread serves asked for setid bits to be
+/// dropped (a WRITE, OPEN or CREATE from a caller without CAP_FSETID).
+@inline(__always)
+private func requestDropsSetid() -> Bool { raidfs_io_request_kills_setid() != 0 }
+
 private func caller(_ req: fuse_req_t?) -> Caller {
     let ctx = fuse_req_ctx(req)!.pointee
     return Caller(uid: ctx.uid, gid: ctx.gid)
@@ -335,6 +401,12 @@ func makeOperations() -> fuse_lowlevel_ops {
         conn.pointee.max_readahead = 1 << 20
         let want = UInt32(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ATOMIC_O_TRUNC)
         conn.pointee.want |= want & conn.pointee.capable
+        // FUSE_HANDLE_KILLPRIV (libfuse's default) would leave dropping
+        // setid bits on write to a filesystem that cannot tell who wrote:
+        // not asked for. CFuseIO asks for its second version instead, where
+        // the kernel says when to drop them (dropPrivileges); without it the
+        // kernel drops them itself.
+        conn.pointee.want &= ~UInt32(FUSE_CAP_HANDLE_KILLPRIV)
         if mounted.writebackCache && conn.pointee.capable & UInt32(FUSE_CAP_WRITEBACK_CACHE) != 0 {
             conn.pointee.want |= UInt32(FUSE_CAP_WRITEBACK_CACHE)
         } else {
@@ -444,6 +516,10 @@ func makeOperations() -> fuse_lowlevel_ops {
             do {
                 if flags & O_TRUNC != 0 { try af.truncate(to: 0) }
                 var e = entry(parent, str(name), try af.attributes())
+                if flags & O_TRUNC != 0 {
+                    try dropPrivilegesLocked(e.ino, setid: requestDropsSetid())
+                    e.attr = try af.attributes()
+                }
                 // (Buffered even with O_DIRECT: fuse_reply_create cannot ask
                 // for direct I/O in parallel; the kernel still bypasses its
                 // cache for an O_DIRECT descriptor.)
@@ -465,7 +541,10 @@ func makeOperations() -> fuse_lowlevel_ops {
             // O_TRUNC truncates whatever the access mode, as on Linux's own
             // filesystems (the kernel has checked write permission).
             if fi!.pointee.flags & O_TRUNC != 0 {
-                do { try af.truncate(to: 0) } catch { mounted.array.release(af); throw error }
+                do {
+                    try af.truncate(to: 0)
+                    if try dropPrivilegesLocked(ino, setid: requestDropsSetid()) { invalidateAttributes(ino) }
+                } catch { mounted.array.release(af); throw error }
             }
             // Every change to the file's data comes through this mount, and
             // the kernel's cache sees it: the cache is kept across opens
@@ -497,6 +576,7 @@ func makeOperations() -> fuse_lowlevel_ops {
     ops.write = { req, ino, buf, size, offset, fi in
         serve(req) {
             guard let h = handle(fi), offset >= 0 else { throw FSError(EBADF, "write: no open handle") }
+            try dropPrivileges(ino, setid: requestDropsSetid())
             try h.file.write(from: UnsafeRawPointer(buf!), count: size, at: UInt64(offset))
             if h.direct && mounted.pageCache.directWrite(h.file.fileId) {
                 let rc = fuse_lowlevel_notify_inval_inode(mounted.session, ino, offset, off_t(size))
@@ -561,9 +641,10 @@ func makeOperations() -> fuse_lowlevel_ops {
     ops.getxattr = { req, ino, name, size in
         named(req) {
             let n = str(name)
-            // The kernel asks for security.capability before every write
-            // (to drop it, as a write must): answered from memory once known
-            // absent, until an xattr of the node changes.
+            // Without FUSE_HANDLE_KILLPRIV_V2 the kernel asks for
+            // security.capability before every write (to drop it, as a write
+            // must): answered from memory once known absent, until an xattr
+            // of the node changes.
             let isCaps = n == "security.capability"
             let known = mounted.inodes.capabilitiesState(ino)
             if isCaps && known.absent { throw FSError(ENODATA, "no \(n)") }
@@ -642,6 +723,9 @@ public func serve(_ m: MountedArray, fuseArguments: [String]) -> Int32 {
     guard fuse_set_signal_handlers(se) == 0 else { return 1 }
     defer { fuse_remove_signal_handlers(se) }
     guard fuse_session_mount(se, opts.mountpoint) == 0 else { return 1 }
+    // The same descriptor, read and written through CFuseIO's hooks.
+    var io = fuse_custom_io(writev: raidfs_io_writev, read: raidfs_io_read, splice_receive: nil, splice_send: nil)
+    guard fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0 else { return 1 }
     m.session = se
     defer { fuse_session_unmount(se) }
     fuse_daemonize(opts.foreground)

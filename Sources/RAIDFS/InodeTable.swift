@@ -35,8 +35,11 @@ final class InodeTable: @unchecked Sendable {
         /// The names the kernel knows it by (a directory has one).
         var names: [Name] = []
         var lookups: UInt64 = 0
-        /// Known to have no security.capability xattr, as of `xattrGeneration`.
+        /// Known to have no security.capability xattr, and no set-user-ID
+        /// or set-group-ID bit that a write drops, as of `xattrGeneration`
+        /// (which a change of either moves).
         var withoutCapabilities = false
+        var withoutSetid = false
         var xattrGeneration: UInt64 = 0
 
         init(id: UInt64, isDirectory: Bool, object: Object?) {
@@ -94,15 +97,38 @@ final class InodeTable: @unchecked Sendable {
     /// A getxattr found no security.capability: remember it unless an
     /// xattr changed since `generation` was read.
     func noteWithoutCapabilities(_ id: UInt64, generation: UInt64) {
-        lock.withLock {
-            if let n = nodes[id], n.xattrGeneration == generation { n.withoutCapabilities = true }
-        }
+        note(id, generation) { $0.withoutCapabilities = true }
     }
 
     /// An xattr of `id` changes: forget what was known.
-    func xattrsChanging(_ id: UInt64) {
+    func xattrsChanging(_ id: UInt64) { note(id, nil) { $0.withoutCapabilities = false } }
+
+    /// Whether `id` is known to hold nothing a write must drop (see
+    /// `withoutSetid`), and the generation to hand back to the notes.
+    func privilegeState(_ id: UInt64) -> (withoutCapabilities: Bool, withoutSetid: Bool, generation: UInt64) {
+        lock.withLock { nodes[id].map { ($0.withoutCapabilities, $0.withoutSetid, $0.xattrGeneration) } ?? (false, false, 0) }
+    }
+
+    /// Its mode was found without set-user-ID and set-group-ID-with-group-
+    /// execute: remember it unless something changed since `generation`.
+    func noteWithoutSetid(_ id: UInt64, generation: UInt64) {
+        note(id, generation) { $0.withoutSetid = true }
+    }
+
+    /// The mode of `id` changes: forget what was known of its setid bits.
+    func modeChanging(_ id: UInt64) { note(id, nil) { $0.withoutSetid = false } }
+
+    /// Applies `change` to node `id` if nothing changed since `generation`;
+    /// with nil, a change: applied, and the generation moves.
+    private func note(_ id: UInt64, _ generation: UInt64?, _ change: (Node) -> Void) {
         lock.withLock {
-            if let n = nodes[id] { n.withoutCapabilities = false; n.xattrGeneration += 1 }
+            guard let n = nodes[id] else { return }
+            if let generation {
+                if n.xattrGeneration == generation { change(n) }
+            } else {
+                change(n)
+                n.xattrGeneration += 1
+            }
         }
     }
 

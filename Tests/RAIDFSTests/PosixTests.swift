@@ -116,17 +116,9 @@ final class PosixTests: XCTestCase {
     }
 
     func testPermissionsAndOwnershipForAnotherUser() throws {
-        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
-            throw XCTSkip("needs root and setpriv to act as another user")
-        }
-        let a = try ScratchArray(level: 6, members: 4)
-        try a.mount(options: ["allow_other"])
-        XCTAssertEqual(chmod(a.mountpoint, 0o1777), 0)
+        let a = try arrayForAnotherUser(level: 6, members: 4)
         try writeFile(a.path("secret"), Data("root only".utf8))
         XCTAssertEqual(chmod(a.path("secret"), 0o600), 0)
-        func asNobody(_ args: [String]) throws -> RunResult {
-            try runTool("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups"] + args)
-        }
         XCTAssertEqual(try asNobody(["/usr/bin/touch", a.path("mine")]).status, 0)
         var st = stat()
         XCTAssertEqual(lstat(a.path("mine"), &st), 0)
@@ -139,6 +131,68 @@ final class PosixTests: XCTestCase {
         let rm = try asNobody(["/bin/rm", "-f", a.path("secret")])
         XCTAssertNotEqual(rm.status, 0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: a.path("secret")))
+    }
+
+    /// A write, a truncate (by size or by O_TRUNC) and a chown drop what
+    /// they drop on Linux's own filesystems: set-user-ID, and
+    /// set-group-ID with group execute, when the caller lacks CAP_FSETID;
+    /// a file capability whoever writes. raidfs does it itself (the kernel
+    /// leaves it to the filesystem under FUSE_HANDLE_KILLPRIV_V2), on
+    /// every member, and the kernel sees the new mode at once.
+    func testWriteTruncateAndChownDropSetidBitsAndCapabilities() throws {
+        let a = try arrayForAnotherUser(level: 5, members: 3)
+        func nobodyRuns(_ script: String) throws {
+            let r = try asNobody(["/bin/sh", "-c", script])
+            XCTAssertEqual(r.status, 0, "\(script): \(r.stderr)")
+        }
+        func appendFile(_ path: String, _ data: Data) throws {
+            let h = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+            defer { try? h.close() }
+            try h.seekToEnd()
+            try h.write(contentsOf: data)
+        }
+        func mode(_ name: String) -> mode_t {
+            var st = stat()
+            XCTAssertEqual(lstat(a.path(name), &st), 0, name)
+            return st.st_mode & 0o7777
+        }
+        for name in ["w", "t", "o", "c", "r", "g", "k"] {
+            try writeFile(a.path(name), Data("x".utf8))
+            XCTAssertEqual(chown(a.path(name), 65534, 65534), 0)
+            XCTAssertEqual(chmod(a.path(name), 0o6755), 0)
+        }
+        XCTAssertEqual(chmod(a.path("g"), 0o2745), 0)
+        XCTAssertEqual(mode("w"), 0o6755)
+        try nobodyRuns("echo more >> \(a.path("w"))")
+        XCTAssertEqual(mode("w"), 0o755, "a write by a user without CAP_FSETID drops setuid and setgid")
+        try nobodyRuns("truncate -s 1 \(a.path("t"))")
+        XCTAssertEqual(mode("t"), 0o755, "so does a truncate")
+        try nobodyRuns("echo new > \(a.path("o"))")
+        XCTAssertEqual(mode("o"), 0o755, "and an open with O_TRUNC")
+        XCTAssertEqual(chown(a.path("c"), 0, 0), 0)
+        XCTAssertEqual(mode("c"), 0o755, "a chown drops them whoever makes it")
+        try appendFile(a.path("r"), Data("root".utf8))
+        XCTAssertEqual(mode("r"), 0o6755, "root (CAP_FSETID) keeps them")
+        try nobodyRuns("echo more >> \(a.path("g"))")
+        XCTAssertEqual(mode("g"), 0o2745, "setgid without group execute is not a privilege and stays")
+        for m in a.members {
+            var st = stat()
+            XCTAssertEqual(lstat(m + "/data/w", &st), 0)
+            XCTAssertEqual(st.st_mode & 0o7777, 0o755, "\(m) keeps the mode the array shows")
+        }
+        // A capability (cap_net_raw, permitted and effective) goes with any
+        // write or truncate, root's included.
+        let caps: [UInt8] = [0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00] + [UInt8](repeating: 0, count: 12)
+        let name = "security.capability"
+        for (file, change) in [("k", { try appendFile(a.path("k"), Data("root".utf8)) }),
+                               ("w", { XCTAssertEqual(truncate(a.path("w"), 0), 0) })] as [(String, () throws -> Void)] {
+            XCTAssertEqual(setxattr(a.path(file), name, caps, caps.count, 0), 0, "setxattr: errno \(errno)")
+            XCTAssertEqual(getxattr(a.path(file), name, nil, 0), caps.count)
+            try change()
+            XCTAssertEqual(getxattr(a.path(file), name, nil, 0), -1, "\(file) lost its capability")
+            XCTAssertEqual(errno, ENODATA)
+            for m in a.members { XCTAssertEqual(getxattr(m + "/data/" + file, name, nil, 0), -1, "\(m): \(file)'s capability") }
+        }
     }
 
     func testFallocateAndPunchHoleKeepParityConsistent() throws {
@@ -331,4 +385,22 @@ final class PosixTests: XCTestCase {
                        "a read moves atime exactly when the host's policy does (host moved: \(hostMoved))")
         XCTAssertEqual(times(a.path("f")).mtime.tv_sec, 1_950_000_000, "a read leaves mtime alone")
     }
+}
+
+/// A mounted array other users may use (allow_other, a sticky world-
+/// writable root), for tests that act as `nobody` (skipped unless root
+/// with setpriv).
+private func arrayForAnotherUser(level: Int, members: Int) throws -> ScratchArray {
+    guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+        throw XCTSkip("needs root and setpriv to act as another user")
+    }
+    let a = try ScratchArray(level: level, members: members)
+    try a.mount(options: ["allow_other"])
+    XCTAssertEqual(chmod(a.mountpoint, 0o1777), 0)
+    return a
+}
+
+/// Runs `args` as user and group 65534 (nobody), with no other groups.
+private func asNobody(_ args: [String]) throws -> RunResult {
+    try runTool("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups"] + args)
 }
