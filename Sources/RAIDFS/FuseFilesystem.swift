@@ -448,10 +448,19 @@ func makeOperations() -> fuse_lowlevel_ops {
                     try af.truncate(to: UInt64(a.st_size))
                 }
             }
-            if has(FUSE_SET_ATTR_MODE) { try mounted.array.chmod(try path(ino), mode: a.st_mode & 0o7777) }
+            if has(FUSE_SET_ATTR_MODE) {
+                mounted.inodes.modeChanging(ino)
+                try mounted.array.chmod(try path(ino), mode: a.st_mode & 0o7777)
+            }
             if has(FUSE_SET_ATTR_UID) || has(FUSE_SET_ATTR_GID) {
                 try mounted.array.chown(try path(ino), uid: has(FUSE_SET_ATTR_UID) ? a.st_uid : uid_t.max,
                                         gid: has(FUSE_SET_ATTR_GID) ? a.st_gid : gid_t.max)
+            }
+            // A truncate or a chown drops what a write does (the kernel
+            // sets KILL_SUIDGID, FATTR_KILL_SUIDGID, when the setid bits
+            // go too); a mode set in the same request stands.
+            if !has(FUSE_SET_ATTR_MODE) && (has(FUSE_SET_ATTR_SIZE) || has(FUSE_SET_ATTR_UID) || has(FUSE_SET_ATTR_GID)) {
+                try dropPrivilegesLocked(ino, setid: has(FUSE_SET_ATTR_KILL_SUID))
             }
             if has(FUSE_SET_ATTR_ATIME) || has(FUSE_SET_ATTR_MTIME) {
                 let now = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 1)    // UTIME_NOW
@@ -459,6 +468,11 @@ func makeOperations() -> fuse_lowlevel_ops {
                 let at = has(FUSE_SET_ATTR_ATIME) ? (has(FUSE_SET_ATTR_ATIME_NOW) ? now : a.st_atim) : omit
                 let mt = has(FUSE_SET_ATTR_MTIME) ? (has(FUSE_SET_ATTR_MTIME_NOW) ? now : a.st_mtim) : omit
                 try mounted.array.utimens(try path(ino), (at, mt))
+                // An open file's next write must set mtime again.
+                if let id = mounted.inodes.fileId(ino), let af = mounted.array.open(fileId: id) {
+                    af.timesSet()
+                    mounted.array.release(af)
+                }
             }
             var st = try attributes(ino, fi)
             fuse_reply_attr(req, &st, cacheTimeout)

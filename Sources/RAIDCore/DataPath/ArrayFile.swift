@@ -69,6 +69,31 @@ public final class ArrayFile: @unchecked Sendable {
     /// Opened again, or written: the next read marks the file accessed.
     func expectAccess() { accessLock.withLock { accessPending = true } }
 
+    /// The coarse clock's tick at which a write last set the times file's
+    /// mtime, and that file; guarded by `accessLock`. Writes within the
+    /// same tick leave it: the host would stamp them with the same time.
+    /// (The file is held, so that its identity cannot pass to another.)
+    private var modifiedMark: (tick: Int64, file: MemberFile?) = (0, nil)
+
+    /// A write within the size: whether the times file `f` must be marked
+    /// modified at `tick` (not if a write already did in this tick), and
+    /// the next read marks the file accessed.
+    func takeModification(_ f: MemberFile, tick: Int64) -> Bool {
+        accessLock.withLock {
+            accessPending = true
+            return modifiedMark.tick != tick || modifiedMark.file !== f
+        }
+    }
+
+    /// The times file `f` was marked modified at `tick`.
+    func noteModified(_ f: MemberFile, tick: Int64) {
+        accessLock.withLock { modifiedMark = (tick, f) }
+    }
+
+    /// The file's times were set explicitly (utimens): the next write sets
+    /// mtime again, whatever the tick.
+    public func timesSet() { accessLock.withLock { modifiedMark = (0, nil) } }
+
     /// True once per expectAccess(): whether this read should mark it.
     func takeAccess() -> Bool {
         accessLock.withLock {

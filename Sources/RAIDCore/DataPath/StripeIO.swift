@@ -347,10 +347,17 @@ extension ArrayFile {
     /// within the size may not touch (its chunks and parity lie on other
     /// members): set them there, unless every member's header was just
     /// written (`timesMoved`).
+    /// Within one tick of the host's clock it is set once (`takeModification`).
     func markModifiedLocked(timesMoved: Bool = false) {
-        expectAccess()
-        guard !timesMoved, let (role, f) = timesFile() else { return }
-        do { try f.markModified() } catch { array.noteWriteError(role: role, error) }
+        guard !timesMoved, let (role, f) = timesFile() else { return expectAccess() }
+        let tick = array.environment.coarseTick()
+        guard takeModification(f, tick: tick) else { return }
+        do {
+            try f.markModified()
+            noteModified(f, tick: tick)
+        } catch {
+            array.noteWriteError(role: role, error)
+        }
     }
 
     /// The member file whose times getattr reports: the lowest active role's.

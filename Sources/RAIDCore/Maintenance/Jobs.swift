@@ -140,6 +140,16 @@ public final class EngineEnvironment: @unchecked Sendable {
     /// Seconds since the epoch.
     public func now() -> Double { lock.withLock { logicalNow } ?? Date().timeIntervalSince1970 }
 
+    /// The host's timestamp tick: the coarse real-time clock (what a
+    /// write's mtime is taken from), or the logical clock's millisecond.
+    @inline(__always)
+    public func coarseTick() -> Int64 {
+        if isSimulated { return Int64((now() * 1000).rounded(.down)) }
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts)
+        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+    }
+
     /// Moves a logical clock on (the simulation's passing of time).
     public func advance(by seconds: Double) {
         lock.withLock {
