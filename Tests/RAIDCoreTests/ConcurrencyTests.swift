@@ -9,7 +9,7 @@ final class ConcurrencyTests: XCTestCase {
     private let threads = 4
 
     /// Runs `body(t)` on `threads` threads at once and waits for all.
-    private func together(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    func together(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let group = DispatchGroup()
         for t in 0..<count {
             group.enter()
@@ -127,6 +127,67 @@ final class ConcurrencyTests: XCTestCase {
         var problems: [String] = []
         try f.checkAll(mode: .check) { s, r in problems.append("stripe \(s): \(r.problems)") }
         XCTAssertEqual(problems, [])
+    }
+}
+
+extension ConcurrencyTests {
+    /// Readers of some stripes fill the checksum table cache while writers
+    /// change the entries of other stripes of the same table (every full
+    /// stripe here shares each member's first table): a table read before
+    /// a neighbour's write and kept after it would hold that write's old
+    /// entries, and the next read of it would count a checksum error that
+    /// is not on disk. None may; the file ends as the model, and a cold
+    /// read and a check agree with it.
+    func testReadersFillingTheEntryCacheWhileWritersChangeTheSameTable() throws {
+        for (level, members) in [(RAIDLevel.raid5, 4), (.raid6, 6)] {
+            let tmp = TempDir()
+            let (array, _) = try makeArray(tmp, level: level, members: members, chunk: 16 * 1024)
+            let g = array.geometry
+            let first = Geometry.leadingStripes, stripes = 40
+            XCTAssertLessThan(UInt64(stripes), array.layout.chunksPerGroup, "one table per member")
+            let f = try array.create("/f", mode: 0o644, exclusive: true, caller: root)
+            let end = Int(g.stripeStart(first + UInt64(stripes)))
+            var initial = SeededBytes(seed: 5)
+            let start = initial.bytes(end)
+            try f.write(start, at: 0)
+            let model = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: end)
+            defer { model.deallocate() }
+            _ = model.initialize(from: start)
+            let failures = Failures()
+            let sb = g.stripeDataBytes
+            together(4) { t in
+                var rng = SeededBytes(seed: UInt64(300 + t))
+                for _ in 0..<400 {
+                    let s = first + UInt64(rng.below(stripes / 2) * 2 + t % 2)
+                    let at = Int(g.stripeStart(s))
+                    do {
+                        if t < 2 {
+                            // A 4 KiB read-modify-write somewhere in the stripe.
+                            let offset = rng.below(sb / 4096) * 4096
+                            let data = rng.bytes(4096)
+                            try f.write(data, at: UInt64(at + offset))
+                            for i in 0..<4096 { model[at + offset + i] = data[i] }
+                        } else {
+                            var got = [UInt8](repeating: 0, count: sb)
+                            _ = try got.withUnsafeMutableBytes { try f.read(into: $0.baseAddress!, count: sb, at: UInt64(at)) }
+                        }
+                    } catch {
+                        failures.add("RAID\(level.rawValue) thread \(t): stripe \(s): \(error)")
+                    }
+                }
+            }
+            XCTAssertEqual(failures.all, [])
+            let errors = (0..<members).map { array.counters($0).checksumErrors }.reduce(0, +)
+            XCTAssertEqual(errors, 0, "RAID\(level.rawValue): checksum errors counted that are not on disk")
+            XCTAssertTrue(try f.readAll() == Array(model), "RAID\(level.rawValue): the file differs from the model")
+            array.release(f)
+            let cold = try array.open("/f")
+            XCTAssertTrue(try cold.readAll() == Array(model), "RAID\(level.rawValue): read cold, the file differs from the model")
+            var problems: [String] = []
+            try cold.checkAll(mode: .check) { s, r in problems.append("stripe \(s): \(r.problems)") }
+            XCTAssertEqual(problems, [])
+            array.release(cold)
+        }
     }
 }
 

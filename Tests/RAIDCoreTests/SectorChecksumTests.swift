@@ -206,6 +206,94 @@ final class SectorChecksumTests: XCTestCase {
         }
     }
 
+    /// An open file verifies reads against the entries it read or wrote
+    /// (EntryCache): rot in an entry on disk behind them does not reach a
+    /// read, and is not repaired by one, but a scrub, which reads the
+    /// tables themselves, finds and rewrites it. Writes keep the cached
+    /// entries true: the file reads back right, cached and cold.
+    func testCachedEntriesServeReadsAndScrubFindsRotBehindThem() throws {
+        for (level, n) in [(RAIDLevel.raid5, 4), (.raid6, 5)] {
+            let tmp = TempDir()
+            var (array, dirs, data) = try filled(tmp, level, n, bytes: leading(level, n) + 3 * array0StripeBytes(level, n))
+            let s = Geometry.leadingStripes + 1
+            let role = try roleOf(array, "/x", stripe: s, chunkIndex: 0)
+            let path = member(dirs, role)
+            let f = try array.open("/x")
+            XCTAssertEqual(try f.readAll(), data)
+            // A write into the stripe after its table is cached.
+            let at = Int(array.geometry.stripeStart(s)) + 4096
+            var rng = SeededBytes(seed: 12)
+            let patch = rng.bytes(4096)
+            try f.write(patch, at: UInt64(at))
+            data.replaceSubrange(at..<at + 4096, with: patch)
+            let entryAt = array.layout.entryOffset(stripe: s, sector: 3)
+            let entry = readMember(path, at: entryAt, count: 8)
+            writeMember(path, [entry[6] ^ 0x10], at: entryAt + 6)
+            XCTAssertEqual(try f.readAll(), data, "RAID\(level.rawValue)")
+            XCTAssertEqual(totalChecksumErrors(array), 0, "RAID\(level.rawValue): the read used the cached entry")
+            XCTAssertNotEqual(readMember(path, at: entryAt, count: 8), entry)
+            var found: [StripeProblem] = []
+            try f.checkAll(mode: .repair) { _, r in found += r.problems }
+            XCTAssertEqual(found.map(\.role), [role], "RAID\(level.rawValue): the scrub finds the rotted entry")
+            XCTAssertEqual(readMember(path, at: entryAt, count: 8), entry, "RAID\(level.rawValue): and rewrites it")
+            XCTAssertEqual(try f.readAll(), data)
+            array.release(f)
+            let cold = try array.open("/x")
+            XCTAssertEqual(try cold.readAll(), data, "RAID\(level.rawValue): read cold")
+            XCTAssertEqual(totalChecksumErrors(array), 1, "RAID\(level.rawValue): only the scrub's")
+            array.release(cold)
+        }
+    }
+
+    /// The cache's own rules, step by step: a table read before a write
+    /// to its file is not kept (the write may have changed an entry of it
+    /// after the read); one read with no write since is, and a write then
+    /// updates it; another file's write changes nothing; a failed write or
+    /// `invalidate` drops what is held; another member file (a replacement)
+    /// or another generation finds nothing.
+    func testEntryCacheKeepsOnlyWhatNoWriteOvertook() throws {
+        let tmp = TempDir()
+        let (array, _, _) = try filled(tmp, .raid5, 4, bytes: leading(.raid5, 4) + 2 * array0StripeBytes(.raid5, 4))
+        let f = try array.open("/x")
+        defer { array.release(f) }
+        let file = try XCTUnwrap(f.files[0]), otherFile = try XCTUnwrap(f.files[1])
+        let cache = EntryCache(tableEntries: 8, budget: EntryCacheBudget(bytes: 1 << 20, tableBytes: 64))
+        var table: [UInt64] = (0..<8).map { 100 + $0 }
+        var got: [UInt64] = [0, 0]
+        func lookup(_ f: MemberFile = file, generation: UInt32 = 1) -> UInt64? {
+            got.withUnsafeMutableBufferPointer { cache.lookup(f, generation: generation, table: 3, index: 2, count: 2, into: $0.baseAddress!) }
+        }
+        func install(_ stamp: UInt64) { table.withUnsafeBufferPointer { cache.install(file, generation: 1, table: 3, $0.baseAddress!, stamp: stamp) } }
+        func write(_ f: MemberFile, _ values: [UInt64]?) {
+            if let values {
+                values.withUnsafeBytes { cache.wrote(f, table: 3, index: 2, count: 2, $0.baseAddress!) }
+            } else {
+                cache.wrote(f, table: 3, index: 2, count: 2, nil)
+            }
+        }
+        let early = try XCTUnwrap(lookup())
+        write(file, [7, 8])
+        install(early)
+        XCTAssertNotNil(lookup(), "a table read before a write is not kept")
+        install(try XCTUnwrap(lookup()))
+        XCTAssertNil(lookup())
+        XCTAssertEqual(got, [102, 103])
+        write(file, [7, 8])
+        XCTAssertNil(lookup())
+        XCTAssertEqual(got, [7, 8], "a write updates the table held")
+        write(otherFile, [9, 9])
+        XCTAssertNil(lookup())
+        XCTAssertEqual(got, [7, 8], "another file's write leaves it")
+        XCTAssertNotNil(lookup(otherFile), "another file finds nothing")
+        XCTAssertNotNil(lookup(generation: 2), "another generation finds nothing")
+        write(file, nil)
+        XCTAssertNotNil(lookup(), "a failed write drops the table")
+        install(try XCTUnwrap(lookup()))
+        XCTAssertNil(lookup())
+        cache.invalidate()
+        XCTAssertNotNil(lookup(), "invalidate drops it")
+    }
+
     /// The seeded workload of ArrayFileTests with chunks of 16 sectors:
     /// sub-chunk reads and read-modify-writes agree with the model, and the
     /// array's parity and checksums with each other.

@@ -87,6 +87,8 @@ public final class RAIDArray: @unchecked Sendable {
     let zeroSectorCRC: UInt32
     /// A read-only all-zero buffer of one stripe's data.
     let zeroStripe: AlignedBuffer
+    /// What the open files' checksum table caches may hold (EntryCache).
+    let entryCacheBudget: EntryCacheBudget
     let workspaces: Pool<StripeWorkspace>
     let namespace: NamespaceState
     /// Set once in init (they need `self`).
@@ -144,6 +146,7 @@ public final class RAIDArray: @unchecked Sendable {
         userIOStamp = .allocate(capacity: 1)
         userIOStamp.initialize(to: 0)
         zeroStripe = AlignedBuffer(count: geometry.stripeDataBytes)
+        entryCacheBudget = EntryCacheBudget(bytes: 32 << 20, tableBytes: Int(layout.tableBytes))
         zeroSectorCRC = crc32c(zeroStripe.pointer, count: MemberFileLayout.sectorBytes)
         let g = geometry
         workspaces = Pool(keepMax: 16) { StripeWorkspace(geometry: g) }

@@ -81,6 +81,7 @@ extension ArrayFile {
                         }
                         try f.write(from: array.zeroStripe.pointer, count: entryBytes, at: entryFrom)
                     }
+                    entryCaches[role].invalidate()
                     if let error { array.noteWriteError(role: role, error) }
                 }
                 s = groupEnd

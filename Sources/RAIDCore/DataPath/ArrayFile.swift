@@ -13,6 +13,8 @@ public final class ArrayFile: @unchecked Sendable {
     var files: [MemberFile?]
     /// The role generation each file was opened under (see Membership.generations).
     var fileGenerations: [UInt32]
+    /// Checksum tables read or written through each role's member file.
+    let entryCaches: [EntryCache]
     /// Files on replacement members (raidctl replace), by role.
     var shadowFiles: [MemberFile?]
     var shadowFileGenerations: [UInt32]
@@ -40,6 +42,9 @@ public final class ArrayFile: @unchecked Sendable {
         self.rowShift = fileId % UInt64(array.geometry.memberCount)
         self.files = files
         self.fileGenerations = generations
+        self.entryCaches = files.indices.map { _ in
+            EntryCache(tableEntries: Int(array.layout.tableBytes / MemberFileLayout.entryBytes), budget: array.entryCacheBudget)
+        }
         self.shadowFiles = Array(repeating: nil, count: files.count)
         self.shadowFileGenerations = Array(repeating: 0, count: files.count)
         self.size = size
@@ -329,6 +334,7 @@ public final class ArrayFile: @unchecked Sendable {
     /// two, a sector past the end still holds what its entry describes or
     /// reads as damaged, never as data.
     func cutToSizeLocked(_ f: MemberFile, role: Int) throws {
+        defer { entryCaches[role].invalidate() }
         let layout = array.layout
         let count = stripeCount
         let lead = Geometry.leadingStripes

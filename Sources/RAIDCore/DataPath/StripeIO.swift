@@ -11,17 +11,19 @@ extension ArrayFile {
 
     /// Reads bytes `range` (4 KiB aligned; default the whole chunk) of the
     /// chunk of `stripe` held by `role` into the same offsets of `buffer`,
-    /// and verifies each 4 KiB sector against its entry. False when the
+    /// and verifies each 4 KiB sector against its entry, as cached
+    /// (EntryCache) or, `fromDisk`, as the member holds it. False when the
     /// member is not usable, the read fails or a checksum disagrees.
     @inline(__always)
-    func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil) -> Bool {
+    func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil,
+                   fromDisk: Bool = false) -> Bool {
         guard let f = usable(role) else { return false }
         let r = range ?? 0..<array.geometry.chunkBytes(stripe)
         let ok: Bool
         do {
             try f.readFull(into: buffer + r.lowerBound, count: r.count,
                            at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
-            ok = try sectorsMatch(f, stripe: stripe, buffer, r)
+            ok = try sectorsMatch(f, stripe: stripe, buffer, r, cachedFor: fromDisk ? nil : role)
         } catch {
             array.noteReadError(role: role, error)
             return false
@@ -35,9 +37,11 @@ extension ArrayFile {
 
     /// Whether every sector of `buffer` over `r` (chunk offsets, 4 KiB
     /// aligned) matches its stored entry in `f`; a damaged entry does not.
+    /// `role`: f is that role's file, and its entries may come from its cache.
     @inline(__always)
-    func sectorsMatch(_ f: MemberFile, stripe: UInt64, _ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>) throws -> Bool {
-        try storedCRCs(f, stripe: stripe, r) { i, want in
+    func sectorsMatch(_ f: MemberFile, stripe: UInt64, _ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
+                      cachedFor role: Int? = nil) throws -> Bool {
+        try storedCRCs(f, stripe: stripe, r, cachedFor: role) { i, want in
             want != nil && sectorCRC(buffer, r, i) == want!
         }
     }
@@ -46,8 +50,9 @@ extension ArrayFile {
     /// the CRC the sector must have (nil: its entry is damaged), until
     /// `body` returns false; true if it never did.
     @inline(__always)
-    func storedCRCs(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, _ body: (Int, UInt32?) -> Bool) throws -> Bool {
-        try storedEntries(f, stripe: stripe, r) { i, entry in
+    func storedCRCs(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, cachedFor role: Int? = nil,
+                    _ body: (Int, UInt32?) -> Bool) throws -> Bool {
+        try storedEntries(f, stripe: stripe, r, cachedFor: role) { i, entry in
             body(i, SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC))
         }
     }
@@ -56,13 +61,36 @@ extension ArrayFile {
     /// crash resync must tell a poisoned sector from a torn one), until
     /// `body` returns false; true if it never did.
     @inline(__always)
-    func storedEntries(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, _ body: (Int, UInt64) -> Bool) throws -> Bool {
+    func storedEntries(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, cachedFor role: Int? = nil,
+                       _ body: (Int, UInt64) -> Bool) throws -> Bool {
         let count = sectorCount(r)
         return try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
-            try array.layout.readEntries(f, stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes, count: count,
-                                         into: e.baseAddress!)
+            try readEntries(f, stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes, count: count,
+                            into: e.baseAddress!, cachedFor: role)
             for i in 0..<count where !body(i, UInt64(littleEndian: e[i])) { return false }
             return true
+        }
+    }
+
+    /// `MemberFileLayout.readEntries`, through the cache of `role` (whose
+    /// file `f` is) for a chunk past the leading ones: on a miss the whole
+    /// table is read, and kept.
+    @inline(__always)
+    private func readEntries(_ f: MemberFile, stripe: UInt64, sector: Int, count: Int, into e: UnsafeMutablePointer<UInt64>,
+                             cachedFor role: Int?) throws {
+        let layout = array.layout
+        guard let role, !MemberFileLayout.isLeading(stripe) else {
+            return try layout.readEntries(f, stripe: stripe, sector: sector, count: count, into: e)
+        }
+        let cache = entryCaches[role], generation = fileGenerations[role]
+        let table = layout.table(stripe: stripe), index = layout.tableIndex(stripe: stripe, sector: sector)
+        guard let stamp = cache.lookup(f, generation: generation, table: table, index: index, count: count, into: e) else { return }
+        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: cache.tableEntries) { t in
+            let entries = t.baseAddress!
+            try f.readFull(into: entries, count: cache.tableEntries * Int(MemberFileLayout.entryBytes),
+                           at: layout.tableOffset(stripe: stripe))
+            e.update(from: entries + index, count: count)
+            cache.install(f, generation: generation, table: table, entries, stamp: stamp)
         }
     }
 
@@ -80,7 +108,7 @@ extension ArrayFile {
         let r = range ?? 0..<array.geometry.chunkBytes(stripe)
         if r.isEmpty { return hasPrimary }
         let error = withSectorEntries(buffer, r) { entries, entryBytes in
-            eachTarget(role) { f in try writeSectors(f, stripe: stripe, buffer, r, entries, entryBytes) }
+            eachTarget(role) { f in try writeSectors(f, role: role, stripe: stripe, buffer, r, entries, entryBytes) }
         }
         if let error {
             if let e = array.noteWriteError(role: role, error) { ws.spaceErrno = e }
@@ -97,7 +125,7 @@ extension ArrayFile {
         if r.isEmpty { return }
         do {
             try withSectorEntries(buffer, r) { entries, entryBytes in
-                try writeSectors(s, stripe: stripe, buffer, r, entries, entryBytes)
+                try writeSectors(s, role: role, stripe: stripe, buffer, r, entries, entryBytes)
             }
         } catch {
             array.abandonReplacement(role: role, "\(error)")
@@ -128,12 +156,24 @@ extension ArrayFile {
         }
     }
 
+    /// Writes the sectors and then their entries to `f`, a file of `role`
+    /// (its own or its replacement's), keeping the role's cache true.
     @inline(__always)
-    private func writeSectors(_ f: MemberFile, stripe: UInt64, _ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
+    private func writeSectors(_ f: MemberFile, role: Int, stripe: UInt64, _ buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
                               _ entries: UnsafeRawPointer, _ entryBytes: Int) throws {
-        try f.write(from: buffer + r.lowerBound, count: r.count, at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
-        try array.layout.writeEntries(f, stripe: stripe, sector: r.lowerBound / MemberFileLayout.sectorBytes,
-                                      count: entryBytes / 8, from: entries, owner: owner)
+        let layout = array.layout, sector = r.lowerBound / MemberFileLayout.sectorBytes, count = entryBytes / 8
+        try f.write(from: buffer + r.lowerBound, count: r.count, at: layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
+        guard !MemberFileLayout.isLeading(stripe) else {
+            return try layout.writeEntries(f, stripe: stripe, sector: sector, count: count, from: entries, owner: owner)
+        }
+        let table = layout.table(stripe: stripe), index = layout.tableIndex(stripe: stripe, sector: sector)
+        do {
+            try layout.writeEntries(f, stripe: stripe, sector: sector, count: count, from: entries, owner: owner)
+        } catch {
+            entryCaches[role].wrote(f, table: table, index: index, count: count, nil)
+            throw error
+        }
+        entryCaches[role].wrote(f, table: table, index: index, count: count, entries)
     }
 
     // MARK: read

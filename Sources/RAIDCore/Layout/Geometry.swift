@@ -219,7 +219,19 @@ public struct MemberFileLayout: Sendable, Equatable {
     /// contiguous.
     @inline(__always)
     public func entryOffset(stripe: UInt64, sector: Int = 0) -> UInt64 {
-        tableOffset(stripe: stripe) + ((grouped(stripe) % chunksPerGroup) * sectorsPerChunk + UInt64(sector)) * Self.entryBytes
+        tableOffset(stripe: stripe) + UInt64(tableIndex(stripe: stripe, sector: sector)) * Self.entryBytes
+    }
+
+    /// The table holding the entries of `stripe` (past the leading
+    /// stripes), counted from the first group.
+    @inline(__always)
+    public func table(stripe: UInt64) -> UInt64 { grouped(stripe) / chunksPerGroup }
+
+    /// Where the entry of sector `sector` of the chunk of `stripe` sits
+    /// in its table, in entries.
+    @inline(__always)
+    public func tableIndex(stripe: UInt64, sector: Int) -> Int {
+        Int((grouped(stripe) % chunksPerGroup) * sectorsPerChunk) + sector
     }
 
     @inline(__always)

@@ -84,6 +84,7 @@ extension ArrayFile {
                 if MemberFileLayout.isLeading(stripe) {
                     if limit == 0 { try layout.clearLeadingEntries(f, fileId: fileId, from: stripe) }
                 } else {
+                    defer { entryCaches[role].invalidate() }
                     try clearEntries(f, stripe: stripe, sectors: UInt64(limit) / sector..<layout.sectorsPerChunk, below: length)
                 }
             } catch {
@@ -124,7 +125,7 @@ extension ArrayFile {
             for i in 0..<n {
                 let role = role(stripe: stripe, chunkIndex: i)
                 if usable(role) == nil { missing += 1; continue }
-                if !readChunk(role: role, stripe: stripe, into: ws.chunks[i].bytes) {
+                if !readChunk(role: role, stripe: stripe, into: ws.chunks[i].bytes, fromDisk: true) {
                     bad.append(i)
                     result.problems.append(StripeProblem(kind: .checksum, role: role, chunkIndex: i))
                 }

@@ -602,6 +602,7 @@ extension ArrayFile {
                                                  message: "stripe \(stripe) cannot be rebuilt: \(error)"))
                 guard let f = writable(role) else { continue }
                 _ = try? array.layout.poison(f, stripe: stripe, owner: owner)
+                entryCaches[role].invalidate()
             }
         }
     }
