@@ -97,6 +97,10 @@ public final class Simulation {
     let env: EngineEnvironment
     let crash = SimulatedCrash()
     var array: RAIDArray!
+    /// Files the workload keeps open across operations, as programs keep
+    /// files open: a file's open state (its checksum table cache among it)
+    /// then outlives the writes, truncates, rebuilds and scrubs between.
+    var held: [ArrayFile] = []
     /// Every member that may hold a part of the array (roles, spares; a
     /// failed one until it is replaced), by name.
     var disks: [String: SimulatedMember] = [:]
@@ -275,6 +279,7 @@ public final class Simulation {
             report.divergence = fail("unexpected error: \(error)")
         }
         report.steps = step
+        held = []
         if let a = array { a.shutdown() }
         env.jobs.runUntilIdle()
         return report
@@ -400,6 +405,12 @@ public final class Simulation {
         if options.trace { FileHandle.standardError.write("\(step) \(what)\n".data(using: .utf8)!) }
     }
 
+    /// Closes the files kept open.
+    func letGo() {
+        for af in held { array.release(af) }
+        held = []
+    }
+
     func randomFile() -> String? {
         let f = model.files
         return f.isEmpty ? nil : f[below(f.count)]
@@ -457,7 +468,7 @@ public final class Simulation {
             let af = try array.open(path)
             defer { array.release(af) }
             try af.truncate(to: UInt64(size))
-        case 430..<680:  // read a range
+        case 430..<660:  // read a range
             guard let path = randomFile() else { return }
             let want = model.inodes[model.names[path]!]!.current
             let offset = below(want.count + 1), count = 1 + below(16_384)
@@ -474,11 +485,24 @@ public final class Simulation {
             let expect = Array(want[min(offset, want.count)..<min(offset + count, want.count)])
             if got != expect { throw fail("\(path) at \(offset)+\(count): " + difference(got, expect)) }
             report.mix(String(crc(got)))
+        case 660..<680:  // keep a file open, or close one kept
+            if held.count < 3, let path = randomFile() {
+                note("hold \(path)")
+                do {
+                    held.append(try array.open(path))
+                } catch let e as FSError where e.errno == EIO && mayLose {
+                    report.count("open-eio-beyond-redundancy")
+                }
+            } else if !held.isEmpty {
+                note("let go \(held[0].displayPath)")
+                array.release(held.removeFirst())
+            }
         case 680..<720:  // rename
             guard let from = randomFile() else { return }
             let target = chance(30) ? randomFile() : newName(in: randomDir(), "r")
             guard let to = target, to != from else { return }
             note("rename \(from) \(to)")
+            letGo()   // (no open file loses its last name here)
             touched.formUnion([from, to])
             // Two names of one file: rename(2) does nothing.
             if model.names[to] != model.names[from] {
@@ -489,6 +513,7 @@ public final class Simulation {
         case 720..<750:  // unlink
             guard let path = randomFile() else { return }
             note("unlink \(path)")
+            letGo()
             touched.insert(path)
             model.names[path] = nil
             dropUnnamedInodes()
@@ -539,6 +564,7 @@ public final class Simulation {
             acknowledgeSync(model.names[path]!)
         default:         // clean unmount and mount
             note("remount")
+            letGo()
             array.shutdown()
             env.jobs.runUntilIdle()
             // A crash inside the unmount: nothing is known durable.
@@ -743,7 +769,8 @@ public final class Simulation {
         let after = model
         let what = operation
         // Reap the dead process's jobs: every mutation fails from here, so
-        // nothing they do reaches a member.
+        // nothing they do reaches a member. Its open files go with it.
+        held = []
         array.shutdown()
         env.jobs.runUntilIdle()
         array = nil
