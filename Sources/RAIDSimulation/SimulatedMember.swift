@@ -125,7 +125,10 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         lock.withLock {
             // A file's engine attribute is journaled apart from its data:
             // either may survive without the other.
-            for data in nodes.values.compactMap({ $0.data }) + nodes.values.compactMap({ $0.attribute }) + [intentLog] {
+            // In the names' order, each file once (hard links share a node):
+            // the torn subset is drawn from `rng`, so the order is the run's.
+            let files = filesInNameOrder()
+            for data in files.compactMap({ $0.data }) + files.compactMap({ $0.attribute }) + [intentLog] {
                 var buf = data.durable
                 if tear {
                     for op in data.unsynced {
@@ -173,9 +176,17 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         nodes[path] = n
     }
 
+    /// The names in `path`, sorted: a host lists them in an order of its
+    /// own, and the simulation's must not depend on the process's hashing.
     private func children(_ path: String) -> [String] {
         let prefix = path == "/" ? "/" : path + "/"
-        return nodes.keys.filter { $0 != "/" && $0.hasPrefix(prefix) && !$0.dropFirst(prefix.count).contains("/") }
+        return nodes.keys.filter { $0 != "/" && $0.hasPrefix(prefix) && !$0.dropFirst(prefix.count).contains("/") }.sorted()
+    }
+
+    /// Every node once, in the order of its first name.
+    private func filesInNameOrder() -> [Node] {
+        var seen = Set<ObjectIdentifier>()
+        return nodes.keys.sorted().compactMap { nodes[$0] }.filter { seen.insert(ObjectIdentifier($0)).inserted }
     }
 
     // MARK: Member

@@ -151,6 +151,10 @@ public final class RAIDArray: @unchecked Sendable {
         let g = geometry
         workspaces = Pool(keepMax: 16) { StripeWorkspace(geometry: g) }
         namespace = NamespaceState()
+        // Seeded from the start under the simulation: the repair an
+        // assembly makes (a create cut short, finished with a new id) comes
+        // before anyone could seed it, and a file's id places its stripes.
+        namespace.fileIds = environment.fileIdGenerator()
         intentLog = IntentLog(array: self, enabled: intentLogEnabled && !readOnly)
         let history = activeRoles.first.flatMap { try? member($0)?.readEvents() }.map(EventLog.parse) ?? []
         eventLog = EventLog(logger: logger, history: history, clock: environment.now) { [unowned self] bytes in

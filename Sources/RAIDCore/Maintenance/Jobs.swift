@@ -158,6 +158,15 @@ public final class EngineEnvironment: @unchecked Sendable {
         }
     }
 
+    /// Where new file ids come from: the system's random source, or one
+    /// seeded from the identifiers' sequence (the simulation).
+    func fileIdGenerator() -> any RandomNumberGenerator {
+        lock.withLock { () -> any RandomNumberGenerator in
+            guard ids != nil else { return SystemRandomNumberGenerator() }
+            return SeededGenerator(seed: ids!.next())
+        }
+    }
+
     /// A new lower-case UUID string.
     public func newUUID() -> String {
         lock.withLock { () -> String in
