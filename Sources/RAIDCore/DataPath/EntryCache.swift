@@ -31,8 +31,11 @@ final class EntryCache: @unchecked Sendable {
     /// held, so that its identity cannot be reused by another.
     private var file: MemberFile?
     private var generation: UInt32 = 0
-    private var tags = [UInt64](repeating: .max, count: EntryCache.slots)
-    private var pages = [UnsafeMutablePointer<UInt64>?](repeating: nil, count: EntryCache.slots)
+    /// The table each slot holds (.max: none) and its entries; empty until
+    /// the first table is kept (most open files are small: their entries
+    /// are all in the attribute).
+    private var tags: [UInt64] = []
+    private var pages: [UnsafeMutablePointer<UInt64>?] = []
     /// Moves with every write of entries to the file (see the type's notes).
     private var writes: UInt64 = 0
 
@@ -58,7 +61,7 @@ final class EntryCache: @unchecked Sendable {
                 into e: UnsafeMutablePointer<UInt64>) -> UInt64? {
         lock.withLock {
             let slot = Int(table % UInt64(Self.slots))
-            guard file === f, generation == g, tags[slot] == table, let page = pages[slot] else { return writes }
+            guard file === f, generation == g, !tags.isEmpty, tags[slot] == table, let page = pages[slot] else { return writes }
             e.update(from: page + index, count: count)
             return nil
         }
@@ -69,10 +72,14 @@ final class EntryCache: @unchecked Sendable {
     func install(_ f: MemberFile, generation g: UInt32, table: UInt64, _ entries: UnsafePointer<UInt64>, stamp: UInt64) {
         lock.withLock {
             guard writes == stamp else { return }
+            if tags.isEmpty {
+                tags = Array(repeating: .max, count: Self.slots)
+                pages = Array(repeating: nil, count: Self.slots)
+            }
             if file !== f || generation != g {
                 file = f
                 generation = g
-                for i in 0..<Self.slots { tags[i] = .max }
+                for i in tags.indices { tags[i] = .max }
             }
             let slot = Int(table % UInt64(Self.slots))
             if pages[slot] == nil {
@@ -90,7 +97,7 @@ final class EntryCache: @unchecked Sendable {
     func wrote(_ f: MemberFile, table: UInt64, index: Int, count: Int, _ e: UnsafeRawPointer?) {
         lock.withLock {
             writes &+= 1
-            guard file === f else { return }
+            guard file === f, !tags.isEmpty else { return }
             let slot = Int(table % UInt64(Self.slots))
             guard tags[slot] == table, let page = pages[slot] else { return }
             if let e {
@@ -106,7 +113,7 @@ final class EntryCache: @unchecked Sendable {
     func invalidate() {
         lock.withLock {
             writes &+= 1
-            for i in 0..<Self.slots { tags[i] = .max }
+            for i in tags.indices { tags[i] = .max }
         }
     }
 }
