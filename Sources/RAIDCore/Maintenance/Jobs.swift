@@ -158,12 +158,14 @@ public final class EngineEnvironment: @unchecked Sendable {
         }
     }
 
-    /// Where new file ids come from: the system's random source, or one
-    /// seeded from the identifiers' sequence (the simulation).
+    /// Where new file ids come from: the system's random source, or a
+    /// seeded one (the simulation), independent of the identifiers' own
+    /// stream, from which the simulation seeds generators too (two files
+    /// were given one id while they were the same stream).
     func fileIdGenerator() -> any RandomNumberGenerator {
         lock.withLock { () -> any RandomNumberGenerator in
             guard ids != nil else { return SystemRandomNumberGenerator() }
-            return SeededGenerator(seed: ids!.next())
+            return SeededGenerator.independent(of: ids!.next())
         }
     }
 

@@ -461,7 +461,7 @@ extension RAIDArray {
 
     /// New files get ids from `seed`'s sequence (the simulation's replay).
     public func seedFileIds(_ seed: UInt64) {
-        namespace.lock.withLock { namespace.fileIds = SeededGenerator(seed: seed) }
+        namespace.lock.withLock { namespace.fileIds = SeededGenerator.independent(of: seed) }
     }
 
     func openLocked(_ path: String, byRebuild: Bool = false) throws -> ArrayFile {
