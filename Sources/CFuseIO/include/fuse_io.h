@@ -1,7 +1,7 @@
 // The daemon's reads and writes of /dev/fuse (libfuse's custom I/O hooks):
 // they pass every request and reply through unchanged but for two things
 // libfuse 3.14 does not do. It cannot negotiate FUSE_HANDLE_KILLPRIV_V2
-// (libfuse 3.16 can), so the INIT reply gets it here when the kernel offers
+// (libfuse 3.17 can), so the INIT reply gets it here when the kernel offers
 // it; and it does not hand the request's "kill suid/sgid" bit of a WRITE,
 // OPEN or CREATE to the filesystem, so it is kept here for the thread that
 // serves the request.
