@@ -118,8 +118,9 @@ final class EntryCache: @unchecked Sendable {
     }
 }
 
-/// How many cached tables an array holds at most, over every open file:
-/// 32 MiB of 4 KiB tables, which cover 16 GiB of each member's chunks.
+/// How many cached tables an array holds at most, over every open file
+/// and member: 32 MiB, 8,192 tables of 4 KiB, the entries of 16 GiB of
+/// 128 KiB chunks.
 // @unchecked Sendable: `held` changes only under `lock`.
 final class EntryCacheBudget: @unchecked Sendable {
     private let lock = Mutex()
