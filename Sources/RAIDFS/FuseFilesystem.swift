@@ -526,11 +526,12 @@ func makeOperations() -> fuse_lowlevel_ops {
         named(req) {
             let p = try child(parent, name, creating: true)
             let flags = fi!.pointee.flags
-            let af = try mounted.array.create(p, mode: mode, exclusive: flags & O_EXCL != 0, caller: caller(req))
+            let (af, existed) = try mounted.array.createOrOpen(p, mode: mode, exclusive: flags & O_EXCL != 0, caller: caller(req))
+            let truncating = existed && flags & O_TRUNC != 0
             do {
-                if flags & O_TRUNC != 0 { try af.truncate(to: 0) }
+                if truncating { try af.truncate(to: 0, opening: true) }
                 var e = entry(parent, str(name), try af.attributes())
-                if flags & O_TRUNC != 0 {
+                if truncating {
                     try dropPrivilegesLocked(e.ino, setid: requestDropsSetid())
                     e.attr = try af.attributes()
                 }
@@ -556,7 +557,7 @@ func makeOperations() -> fuse_lowlevel_ops {
             // filesystems (the kernel has checked write permission).
             if fi!.pointee.flags & O_TRUNC != 0 {
                 do {
-                    try af.truncate(to: 0)
+                    try af.truncate(to: 0, opening: true)
                     if try dropPrivilegesLocked(ino, setid: requestDropsSetid()) { invalidateAttributes(ino) }
                 } catch { mounted.array.release(af); throw error }
             }

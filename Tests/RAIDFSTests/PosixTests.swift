@@ -396,6 +396,81 @@ final class PosixTests: XCTestCase {
     }
 }
 
+/// What make, rsync's quick check and backup tools rely on: every append,
+/// every size change and every open with O_TRUNC moves mtime and ctime, on
+/// files whose chunks land on any member (the member getattr reads holds
+/// the size only in an attribute, which moves ctime alone); and a write
+/// right after a stat moves mtime exactly when the host's does.
+final class TimestampTests: XCTestCase {
+    private func ns(_ t: timespec) -> Int { t.tv_sec * 1_000_000_000 + t.tv_nsec }
+
+    private func times(_ p: String) -> (mtime: Int, ctime: Int) {
+        var st = stat()
+        XCTAssertEqual(stat(p, &st), 0, p)
+        return (ns(st.st_mtim), ns(st.st_ctim))
+    }
+
+    private func checkChangesMoveTimes(level: Int, members: Int) throws {
+        let a = try ScratchArray(level: level, members: members, chunk: "16K")
+        try a.mount()
+        // Files of different ids start their stripes on different members.
+        for i in 0..<8 {
+            let p = a.path("f\(i)")
+            try writeFile(p, randomBytes(100 + i * 5_000, seed: UInt64(i + 1)))
+            func changes(_ what: String, _ change: () -> Void) {
+                let before = times(p)
+                usleep(15_000)   // past the host clock's tick
+                change()
+                let after = times(p)
+                XCTAssertGreaterThan(after.mtime, before.mtime, "RAID \(level) f\(i): \(what) moves mtime")
+                XCTAssertGreaterThan(after.ctime, before.ctime, "RAID \(level) f\(i): \(what) moves ctime")
+            }
+            changes("an append") {
+                let fd = open(p, O_WRONLY | O_APPEND)
+                XCTAssertEqual(write(fd, "tail", 4), 4)
+                close(fd)
+            }
+            changes("open(O_TRUNC) of a file with data") { close(open(p, O_WRONLY | O_TRUNC)) }
+            changes("open(O_TRUNC) of an empty file") { close(open(p, O_WRONLY | O_TRUNC)) }
+            changes("truncate(2) growing it") { XCTAssertEqual(truncate(p, 300_000), 0) }
+            changes("ftruncate shrinking it") {
+                let fd = open(p, O_WRONLY)
+                XCTAssertEqual(ftruncate(fd, 1000), 0)
+                close(fd)
+            }
+            changes("an extending write through an open handle") {
+                let fd = open(p, O_WRONLY)
+                XCTAssertEqual(pwrite(fd, "x", 1, 40_000), 1)
+                close(fd)
+            }
+        }
+        // Within one tick of the clock: a write after a stat. The member
+        // filesystem's own answer (multigrain timestamps give a later one)
+        // is what raidfs must give.
+        let plain = a.root + "/plain"
+        try writeFile(plain, Data("x".utf8))
+        var hostMoved = 0, arrayMoved = 0
+        let fdPlain = open(plain, O_WRONLY), fdArray = open(a.path("f0"), O_WRONLY)
+        defer { close(fdPlain); close(fdArray) }
+        for _ in 0..<20 {
+            XCTAssertEqual(pwrite(fdPlain, "a", 1, 0), 1)
+            XCTAssertEqual(pwrite(fdArray, "a", 1, 0), 1)
+            let h0 = times(plain).mtime, a0 = times(a.path("f0")).mtime
+            XCTAssertEqual(pwrite(fdPlain, "b", 1, 0), 1)
+            XCTAssertEqual(pwrite(fdArray, "b", 1, 0), 1)
+            if times(plain).mtime > h0 { hostMoved += 1 }
+            if times(a.path("f0")).mtime > a0 { arrayMoved += 1 }
+        }
+        if hostMoved >= 18 {
+            XCTAssertGreaterThanOrEqual(arrayMoved, 18, "a write after a stat moves mtime, as on the host (\(hostMoved) of 20)")
+        }
+    }
+
+    func testRaid5ChangesMoveMtimeAndCtime() throws { try checkChangesMoveTimes(level: 5, members: 4) }
+
+    func testRaid6ChangesMoveMtimeAndCtime() throws { try checkChangesMoveTimes(level: 6, members: 6) }
+}
+
 /// A mounted array other users may use (allow_other, a sticky world-
 /// writable root), for tests that act as `nobody` (skipped unless root
 /// with setpriv).

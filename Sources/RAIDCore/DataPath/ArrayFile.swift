@@ -74,15 +74,19 @@ public final class ArrayFile: @unchecked Sendable {
     /// Opened again, or written: the next read marks the file accessed.
     func expectAccess() { accessLock.withLock { accessPending = true } }
 
-    /// The coarse clock's tick at which a write last set the times file's
-    /// mtime, and that file; guarded by `accessLock`. Writes within the
-    /// same tick leave it: the host would stamp them with the same time.
+    /// The coarse clock's tick at which a change last set the times file's
+    /// mtime, and that file; guarded by `accessLock`. A change within the
+    /// same tick leaves it, as long as nobody has read the times since:
+    /// the host would have stamped it with the same time. Once they are
+    /// read (`timesObserved`), the next change sets them again, as the
+    /// host's multigrain timestamps do, so a stat after a change never
+    /// shows the stamp a stat before it showed.
     /// (The file is held, so that its identity cannot pass to another.)
     private var modifiedMark: (tick: Int64, file: MemberFile?) = (0, nil)
 
-    /// A write within the size: whether the times file `f` must be marked
-    /// modified at `tick` (not if a write already did in this tick), and
-    /// the next read marks the file accessed.
+    /// A change: whether the times file `f` must be marked modified at
+    /// `tick` (not if a change already did in this tick, unseen since),
+    /// and the next read marks the file accessed.
     func takeModification(_ f: MemberFile, tick: Int64) -> Bool {
         accessLock.withLock {
             accessPending = true
@@ -95,9 +99,12 @@ public final class ArrayFile: @unchecked Sendable {
         accessLock.withLock { modifiedMark = (tick, f) }
     }
 
-    /// The file's times were set explicitly (utimens): the next write sets
-    /// mtime again, whatever the tick.
+    /// The file's times were set explicitly (utimens) or read (a getattr):
+    /// the next change sets mtime again, whatever the tick.
     public func timesSet() { accessLock.withLock { modifiedMark = (0, nil) } }
+
+    /// The file's times were read (getattr): see `modifiedMark`.
+    func timesObserved() { timesSet() }
 
     /// True once per expectAccess(): whether this read should mark it.
     func takeAccess() -> Bool {
@@ -237,11 +244,23 @@ public final class ArrayFile: @unchecked Sendable {
     /// Sets the logical size. Shrinking zeroes the tail of the last stripe
     /// kept (so parity covers zeros past EOF, an invariant the write path
     /// relies on) and drops whole stripes from the member files.
-    public func truncate(to newSize: UInt64) throws {
+    ///
+    /// A change of size moves mtime and ctime, as on ext4; `opening`
+    /// (open with O_TRUNC) moves them even when the size stays, as Linux
+    /// does for O_TRUNC and ftruncate (the kernel asks for the latter's in
+    /// the same setattr).
+    public func truncate(to newSize: UInt64, opening: Bool = false) throws {
         guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
         try lock.withWriteLock {
             let oldSize = size
-            if newSize == oldSize { return }
+            if newSize == oldSize {
+                if opening { markModifiedLocked() }
+                return
+            }
+            // Set after the size and the member files have changed, so the
+            // stamp is not older than the change (an in-file header's write
+            // moved the times file's mtime already).
+            defer { markModifiedLocked(timesMoved: array.layout.metadataInFile) }
             // In the intent log like a write: a crash can leave the members'
             // headers (and, shrinking, their lengths) disagreeing, which the
             // resync's open settles; unlogged, a stat and a read could then
@@ -389,6 +408,7 @@ extension ArrayFile {
             guard let f = usable(role) else { continue }
             do {
                 var st = try f.status()
+                timesObserved()
                 let s = size
                 st.st_size = off_t(s)
                 st.st_blocks = blkcnt_t((s + 511) / 512)

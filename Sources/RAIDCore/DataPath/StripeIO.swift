@@ -378,16 +378,19 @@ extension ArrayFile {
                 size = end
                 try writeHeadersLocked()
             }
-            markModifiedLocked(timesMoved: extended)
+            // An in-file header's write moved every member file's mtime; an
+            // attribute's moves only ctime.
+            markModifiedLocked(timesMoved: extended && array.layout.metadataInFile)
         } }
     }
 
     /// A write marks the file modified, and the next read accessed. Times
     /// are read from the lowest active role's member file, which a write
-    /// within the size may not touch (its chunks and parity lie on other
-    /// members): set them there, unless every member's header was just
-    /// written (`timesMoved`).
-    /// Within one tick of the host's clock it is set once (`takeModification`).
+    /// may not touch (its chunks and parity lie on other members, and a
+    /// size in an attribute moves only ctime): set them there, unless
+    /// every member's in-file header was just written (`timesMoved`).
+    /// Within one tick of the host's clock, unseen, it is set once
+    /// (`takeModification`).
     func markModifiedLocked(timesMoved: Bool = false) {
         guard !timesMoved, let (role, f) = timesFile() else { return expectAccess() }
         let tick = array.environment.coarseTick()

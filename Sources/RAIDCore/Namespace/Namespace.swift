@@ -151,6 +151,7 @@ extension RAIDArray {
     func logicalSize(_ path: String) throws -> (size: UInt64, fileId: UInt64) {
         let header = try readHeader(path)
         if let af = namespace.lock.withLock({ namespace.openFiles[header.fileId] }) {
+            af.timesObserved()   // (a stat by path reads the times too)
             return (af.currentSize(), header.fileId)
         }
         return (header.size, header.fileId)
@@ -417,6 +418,12 @@ extension RAIDArray {
 
     /// Creates a regular file (or opens it when it exists and `exclusive` is false).
     public func create(_ path: String, mode: mode_t, exclusive: Bool, caller: Caller) throws -> ArrayFile {
+        try createOrOpen(path, mode: mode, exclusive: exclusive, caller: caller).file
+    }
+
+    /// `create`, saying whether the file existed (O_TRUNC truncates only
+    /// a file that did, as on Linux).
+    public func createOrOpen(_ path: String, mode: mode_t, exclusive: Bool, caller: Caller) throws -> (file: ArrayFile, existed: Bool) {
         try namespace.lock.withLock {
             let exists: Bool
             do {
@@ -436,7 +443,7 @@ extension RAIDArray {
                     try chownIfRoot(m, path, caller)
                 }
             }
-            return try openLocked(path)
+            return (try openLocked(path), exists)
         }
     }
 
