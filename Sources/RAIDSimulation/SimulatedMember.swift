@@ -240,7 +240,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         try lock.withLock {
             let n = try node(path, "lstat")
             var st = n.st
-            if let d = n.data { st.st_size = off_t(d.current.count) }
+            if let d = n.data { st.st_size = off_t(d.current.count); st.st_blocks = blkcnt_t((d.current.count + 511) / 512) }
             if let t = n.target { st.st_size = off_t(t.utf8.count) }
             return st
         }
@@ -531,6 +531,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         try lock.withLock {
             var st = node.st
             st.st_size = off_t(node.data?.current.count ?? 0)
+            st.st_blocks = blkcnt_t((st.st_size + 511) / 512)   // (no holes)
             return st
         }
     }

@@ -471,6 +471,54 @@ final class TimestampTests: XCTestCase {
     func testRaid6ChangesMoveMtimeAndCtime() throws { try checkChangesMoveTimes(level: 6, members: 6) }
 }
 
+/// st_blocks, which du, cp --sparse and tar -S read to find holes: what
+/// the file holds, not its size.
+final class BlockCountTests: XCTestCase {
+    private func blocks(_ p: String) -> Int {
+        var st = stat()
+        XCTAssertEqual(stat(p, &st), 0, p)
+        return Int(st.st_blocks)
+    }
+
+    private func check(level: Int, members: Int) throws {
+        let a = try ScratchArray(level: level, members: members)
+        try a.mount()
+        let sparse = a.path("sparse"), dense = a.path("dense"), small = a.path("small")
+        let fd = open(sparse, O_CREAT | O_RDWR, 0o644)
+        XCTAssertEqual(ftruncate(fd, 10 << 30), 0)
+        var st = stat()
+        XCTAssertEqual(fstat(fd, &st), 0)
+        XCTAssertLessThanOrEqual(st.st_blocks, 64, "RAID \(level): a 10 GiB hole holds nothing")
+        let mib = [UInt8](randomBytes(1 << 20, seed: 3))
+        XCTAssertEqual(pwrite(fd, mib, mib.count, 5 << 30), mib.count)
+        XCTAssertEqual(fstat(fd, &st), 0)
+        let written = (1 << 20) / 512
+        XCTAssertGreaterThanOrEqual(st.st_blocks, written * 9 / 10, "RAID \(level): 1 MiB written (open)")
+        XCTAssertLessThanOrEqual(st.st_blocks, written * 3 / 2, "RAID \(level): 1 MiB written (open)")
+        close(fd)
+        try writeFile(dense, randomBytes(5_000_000, seed: 4))
+        try writeFile(small, Data("tiny".utf8))
+        for pass in ["mounted", "remounted"] {
+            let b = blocks(sparse)
+            XCTAssertGreaterThanOrEqual(b, written * 9 / 10, "RAID \(level) \(pass): 1 MiB written")
+            XCTAssertLessThanOrEqual(b, written * 3 / 2, "RAID \(level) \(pass): 1 MiB written")
+            XCTAssertEqual(blocks(dense), (5_000_000 + 4095) / 4096 * 8, "RAID \(level) \(pass): a dense file, its size in 4 KiB blocks")
+            XCTAssertEqual(blocks(small), 8, "RAID \(level) \(pass): a 4-byte file, one block")
+            let du = try runTool("/usr/bin/du", ["-k", sparse])
+            let kib = Int(du.stdout.split(separator: "\t").first ?? "") ?? -1
+            XCTAssertTrue((900...1600).contains(kib), "RAID \(level) \(pass): du of the sparse file says \(kib) KiB")
+            a.unmount()
+            if pass == "mounted" { try a.mount() }
+        }
+    }
+
+    func testRaid5BlocksCountWrittenData() throws { try check(level: 5, members: 4) }
+
+    func testRaid6BlocksCountWrittenData() throws { try check(level: 6, members: 6) }
+
+    func testRaid1BlocksCountWrittenData() throws { try check(level: 1, members: 2) }
+}
+
 /// A mounted array other users may use (allow_other, a sticky world-
 /// writable root), for tests that act as `nobody` (skipped unless root
 /// with setpriv).

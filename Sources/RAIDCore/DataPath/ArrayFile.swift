@@ -411,7 +411,8 @@ extension ArrayFile {
                 timesObserved()
                 let s = size
                 st.st_size = off_t(s)
-                st.st_blocks = blkcnt_t((s + 511) / 512)
+                st.st_blocks = blkcnt_t(array.geometry.estimatedBlocks(size: s, rowShift: rowShift, role: role,
+                                                                       memberBlocks: Int64(st.st_blocks)))
                 st.st_blksize = blksize_t(array.geometry.stripeDataBytes)
                 st.st_ino = ino_t(fileId)
                 // The orphan area's name is not one of the file's links.

@@ -142,6 +142,27 @@ public struct Geometry: Sendable, Equatable {
         return min(c, (max(0, stripeExtent - j * c) + sector - 1) / sector * sector)
     }
 
+    /// The 512-byte blocks a file of `size` bytes reports (`st_blocks`),
+    /// from `memberBlocks`, what the member file of `role` occupies on its
+    /// host (the file's stripes start on md's row `rowShift`). Each member
+    /// holds one chunk of every stripe, so the fraction of its share that
+    /// the host has allocated is the fraction of the file's data that is
+    /// written: a sparse file reports about what was written, a dense one
+    /// its size in 4 KiB blocks (as ext4), capped there. A member that
+    /// holds none of a small file's bytes tells nothing: the size counts.
+    public func estimatedBlocks(size: UInt64, rowShift: UInt64, role: Int, memberBlocks: Int64) -> Int64 {
+        let whole = Int64((size / 4096 + (size % 4096 == 0 ? 0 : 1)) * 8)
+        let stripes = stripeCount(size: size)
+        guard stripes > 0 else { return 0 }
+        let last = stripes - 1
+        let extent = chunkExtent(stripe: last, stripeExtent: Int(size - stripeStart(last)),
+                                 chunkIndex: chunkIndex(stripe: last &+ rowShift, member: role))
+        let share = stripeStart(last) / UInt64(dataChunkCount) + UInt64(extent)
+        guard share > 0 else { return whole }
+        let fraction = min(1, Double(max(0, memberBlocks)) * 512 / Double(share))
+        return min(whole, Int64((Double(whole) * fraction).rounded(.up)))
+    }
+
     /// Usable bytes for `memberBytes` of raw space on each member.
     public func usableBytes(memberBytes: UInt64) -> UInt64 {
         memberBytes * UInt64(dataChunkCount)

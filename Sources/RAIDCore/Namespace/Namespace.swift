@@ -34,10 +34,15 @@ public struct Caller: Sendable {
 extension RAIDArray {
     /// Runs a read-only `body` on the first active member still present.
     func onPrimary<T>(_ what: String, _ body: (Member) throws -> T) throws -> T {
+        try onPrimaryRole(what) { try body($1) }
+    }
+
+    /// `onPrimary`, telling `body` the role it asks too.
+    func onPrimaryRole<T>(_ what: String, _ body: (Int, Member) throws -> T) throws -> T {
         for role in activeRoles {
             guard let m = member(role) else { continue }
             do {
-                return try body(m)
+                return try body(role, m)
             } catch let e as FSError {
                 if !m.isPresent() {
                     memberFailed(role: role, reason: "member vanished during \(what) (\(e))")
@@ -134,11 +139,12 @@ extension RAIDArray {
     // MARK: queries
 
     public func getattr(_ path: String) throws -> stat {
-        var st = try onPrimary("getattr \(path)") { try $0.lstat(path) }
+        var (role, st) = try onPrimaryRole("getattr \(path)") { ($0, try $1.lstat(path)) }
         if (st.st_mode & S_IFMT) == S_IFREG {
             let (size, fileId) = try logicalSize(path)
             st.st_size = off_t(size)
-            st.st_blocks = blkcnt_t((size + 511) / 512)
+            st.st_blocks = blkcnt_t(geometry.estimatedBlocks(size: size, rowShift: fileId % UInt64(geometry.memberCount),
+                                                             role: role, memberBlocks: Int64(st.st_blocks)))
             // The file id: the same through every hard link, on every
             // member, across remounts.
             st.st_ino = ino_t(fileId)
