@@ -413,6 +413,8 @@ func makeOperations() -> fuse_lowlevel_ops {
             conn.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE)
         }
         mounted.onInit()
+        // The control socket answers now: a detached daemon's parent exits.
+        raidfs_daemon_ready()
     }
     ops.lookup = { req, parent, name in
         named(req) { try lookupEntry(req, parent, name) }
@@ -743,7 +745,12 @@ public func serve(_ m: MountedArray, fuseArguments: [String]) -> Int32 {
     guard fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0 else { return 1 }
     m.session = se
     defer { fuse_session_unmount(se) }
-    fuse_daemonize(opts.foreground)
+    if opts.foreground != 0 {
+        fuse_daemonize(1)   // (chdir /)
+    } else if raidfs_daemon_detach() != 0 {
+        m.logger.critical("cannot detach the daemon: \(String(cString: strerror(errno)))")
+        return 1
+    }
     let rc: Int32
     if opts.singlethread != 0 {
         rc = fuse_session_loop(se)

@@ -6,6 +6,13 @@ import RAIDControl
 import Glibc
 #endif
 
+/// No daemon answers at a mount point: exit 4 (mdadm --detail's "cannot
+/// get information"), apart from status's 1 (degraded) and 2 (failed).
+struct DaemonUnreachable: Error {
+    static let exitCode: Int32 = 4
+    let message: String
+}
+
 /// A connection to a mounted array's control socket.
 struct ControlClient {
     let mountpoint: String
@@ -31,7 +38,7 @@ struct ControlClient {
         guard rc == 0 else {
             let why = String(cString: strerror(errno))
             close(fd)
-            throw FSError(ENOENT, "\(mp): no raidfs control socket (\(path): \(why)); is a raidfs array mounted there?")
+            throw DaemonUnreachable(message: "\(mp): no raidfs control socket (\(path): \(why)); is a raidfs array mounted there?")
         }
         self.fd = fd
     }
@@ -119,7 +126,7 @@ func render(_ st: ArrayStatus, mountpoint: String) -> String {
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show a mounted array's state (exit 0 clean, 1 degraded or rebuilding, 2 failed).")
+        abstract: "Show a mounted array's state (exit 0 clean, 1 degraded or rebuilding, 2 failed, 4 no daemon answers).")
     @Flag(name: .long, help: "Print JSON.") var json = false
     @Flag(name: .long, help: "Redraw every second until interrupted.") var watch = false
     @Argument(help: "The mount point.") var mountpoint: String

@@ -11,9 +11,13 @@ struct Raidctl: ParsableCommand {
         subcommands: [Create.self, Status.self, Fail.self, Remove.self, Add.self, Replace.self, Scrub.self, Inject.self, Clear.self, Events.self, Monitor.self, Examine.self, Check.self])
 }
 
-/// Exit 64 with a one-line reason for usage errors; 1 with the message for
-/// every other failure.
+/// Exit 64 with a one-line reason for usage errors; 4 when no daemon
+/// answers at the mount point; 1 with the message for every other failure.
 func fail(_ error: Error) -> Never {
+    if let e = error as? DaemonUnreachable {
+        FileHandle.standardError.write(Data("raidctl: \(e.message)\n".utf8))
+        Foundation.exit(DaemonUnreachable.exitCode)
+    }
     if let e = error as? FSError {
         FileHandle.standardError.write(Data("raidctl: \(e.message)\n".utf8))
     } else {

@@ -200,9 +200,12 @@ enum RaidfsCommand {
                 do {
                     try control.start()
                 } catch {
+                    // (Still on the terminal: a detached daemon keeps its
+                    // standard error until it reports ready.)
+                    writeStandardError("raidfs: control socket \(control.path): \(error); raidctl cannot reach this mount\n")
                     logger.error("control socket \(control.path): \(error); raidctl cannot reach this mount")
                 }
-                logger.info("array \(array.arrayUUID) mounted at \(o.mountpoint): RAID \(array.geometry.level.rawValue), \(array.geometry.memberCount) members, \(array.state.rawValue)")
+                logger.info("array \(array.arrayUUID) mounted at \(o.mountpoint): RAID \(array.geometry.level.rawValue), \(array.geometry.memberCount) members, \(array.state.rawValue); ready, control socket \(control.path)")
             } catch {
                 logger.critical("cannot record the array in its superblocks: \(error)")
             }

@@ -46,6 +46,34 @@ func runTool(_ exe: String, _ args: [String], timeoutSeconds: Double = 60) throw
                      stderr: String(decoding: errData, as: UTF8.self))
 }
 
+/// Runs `exe` (in binDir unless absolute) with only standard input,
+/// output and error (both to a file), and waits for it: for a program that
+/// leaves a daemon behind, which would hold open what Foundation's Process
+/// waits on (its pipes and its exit-monitor socket) until the daemon exits.
+func runDetaching(_ exe: String, _ args: [String]) throws -> RunResult {
+    let path = exe.hasPrefix("/") ? exe : binDir + "/" + exe
+    let out = NSTemporaryDirectory() + "raidfs-spawn-\(UUID().uuidString.prefix(8))"
+    defer { unlink(out) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for fd in fds.compactMap({ Int32($0) }) where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+    let argv = ([path] + args).map { strdup($0) } + [nil]
+    defer { for a in argv { free(a) } }
+    var pid = pid_t()
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    guard rc == 0 else { throw FSError(rc, "posix_spawn \(path)") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+    let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return RunResult(status: code, stdout: text, stderr: text)
+}
+
 func isMounted(_ path: String) -> Bool {
     guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
     return mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first.map(String.init) == path }

@@ -5,6 +5,38 @@ import RAIDCore
 /// Real FUSE mounts over temporary directories, driven by plain file
 /// operations.
 final class MountTests: XCTestCase {
+    /// Scripts, fstab units and monitors run `raidfs …; raidctl status …`:
+    /// the detached daemon's parent returns only once the control socket
+    /// answers, so the status right after it never finds no daemon.
+    func testDaemonReturnsOnceItsControlSocketAnswers() throws {
+        let a = try ScratchArray(level: 5, members: 3)
+        func daemons() -> [pid_t] {
+            let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return procs.compactMap { Int32($0) }.filter { pid in
+                guard let c = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) else { return false }
+                let args = c.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                return args.count >= 3 && args[0].hasSuffix("/raidfs") && args[2] == a.mountpoint
+            }
+        }
+        defer {
+            if isMounted(a.mountpoint) { _ = try? runTool("/usr/bin/fusermount3", ["-uz", a.mountpoint]) }
+            for pid in daemons() { kill(pid, SIGKILL) }
+        }
+        for i in 0..<20 {
+            let m = try runDetaching("raidfs", [a.memberSpec, a.mountpoint])
+            XCTAssertEqual(m.status, 0, "round \(i): raidfs: \(m.stderr)")
+            let r = try runTool("raidctl", ["status", a.mountpoint])
+            XCTAssertEqual(r.status, 0, "round \(i): status right after mounting: \(r.stderr)")
+            XCTAssertEqual(try runTool("/usr/bin/fusermount3", ["-u", a.mountpoint]).status, 0)
+            let deadline = Date().addingTimeInterval(20)
+            while !daemons().isEmpty && Date() < deadline { usleep(10_000) }
+            XCTAssertEqual(daemons(), [], "round \(i): the daemon exits after the unmount")
+        }
+        // A daemon that cannot serve makes raidfs fail, not hang.
+        let bad = try runDetaching("raidfs", [a.memberSpec, a.root + "/no-such-dir"])
+        XCTAssertNotEqual(bad.status, 0)
+    }
+
     func testFilesystemOperationsAndRemount() throws {
         let a = try ScratchArray(level: 6, members: 6)
         try a.mount()

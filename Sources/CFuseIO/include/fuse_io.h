@@ -23,4 +23,17 @@ int raidfs_io_killpriv_v2(void);
 /// the kernel asked for set-user-ID and set-group-ID to be dropped (the
 /// caller lacks CAP_FSETID).
 int raidfs_io_request_kills_setid(void);
+
+/// Detaches the daemon as libfuse's fuse_daemonize does (fork, setsid,
+/// chdir /), except that the parent exits only when the child calls
+/// raidfs_daemon_ready (status 0) or dies first (status 1): `raidfs` and
+/// `mount` return once the mount serves and its control socket answers.
+/// The child keeps the caller's standard streams until it is ready, so
+/// what goes wrong before then is still said on the terminal. Returns 0 in
+/// the child, -1 (errno set) if it cannot fork; the parent never returns.
+int raidfs_daemon_detach(void);
+
+/// The detached daemon serves: its standard streams go to /dev/null and
+/// the waiting parent exits 0. Does nothing when not detached, or again.
+void raidfs_daemon_ready(void);
 #endif
