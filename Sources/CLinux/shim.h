@@ -6,13 +6,17 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/xattr.h>
+#include <sys/vfs.h>
+/* The filesystem type (statfs's f_type) of an open file; -1 on error. */
+static inline long raidfs_fs_type(int fd) { struct statfs s; return fstatfs(fd, &s) == 0 ? (long)s.f_type : -1; }
 int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 int fallocate(int fd, int mode, off_t offset, off_t len);
 int syncfs(int fd);
 /* struct ucred (SO_PEERCRED) is only declared under _GNU_SOURCE. */
 struct raidfs_ucred { int pid; unsigned int uid; unsigned int gid; };
-/* O_PATH and O_NOATIME are only defined under _GNU_SOURCE. */
+/* O_PATH, O_NOATIME and O_TMPFILE are only defined under _GNU_SOURCE. */
 static const int RAIDFS_O_PATH = 010000000;
+static const int RAIDFS_O_TMPFILE = 020200000;
 static const int RAIDFS_O_NOATIME = 01000000;
 /* Relaxed atomics for counters read and written from many threads. */
 #include <stdint.h>

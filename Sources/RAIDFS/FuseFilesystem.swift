@@ -594,14 +594,15 @@ func makeOperations() -> fuse_lowlevel_ops {
         serve(req) {
             guard let h = handle(fi), offset >= 0 else { throw FSError(EBADF, "write: no open handle") }
             try dropPrivileges(ino, setid: requestDropsSetid())
-            try h.file.write(from: UnsafeRawPointer(buf!), count: size, at: UInt64(offset))
+            // (Fewer bytes only where the write crosses the largest file.)
+            let written = try h.file.write(from: UnsafeRawPointer(buf!), count: size, at: UInt64(offset))
             if h.direct && mounted.pageCache.directWrite(h.file.fileId) {
-                let rc = fuse_lowlevel_notify_inval_inode(mounted.session, ino, offset, off_t(size))
+                let rc = fuse_lowlevel_notify_inval_inode(mounted.session, ino, offset, off_t(written))
                 if rc != 0 && rc != -ENOENT {
                     mounted.logger.warning("\(h.file.displayPath): dropping the kernel's cached pages after an O_DIRECT write: \(String(cString: strerror(-rc)))")
                 }
             }
-            fuse_reply_write(req, size)
+            fuse_reply_write(req, written)
         }
     }
     ops.flush = { req, _, _ in fuse_reply_err(req, 0) }

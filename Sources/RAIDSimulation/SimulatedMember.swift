@@ -569,6 +569,11 @@ final class SimulatedMemberFile: MemberFile {
     func markModified() throws { try member.markModified(node, path) }
     func markAccessed() throws { try member.markAccessed(node, path) }
     func allocate(at offset: UInt64, length: UInt64) throws {}
+    func nextData(from offset: UInt64) throws -> UInt64? {
+        // (It keeps no holes: everything before the end is data.)
+        offset < UInt64(try status().st_size) ? offset : nil
+    }
+
     func punchHole(at offset: UInt64, length: UInt64) throws {
         // Zeros within the current size; the size stays.
         let size = UInt64(try status().st_size)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import RAIDCore
+import CLinux
 
 /// Bad input gets a one-line error naming the thing and the cause, and
 /// changes nothing on disk.
@@ -68,5 +69,74 @@ final class BadInputTests: XCTestCase {
         try a.mount()
         XCTAssertTrue(a.log().contains("stale"), a.log())
         XCTAssertEqual(try readFile(a.path("f")), randomBytes(50_000, seed: 8))
+    }
+}
+
+/// Sizes near and past the largest file: EFBIG at once with nothing
+/// changed, as ext4 answers; work and memory follow the bytes written,
+/// not the size (the POSIX suite's truncate/12.t asks for a petabyte).
+final class HugeSizeTests: XCTestCase {
+    private func rssKiB(_ pid: pid_t) -> Int {
+        let s = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = s.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+    }
+
+    private func size(_ p: String) -> Int64 {
+        var st = stat()
+        XCTAssertEqual(stat(p, &st), 0)
+        return Int64(st.st_size)
+    }
+
+    func testSizesPastTheLargestFileGetEFBIGAndHugeOnesCostNothing() throws {
+        let a = try ScratchArray(level: 5, members: 4)
+        try a.mount()
+        let pid = a.daemon!.processIdentifier
+        let f = a.path("f")
+        let mib = [UInt8](randomBytes(1 << 20, seed: 5))
+        try writeFile(f, Data(mib))
+        // The members' host (ext4 here, 16 TiB a file) bounds the largest
+        // file: find it through the mount.
+        var lo: Int64 = 0, hi = Int64.max
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2 + 1
+            if truncate(f, off_t(mid)) == 0 { lo = mid } else { XCTAssertEqual(errno, EFBIG); hi = mid - 1 }
+        }
+        let largest = lo
+        XCTAssertGreaterThanOrEqual(largest, 1 << 40, "the largest file is at least a TiB")
+        XCTAssertEqual(truncate(f, off_t(999_999_999_999_999 > largest ? 999_999_999_999_999 : Int64.max)), -1)
+        XCTAssertEqual(errno, EFBIG)
+        XCTAssertEqual(size(f), largest, "a refused truncate changes nothing")
+        // A write that crosses it stops there; one that starts there fails.
+        let fd = open(f, O_RDWR)
+        XCTAssertEqual(pwrite(fd, mib, 100, off_t(largest - 10)), 10)
+        XCTAssertEqual(pwrite(fd, mib, 100, off_t(largest)), -1)
+        XCTAssertEqual(errno, EFBIG)
+        XCTAssertEqual(fallocate(fd, 0, off_t(largest - 4096), 8192), -1)
+        XCTAssertEqual(errno, EFBIG)
+        // A MiB far out, a hole punched over all but the first MiB, and
+        // back to a few bytes: memory stays flat.
+        let far = off_t(largest / 2)
+        XCTAssertEqual(pwrite(fd, mib, mib.count, far), mib.count)
+        var back = [UInt8](repeating: 0, count: mib.count)
+        XCTAssertEqual(pread(fd, &back, back.count, far), back.count)
+        XCTAssertEqual(back, mib)
+        XCTAssertEqual(pread(fd, &back, 4096, far - 8192), 4096)
+        XCTAssertEqual(back[0..<4096].allSatisfy { $0 == 0 }, true, "a hole reads as zeros")
+        XCTAssertEqual(fallocate(fd, 3 /* PUNCH_HOLE | KEEP_SIZE */, 1 << 20, off_t(largest) - (1 << 20)), 0)
+        XCTAssertEqual(pread(fd, &back, back.count, far), back.count)
+        XCTAssertTrue(back.allSatisfy { $0 == 0 }, "the punched MiB reads as zeros")
+        XCTAssertEqual(ftruncate(fd, 1 << 20), 0)
+        XCTAssertEqual(ftruncate(fd, off_t(largest)), 0)
+        XCTAssertEqual(ftruncate(fd, 5), 0)
+        XCTAssertEqual(size(f), 5)
+        let rss = rssKiB(pid)
+        XCTAssertGreaterThan(rss, 0)
+        XCTAssertLessThan(rss, 64 * 1024, "the daemon's memory stays under 64 MiB (\(rss) KiB)")
+        close(fd)
+        a.unmount()
+        try a.mount()
+        XCTAssertEqual(size(f), 5)
+        XCTAssertEqual(try readFile(f), Data(mib[0..<5]))
     }
 }

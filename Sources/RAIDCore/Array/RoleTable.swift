@@ -29,6 +29,10 @@ public final class Membership: Sendable {
     let shadowGenerations: [UInt32]
     /// Hot spares, holding no role yet, in the order they take one.
     let spares: [Seat]
+    /// The longest member file every member here can hold (the least of
+    /// their hosts' limits; UInt64.max when none can tell): what bounds
+    /// the array's largest file (`RAIDArray.fits`).
+    let largestMemberFileBytes: UInt64
 
     fileprivate init(_ d: MembershipDraft) {
         states = d.states
@@ -38,6 +42,9 @@ public final class Membership: Sendable {
         shadow = d.shadows.map { $0 != nil }
         shadowGenerations = d.shadowGenerations
         spares = d.spares
+        // (Each member probes its host once and keeps the answer.)
+        largestMemberFileBytes = (d.seats + d.shadows + d.spares.map { Optional($0) })
+            .compactMap { $0?.member.largestFileBytes() }.min() ?? .max
     }
 
     public var count: Int { states.count }

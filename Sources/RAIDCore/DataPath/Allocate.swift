@@ -10,6 +10,8 @@ extension ArrayFile {
     public func allocate(offset: UInt64, length: UInt64, keepSize: Bool) throws {
         guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
         guard length > 0 else { throw FSError(EINVAL, "\(displayPath): fallocate of zero bytes") }
+        guard offset <= UInt64(Int64.max) - length else { throw FSError(EFBIG, "\(displayPath): fallocate past 2^63 bytes") }
+        try array.requireFits(offset + length, "\(displayPath): fallocate")
         try lock.withWriteLock {
             let (from, to) = memberRange(offset: offset, length: length)
             for role in 0..<array.geometry.memberCount {
@@ -42,8 +44,11 @@ extension ArrayFile {
             let firstWhole = max(g.stripe(atOrAfter: offset), Geometry.leadingStripes)
             let endWhole = g.stripe(at: end)      // exclusive
             let first = g.stripe(at: offset), last = g.stripe(at: end - 1)
-            try array.intentLog.begin(self, firstStripe: first, lastStripe: last)
-            defer { array.intentLog.end(self, firstStripe: first, lastStripe: last) }
+            // Only where some member holds data is there anything to punch
+            // (or to log): the work follows the bytes, not the range.
+            let regions = regionsToLog(first...last)
+            try array.intentLog.begin(self, regions: regions)
+            defer { array.intentLog.end(self, regions: regions) }
             func zeros(_ a: UInt64, _ b: UInt64) throws {
                 if b > a {
                     try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(b - a), at: a, sourceIsZeros: true)
@@ -56,35 +61,39 @@ extension ArrayFile {
             }
             try zeros(offset, g.stripeStart(firstWhole))
             try zeros(g.stripeStart(endWhole), end)
-            var s = firstWhole
-            while s < endWhole {
-                // One run of chunks per checksum table group.
-                let layout = array.layout
-                let lead = Geometry.leadingStripes
-                let groupEnd = min(endWhole, lead + ((s - lead) / layout.chunksPerGroup + 1) * layout.chunksPerGroup)
-                let chunkFrom = layout.chunkOffset(stripe: s)
-                let chunkTo = layout.chunkOffset(stripe: groupEnd - 1) + UInt64(array.geometry.chunkSizeBytes)
-                let entryFrom = layout.entryOffset(stripe: s)
-                let entryBytes = Int((groupEnd - s) * layout.sectorsPerChunk * MemberFileLayout.entryBytes)
-                for role in 0..<array.geometry.memberCount {
-                    let error = eachTarget(role) { f in
-                        do {
-                            try f.punchHole(at: chunkFrom, length: chunkTo - chunkFrom)
-                        } catch let e as FSError where e.errno == EOPNOTSUPP {
-                            // No hole punching on this host: write the zeros.
-                            var at = chunkFrom
-                            while at < chunkTo {
-                                let n = Int(min(UInt64(array.zeroStripe.count), chunkTo - at))
-                                try f.write(from: array.zeroStripe.pointer, count: n, at: at)
-                                at += UInt64(n)
+            let per = array.intentLog.regionStripes
+            for region in regions {
+                var s = max(firstWhole, region * per)
+                let stop = min(endWhole, (region + 1) * per)
+                while s < stop {
+                    // One run of chunks per checksum table group.
+                    let layout = array.layout
+                    let lead = Geometry.leadingStripes
+                    let groupEnd = min(stop, lead + ((s - lead) / layout.chunksPerGroup + 1) * layout.chunksPerGroup)
+                    let chunkFrom = layout.chunkOffset(stripe: s)
+                    let chunkTo = layout.chunkOffset(stripe: groupEnd - 1) + UInt64(array.geometry.chunkSizeBytes)
+                    let entryFrom = layout.entryOffset(stripe: s)
+                    let entryBytes = Int((groupEnd - s) * layout.sectorsPerChunk * MemberFileLayout.entryBytes)
+                    for role in 0..<array.geometry.memberCount {
+                        let error = eachTarget(role) { f in
+                            do {
+                                try f.punchHole(at: chunkFrom, length: chunkTo - chunkFrom)
+                            } catch let e as FSError where e.errno == EOPNOTSUPP {
+                                // No hole punching on this host: write the zeros.
+                                var at = chunkFrom
+                                while at < chunkTo {
+                                    let n = Int(min(UInt64(array.zeroStripe.count), chunkTo - at))
+                                    try f.write(from: array.zeroStripe.pointer, count: n, at: at)
+                                    at += UInt64(n)
+                                }
                             }
+                            try f.write(from: array.zeroStripe.pointer, count: entryBytes, at: entryFrom)
                         }
-                        try f.write(from: array.zeroStripe.pointer, count: entryBytes, at: entryFrom)
+                        entryCaches[role].invalidate()
+                        if let error { array.noteWriteError(role: role, error) }
                     }
-                    entryCaches[role].invalidate()
-                    if let error { array.noteWriteError(role: role, error) }
+                    s = groupEnd
                 }
-                s = groupEnd
             }
             try array.requireNotFailed(displayPath)
         }

@@ -251,6 +251,7 @@ public final class ArrayFile: @unchecked Sendable {
     /// the same setattr).
     public func truncate(to newSize: UInt64, opening: Bool = false) throws {
         guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
+        try array.requireFits(newSize, "\(displayPath): truncate")
         try lock.withWriteLock {
             let oldSize = size
             if newSize == oldSize {
@@ -264,11 +265,15 @@ public final class ArrayFile: @unchecked Sendable {
             // In the intent log like a write: a crash can leave the members'
             // headers (and, shrinking, their lengths) disagreeing, which the
             // resync's open settles; unlogged, a stat and a read could then
-            // see two sizes.
+            // see two sizes. Growing changes no stripe (past EOF is zeros on
+            // every member): the old end's region is enough. Shrinking cuts
+            // the stripes past the new end on each member in turn: the
+            // regions among them that hold data.
             let g = array.geometry
             let lo = g.stripe(at: min(oldSize, newSize)), hi = g.stripe(at: max(oldSize, newSize))
-            try array.intentLog.begin(self, firstStripe: lo, lastStripe: hi)
-            defer { array.intentLog.end(self, firstStripe: lo, lastStripe: hi) }
+            let regions = newSize > oldSize ? [lo / array.intentLog.regionStripes] : regionsToLog(lo...hi)
+            try array.intentLog.begin(self, regions: regions)
+            defer { array.intentLog.end(self, regions: regions) }
             if newSize > oldSize {
                 size = newSize
                 try writeHeadersLocked()

@@ -324,15 +324,23 @@ extension ArrayFile {
 
     // MARK: write
 
-    /// Writes `count` bytes at `offset`, extending the file as needed.
-    public func write(from src: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+    /// Writes `count` bytes at `offset`, extending the file as needed, and
+    /// returns how many were written: all of them, or as ext4 does for a
+    /// write that crosses the largest file size, those before it (EFBIG
+    /// for one that starts there).
+    @discardableResult
+    public func write(from src: UnsafeRawPointer, count: Int, at offset: UInt64) throws -> Int {
         guard !array.readOnly else { throw FSError(EROFS, "\(displayPath): read-only array") }
         precondition(count >= 0, "write of \(count) bytes")
-        guard offset <= UInt64(Int64.max) - UInt64(count) else {
-            throw FSError(EFBIG, "\(displayPath): a write of \(count) bytes at \(offset) would end past the largest file size")
+        if offset > UInt64(Int64.max) - UInt64(count) || !array.fits(size: offset + UInt64(count)) {
+            let largest = array.largestFileBytes
+            guard offset < largest else {
+                throw FSError(EFBIG, "\(displayPath): a write at \(offset) is past the largest file, \(largest) bytes")
+            }
+            return try write(from: src, count: Int(largest - offset), at: offset)
         }
         array.noteUserIO()
-        guard count > 0 else { return }
+        guard count > 0 else { return 0 }
         let first = array.geometry.stripe(at: offset), last = array.geometry.stripe(at: offset + UInt64(count) - 1)
         let end = offset + UInt64(count)
         /// The stripes written with their region logged around them.
@@ -351,7 +359,7 @@ extension ArrayFile {
             }
             return true
         }
-        if within { return }
+        if within { return count }
         // Moving the size: the file's lock exclusive (the region logged
         // until the size and headers are written or the tail is zeroed).
         try lock.withWriteLock { try logged {
@@ -382,6 +390,7 @@ extension ArrayFile {
             // attribute's moves only ctime.
             markModifiedLocked(timesMoved: extended && array.layout.metadataInFile)
         } }
+        return count
     }
 
     /// A write marks the file modified, and the next read accessed. Times

@@ -271,6 +271,12 @@ public struct MemberFileLayout: Sendable, Equatable {
 
     /// How many stripes a member file `memberFileBytes` long reaches into
     /// (the inverse of `fileBytes`, counting a chunk cut short).
+    /// The stripe whose chunk holds member file offset `offset`, or for an
+    /// offset in metadata, a stripe before the chunks it describes.
+    public func stripe(atOrBeforeMemberOffset offset: UInt64) -> UInt64 {
+        max(1, stripesHeld(memberFileBytes: offset + 1)) - 1
+    }
+
     public func stripesHeld(memberFileBytes length: UInt64) -> UInt64 {
         let chunk = UInt64(Geometry.leadingChunkBytes)
         let bytes = length > base ? length - base : 0

@@ -22,6 +22,9 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     /// One superblock write at a time: each goes through the same temporary
     /// name, and two at once would tear it or lose the rename.
     private let superblockLock = Mutex()
+    /// `largestFileBytes`, once probed (under `sizeProbeLock`).
+    private var probedLargestFileBytes: UInt64?
+    private let sizeProbeLock = Mutex()
 
     public init(root: String) {
         var r = root
@@ -262,6 +265,37 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         guard at(path, { Int(utimensat($0, $1, &t, AT_SYMLINK_NOFOLLOW)) }) == 0 else { throw fail("utimensat", path) }
     }
 
+    /// Probed once: a file of no name (O_TMPFILE in the data directory, or
+    /// a named one removed at once where the host has no O_TMPFILE) is
+    /// truncated to ever larger sizes until the host says EFBIG. It holds
+    /// no block, and nothing is left behind.
+    public func largestFileBytes() -> UInt64? {
+        sizeProbeLock.withLock { () -> UInt64? in
+            if let probed = probedLargestFileBytes { return probed }
+            var fd = Glibc.open(dataRoot, RAIDFS_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
+            if fd < 0 {
+                let name = root + "/.raidfs-size-probe"
+                fd = Glibc.open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+                if fd >= 0 { Glibc.unlink(name) }
+            }
+            guard fd >= 0 else { return nil }
+            defer { Glibc.close(fd) }
+            // FAT extends a file by writing zeros: its limit is known.
+            if raidfs_fs_type(fd) == 0x4d44 /* MSDOS_SUPER_MAGIC */ {
+                probedLargestFileBytes = 0xFFFF_FFFF
+                return 0xFFFF_FFFF
+            }
+            // The largest size that ftruncate takes (binary search: about 63 calls).
+            var lo: Int64 = 0, hi = Int64.max
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2 + 1
+                if ftruncate(fd, off_t(mid)) == 0 { lo = mid } else { hi = mid - 1 }
+            }
+            probedLargestFileBytes = UInt64(lo)
+            return UInt64(lo)
+        }
+    }
+
     public func statfs() throws -> statvfs {
         var s = statvfs()
         guard hostStatvfs(root, &s) == 0 else { throw fail("statvfs", "/") }
@@ -418,6 +452,14 @@ final class DirectoryMemberFile: MemberFile {
         guard fallocate(fd, 3 /* PUNCH_HOLE | KEEP_SIZE */, off_t(offset), off_t(length)) == 0 else {
             throw FSError.system("fallocate", name)
         }
+    }
+
+    func nextData(from offset: UInt64) throws -> UInt64? {
+        guard offset <= UInt64(Int64.max) else { return nil }
+        let at = lseek(fd, off_t(offset), 3 /* SEEK_DATA */)
+        if at >= 0 { return UInt64(at) }
+        if errno == ENXIO { return nil }
+        throw FSError.system("lseek", name)
     }
 
     func markModified() throws {

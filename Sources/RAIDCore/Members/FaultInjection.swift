@@ -158,6 +158,7 @@ public final class FaultInjectingMember: Member, @unchecked Sendable {
     public func chown(_ path: String, uid: uid_t, gid: gid_t) throws { try present("chown"); try base.chown(path, uid: uid, gid: gid) }
     public func utimens(_ path: String, _ times: (timespec, timespec)) throws { try present("utimensat"); try base.utimens(path, times) }
     public func statfs() throws -> statvfs { try present("statvfs"); return try base.statfs() }
+    public func largestFileBytes() -> UInt64? { base.largestFileBytes() }
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
         try present("setxattr")
         try base.setxattr(path, name: name, value: value, flags: flags)
@@ -229,6 +230,7 @@ final class FaultInjectingFile: MemberFile {
     func status() throws -> stat { try before("fstat"); return try base.status() }
     func allocate(at offset: UInt64, length: UInt64) throws { try before("fallocate"); try base.allocate(at: offset, length: length) }
     func punchHole(at offset: UInt64, length: UInt64) throws { try before("fallocate"); try base.punchHole(at: offset, length: length) }
+    func nextData(from offset: UInt64) throws -> UInt64? { try before("lseek"); return try base.nextData(from: offset) }
     func markModified() throws { try before("futimens"); try base.markModified() }
     func markAccessed() throws { try before("pread"); try base.markAccessed() }
 

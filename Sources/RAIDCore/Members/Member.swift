@@ -63,6 +63,15 @@ public protocol Member: AnyObject, Sendable {
     func syncDirectory(_ path: String) throws
     /// Opens (or with O_CREAT creates) the member's file for array file `path`.
     func open(_ path: String, flags: Int32, mode: mode_t) throws -> MemberFile
+    /// The longest file the host lets this member hold (its filesystem's
+    /// s_maxbytes: 16 TiB on ext4 with 4 KiB blocks), found once; nil when
+    /// it cannot be told (a read-only member). The array's largest file
+    /// follows from its members' (`RAIDArray.largestFileBytes`).
+    func largestFileBytes() -> UInt64?
+}
+
+extension Member {
+    public func largestFileBytes() -> UInt64? { nil }
 }
 
 /// An open member file: positioned I/O only.
@@ -80,6 +89,10 @@ public protocol MemberFile: AnyObject {
     /// Deallocates [offset, offset+length), which then reads as zeros
     /// (fallocate PUNCH_HOLE); EOPNOTSUPP where the host cannot.
     func punchHole(at offset: UInt64, length: UInt64) throws
+    /// The first offset at or after `offset` that holds data (lseek
+    /// SEEK_DATA: a host that keeps no holes says `offset` itself); nil
+    /// when nothing past it does.
+    func nextData(from offset: UInt64) throws -> UInt64?
     /// Sets the file's modification and change times to now, as a write to
     /// it would (for a write whose chunks all lie on other members).
     func markModified() throws

@@ -72,10 +72,16 @@ public final class IntentLog: @unchecked Sendable {
     /// before the caller writes them. Pair with `end`.
     func begin(_ file: ArrayFile, firstStripe: UInt64, lastStripe: UInt64) throws {
         precondition(firstStripe <= lastStripe, "intent log: stripes \(firstStripe)...\(lastStripe) of \(file.displayPath)")
+        try begin(file, regions: (firstStripe / regionStripes)...(lastStripe / regionStripes))
+    }
+
+    /// `begin` for regions by index (those of a range that hold data:
+    /// `ArrayFile.regionsToLog`). Pair with `end(_:regions:)`.
+    func begin<Regions: Sequence<UInt64>>(_ file: ArrayFile, regions: Regions) throws {
         guard enabled else { return }
         let needPersist: Bool = lock.withLock {
             var added = false
-            for r in (firstStripe / regionStripes)...(lastStripe / regionStripes) {
+            for r in regions {
                 let key = Region(fileId: file.fileId, index: r)
                 if dirty[key] == nil {
                     dirty[key] = State(path: file.displayPath, inflight: 0, generation: 0, lastWrite: 0)
@@ -90,10 +96,14 @@ public final class IntentLog: @unchecked Sendable {
     }
 
     func end(_ file: ArrayFile, firstStripe: UInt64, lastStripe: UInt64) {
+        end(file, regions: (firstStripe / regionStripes)...(lastStripe / regionStripes))
+    }
+
+    func end<Regions: Sequence<UInt64>>(_ file: ArrayFile, regions: Regions) {
         guard enabled else { return }
         let now = array.environment.now()
         lock.withLock {
-            for r in (firstStripe / regionStripes)...(lastStripe / regionStripes) {
+            for r in regions {
                 let key = Region(fileId: file.fileId, index: r)
                 precondition((dirty[key]?.inflight ?? 0) > 0, "intent log: a write to region \(r) of \(file.displayPath) ended twice")
                 dirty[key]!.inflight -= 1
