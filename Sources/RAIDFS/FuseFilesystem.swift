@@ -265,6 +265,7 @@ private func caller(_ req: fuse_req_t?) -> Caller {
 /// is opened), anything else from the members.
 private func attributes(_ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) throws -> stat {
     if let h = handle(fi) { return try h.file.attributes() }
+    if let st = mounted.inodes.removedAttributes(ino) { return st }
     if let af = heldOpen(ino) {
         defer { mounted.array.release(af) }
         return try af.attributes()
@@ -294,6 +295,25 @@ private func openFile(_ ino: fuse_ino_t) throws -> ArrayFile {
 /// underneath; nil when no handle has the file open.
 private func heldOpen(_ ino: fuse_ino_t) -> ArrayFile? {
     mounted.inodes.fileId(ino).flatMap { mounted.array.open(fileId: $0) }
+}
+
+/// A setattr of a removed directory (fchmod, fchown, futimens through a
+/// descriptor still open on it): changes what its node answers, as ext4
+/// changes the inode it still holds; nil for any other node.
+private func removedDirectory(_ ino: fuse_ino_t, _ a: stat, _ has: (Int32) -> Bool) -> stat? {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    let mode = has(FUSE_SET_ATTR_MODE), uid = has(FUSE_SET_ATTR_UID), gid = has(FUSE_SET_ATTR_GID)
+    let atime = has(FUSE_SET_ATTR_ATIME) ? (has(FUSE_SET_ATTR_ATIME_NOW) ? now : a.st_atim) : nil
+    let mtime = has(FUSE_SET_ATTR_MTIME) ? (has(FUSE_SET_ATTR_MTIME_NOW) ? now : a.st_mtim) : nil
+    return mounted.inodes.removedAttributes(ino) { st in
+        if mode { st.st_mode = (st.st_mode & S_IFMT) | (a.st_mode & 0o7777) }
+        if uid { st.st_uid = a.st_uid }
+        if gid { st.st_gid = a.st_gid }
+        if let atime { st.st_atim = atime }
+        if let mtime { st.st_mtim = mtime }
+        st.st_ctim = now
+    }
 }
 
 /// Answers a lookup-like request with the node for `name` in `parent`.
@@ -332,7 +352,9 @@ private func fillDirectory(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _
     guard let d = carried(fi, DirectoryHandle.self)?.takeUnretainedValue(), offset >= 0 else {
         throw FSError(EBADF, "readdir: no directory handle")
     }
-    if d.entries.isEmpty || offset == 0 {
+    if mounted.inodes.removedAttributes(ino) != nil {
+        d.entries = []   // removed: nothing, not even "." (as ext4)
+    } else if d.entries.isEmpty || offset == 0 {
         // "." and ".." first, then the entries; raidfs's own names in the
         // root stay hidden.
         let hideOwn = d.node == InodeTable.rootId
@@ -438,6 +460,10 @@ func makeOperations() -> fuse_lowlevel_ops {
             let a = attr!.pointee
             let set = Int32(toSet)
             func has(_ flag: Int32) -> Bool { set & flag != 0 }
+            if var st = removedDirectory(ino, a, has) {
+                fuse_reply_attr(req, &st, cacheTimeout)
+                return
+            }
             // An open file is truncated through its handle or open state (it
             // may have no name left); everything else goes by path.
             if has(FUSE_SET_ATTR_SIZE) {
@@ -511,8 +537,12 @@ func makeOperations() -> fuse_lowlevel_ops {
     }
     ops.rmdir = { req, parent, name in
         named(req) {
-            try mounted.array.rmdir(try child(parent, name))
-            mounted.inodes.removed(parent, str(name))
+            let p = try child(parent, name)
+            // What fstat of it answers once it is gone (an open descriptor
+            // or a working directory may still hold it).
+            let st = try? mounted.array.getattr(p)
+            try mounted.array.rmdir(p)
+            if let st { mounted.inodes.removedDirectory(parent, str(name), attributes: st) } else { mounted.inodes.removed(parent, str(name)) }
             fuse_reply_err(req, 0)
         }
     }

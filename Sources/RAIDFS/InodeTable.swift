@@ -41,6 +41,11 @@ final class InodeTable: @unchecked Sendable {
         var withoutCapabilities = false
         var withoutSetid = false
         var xattrGeneration: UInt64 = 0
+        /// A directory removed while the kernel still holds its node (an
+        /// open descriptor, a working directory): what getattr answers,
+        /// with no link left, and what setattr changes, as ext4 keeps the
+        /// inode until its last reference goes.
+        var removedAttributes: stat?
 
         init(id: UInt64, isDirectory: Bool, object: Object?) {
             self.id = id
@@ -192,6 +197,32 @@ final class InodeTable: @unchecked Sendable {
     func removed(_ parent: UInt64, _ name: String) {
         let key = Name(parent: parent, name: name)
         lock.withLock { if let id = byName[key] { dropNameLocked(key, from: id) } }
+    }
+
+    /// Directory `name` in `parent`, whose attributes were `st`, is gone:
+    /// its node, while the kernel holds it, answers with them.
+    func removedDirectory(_ parent: UInt64, _ name: String, attributes st: stat) {
+        let key = Name(parent: parent, name: name)
+        lock.withLock {
+            guard let id = byName[key], let n = nodes[id], n.isDirectory else { return }
+            var dead = st
+            dead.st_nlink = 0
+            n.removedAttributes = dead
+            dropNameLocked(key, from: id)
+        }
+    }
+
+    /// A removed directory's attributes (nil for any other node), after
+    /// `change` if given (a setattr of it).
+    func removedAttributes(_ id: UInt64, change: ((inout stat) -> Void)? = nil) -> stat? {
+        lock.withLock {
+            guard let n = nodes[id], var st = n.removedAttributes else { return nil }
+            if let change {
+                change(&st)
+                n.removedAttributes = st
+            }
+            return st
+        }
     }
 
     /// A rename: what was at `to` loses that name, and the node at `from`

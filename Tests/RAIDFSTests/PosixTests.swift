@@ -519,6 +519,55 @@ final class BlockCountTests: XCTestCase {
     func testRaid1BlocksCountWrittenData() throws { try check(level: 1, members: 2) }
 }
 
+/// A directory removed while a descriptor is open on it (or it is a
+/// process's working directory) answers fstat, fchmod, fchown, futimens
+/// and readdir as ext4 does: its attributes with no link, changed by the
+/// calls, and no entries.
+final class RemovedDirectoryTests: XCTestCase {
+    func testOpenRemovedDirectoryAnswersAsOnExt4() throws {
+        let a = try ScratchArray(level: 5, members: 3)
+        try a.mount()
+        let plain = a.root + "/plain"
+        for base in [a.mountpoint, plain] {
+            let d = base + "/gone"
+            XCTAssertEqual(mkdir(base, 0o755) == 0 || errno == EEXIST, true)
+            XCTAssertEqual(mkdir(d, 0o750), 0, d)
+            let fd = open(d, O_RDONLY | O_DIRECTORY)
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            defer { close(fd) }
+            XCTAssertEqual(rmdir(d), 0)
+            var st = stat()
+            XCTAssertEqual(fstat(fd, &st), 0, "\(base): fstat of a removed directory (errno \(errno))")
+            XCTAssertEqual(st.st_nlink, 0, base)
+            XCTAssertEqual(st.st_mode & S_IFMT, S_IFDIR, base)
+            XCTAssertEqual(st.st_mode & 0o7777, 0o750, base)
+            XCTAssertEqual(fchmod(fd, 0o700), 0, base)
+            XCTAssertEqual(fchown(fd, 12345, 54321), 0, base)
+            var times = [timespec(tv_sec: 1_000, tv_nsec: 0), timespec(tv_sec: 2_000, tv_nsec: 0)]
+            XCTAssertEqual(futimens(fd, &times), 0, base)
+            XCTAssertEqual(fstat(fd, &st), 0, base)
+            XCTAssertEqual(st.st_mode & 0o7777, 0o700, base)
+            XCTAssertEqual(st.st_uid, 12345, base)
+            XCTAssertEqual(st.st_gid, 54321, base)
+            XCTAssertEqual(st.st_mtim.tv_sec, 2_000, base)
+            XCTAssertEqual(st.st_atim.tv_sec, 1_000, base)
+            guard let dir = fdopendir(dup(fd)) else { XCTFail("\(base): fdopendir: errno \(errno)"); continue }
+            var names: [String] = []
+            while let e = readdir(dir) {
+                names.append(withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
+            }
+            closedir(dir)
+            XCTAssertEqual(names, [], "\(base): a removed directory lists nothing")
+        }
+        // A name made again is another directory.
+        XCTAssertEqual(mkdir(a.path("gone"), 0o755), 0)
+        var st = stat()
+        XCTAssertEqual(stat(a.path("gone"), &st), 0)
+        XCTAssertEqual(st.st_nlink, 2)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o755)
+    }
+}
+
 /// A mounted array other users may use (allow_other, a sticky world-
 /// writable root), for tests that act as `nobody` (skipped unless root
 /// with setpriv).
