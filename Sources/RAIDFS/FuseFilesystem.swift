@@ -264,12 +264,19 @@ private func caller(_ req: fuse_req_t?) -> Caller {
 /// Attributes of a node: an open file's from its open state (no member file
 /// is opened), anything else from the members.
 private func attributes(_ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) throws -> stat {
+    let st = try currentAttributes(ino, fi)
+    mounted.inodes.noteAttributes(ino, st)
+    return st
+}
+
+private func currentAttributes(_ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) throws -> stat {
     if let h = handle(fi) { return try h.file.attributes() }
-    if let st = mounted.inodes.removedAttributes(ino) { return st }
     if let af = heldOpen(ino) {
         defer { mounted.array.release(af) }
         return try af.attributes()
     }
+    // A node whose last name is gone (see InodeTable.Node.attributes).
+    if let st = mounted.inodes.removedAttributes(ino) { return st }
     return try mounted.array.getattr(try path(ino))
 }
 
@@ -297,10 +304,14 @@ private func heldOpen(_ ino: fuse_ino_t) -> ArrayFile? {
     mounted.inodes.fileId(ino).flatMap { mounted.array.open(fileId: $0) }
 }
 
-/// A setattr of a removed directory (fchmod, fchown, futimens through a
-/// descriptor still open on it): changes what its node answers, as ext4
-/// changes the inode it still holds; nil for any other node.
-private func removedDirectory(_ ino: fuse_ino_t, _ a: stat, _ has: (Int32) -> Bool) -> stat? {
+/// A setattr of a removed node (fchmod, fchown, futimens through a
+/// descriptor still open on a removed directory): changes what its node
+/// answers, as ext4 changes the inode it still holds; nil for any other
+/// node, and for a regular file still open (served through its handle).
+private func removedNode(_ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?, _ a: stat,
+                         _ has: (Int32) -> Bool) -> stat? {
+    if handle(fi) != nil { return nil }
+    if let af = heldOpen(ino) { mounted.array.release(af); return nil }
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     let mode = has(FUSE_SET_ATTR_MODE), uid = has(FUSE_SET_ATTR_UID), gid = has(FUSE_SET_ATTR_GID)
@@ -460,7 +471,7 @@ func makeOperations() -> fuse_lowlevel_ops {
             let a = attr!.pointee
             let set = Int32(toSet)
             func has(_ flag: Int32) -> Bool { set & flag != 0 }
-            if var st = removedDirectory(ino, a, has) {
+            if var st = removedNode(ino, fi, a, has) {
                 fuse_reply_attr(req, &st, cacheTimeout)
                 return
             }
@@ -537,12 +548,8 @@ func makeOperations() -> fuse_lowlevel_ops {
     }
     ops.rmdir = { req, parent, name in
         named(req) {
-            let p = try child(parent, name)
-            // What fstat of it answers once it is gone (an open descriptor
-            // or a working directory may still hold it).
-            let st = try? mounted.array.getattr(p)
-            try mounted.array.rmdir(p)
-            if let st { mounted.inodes.removedDirectory(parent, str(name), attributes: st) } else { mounted.inodes.removed(parent, str(name)) }
+            try mounted.array.rmdir(try child(parent, name))
+            mounted.inodes.removed(parent, str(name))
             fuse_reply_err(req, 0)
         }
     }
@@ -636,7 +643,12 @@ func makeOperations() -> fuse_lowlevel_ops {
         }
     }
     ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
-    ops.release = { req, _, fi in
+    ops.release = { req, ino, fi in
+        // A file with no name left: what its node answers once this
+        // handle, perhaps the last, is gone (an O_PATH descriptor on it).
+        if mounted.inodes.removedAttributes(ino) != nil, let h = handle(fi), let st = try? h.file.attributes() {
+            mounted.inodes.noteAttributes(ino, st)
+        }
         detachFile(fi)
         fuse_reply_err(req, 0)
     }
@@ -668,6 +680,8 @@ func makeOperations() -> fuse_lowlevel_ops {
     }
     ops.fsyncdir = { req, ino, _, _ in
         named(req) {
+            // A removed directory has nothing left to make durable.
+            if mounted.inodes.removedAttributes(ino) != nil { fuse_reply_err(req, 0); return }
             try mounted.array.syncDirectory(try path(ino))
             fuse_reply_err(req, 0)
         }
@@ -723,6 +737,11 @@ func makeOperations() -> fuse_lowlevel_ops {
         serve(req) {
             guard let h = handle(fi) else { throw FSError(EBADF, "fallocate: no open handle") }
             guard offset >= 0, length > 0 else { throw FSError(EINVAL, "fallocate: bad range") }
+            // Past the largest file whatever the mode, as Linux's own check
+            // (vfs_fallocate, against the filesystem's s_maxbytes) answers.
+            let (end, over) = offset.addingReportingOverflow(length)
+            if over { throw FSError(EFBIG, "fallocate: past 2^63 bytes") }
+            try mounted.array.requireFits(UInt64(end), "\(h.file.displayPath): fallocate")
             let keepSize: Int32 = 0x01, punchHole: Int32 = 0x02
             switch mode {
             case 0, keepSize:
@@ -790,7 +809,8 @@ public func serve(_ m: MountedArray, fuseArguments: [String]) -> Int32 {
         defer { fuse_loop_cfg_destroy(config) }
         fuse_loop_cfg_set_clone_fd(config, UInt32(opts.clone_fd))
         fuse_loop_cfg_set_idle_threads(config, opts.max_idle_threads)
-        fuse_loop_cfg_set_max_threads(config, opts.max_threads)
+        // (Unset, it reads as UINT_MAX, which libfuse refuses with a warning.)
+        if opts.max_threads <= 100_000 { fuse_loop_cfg_set_max_threads(config, opts.max_threads) }
         rc = raidfs_session_loop_mt(se, config)
     }
     return rc == 0 ? 0 : 1

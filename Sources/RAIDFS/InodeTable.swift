@@ -41,11 +41,14 @@ final class InodeTable: @unchecked Sendable {
         var withoutCapabilities = false
         var withoutSetid = false
         var xattrGeneration: UInt64 = 0
-        /// A directory removed while the kernel still holds its node (an
-        /// open descriptor, a working directory): what getattr answers,
-        /// with no link left, and what setattr changes, as ext4 keeps the
-        /// inode until its last reference goes.
-        var removedAttributes: stat?
+        /// The attributes last answered for it (lookup, getattr, setattr).
+        /// Once its last name is gone while the kernel still holds the node
+        /// (an open directory, a working directory, an O_PATH descriptor),
+        /// getattr answers them with no link left and setattr changes them,
+        /// as ext4 keeps the inode until its last reference goes. (An open
+        /// regular file is served through its handle.)
+        var attributes: stat?
+        var removed: Bool { names.isEmpty && id != InodeTable.rootId }
 
         init(id: UInt64, isDirectory: Bool, object: Object?) {
             self.id = id
@@ -175,6 +178,7 @@ final class InodeTable: @unchecked Sendable {
         }
         byName[key] = n.id
         n.lookups += 1
+        n.attributes = st
         return n.id
     }
 
@@ -199,28 +203,21 @@ final class InodeTable: @unchecked Sendable {
         lock.withLock { if let id = byName[key] { dropNameLocked(key, from: id) } }
     }
 
-    /// Directory `name` in `parent`, whose attributes were `st`, is gone:
-    /// its node, while the kernel holds it, answers with them.
-    func removedDirectory(_ parent: UInt64, _ name: String, attributes st: stat) {
-        let key = Name(parent: parent, name: name)
-        lock.withLock {
-            guard let id = byName[key], let n = nodes[id], n.isDirectory else { return }
-            var dead = st
-            dead.st_nlink = 0
-            n.removedAttributes = dead
-            dropNameLocked(key, from: id)
-        }
+    /// The attributes answered for node `id`.
+    func noteAttributes(_ id: UInt64, _ st: stat) {
+        lock.withLock { nodes[id]?.attributes = st }
     }
 
-    /// A removed directory's attributes (nil for any other node), after
+    /// A removed node's attributes (nil for a node with a name), after
     /// `change` if given (a setattr of it).
     func removedAttributes(_ id: UInt64, change: ((inout stat) -> Void)? = nil) -> stat? {
         lock.withLock {
-            guard let n = nodes[id], var st = n.removedAttributes else { return nil }
+            guard let n = nodes[id], n.removed, var st = n.attributes else { return nil }
             if let change {
                 change(&st)
-                n.removedAttributes = st
+                n.attributes = st
             }
+            st.st_nlink = 0
             return st
         }
     }

@@ -26,7 +26,7 @@ extension RAIDArray {
     }
 
     /// EFBIG unless a file of `size` bytes fits (truncate, fallocate).
-    func requireFits(_ size: UInt64, _ what: @autoclosure () -> String) throws {
+    public func requireFits(_ size: UInt64, _ what: @autoclosure () -> String) throws {
         guard fits(size: size) else {
             throw FSError(EFBIG, "\(what()): \(size) bytes is past the largest file, \(largestFileBytes) bytes")
         }
