@@ -344,10 +344,13 @@ public final class RAIDArray: @unchecked Sendable {
     private func spendErrorBudget(role: Int) {
         let budget = maxReadErrorsPerHour
         guard budget > 0, !readOnly else { return }
-        let now = Date().timeIntervalSince1970
+        // The engine's clock (the simulation's own), and no more stamps
+        // than the budget needs: an error storm must not grow the list.
+        let now = environment.now()
         let count: Int = stateLock.withLock {
             recentErrorTimes[role].append(now)
             recentErrorTimes[role].removeAll { now - $0 > 3600 }
+            if recentErrorTimes[role].count > budget + 1 { recentErrorTimes[role].removeFirst(recentErrorTimes[role].count - budget - 1) }
             return recentErrorTimes[role].count
         }
         guard count > budget, roleState(role) == .active else { return }
