@@ -32,6 +32,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -466,8 +467,18 @@ class Run:
             rel = self.rel()
             key = "user." + rng.choice(["a", "b" * 200, "c" * 250])
             value = rng.randbytes(rng.choice([0, 10, 4000, 65536, 65537]))
+            try:
+                old = os.getxattr(self.ref.p(rel), key)
+            except OSError:
+                old = None
+
+            def restore():   # what tmpfs held before, as raidfs kept it
+                if old is None:
+                    os.removexattr(self.ref.p(rel), key)
+                else:
+                    os.setxattr(self.ref.p(rel), key, old)
             self.both("setxattr", lambda s: os.setxattr(s.p(rel), key, value), rel=rel[:40], name=len(key), size=len(value),
-                      reconcile=lambda: os.removexattr(self.ref.p(rel), key))
+                      reconcile=restore)
         elif r < 0.98:
             rel = self.rel()
             key = "user." + rng.choice(["a", "b" * 200, "c" * 250])
@@ -597,6 +608,9 @@ def main():
         return 64
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * a.fds + 256)), hard))
+    # A signal ends the run through its cleanup (unmount, stop the daemon).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda n, _: sys.exit(128 + n))
     work = tempfile.mkdtemp(prefix="raidfs-hostile-")
     run = Run(a, bin_dir(), work)
     started = time.time()
