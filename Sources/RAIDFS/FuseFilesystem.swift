@@ -808,8 +808,9 @@ public func serve(_ m: MountedArray, fuseArguments: [String]) -> Int32 {
         let config = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(config) }
         fuse_loop_cfg_set_clone_fd(config, UInt32(opts.clone_fd))
-        fuse_loop_cfg_set_idle_threads(config, opts.max_idle_threads)
-        // (Unset, it reads as UINT_MAX, which libfuse refuses with a warning.)
+        // (Unset, a limit reads as UINT_MAX, which libfuse 3.14 refuses with
+        // a warning on every mount: only a value given is passed on.)
+        if opts.max_idle_threads <= 100_000 { fuse_loop_cfg_set_idle_threads(config, opts.max_idle_threads) }
         if opts.max_threads <= 100_000 { fuse_loop_cfg_set_max_threads(config, opts.max_threads) }
         rc = raidfs_session_loop_mt(se, config)
     }
