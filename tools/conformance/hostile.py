@@ -174,6 +174,9 @@ class Run:
         self.ref = Side(os.path.join(self.tmpfs, "t"))
         for s in (self.raid, self.ref):
             os.mkdir(s.root)
+        self.raid_dev = os.stat(self.raid.root).st_dev
+        self.ref_dev = os.stat(self.ref.root).st_dev
+        assert self.raid_dev != self.ref_dev, "the mounts are not in place"
         self.largest = self.find_largest()
 
     def find_largest(self):
@@ -224,6 +227,15 @@ class Run:
                         self.rss_max_kib = max(self.rss_max_kib, int(line.split()[1]))
         except OSError:
             pass
+
+    def inside(self, rel):
+        """`rel`, after checking that with its symlinks followed it stays
+        inside both trees (stops the run otherwise)."""
+        for s in (self.raid, self.ref):
+            real = os.path.realpath(s.p(rel))
+            if real != s.root and not real.startswith(s.root + "/"):
+                raise RuntimeError(f"{rel!r} leads out of {s.root}: stopping before it changes the host")
+        return rel
 
     def both(self, op, fn, reconcile=None, composite=False, **args):
         """Runs fn(side) on raidfs then on tmpfs; compares the outcomes. A
@@ -340,6 +352,13 @@ class Run:
             if len(self.divergences) <= self.a.show:
                 print(f"hostile: differs: {op} {args}: raidfs {raid}, ext4 would say EFBIG", flush=True)
 
+    def require_inside(self, raid, ref):
+        """Every descriptor the calls act on is on the raidfs mount or the
+        reference tmpfs, never elsewhere on the host (stops the run)."""
+        for fd, dev, where in ((raid, self.raid_dev, "the raidfs mount"), (ref, self.ref_dev, "the tmpfs")):
+            if os.fstat(fd).st_dev != dev:
+                raise RuntimeError(f"a descriptor left {where}: stopping before it changes the host")
+
     def writable(self, h):
         """Whether a size change through handle h passes the kernel's own
         checks (opened for writing, not O_PATH): only then is the
@@ -353,6 +372,7 @@ class Run:
     def on_handle(self, op, h, fn, **args):
         if self.raid.fds.get(h) is None or self.ref.fds.get(h) is None:
             return
+        self.require_inside(self.raid.fds[h], self.ref.fds[h])
         end = args.get("end")
         if end is not None and self.writable(h):
             if op == "write" and fcntl.fcntl(self.raid.fds[h], fcntl.F_GETFL) & os.O_APPEND:   # (F_GETFL) pwrite appends
@@ -455,7 +475,10 @@ class Run:
             self.both("link", lambda s: os.link(s.p(a), s.p(b)), src=a[:40], dst=b[:40])
         elif r < 0.92:
             rel = self.rel()
-            target = rng.choice(["x", "../" * 10, "t" * 4095, "t" * 4096])
+            # Targets that stay inside the tree wherever the link is (a
+            # link out of it would let the descriptor calls below change
+            # the host's own directories), dangling ones and over-long ones.
+            target = rng.choice(["x", "f1", "d0", "d0/f2", "t" * 4095, "t" * 4096])
             self.both("symlink", lambda s: os.symlink(target, s.p(rel)), rel=rel[:40], target=len(target))
         elif r < 0.94:
             rel = self.rel()
@@ -464,7 +487,7 @@ class Run:
             rel = rng.choice(["", "d0", "d1", "d0/d1"])
             self.both("listdir", lambda s: sorted(os.listdir(s.p(rel))), composite=True, rel=rel)
         elif r < 0.97:
-            rel = self.rel()
+            rel = self.inside(self.rel())
             key = "user." + rng.choice(["a", "b" * 200, "c" * 250])
             value = rng.randbytes(rng.choice([0, 10, 4000, 65536, 65537]))
             try:
@@ -487,10 +510,10 @@ class Run:
             rel = self.rel()
             self.both("listxattr", lambda s: sorted(x for x in os.listxattr(s.p(rel)) if x.startswith("user.")), rel=rel[:40])
         else:
-            rel = self.rel()
+            rel = self.inside(self.rel())
             size = self.size()
             try:
-                regular = stat.S_ISREG(os.lstat(self.raid.p(rel)).st_mode)
+                regular = stat.S_ISREG(os.stat(self.raid.p(rel)).st_mode)   # (truncate follows links)
             except OSError:
                 regular = False
             if size > self.largest and regular:
