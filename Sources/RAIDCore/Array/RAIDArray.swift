@@ -431,11 +431,14 @@ public final class RAIDArray: @unchecked Sendable {
         stopFlusher.withLock { flusherStopped = true }
         if let r = stateLock.withLock({ rebuilderSlot }) {
             r.stop()
-            environment.jobs.wait(for: r.job) { !r.isRunning }
+            // Until its thread is done with the array, not only stopped:
+            // it records events and finishes the rebuild after that, and
+            // the array may be freed once the unmount returns.
+            environment.jobs.wait(for: r.job) { !r.isRunning && r.hasExited }
         }
         if let s = stateLock.withLock({ scrubberSlot }) {
             s.stop(resumable: true)   // the next mount resumes it
-            environment.jobs.wait(for: s.job) { !s.isRunning }
+            environment.jobs.wait(for: s.job) { !s.isRunning && s.hasExited }
         }
         do {
             try intentLog.flushIdle(idleSeconds: 0)

@@ -90,6 +90,11 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     public var isRunning: Bool { lock.withLock { runningValue } }
+    /// The job's thread is done with the array (it goes on after
+    /// `isRunning` turns false: finishing the rebuild, recording events).
+    /// The unmount waits for it: the array may be freed once it returns.
+    var hasExited: Bool { lock.withLock { exitedValue } }
+    private var exitedValue = false
 
     /// Stops at the next batch; the checkpoint lets a later pass resume.
     func stop() { lock.withLock { stopRequested = true } }
@@ -188,6 +193,7 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     private func run() {
+        defer { lock.withLock { exitedValue = true } }
         // From here `resumeAfter` is the walk's alone: a later miss walks again.
         let resumePoints = lock.withLock { () -> [Int: [String]] in walkStarted = true; return resumeAfter }
         for t in targets {

@@ -80,6 +80,9 @@ public final class Scrubber: @unchecked Sendable {
     }
 
     public var isRunning: Bool { lock.withLock { running } }
+    /// The job's thread is done with the array (see Rebuilder.hasExited).
+    var hasExited: Bool { lock.withLock { exited } }
+    private var exited = false
 
     /// `resumable`: an unmount, which the next mount resumes from; else
     /// `raidctl scrub --stop`, which ends this scrub for good.
@@ -98,6 +101,7 @@ public final class Scrubber: @unchecked Sendable {
     }
 
     private func run() {
+        defer { lock.withLock { exited = true } }
         let mode = found.mode
         let what = only.map { "of the \($0.count) files written when the array last stopped uncleanly" } ?? "of every file"
         let how = !resumed ? "started" : lastPath.isEmpty ? "resumed from the start" : "resumed after \(lastPath)"
