@@ -568,6 +568,42 @@ final class RemovedDirectoryTests: XCTestCase {
     }
 }
 
+/// A set-group-ID directory gives new entries its group, and new
+/// directories its set-group-ID bit, as on the host (the creator's group
+/// otherwise).
+final class SetgidDirectoryTests: XCTestCase {
+    func testSetgidDirectoryGivesNewEntriesItsGroup() throws {
+        guard geteuid() == 0 else { throw XCTSkip("chown to another group needs root") }
+        let a = try ScratchArray(level: 5, members: 3)
+        try a.mount()
+        let plain = a.root + "/plain"
+        for base in [a.mountpoint, plain] {
+            XCTAssertEqual(mkdir(base, 0o755) == 0 || errno == EEXIST, true)
+            let d = base + "/shared"
+            XCTAssertEqual(mkdir(d, 0o775), 0)
+            XCTAssertEqual(chown(d, 0, 4242), 0)
+            XCTAssertEqual(chmod(d, 0o2775), 0)
+            close(open(d + "/file", O_CREAT | O_WRONLY, 0o644))
+            XCTAssertEqual(mkdir(d + "/sub", 0o755), 0)
+            XCTAssertEqual(symlink("file", d + "/link"), 0)
+            XCTAssertEqual(mkdir(base + "/other", 0o755), 0)
+            close(open(base + "/other/file", O_CREAT | O_WRONLY, 0o644))
+            var st = stat()
+            for (p, group) in [("/shared/file", 4242), ("/shared/sub", 4242), ("/shared/link", 4242), ("/other/file", 0)] {
+                XCTAssertEqual(lstat(base + p, &st), 0, base + p)
+                XCTAssertEqual(st.st_gid, gid_t(group), "\(base)\(p): group")
+            }
+            XCTAssertEqual(stat(d + "/sub", &st), 0)
+            XCTAssertEqual(st.st_mode & S_ISGID, S_ISGID, "\(base): a new directory in a set-group-ID one is set-group-ID")
+        }
+        a.unmount()
+        try a.mount()
+        var st = stat()
+        XCTAssertEqual(stat(a.path("shared/file"), &st), 0)
+        XCTAssertEqual(st.st_gid, 4242, "after a remount")
+    }
+}
+
 /// A mounted array other users may use (allow_other, a sticky world-
 /// writable root), for tests that act as `nobody` (skipped unless root
 /// with setpriv).

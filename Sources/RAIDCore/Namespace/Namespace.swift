@@ -132,8 +132,28 @@ extension RAIDArray {
         }
     }
 
-    private func chownIfRoot(_ m: Member, _ path: String, _ caller: Caller) throws {
-        if geteuid() == 0 { try m.chown(path, uid: caller.uid, gid: caller.gid) }
+    /// A new entry belongs to its creator (the daemon, as root, makes it
+    /// so), and to the group of its directory where that directory is
+    /// set-group-ID, as Linux's filesystems do (the member's own copy of
+    /// the directory has given it that group, and a new directory the
+    /// set-group-ID bit).
+    private func chownIfRoot(_ m: Member, _ path: String, _ caller: Caller, group: gid_t) throws {
+        if geteuid() == 0 { try m.chown(path, uid: caller.uid, gid: group) }
+    }
+
+    /// The group a new entry at `path` takes: its directory's where that
+    /// is set-group-ID, else the caller's (one lstat of the directory on
+    /// the first active member; none when the daemon is not root).
+    private func newEntryGroup(_ path: String, _ caller: Caller) -> gid_t {
+        guard geteuid() == 0, let dir = setgidDirectory(of: path) else { return caller.gid }
+        return dir.st_gid
+    }
+
+    /// `path`'s directory, when it is set-group-ID.
+    private func setgidDirectory(of path: String) -> stat? {
+        guard let dir = try? onPrimary("lstat \(parentDirectory(path))", { try $0.lstat(parentDirectory(path)) }),
+              dir.st_mode & S_ISGID != 0 else { return nil }
+        return dir
     }
 
     // MARK: queries
@@ -262,9 +282,14 @@ extension RAIDArray {
     // MARK: changes
 
     public func mkdir(_ path: String, mode: mode_t, caller: Caller) throws {
+        let parent = setgidDirectory(of: path)
+        let group = geteuid() == 0 ? parent?.st_gid ?? caller.gid : caller.gid
+        // (The member sets the mode exactly, past its umask: the bit a
+        // set-group-ID parent gives is set here.)
+        let mode = parent == nil ? mode : mode | S_ISGID
         try replicate("mkdir \(path)", dirs: [parentDirectory(path)]) { m in
             try m.mkdir(path, mode: mode)
-            try chownIfRoot(m, path, caller)
+            try chownIfRoot(m, path, caller, group: group)
         }
     }
 
@@ -344,9 +369,10 @@ extension RAIDArray {
     }
 
     public func symlink(target: String, at path: String, caller: Caller) throws {
+        let group = newEntryGroup(path, caller)
         try replicate("symlink \(path)", dirs: [parentDirectory(path)]) { m in
             try m.symlink(target: target, at: path)
-            try chownIfRoot(m, path, caller)
+            try chownIfRoot(m, path, caller, group: group)
         }
     }
 
@@ -355,9 +381,10 @@ extension RAIDArray {
             release(try create(path, mode: mode, exclusive: true, caller: caller))
             return
         }
+        let group = newEntryGroup(path, caller)
         try replicate("mknod \(path)", dirs: [parentDirectory(path)]) { m in
             try m.mknod(path, mode: mode, device: device)
-            try chownIfRoot(m, path, caller)
+            try chownIfRoot(m, path, caller, group: group)
         }
     }
 
@@ -442,11 +469,12 @@ extension RAIDArray {
                 if exclusive { throw FSError(EEXIST, "\(path): file exists") }
             } else {
                 let id = newFileIdLocked()
+                let group = newEntryGroup(path, caller)
                 try replicateLocked("create \(path)", dirs: [parentDirectory(path)]) { m in
                     let f = try m.open(path, flags: O_CREAT | O_EXCL | O_WRONLY, mode: mode & 0o7777)
                     defer { f.close() }
                     try layout.writeFreshAttribute(f, FileHeader(fileId: id, size: 0))
-                    try chownIfRoot(m, path, caller)
+                    try chownIfRoot(m, path, caller, group: group)
                 }
             }
             return (try openLocked(path), exists)
