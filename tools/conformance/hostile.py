@@ -123,6 +123,12 @@ class Known:
             return "SEEK_DATA/SEEK_HOLE see no holes"
         if name == "lseek" and args.get("directory"):
             return "lseek on a directory follows FUSE's rules"
+        if (name == "fstat" and args.get("o_path") and raid[0] == ref[0] == "ok"
+                and raid[1].get("nlink") == ref[1].get("nlink") == 0):
+            # FUSE opens nothing for O_PATH: a file removed with no handle
+            # open is gone from the members, and its node answers what it
+            # last answered.
+            return "O_PATH descriptor of a removed file"
         if name == "open" and args.get("flags", 0) & os.O_TMPFILE == os.O_TMPFILE:
             return "no O_TMPFILE"
         if name in ("setxattr",) and raid[0] == "err" and raid[1] in ("ENOSPC", "E2BIG") and ref[0] == "ok":
@@ -147,6 +153,7 @@ class Run:
         self.raid = None
         self.ref = None
         self.handles = 0
+        self.o_path = {}   # handle -> opened with O_PATH
         self.trace = open(a.trace, "w") if a.trace else None
 
     # -- setup ---------------------------------------------------------
@@ -320,6 +327,7 @@ class Run:
             return None
         h = self.handles
         self.handles += 1
+        self.o_path[h] = bool(flags & os.O_PATH)
         self.raid.fds[h] = raid
         self.ref.fds[h] = ref
         return h
@@ -444,7 +452,7 @@ class Run:
                 directory = False
             self.on_handle("lseek", h, lambda fd: os.lseek(fd, off, whence), whence=whence, offset=off, directory=directory)
         elif r < 0.64:
-            self.on_handle("fstat", h, lambda fd: stat_view(os.fstat(fd)))
+            self.on_handle("fstat", h, lambda fd: stat_view(os.fstat(fd)), o_path=self.o_path.get(h, False))
         elif r < 0.67:
             mode = rng.choice([0o644, 0o4755, 0o2755, 0o7777, 0o000])
             self.on_handle("fchmod", h, lambda fd: os.fchmod(fd, mode), mode=mode)
