@@ -168,7 +168,10 @@ final class InodeTable: @unchecked Sendable {
             node = n
         }
         let n = node!
-        if let other = byName[key], other != n.id { dropNameLocked(key, from: other) }
+        if let other = byName[key], other != n.id {
+            dropNameLocked(key, from: other)
+            forgetObjectIfGoneLocked(other)
+        }
         if n.names.first != key {
             // A directory has one name: a new one replaces the old. Any
             // node's latest name goes first, the one its path is built from.
@@ -200,7 +203,22 @@ final class InodeTable: @unchecked Sendable {
     /// `name` in `parent` is gone (unlink, rmdir, or replaced by a rename).
     func removed(_ parent: UInt64, _ name: String) {
         let key = Name(parent: parent, name: name)
-        lock.withLock { if let id = byName[key] { dropNameLocked(key, from: id) } }
+        lock.withLock {
+            guard let id = byName[key] else { return }
+            dropNameLocked(key, from: id)
+            forgetObjectIfGoneLocked(id)
+        }
+    }
+
+    /// A node other than a regular file is known by the first member's
+    /// inode number, which the member's filesystem reuses once the object
+    /// is gone: a node with no name left gives that number up, so a new
+    /// object with it gets a node of its own (the kernel may still hold
+    /// the old one, through an O_PATH descriptor). A regular file's id is
+    /// never reused.
+    private func forgetObjectIfGoneLocked(_ id: UInt64) {
+        guard let n = nodes[id], n.names.isEmpty, let o = n.object, !o.regular, byObject[o] == id else { return }
+        byObject[o] = nil
     }
 
     /// The attributes answered for node `id`.
@@ -230,7 +248,10 @@ final class InodeTable: @unchecked Sendable {
 
     private func renamedLocked(_ from: Name, _ to: Name, exchange: Bool) {
         let moving = byName[from], replaced = byName[to]
-        if let r = replaced { dropNameLocked(to, from: r) }
+        if let r = replaced {
+            dropNameLocked(to, from: r)
+            if !exchange && r != moving { forgetObjectIfGoneLocked(r) }
+        }
         if let m = moving { dropNameLocked(from, from: m) }
         if let m = moving, let n = nodes[m] { n.names.append(to); byName[to] = m }
         if exchange, let r = replaced, let n = nodes[r] { n.names.append(from); byName[from] = r }

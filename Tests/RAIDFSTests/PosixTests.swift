@@ -559,6 +559,22 @@ final class RemovedDirectoryTests: XCTestCase {
             closedir(dir)
             XCTAssertEqual(names, [], "\(base): a removed directory lists nothing")
         }
+        // A symlink removed while an O_PATH descriptor holds it stays that
+        // symlink, whatever later takes its member inode number (the
+        // member's filesystem reuses it).
+        for i in 0..<20 {
+            let link = a.path("link\(i)")
+            XCTAssertEqual(symlink("a", link), 0)
+            let held = open(link, RAIDFS_O_PATH | O_NOFOLLOW)
+            XCTAssertGreaterThanOrEqual(held, 0)
+            XCTAssertEqual(unlink(link), 0)
+            XCTAssertEqual(symlink(String(repeating: "b", count: 100), a.path("new\(i)")), 0)
+            var st = stat()
+            XCTAssertEqual(fstat(held, &st), 0)
+            XCTAssertEqual(st.st_size, 1, "round \(i): the removed symlink, not a new one")
+            XCTAssertEqual(st.st_nlink, 0, "round \(i)")
+            close(held)
+        }
         // A name made again is another directory.
         XCTAssertEqual(mkdir(a.path("gone"), 0o755), 0)
         var st = stat()
