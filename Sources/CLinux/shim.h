@@ -7,6 +7,16 @@
 #include <stdio.h>
 #include <sys/xattr.h>
 #include <sys/vfs.h>
+/* chmod that never follows a symlink: fchmodat2 (Linux 6.6) in one call,
+   else glibc's emulation; EOPNOTSUPP for a symlink itself. */
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline int raidfs_fchmodat_nofollow(int dirfd, const char *path, unsigned int mode) {
+    long r = syscall(452 /* fchmodat2 */, dirfd, path, mode, 0x100 /* AT_SYMLINK_NOFOLLOW */);
+    if (r == -1 && errno == ENOSYS) return fchmodat(dirfd, path, mode, 0x100);
+    return (int)r;
+}
 /* The filesystem type (statfs's f_type) of an open file; -1 on error. */
 static inline long raidfs_fs_type(int fd) { struct statfs s; return fstatfs(fd, &s) == 0 ? (long)s.f_type : -1; }
 int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);

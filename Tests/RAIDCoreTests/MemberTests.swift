@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import RAIDCore
 #if canImport(Glibc)
@@ -30,5 +31,25 @@ final class MemberTests: XCTestCase {
         try member.unlink("/d/b")
         XCTAssertThrowsError(try member.link(f, at: "/c")) { XCTAssertEqual(($0 as? FSError)?.errno, ENOENT) }
         XCTAssertThrowsError(try member.lstat("/c"))
+    }
+
+    /// A chmod never follows a symlink out of the member: a diverged
+    /// member may hold one where a repair expects a file.
+    func testChmodNeverFollowsASymlink() throws {
+        let tmp = TempDir()
+        let root = tmp.make("m")
+        XCTAssertEqual(mkdir(root + "/" + DirectoryMember.dataDirectoryName, 0o755), 0)
+        let outside = tmp.make("outside") + "/precious"
+        FileManager.default.createFile(atPath: outside, contents: Data("x".utf8))
+        XCTAssertEqual(Glibc.chmod(outside, 0o600), 0)
+        let member = DirectoryMember(root: root)
+        try member.symlink(target: outside, at: "/link")
+        try member.chmod("/link", mode: 0o777)
+        var st = stat()
+        XCTAssertEqual(lstat(outside, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o600, "the file outside the member keeps its mode")
+        try member.mkdir("/d", mode: 0o700)
+        try member.chmod("/d", mode: 0o2755)
+        XCTAssertEqual(try member.lstat("/d").st_mode & 0o7777, 0o2755, "anything else takes the mode")
     }
 }

@@ -197,7 +197,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         let rc = at(path) { dir, name in
             // The umask applied by mkdir(2) is the daemon's, not the caller's.
             guard mkdirat(dir, name, mode) == 0 else { return -1 }
-            return Int(fchmodat(dir, name, mode & 0o7777, 0))
+            return Int(raidfs_fchmodat_nofollow(dir, name, UInt32(mode & 0o7777)))
         }
         guard rc == 0 else { throw fail("mkdir", path) }
     }
@@ -252,8 +252,21 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         guard rc == 0 else { throw fail("mknod", path) }
     }
 
+    /// Never through a symlink: a member that diverged (a crash cut a
+    /// change short) may hold one where the repair expects a file, and
+    /// following it could change the host outside the member. A symlink's
+    /// own mode means nothing on Linux: setting it is a no-op.
     public func chmod(_ path: String, mode: mode_t) throws {
-        guard at(path, { Int(fchmodat($0, $1, mode & 0o7777, 0)) }) == 0 else { throw fail("chmod", path) }
+        let rc = at(path) { dir, name in
+            let r = raidfs_fchmodat_nofollow(dir, name, UInt32(mode & 0o7777))
+            if r != 0 && (errno == EOPNOTSUPP || errno == ENOTSUP) {
+                var st = stat()
+                if fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFLNK { return 0 }
+                errno = EOPNOTSUPP
+            }
+            return Int(r)
+        }
+        guard rc == 0 else { throw fail("chmod", path) }
     }
 
     public func chown(_ path: String, uid: uid_t, gid: gid_t) throws {
