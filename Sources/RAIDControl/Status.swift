@@ -118,12 +118,16 @@ public struct MemberStatus: Codable, Sendable, Equatable {
     public var checksumErrors: UInt64
     /// Faults injected with `raidctl inject` (absent when none).
     public var faults: [String]?
+    /// Why the member is degraded or faulty (absent when active and healthy,
+    /// or when nothing recorded why).
+    public var reason: String?
 
     public init(index: Int, path: String, state: String, readErrors: UInt64, writeErrors: UInt64,
-                checksumErrors: UInt64, faults: [String]?) {
+                checksumErrors: UInt64, faults: [String]?, reason: String? = nil) {
         self.index = index
         self.path = path
         self.state = state
+        self.reason = reason
         self.readErrors = readErrors
         self.writeErrors = writeErrors
         self.checksumErrors = checksumErrors

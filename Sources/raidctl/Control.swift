@@ -119,6 +119,7 @@ func render(_ st: ArrayStatus, mountpoint: String) -> String {
         out += "   " + padLeft("\(m.index)", 4) + "  " + pad(m.state, 10) + " " + padLeft("\(m.readErrors)", 6)
             + " " + padLeft("\(m.writeErrors)", 6) + " " + padLeft("\(m.checksumErrors)", 6) + "  " + (m.path.isEmpty ? "-" : m.path)
             + (m.faults.map { "  [injected: " + $0.joined(separator: ", ") + "]" } ?? "") + "\n"
+        if let why = m.reason { out += "         " + why + "\n" }
     }
     if !st.spares.isEmpty { out += "   spares: " + st.spares.joined(separator: ", ") + "\n" }
     return out

@@ -85,9 +85,9 @@ final class FailoverTests: XCTestCase {
         }, writer: false)
     }
 
-    /// Read errors are repaired from redundancy and counted; a member is
-    /// failed only once it spends its budget (-o max_read_errors per hour),
-    /// and then the spare takes over.
+    /// Read errors are repaired from redundancy and counted; once a member
+    /// spends its budget (-o max_read_errors per hour) it is degraded, not
+    /// failed, and the spare replaces it by hot replace while it serves.
     func testSpareTakesOverWhenTheReadErrorBudgetIsSpent() throws {
         let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
         try a.mount(options: ["max_read_errors=5"])
@@ -111,6 +111,8 @@ final class FailoverTests: XCTestCase {
         XCTAssertEqual(st.state, "clean")
         let events = try a.ctl(["events", a.mountpoint]).stdout
         XCTAssertTrue(events.contains("over the budget of 5 (max_read_errors)"), events)
+        XCTAssertTrue(events.contains("member-degraded member 1") && events.contains("member-replaced member 1"), events)
+        XCTAssertFalse(events.contains("member-failed"), "the degraded member served until the copy was done: \(events)")
         try readAll()
     }
 

@@ -173,6 +173,7 @@ extension RAIDArray {
                 var inForce = MembershipDraft(roles.current)
                 for (r, _) in failed {
                     counters[r].writeErrors += 1
+                    counters[r].faulted = "its superblock write failed"
                     if inForce.states[r] == draft.states[r], inForce.seats[r]?.member === draft.seats[r]?.member { inForce.fail(r) }
                     draft.fail(r)
                 }
@@ -201,6 +202,7 @@ extension RAIDArray {
         let changed = forceMembership("member \(role) faulty") { d in
             guard d.states[role] == .active || d.states[role] == .rebuilding else { return false }
             d.fail(role)
+            counters[role].faulted = reason
             return true
         }
         guard changed else { return }
@@ -218,11 +220,11 @@ extension RAIDArray {
 
     /// Fails `role` for an I/O error unless that would take the array past
     /// its redundancy (then an event says why it stays). True when failed.
-    func failWithinRedundancy(role: Int, reason: String, countsAsWriteError: Bool = true) -> Bool {
+    func failWithinRedundancy(role: Int, reason: String) -> Bool {
         let lost = membership.unreadableCount
-        if countsAsWriteError { stateLock.withLock { counters[role].writeErrors += 1 } }
+        stateLock.withLock { counters[role].writeErrors += 1 }
         if lost + 1 > geometry.parityChunkCount && roleState(role) == .active {
-            eventLog.record(ArrayEvent(kind: countsAsWriteError ? "write-error" : "member-kept", member: role,
+            eventLog.record(ArrayEvent(kind: "write-error", member: role,
                                        message: "\(reason); member kept: failing it would exceed RAID \(geometry.level.rawValue)'s redundancy"))
             return false
         }
@@ -268,7 +270,8 @@ extension RAIDArray {
     }
 
     /// Takes an empty, prepared member as a hot spare; a rebuild onto it
-    /// starts at once if a role is lost (returns that role).
+    /// starts at once if a role is lost, or a hot replace if a member is
+    /// degraded (returns that role).
     @discardableResult
     public func addSpare(member: Member, note: String) throws -> Int? {
         let uuid = environment.newUUID()
@@ -280,9 +283,10 @@ extension RAIDArray {
             d.addSpare(Seat(uuid: uuid, member: spare))
         }
         startRebuildIfPossible()
-        // The role it took, whichever thread started the rebuild: a member
-        // failure's own thread may have got there first.
-        return membership.seats.firstIndex { $0?.uuid == uuid }
+        // The role it took, or is replacing, whichever thread started the
+        // rebuild: a member failure's own thread may have got there first.
+        let m = membership
+        return m.seats.firstIndex { $0?.uuid == uuid } ?? m.shadows.firstIndex { $0?.uuid == uuid }
     }
 
     /// Starts copying active role `role` onto `member` (empty and prepared),
@@ -427,13 +431,19 @@ extension RAIDArray {
                 /// The roles to rebuild, their checkpoints, and which of them
                 /// spares just took.
                 case launch([Rebuilder.Target], [RebuildCheckpoint], [Rebuilder.Target])
+                /// A spare starts replacing a degraded role (hot replace).
+                case replace(Int, Seat)
             }
             // What to do is decided on the membership in force, and a spare
             // takes its role in the same change the superblocks record.
             var resume: [RebuildCheckpoint] = []
+            var replacement: ReplacementRecord? = nil
             let step: Step
             do {
-                step = try commitMembership("rebuild started", records: { $0.rebuilds = resume.isEmpty ? nil : resume }) { d in
+                step = try commitMembership("rebuild started", records: { sb in
+                    sb.rebuilds = resume.isEmpty ? nil : resume
+                    if let replacement { sb.replacement = replacement }
+                }) { d in
                     let lost = (0..<geometry.memberCount).filter { d.states[$0] == .faulty || d.states[$0] == .missing }
                     let canTake = !lost.isEmpty && !d.spares.isEmpty
                         && d.states.filter({ $0 == .active }).count >= geometry.dataChunkCount
@@ -457,7 +467,18 @@ extension RAIDArray {
                         }
                     }
                     targets += activated
-                    guard !targets.isEmpty else { return .none }
+                    if targets.isEmpty {
+                        // Nothing lost that a spare can take: a spare left
+                        // over replaces a degraded member while it serves.
+                        guard superblock.replacement == nil, let spare = d.spares.first,
+                              let role = (0..<geometry.memberCount).first(where: {
+                                  d.states[$0] == .active && d.shadows[$0] == nil && counters[$0].degraded != nil }) else { return .none }
+                        if !probed.contains(spare.uuid) { return .probe(role, spare) }
+                        d.removeSpare(spare.uuid)
+                        d.attachShadow(role, spare)
+                        replacement = ReplacementRecord(role: role, memberUUID: spare.uuid, directory: spare.member.name, lastPath: "", bytesDone: 0)
+                        return .replace(role, spare)
+                    }
                     d.recordOnly()
                     return .launch(targets, resume, activated)
                 }
@@ -491,6 +512,12 @@ extension RAIDArray {
                 stateLock.withLock { rebuilderSlot = r }
                 r.start()
                 return targets[0].role
+            case .replace(let role, let spare):
+                let why = counters(role).degraded ?? "degraded"
+                eventLog.record(ArrayEvent(kind: "replace-started", member: role,
+                                           message: "copying degraded role \(role) from \(memberName(role)) onto spare \(spare.member.name) (\(why)); it serves until the copy is done"))
+                startReplacement(role: role, target: spare.member, uuid: spare.uuid, resume: [])
+                return role
             }
         }
     }

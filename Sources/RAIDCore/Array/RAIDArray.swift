@@ -10,12 +10,19 @@ public enum ArrayState: String, Sendable {
     case clean, degraded, rebuilding, failed
 }
 
-/// Error counters of one role, as `status` reports them.
+/// Error counters and health of one role, as `status` reports them; kept
+/// in the superblocks until `raidctl clear` or a new member takes the role.
 public struct MemberCounters: Codable, Sendable, Equatable {
     public var readErrors: UInt64 = 0
     public var writeErrors: UInt64 = 0
     public var checksumErrors: UInt64 = 0
     public var repairedChunks: UInt64 = 0
+    /// Why the member is degraded (its read and checksum errors passed the
+    /// budget), nil while it is healthy. A degraded member keeps serving:
+    /// every read is verified, and it takes every write.
+    public var degraded: String? = nil
+    /// Why the role's member was marked faulty (while it is).
+    public var faulted: String? = nil
 }
 
 /// A running array: geometry, codec, the membership and the superblock.
@@ -227,7 +234,7 @@ public final class RAIDArray: @unchecked Sendable {
             // Everything the log named is repaired: write it anew (empty of
             // them) on every member, or the next mount would find them again.
             try intentLog.persist()
-            scheduleScrubAfterCrash(paths: touched)
+            scheduleScrub(paths: touched)
         }
     }
 
@@ -338,9 +345,11 @@ public final class RAIDArray: @unchecked Sendable {
     }
 
     /// One more read or checksum error on `role`: past `maxReadErrorsPerHour`
-    /// within the last hour the member is failed (and a spare takes over),
-    /// as md fails a member past its read-error limit — unless that would
-    /// lose data, in which case an event says so and it stays.
+    /// within the last hour the member is *degraded*, as ZFS marks a device
+    /// with too many checksum errors: it keeps serving (a member that
+    /// returns some bad sectors is still worth its good ones), and a spare,
+    /// if one is attached, replaces it by hot replace (md's
+    /// want_replacement), so no redundancy is spent on the way.
     private func spendErrorBudget(role: Int) {
         let budget = maxReadErrorsPerHour
         guard budget > 0, !readOnly else { return }
@@ -354,8 +363,30 @@ public final class RAIDArray: @unchecked Sendable {
             return recentErrorTimes[role].count
         }
         guard count > budget, roleState(role) == .active else { return }
-        let reason = "\(count) read and checksum errors within an hour, over the budget of \(budget) (max_read_errors)"
-        _ = failWithinRedundancy(role: role, reason: reason, countsAsWriteError: false)
+        markDegraded(role: role, reason: "\(count) read and checksum errors within an hour, over the budget of \(budget) (max_read_errors)")
+    }
+
+    /// Marks active role `role` degraded (once, until cleared): an event,
+    /// the superblocks, and a hot replace onto a spare if one is attached.
+    func markDegraded(role: Int, reason: String) {
+        let newly: Bool = stateLock.withLock {
+            guard counters[role].degraded == nil else { return false }
+            counters[role].degraded = reason
+            return true
+        }
+        guard newly else { return }
+        let spare = !membership.spares.isEmpty
+        eventLog.record(ArrayEvent(kind: "member-degraded", member: role, message:
+            "\(memberName(role)) degraded: \(reason); it keeps serving verified reads and taking writes; "
+            + (spare ? "a spare replaces it by hot replace"
+                     : "no spare is attached, so it stays in until one is added (raidctl add) or its counters are cleared (raidctl clear)")))
+        guard !readOnly else { return }
+        // On a thread of its own, as a failover: the caller holds a file's
+        // lock, and the replacement walks every file.
+        environment.jobs.spawn("raidfs-degraded") { [weak self] in
+            self?.persistStateLoggingFailure("member \(role) degraded")
+            self?.startRebuildIfPossible()
+        }
     }
 
     /// Error counts changed since the superblocks last recorded them: record

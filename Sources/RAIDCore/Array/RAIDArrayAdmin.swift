@@ -77,7 +77,9 @@ extension RAIDArray {
         let reused = try prepareNewMemberDirectory(dir)
         let started = try addSpare(member: DirectoryMember(root: dir),
                                    note: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")")
-        return started.map { "\(dir) added; rebuilding role \($0) onto it" } ?? "\(dir) added as a hot spare"
+        guard let role = started else { return "\(dir) added as a hot spare" }
+        return shadowMember(role) == nil ? "\(dir) added; rebuilding role \(role) onto it"
+            : "\(dir) added; replacing degraded member \(role) with it (the member serves until the copy is done)"
     }
 
     /// Makes `dir` ready to join as a new member: empty (but for an ext4
@@ -211,15 +213,22 @@ extension RAIDArray {
         let m = membership
         let (states, names, sb) = (m.states, m.seats.map { $0?.member.name ?? "" }, currentSuperblock)
         let rebuild = rebuildStatus
+        let health = (0..<geometry.memberCount).map { self.counters($0) }
+        // A degraded member still serves, but its errors are past the
+        // budget: the array says degraded, as a ZFS pool with a DEGRADED
+        // device does, so that `status`'s exit code tells a monitor.
+        let arrayState = state == .clean && health.contains { $0.degraded != nil } ? "degraded" : state.rawValue
         return ArrayStatus(
             arrayUUID: arrayUUID, level: geometry.level.rawValue, chunkSizeBytes: geometry.chunkSizeBytes,
-            state: state.rawValue, events: sb.events,
+            state: arrayState, events: sb.events,
             members: (0..<geometry.memberCount).map { r in
-                let c = counters(r)
+                let c = health[r]
                 let faults = injectedFaults(r)
-                return MemberStatus(index: r, path: names[r], state: states[r].rawValue,
+                let degraded = states[r] == .active && c.degraded != nil
+                return MemberStatus(index: r, path: names[r], state: degraded ? "degraded" : states[r].rawValue,
                                     readErrors: c.readErrors, writeErrors: c.writeErrors, checksumErrors: c.checksumErrors,
-                                    faults: faults.isEmpty ? nil : faults)
+                                    faults: faults.isEmpty ? nil : faults,
+                                    reason: states[r] == .active ? c.degraded : (states[r] == .faulty ? c.faulted : nil))
             },
             spares: spares.map { $0.name },
             rebuild: rebuild,

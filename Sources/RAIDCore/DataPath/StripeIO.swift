@@ -14,22 +14,68 @@ extension ArrayFile {
     /// and verifies each 4 KiB sector against its entry, as cached
     /// (EntryCache) or, `fromDisk`, as the member holds it. False when the
     /// member is not usable, the read fails or a checksum disagrees.
+    ///
+    /// A read that fails is tried again at once (a transient error costs no
+    /// reconstruction), from the disk; `attempts` reads in all, with a
+    /// backoff from the engine's clock between the later ones. The first
+    /// failure is counted (and against the member's error budget) and
+    /// recorded; the retries of the same read are not.
     @inline(__always)
     func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil,
-                   fromDisk: Bool = false) -> Bool {
+                   fromDisk: Bool = false, attempts: Int = 2) -> Bool {
         guard let f = usable(role) else { return false }
         let r = range ?? 0..<array.geometry.chunkBytes(stripe)
+        if readChunkOnce(f, role: role, stripe: stripe, into: buffer, r, fromDisk: fromDisk, retry: false) { return true }
+        var patience = Double.infinity
+        return readChunkAgain(role: role, stripe: stripe, into: buffer, r, attempts: attempts, patience: &patience)
+    }
+
+    /// The retries of a read that failed once (see readChunk): up to
+    /// `attempts` reads in all, the backoffs taken from `patience` (seconds)
+    /// and none once it is spent.
+    @inline(never)
+    private func readChunkAgain(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
+                                attempts: Int, patience: inout Double) -> Bool {
+        var attempt = 1
+        while attempt < attempts {
+            // A member that vanished or was failed meanwhile is not asked again.
+            guard let f = usable(role), array.member(role)?.isPresent() == true else { return false }
+            if attempt > 1 {
+                let wait = ArrayFile.retryBackoff(attempt)
+                guard patience >= wait else { return false }
+                patience -= wait
+                array.environment.pause(seconds: wait)
+            }
+            attempt += 1
+            if readChunkOnce(f, role: role, stripe: stripe, into: buffer, r, fromDisk: true, retry: true) { return true }
+        }
+        return false
+    }
+
+    /// Reads patiently: as many attempts as a sector no other member can
+    /// give right now deserves (see recover), and at most this much
+    /// backoff in all for one stripe, so that a read beyond redundancy
+    /// still answers EIO within a bounded time.
+    static let patientAttempts = 16
+    static let patienceSeconds = 0.25
+
+    /// The wait before attempt `n` (2 onwards): 1, 2, then 4 ms.
+    static func retryBackoff(_ n: Int) -> Double { Double(min(1 << (n - 2), 4)) / 1000 }
+
+    @inline(__always)
+    private func readChunkOnce(_ f: MemberFile, role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>,
+                               _ r: Range<Int>, fromDisk: Bool, retry: Bool) -> Bool {
         let ok: Bool
         do {
             try f.readFull(into: buffer + r.lowerBound, count: r.count,
                            at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
             ok = try sectorsMatch(f, stripe: stripe, buffer, r, cachedFor: fromDisk ? nil : role)
         } catch {
-            array.noteReadError(role: role, error)
+            if !retry { array.noteReadError(role: role, error) }
             return false
         }
         if !ok {
-            array.noteChecksumError(role: role, path: displayPath, stripe: stripe)
+            if !retry { array.noteChecksumError(role: role, path: displayPath, stripe: stripe) }
             return false
         }
         return true
@@ -234,7 +280,12 @@ extension ArrayFile {
                                    lostSectors.count)
                             have.insert(j)
                         }
-                        try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: true, range: lostSectors)
+                        do {
+                            try recover(stripe: stripe, lost: lost, have: &have, ws: ws, heal: true, range: lostSectors)
+                        } catch let e as FSError where e.errno == EIO {
+                            array.lostSectorsFound(path: displayPath)
+                            throw e
+                        }
                     }
                     for j in first...last where !exact(j) || lost.contains(j) {
                         let b = bytes(j)
@@ -264,8 +315,13 @@ extension ArrayFile {
     /// range; more are read as needed. With `heal`, rewrites each rebuilt
     /// chunk's range whose member is still active, and any chunk found bad
     /// along the way.
+    ///
+    /// Where whole chunks are too few, every redundancy still there is
+    /// used before giving up: each sector on its own (two members' damage
+    /// in different sectors of one stripe does not add up), and a sector
+    /// that no member gives right now is read again, with a backoff.
     func recover(stripe: UInt64, lost: [Int], have: inout Set<Int>, ws: StripeWorkspace, heal: Bool,
-                 range: Range<Int>? = nil) throws {
+                 range: Range<Int>? = nil, bySector: Bool = false) throws {
         let g = array.geometry
         let r = range ?? 0..<g.chunkBytes(stripe)
         var bad = lost
@@ -281,6 +337,7 @@ extension ArrayFile {
             i += 1
         }
         guard have.count >= g.dataChunkCount else {
+            if !bySector { return try recoverBySector(stripe: stripe, have: &have, ws: ws, heal: heal, range: r) }
             throw FSError.io("\(displayPath): stripe \(stripe) has \(g.memberCount - have.count) chunks lost or corrupt, more than RAID \(g.level.rawValue) can rebuild")
         }
         let sources = have.sorted().prefix(g.dataChunkCount).map { $0 }
@@ -320,6 +377,40 @@ extension ArrayFile {
                 array.noteRepaired(role: role, path: displayPath, stripe: stripe)
             }
         }
+    }
+
+    /// `recover` where whole chunks were too few: sector by sector over
+    /// `r`, each from the chunks that hold it intact (read again now, and
+    /// patiently where the sources are still too few), so that on return
+    /// every chunk of the stripe is in the workspace over `r`. Throws EIO
+    /// for a sector fewer than k chunks can give.
+    private func recoverBySector(stripe: UInt64, have: inout Set<Int>, ws: StripeWorkspace, heal: Bool, range r: Range<Int>) throws {
+        let g = array.geometry
+        let step = MemberFileLayout.sectorBytes
+        var patience = ArrayFile.patienceSeconds
+        for lo in stride(from: r.lowerBound, to: r.upperBound, by: step) {
+            let s = lo..<min(lo + step, r.upperBound)
+            var sources = have
+            var missing: [Int] = []
+            // (These reads repeat ones whose errors are already recorded.)
+            for i in 0..<g.memberCount where !sources.contains(i) {
+                let role = role(stripe: stripe, chunkIndex: i)
+                if let f = usable(role), readChunkOnce(f, role: role, stripe: stripe, into: ws.chunks[i].bytes, s, fromDisk: true, retry: true) {
+                    sources.insert(i)
+                } else {
+                    missing.append(i)
+                }
+            }
+            for i in missing where sources.count < g.dataChunkCount {
+                if readChunkAgain(role: role(stripe: stripe, chunkIndex: i), stripe: stripe, into: ws.chunks[i].bytes, s,
+                                  attempts: ArrayFile.patientAttempts, patience: &patience) {
+                    sources.insert(i)
+                }
+            }
+            missing.removeAll { sources.contains($0) }
+            try recover(stripe: stripe, lost: missing, have: &sources, ws: ws, heal: heal, range: s, bySector: true)
+        }
+        have = Set(0..<g.memberCount)
     }
 
     // MARK: write

@@ -176,13 +176,11 @@ extension ArrayFile {
                     }
                 }
             }
-            if bad.count + missing > m {
-                result.unrecoverable = true
-                return result
-            }
             if !bad.isEmpty || missing > 0 {
                 // Rebuild what is bad (and, for the parity comparison below,
-                // what is missing) from the verified chunks.
+                // what is missing) from the verified chunks: sector by
+                // sector, with the failing sectors read again, where whole
+                // chunks are too few (recover).
                 var have = Set((0..<n).filter { i in
                     !bad.contains(i) && usable(role(stripe: stripe, chunkIndex: i)) != nil })
                 let lost = (0..<n).filter { !have.contains($0) }

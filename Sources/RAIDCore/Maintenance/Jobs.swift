@@ -150,6 +150,12 @@ public final class EngineEnvironment: @unchecked Sendable {
         return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
     }
 
+    /// Waits `seconds` (a retry's backoff): the system's sleep, or the
+    /// logical clock moved on by as much.
+    public func pause(seconds: Double) {
+        if isSimulated { advance(by: seconds) } else { usleep(UInt32(seconds * 1_000_000)) }
+    }
+
     /// Moves a logical clock on (the simulation's passing of time).
     public func advance(by seconds: Double) {
         lock.withLock {

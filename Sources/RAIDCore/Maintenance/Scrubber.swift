@@ -16,8 +16,10 @@ public final class Scrubber: @unchecked Sendable {
     public let repair: Bool
     private unowned let array: RAIDArray
     private let rateBytesPerSecond: Double?
-    /// After an unclean shutdown: only these files.
+    /// After an unclean shutdown, or a read beyond redundancy: only these files.
     let only: Set<String>?
+    /// Why only those (nil: an unclean shutdown).
+    private let because: String?
     private let lock = Mutex()
     private let startedAt: Double
     /// When this scrub first started (before any remount that resumed it).
@@ -53,7 +55,9 @@ public final class Scrubber: @unchecked Sendable {
             lastPath = r.lastPath
             firstStartedAt = r.startedAt
             self.only = r.only.map(Set.init)
+            because = r.because
         } else {
+            because = nil
             found = ScrubResult(mode: mode, bytes: 0, problems: 0, repaired: 0, unrecoverable: 0)
             firstStartedAt = startedAt
             self.only = only.map(Set.init)
@@ -97,13 +101,14 @@ public final class Scrubber: @unchecked Sendable {
     }
 
     private var checkpoint: ScrubCheckpoint {
-        lock.withLock { ScrubCheckpoint(lastPath: lastPath, startedAt: firstStartedAt, found: foundAtLastPath, only: only.map { $0.sorted() }) }
+        lock.withLock { ScrubCheckpoint(lastPath: lastPath, startedAt: firstStartedAt, found: foundAtLastPath, only: only.map { $0.sorted() },
+                                        because: because) }
     }
 
     private func run() {
         defer { lock.withLock { exited = true } }
         let mode = found.mode
-        let what = only.map { "of the \($0.count) files written when the array last stopped uncleanly" } ?? "of every file"
+        let what = only.map { "of the \($0.count) files " + (because ?? "written when the array last stopped uncleanly") } ?? "of every file"
         let how = !resumed ? "started" : lastPath.isEmpty ? "resumed from the start" : "resumed after \(lastPath)"
         array.eventLog.record(ArrayEvent(kind: resumed ? "scrub-resumed" : "scrub-started", message: "scrub (\(mode)) \(what) \(how)"))
         array.recordScrub { $0.checkpoint = checkpoint }
@@ -260,15 +265,31 @@ extension RAIDArray {
     }
 
     /// After an unclean shutdown: a scrub of the files the intent log
-    /// named, recorded as a checkpoint so that it survives another crash.
-    func scheduleScrubAfterCrash(paths: [String]?) {
+    /// named (`because` nil), recorded as a checkpoint so that it survives
+    /// another crash; it starts once the array is clean and idle.
+    func scheduleScrub(paths: [String]?, because: String? = nil) {
         let only = paths.map { Array(Set($0)).sorted() }
         if only?.isEmpty == true { return }
         recordScrub { record in
             guard record.checkpoint == nil else { return }   // a scrub already in progress covers them
             record.checkpoint = ScrubCheckpoint(lastPath: "", startedAt: environment.now(),
                                                 found: ScrubResult(mode: "repair", bytes: 0, problems: 0, repaired: 0, unrecoverable: 0),
-                                                only: only)
+                                                only: only, because: because)
+        }
+    }
+
+    /// A read found sectors of `path` that no member gives right now
+    /// (beyond redundancy, or errors that may pass): they are left as they
+    /// are, reading EIO, and a repair scrub of the file comes soon — within
+    /// seconds once the array is clean — to try them again, rather than at
+    /// the next scheduled scrub.
+    func lostSectorsFound(path: String) {
+        guard !readOnly else { return }
+        let pending = stateLock.withLock { superblock.scrub?.checkpoint != nil || scrubberSlot?.isRunning == true }
+        if pending { return }
+        // Not on the reader's thread: it holds the file's lock.
+        environment.jobs.spawn("raidfs-scrub-lost") { [weak self] in
+            self?.scheduleScrub(paths: [path], because: "a read found sectors of beyond redundancy in")
         }
     }
 

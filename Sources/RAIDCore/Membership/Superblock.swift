@@ -31,8 +31,11 @@ public struct ScrubCheckpoint: Codable, Equatable, Sendable {
     public var startedAt: Double
     /// What was found so far (carried over when resumed).
     public var found: ScrubResult
-    /// After an unclean shutdown: only these files (those the intent log named).
+    /// After an unclean shutdown: only these files (those the intent log named),
+    /// or the files a read found sectors of beyond redundancy in.
     public var only: [String]?
+    /// Why only those: nil after an unclean shutdown.
+    public var because: String? = nil
 }
 
 /// `raidctl replace` in progress: the member taking over `role`, where it
