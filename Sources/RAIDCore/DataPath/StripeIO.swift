@@ -408,6 +408,7 @@ extension ArrayFile {
                 }
             }
             missing.removeAll { sources.contains($0) }
+            if missing.isEmpty { continue }   // every chunk read right this time
             try recover(stripe: stripe, lost: missing, have: &sources, ws: ws, heal: heal, range: s, bySector: true)
         }
         have = Set(0..<g.memberCount)

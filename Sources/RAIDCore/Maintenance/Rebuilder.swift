@@ -407,7 +407,7 @@ public final class Rebuilder: @unchecked Sendable {
     /// writing to another inode there is pointed at it, and done again.
     private func linkNames(_ af: ArrayFile, _ path: String, _ st: stat, _ targets: [Target]) throws {
         try array.namespace.lock.withLock {
-            guard (try? array.readHeader(path))?.fileId == af.fileId else { return }   // renamed or gone meanwhile
+            guard stillNames(af, path) else { return }   // renamed or gone meanwhile
             for t in targets {
                 let open: MemberFile? = af.lock.withReadLock {
                     replacing ? af.shadow(t.role) : (af.isAttached(role: t.role) ? af.files[t.role] : nil)
@@ -489,6 +489,20 @@ public final class Rebuilder: @unchecked Sendable {
             array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: t.role, path: path,
                                              message: "\(path) cannot be rebuilt: \(error)"))
         }
+    }
+
+    /// Whether `path` still names the file `af` has open (not renamed or
+    /// removed meanwhile): the first active member that can tell compares
+    /// the inode under the name with the one the open file has there. Not
+    /// by the file's header, which read faults may withhold: a name of a
+    /// linked file skipped so would be made a file of its own on the target.
+    private func stillNames(_ af: ArrayFile, _ path: String) -> Bool {
+        for role in array.activeRoles {
+            guard let m = array.member(role), let f = af.usable(role), let open = try? f.status(),
+                  let named = try? m.lstat(path) else { continue }
+            return named.st_ino == open.st_ino
+        }
+        return (try? array.readHeader(path))?.fileId == af.fileId
     }
 
     /// The inode of `path` on `t`'s member if that is file `fileId` there

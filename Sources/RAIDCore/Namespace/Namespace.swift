@@ -362,8 +362,14 @@ extension RAIDArray {
     public func link(_ from: String, _ to: String) throws {
         try namespace.lock.withLock {
             try replicateLocked("link \(to)", dirs: directories(of: to, from)) { try $0.link(from, to) }
-            if !rebuildingRoles.isEmpty || !shadowRoles.isEmpty, let h = try? readHeader(from) {
-                toRebuild { $0.linkedWithoutTarget(from: from, to: to, fileId: h.fileId) }
+            if !rebuildingRoles.isEmpty || !shadowRoles.isEmpty {
+                if let h = try? readHeader(from) {
+                    toRebuild { $0.linkedWithoutTarget(from: from, to: to, fileId: h.fileId) }
+                } else {
+                    // Which file it is cannot be read now: the walk goes
+                    // over the tree again rather than miss the new name.
+                    rebuildMissed()
+                }
             }
         }
     }
