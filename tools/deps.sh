@@ -64,3 +64,39 @@ raidfs_build_passthrough() {
         -DHAVE_FDATASYNC -DHAVE_FSTATAT "$src/passthrough.c" $(pkg-config fuse3 --cflags --libs) -o "$out"
     rm -rf "$src"
 }
+
+# 16 random files of $2 MiB in all under $1/src, their sums in $1/sums.
+raidfs_random_files() {
+    local work="$1" size="$2" i
+    mkdir -p "$work/src"
+    for i in $(seq -w 1 16); do head -c $(((size / 16) << 20)) /dev/urandom > "$work/src/f$i"; done
+    (cd "$work/src" && sha256sum f* > ../sums)
+}
+
+# The backing filesystem's raw copy rate (cp -r of $1/src, $2 MiB, caches
+# dropped): printed, and in RAW_MIBS (MiB/s).
+raidfs_raw_copy_rate() {
+    local work="$1" size="$2" t0 t1
+    echo "== raw copy rate of the backing directories (cp -r, caches dropped)"
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    t0=$(date +%s.%N); cp -r "$work/src" "$work/copy"; sync; t1=$(date +%s.%N)
+    RAW_MIBS=$(echo "$size / ($t1 - $t0)" | bc -l)
+    rm -rf "$work/copy"
+    printf "cp -r: %d MiB in %.1f s = %.0f MiB/s\n" "$size" "$(echo "$t1 - $t0" | bc -l)" "$RAW_MIBS"
+}
+
+# A scenario's work directory: sets WORK (a fresh directory under /tmp
+# named after $1), MNT (its mount point) and PID (the daemon's, for the
+# caller to set); on exit the mount is undone, the daemon stopped and WORK
+# removed.
+raidfs_scenario_work() {
+    WORK="$(mktemp -d "/tmp/raidfs-$1.XXXXXX")"
+    MNT="$WORK/mnt"
+    PID=""
+    trap raidfs_scenario_cleanup EXIT
+}
+raidfs_scenario_cleanup() {
+    mountpoint -q "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"; }
+    [ -n "$PID" ] && { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+    rm -rf "$WORK"
+}

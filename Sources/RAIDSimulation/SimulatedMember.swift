@@ -153,6 +153,26 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         }
     }
 
+    // MARK: rot
+
+    /// Imitates media damage: `count` bytes of the files' data flipped
+    /// where they lie, as durable as the rest (a sector that rotted on the
+    /// platter), at offsets drawn from `rng`. Attributes, the superblock
+    /// and the intent log are left alone.
+    public func rot(count: Int, rng: inout SeededGenerator) {
+        lock.withLock {
+            let files = filesInNameOrder().compactMap { $0.data }.filter { !$0.durable.isEmpty }
+            guard !files.isEmpty else { return }
+            for _ in 0..<count {
+                let data = files[Int(rng.next() % UInt64(files.count))]
+                let at = Int(rng.next() % UInt64(data.durable.count))
+                let mask = UInt8(1 + rng.next() % 255)
+                data.durable[at] ^= mask
+                if at < data.current.count { data.current[at] ^= mask }
+            }
+        }
+    }
+
     // MARK: helpers
 
     private func parent(_ path: String) -> String {

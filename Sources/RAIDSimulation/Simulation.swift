@@ -24,6 +24,12 @@ public struct SimulationOptions: Sendable {
     /// tolerates: every read must then be right or fail with EIO, never
     /// return wrong bytes; a write that fails leaves each byte old or new.
     public var beyondRedundancy = false
+    /// Faults that come together, all within what redundancy can serve:
+    /// rot in the member files of as many roles as the level tolerates
+    /// (counting roles being rebuilt), flaky reads (EIO or bit rot on half
+    /// of them) on one role more, while rebuilds and replacements run.
+    /// Every read must succeed and be right: none may fail with EIO.
+    public var combinedFaults = false
     /// Prints every operation to stderr.
     public var trace = false
     /// After every step, also checks the namespace, every file's size, the
@@ -42,7 +48,8 @@ public struct SimulationOptions: Sendable {
     public var command: String {
         "tools/simulate --level \(level.rawValue) --members \(members) --seed \(seed) --ops \(ops)"
             + " --faults \(faults ? "on" : "off") --power-cuts \(powerCuts ? "on" : "off") --links \(hardLinks ? "on" : "off")"
-            + (beyondRedundancy ? " --beyond-redundancy on" : "") + (paranoid ? " --paranoid" : "")
+            + (beyondRedundancy ? " --beyond-redundancy on" : "") + (combinedFaults ? " --combined on" : "")
+            + (paranoid ? " --paranoid" : "")
     }
 }
 
@@ -111,6 +118,14 @@ public final class Simulation {
     var operation = ""
     /// Roles with a fault injected since the faults were last cleared.
     var faulty = Set<Int>()
+    /// --combined: the members whose files have rotted (by name: a member
+    /// that takes the role brings none of it), and the one with flaky reads.
+    var rottedMembers = Set<String>()
+    var flakyMember: String?
+    /// How many rots so far, and how many there had been when the last
+    /// whole scrub started (nil: none since).
+    var rots = 0
+    var rotsAtScrubStart: Int?
     /// Files an operation failed on beyond redundancy: each byte is the old
     /// one or a new one (or the file is unreadable) until the faults go and
     /// they are read back (`settleTainted`).
@@ -242,7 +257,9 @@ public final class Simulation {
     /// Roles not serving in full: failed, missing, rebuilding, or with a
     /// fault injected.
     var compromised: Set<Int> {
-        Set((0..<options.members).filter { array.roleState($0) != .active }).union(faulty)
+        Set((0..<options.members).filter { r in
+            array.roleState(r) != .active || array.member(r).map { rottedMembers.contains($0.name) } == true
+        }).union(faulty)
     }
 
     func newMember() -> SimulatedMember {
@@ -301,7 +318,7 @@ public final class Simulation {
     func mount() throws {
         let (a, _) = try RAIDArray.assemble(members: disks.keys.sorted().map { disks[$0]! }, logger: logger, environment: env)
         if a.needsResync && a.state != .clean {   // raidfs refuses it without -o force
-            // Beyond redundancy a member may fail for its error budget in
+            // Beyond redundancy a rebuild or a write may fail a member in
             // the very step a crash comes: refusing is then right, and where
             // an operator takes over, the run ends.
             guard wentBeyond else { throw fail("the array is dirty and \(a.state.rawValue) at mount: the daemon would refuse it") }
@@ -313,6 +330,13 @@ public final class Simulation {
         // Every event counted (what the maintenance finished), and traced.
         _ = a.eventLog.follow { [unowned self] e in
             report.count("event:" + e.kind)
+            // --combined: a whole repair scrub that started after the last
+            // rot and lost nothing has rewritten every rotted sector.
+            if e.kind == "scrub-started" && e.message.contains("of every file") { rotsAtScrubStart = rots }
+            if e.kind == "scrub-finished" && e.message.contains("(repair) of every file") && e.message.hasSuffix(" 0 beyond redundancy")
+                && rotsAtScrubStart == rots {
+                rottedMembers = []
+            }
             if options.trace {
                 FileHandle.standardError.write("  event: \(e.kind)\(e.member.map { " member \($0)" } ?? ""): \(e.message)\n".data(using: .utf8)!)
             }
@@ -385,7 +409,8 @@ public final class Simulation {
         // fault injected, which the check's reads would draw on and find.
         // (Beyond redundancy a rebuild may have left stripes it could not
         // rebuild: the final check repairs what it can first.)
-        if !crashed && faulty.isEmpty && !wentBeyond && report.counts["event:rebuild-finished", default: 0] > rebuildsBefore {
+        if !crashed && faulty.isEmpty && !wentBeyond && rottedMembers.isEmpty
+            && report.counts["event:rebuild-finished", default: 0] > rebuildsBefore {
             try checkRedundancy("after a rebuild finished")
         }
         if crashed {
@@ -576,10 +601,88 @@ public final class Simulation {
         }
     }
 
+    /// Roles that may not give a sector right (--combined): rotted, or not
+    /// active (failed, missing, being rebuilt).
+    var unreliableRoles: Set<Int> {
+        Set((0..<options.members).filter { r in
+            array.roleState(r) != .active || array.member(r).map { rottedMembers.contains($0.name) } ?? true
+        })
+    }
+
+    /// --combined: rot on up to the level's redundancy, flaky reads on one
+    /// more, a member failed (rebuilt by a spare), spares added, a
+    /// replacement; never more than redundancy can serve.
+    func combinedChange() throws {
+        let unreliable = unreliableRoles
+        let flakyRole = (0..<options.members).first { array.member($0)?.name == flakyMember }
+        if flakyRole == nil { flakyMember = nil }
+        let others = (0..<options.members).filter { !unreliable.contains($0) && $0 != flakyRole }
+        switch below(10) {
+        case 0..<3:
+            guard unreliable.count < redundancy, !others.isEmpty else { return }
+            let role = others[below(others.count)]
+            guard let name = array.member(role)?.name, let disk = disks[name] else { return }
+            let n = 1 + below(40)
+            note("rot \(role) \(n)")
+            putOffCrash()
+            disk.rot(count: n, rng: &rng)
+            rottedMembers.insert(name)
+            rots += 1
+        case 3..<5:
+            guard flakyRole == nil, !others.isEmpty else { return }
+            let role = others[below(others.count)]
+            let fault = InjectedFault(kind: chance(50) ? .eioRead : .bitrot, rate: 0.5)
+            note("flaky \(role) \(fault)")
+            putOffCrash()
+            flakyMember = array.member(role)?.name
+            faulty.insert(role)
+            _ = try array.injectFault(String(role), fault)
+        case 5:
+            note("clear-faults")
+            _ = try array.clearFaults(nil)
+            faulty = []
+            flakyMember = nil
+        case 6:
+            guard unreliable.count < redundancy, !others.isEmpty else { return }
+            try failOne(of: others)
+        case 7..<9:
+            try addSpare()
+        default:
+            guard unreliable.isEmpty else { return }
+            try replaceOne()
+        }
+    }
+
+    /// Fails one of `candidates`, as an administrator would.
+    func failOne(of candidates: [Int]) throws {
+        let role = candidates[below(candidates.count)]
+        note("fail \(role)")
+        putOffCrash()
+        _ = try array.failByAdministrator(role, force: false)
+    }
+
+    /// A spare: before any failure (a hot spare) as well as after.
+    func addSpare() throws {
+        guard array.spares.count < 2 else { return }
+        let m = newMember()
+        note("add \(m.name)")
+        _ = try array.addSpare(member: m, note: "simulated spare")
+    }
+
+    /// A role replaced onto a new member, while nothing else runs.
+    func replaceOne() throws {
+        guard env.jobs.pending.isEmpty, !array.rebuildStatus.running else { return }
+        let role = below(options.members)
+        let m = newMember()
+        note("replace \(role) \(m.name)")
+        do { try array.replace(role: role, with: m) } catch let e as FSError where e.errno == EBUSY {}
+    }
+
     /// Faults and membership: inject, clear, fail, add a spare, replace.
     /// (A pending crash is put off first: injecting or failing makes the
     /// array degraded, where a crash would make it one the daemon refuses.)
     func memberChange() throws {
+        if options.combinedFaults { return try combinedChange() }
         let lost = compromised
         switch below(10) {
         case 0..<4:
@@ -587,10 +690,9 @@ public final class Simulation {
             guard lost.count < redundancy + (options.beyondRedundancy ? 1 : 0) else { return }
             let candidates = (0..<options.members).filter { !lost.contains($0) }
             let role = candidates[below(candidates.count)]
-            // With read errors on every role, the engine may fail any member
-            // for its hourly error budget, long after its faults cleared: a
-            // member vanishing then as well fails the array, rightly. So
-            // beyond redundancy the run injects read faults only.
+            // With read errors on every role, a member vanishing or failing
+            // a write as well fails the array, rightly. So beyond
+            // redundancy the run injects read faults only.
             let kinds: [FaultKind] = lost.count < redundancy && !options.beyondRedundancy
                 ? [.bitrot, .eioRead, .eioWrite, .vanish, .latency] : [.bitrot, .eioRead]
             let kind = kinds[below(kinds.count)]
@@ -608,23 +710,12 @@ public final class Simulation {
             try settleTainted()
         case 6:
             guard lost.count < redundancy else { return }
-            let candidates = (0..<options.members).filter { !lost.contains($0) }
-            let role = candidates[below(candidates.count)]
-            note("fail \(role)")
-            putOffCrash()
-            _ = try array.failByAdministrator(role, force: false)
+            try failOne(of: (0..<options.members).filter { !lost.contains($0) })
         case 7..<9:
-            // A spare: before any failure (a hot spare) as well as after.
-            guard array.spares.count < 2 else { return }
-            let m = newMember()
-            note("add \(m.name)")
-            _ = try array.addSpare(member: m, note: "simulated spare")
+            try addSpare()
         default:
-            guard lost.isEmpty, env.jobs.pending.isEmpty, !array.rebuildStatus.running else { return }
-            let role = below(options.members)
-            let m = newMember()
-            note("replace \(role) \(m.name)")
-            do { try array.replace(role: role, with: m) } catch let e as FSError where e.errno == EBUSY {}
+            guard lost.isEmpty else { return }
+            try replaceOne()
         }
     }
 
@@ -836,6 +927,9 @@ public final class Simulation {
             }
             report.mix("lost \(summary.unrecoverable)")
         } else {
+            // --combined: the rot left is repaired first; all of it is
+            // within redundancy, so nothing may be left after.
+            if !rottedMembers.isEmpty { _ = try array.checkAll(mode: .repair) { _ in } }
             try checkRedundancy("final check")
         }
         for r in 0..<options.members { report.mix("\(r) \(array.roleState(r).rawValue)") }

@@ -25,6 +25,8 @@ struct Simulate: ParsableCommand {
     @Option(name: .customLong("beyond-redundancy"),
             help: "Read faults on one role more than the level tolerates (reads right or EIO, never wrong): on or off.")
     var beyondRedundancy: Switch = .off
+    @Option(help: "Rot on as many members as the level tolerates, flaky reads on one more, rebuilds and replacements running: every read must succeed. On or off.")
+    var combined: Switch = .off
     @Flag(help: "Print every operation to stderr.") var trace = false
     @Flag(name: .customLong("keep-going"), help: "Run every seed even after a divergence; exit 1 at the end if any diverged.")
     var keepGoing = false
@@ -34,6 +36,9 @@ struct Simulate: ParsableCommand {
         guard let l = RAIDLevel(rawValue: level) else { throw ValidationError("--level \(level): must be 1, 5 or 6") }
         if let m = members, m < l.minimumMemberCount || m > 16 {
             throw ValidationError("--members \(m): RAID \(level) needs \(l.minimumMemberCount) to 16")
+        }
+        if combined == .on && (beyondRedundancy == .on || faults == .off) {
+            throw ValidationError("--combined on: needs --faults on, and excludes --beyond-redundancy on")
         }
         guard ops > 0 else { throw ValidationError("--ops \(ops): must be at least 1") }
         guard seeds > 0 else { throw ValidationError("--seeds \(seeds): must be at least 1") }
@@ -52,6 +57,7 @@ struct Simulate: ParsableCommand {
             o.powerCuts = powerCuts == .on
             o.hardLinks = links == .on
             o.beyondRedundancy = beyondRedundancy == .on
+            o.combinedFaults = combined == .on
             o.trace = trace
             o.paranoid = paranoid
             let t0 = Date()

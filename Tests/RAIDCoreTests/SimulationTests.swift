@@ -13,11 +13,15 @@ import RAIDSimulation
 /// hard links after every step, and every stripe's redundancy after each
 /// crash resync and each finished rebuild.
 final class SimulationTests: XCTestCase {
-    private func shortRun(_ level: RAIDLevel, members: Int) {
+    /// Runs `seeds` with `configure`d options; fails at a divergence, and
+    /// unless each of `reached` happened in them (a run that never reached
+    /// it would not test it).
+    private func run(_ level: RAIDLevel, members: Int, seeds: ClosedRange<UInt64>, ops: Int, reached: [String],
+                     _ configure: (inout SimulationOptions) -> Void) {
         var counts: [String: Int] = [:]
-        for seed in UInt64(1)...6 {
-            var o = SimulationOptions(level: level, members: members, seed: seed, ops: 1_000)
-            o.paranoid = true
+        for seed in seeds {
+            var o = SimulationOptions(level: level, members: members, seed: seed, ops: ops)
+            configure(&o)
             let r = Simulation(o).run()
             if let d = r.divergence {
                 XCTFail("RAID \(level.rawValue) seed \(seed): \(d)\nreplay: \(o.command) --trace")
@@ -25,10 +29,24 @@ final class SimulationTests: XCTestCase {
             }
             counts.merge(r.counts) { $0 + $1 }
         }
-        // A run that never reached these would not test them.
-        for what in ["event:rebuild-finished", "event:member-replaced", "event:scrub-finished", "event:spare-activated", "fail", "inject",
-                     "link", "power-cut", "process-crash"] {
-            XCTAssertGreaterThan(counts[what] ?? 0, 0, "RAID \(level.rawValue): no \(what) in seeds 1-6 (\(counts))")
+        for what in reached {
+            XCTAssertGreaterThan(counts[what] ?? 0, 0, "RAID \(level.rawValue): no \(what) in seeds \(seeds) (\(counts))")
+        }
+    }
+
+    private func shortRun(_ level: RAIDLevel, members: Int) {
+        run(level, members: members, seeds: 1...6, ops: 1_000,
+            reached: ["event:rebuild-finished", "event:member-replaced", "event:scrub-finished", "event:spare-activated", "fail",
+                      "inject", "link", "power-cut", "process-crash"]) { $0.paranoid = true }
+    }
+
+    /// --combined: rot on as many members as the level tolerates, flaky
+    /// reads on one more, rebuilds and replacements running; no read may
+    /// fail (tools/simulate --combined on soaks it).
+    func testShortCombinedFaultRuns() {
+        for (level, members) in [(RAIDLevel.raid1, 3), (.raid5, 4), (.raid6, 6)] {
+            run(level, members: members, seeds: 1...2, ops: 2_000,
+                reached: ["rot", "flaky", "event:member-degraded", "event:member-replaced"]) { $0.combinedFaults = true }
         }
     }
 

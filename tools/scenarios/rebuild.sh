@@ -41,17 +41,10 @@ trap cleanup EXIT
 MEMBERS=(); for i in $(seq 0 $((N - 1))); do MEMBERS+=("$WORK/d$i"); done
 SPARES=(); for i in "${!LOST[@]}"; do SPARES+=("$WORK/spare$i"); done
 mkdir -p "$MNT" "$WORK/src" "${MEMBERS[@]}" "${SPARES[@]}"
-FILES=16
-PER=$((SIZE_MIB / FILES))
-for i in $(seq -w 1 $FILES); do head -c $((PER << 20)) /dev/urandom > "$WORK/src/f$i"; done
-(cd "$WORK/src" && sha256sum f* > ../sums)
+raidfs_random_files "$WORK" "$SIZE_MIB"
 
-echo "== raw copy rate of the backing directories (cp -r, caches dropped)"
-sync; echo 3 > /proc/sys/vm/drop_caches
-t0=$(date +%s.%N); cp -r "$WORK/src" "$WORK/copy"; sync; t1=$(date +%s.%N)
-raw=$(echo "$SIZE_MIB / ($t1 - $t0)" | bc -l)
-rm -rf "$WORK/copy"
-printf "cp -r: %d MiB in %.1f s = %.0f MiB/s\n" "$SIZE_MIB" "$(echo "$t1 - $t0" | bc -l)" "$raw"
+raidfs_raw_copy_rate "$WORK" "$SIZE_MIB"
+raw="$RAW_MIBS"
 
 "$BIN/raidctl" create --level "$LEVEL" "${MEMBERS[@]}" >/dev/null
 "$BIN/raidfs" "$(IFS=:; echo "${MEMBERS[*]}")" "$MNT" -f -o auto_unmount 2>"$WORK/log" &
@@ -106,7 +99,7 @@ printf "from the failure to clean: %d role(s) of %d MiB of files rebuilt in %.1f
 
 echo "== every byte"
 echo 3 > /proc/sys/vm/drop_caches
-(cd "$MNT" && sha256sum -c --quiet "$WORK/sums") && echo "PASS: all $FILES files identical"
+(cd "$MNT" && sha256sum -c --quiet "$WORK/sums") && echo "PASS: all 16 files identical"
 blocks=$(( $(stat -c %s "$MNT/live") >> 20 ))
 ok=1
 for b in $(seq 0 $((blocks - 1))); do

@@ -16,7 +16,7 @@ extension ArrayFile {
     /// member is not usable, the read fails or a checksum disagrees.
     ///
     /// A read that fails is tried again at once (a transient error costs no
-    /// reconstruction), from the disk; `attempts` reads in all, with a
+    /// reconstruction), verified the same way; `attempts` reads in all, with a
     /// backoff from the engine's clock between the later ones. The first
     /// failure is counted (and against the member's error budget) and
     /// recorded; the retries of the same read are not.
@@ -27,7 +27,7 @@ extension ArrayFile {
         let r = range ?? 0..<array.geometry.chunkBytes(stripe)
         if readChunkOnce(f, role: role, stripe: stripe, into: buffer, r, fromDisk: fromDisk, retry: false) { return true }
         var patience = Double.infinity
-        return readChunkAgain(role: role, stripe: stripe, into: buffer, r, attempts: attempts, patience: &patience)
+        return readChunkAgain(role: role, stripe: stripe, into: buffer, r, fromDisk: fromDisk, attempts: attempts, patience: &patience)
     }
 
     /// The retries of a read that failed once (see readChunk): up to
@@ -35,7 +35,7 @@ extension ArrayFile {
     /// and none once it is spent.
     @inline(never)
     private func readChunkAgain(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
-                                attempts: Int, patience: inout Double) -> Bool {
+                                fromDisk: Bool = false, attempts: Int, patience: inout Double) -> Bool {
         var attempt = 1
         while attempt < attempts {
             // A member that vanished or was failed meanwhile is not asked again.
@@ -47,7 +47,7 @@ extension ArrayFile {
                 array.environment.pause(seconds: wait)
             }
             attempt += 1
-            if readChunkOnce(f, role: role, stripe: stripe, into: buffer, r, fromDisk: true, retry: true) { return true }
+            if readChunkOnce(f, role: role, stripe: stripe, into: buffer, r, fromDisk: fromDisk, retry: true) { return true }
         }
         return false
     }
@@ -383,7 +383,9 @@ extension ArrayFile {
     /// `r`, each from the chunks that hold it intact (read again now, and
     /// patiently where the sources are still too few), so that on return
     /// every chunk of the stripe is in the workspace over `r`. Throws EIO
-    /// for a sector fewer than k chunks can give.
+    /// for a sector fewer than k chunks can give. (Verified against the
+    /// cached entries where the cache holds them: a flaky member's entries
+    /// would fail as often as its data.)
     private func recoverBySector(stripe: UInt64, have: inout Set<Int>, ws: StripeWorkspace, heal: Bool, range r: Range<Int>) throws {
         let g = array.geometry
         let step = MemberFileLayout.sectorBytes
@@ -395,7 +397,7 @@ extension ArrayFile {
             // (These reads repeat ones whose errors are already recorded.)
             for i in 0..<g.memberCount where !sources.contains(i) {
                 let role = role(stripe: stripe, chunkIndex: i)
-                if let f = usable(role), readChunkOnce(f, role: role, stripe: stripe, into: ws.chunks[i].bytes, s, fromDisk: true, retry: true) {
+                if let f = usable(role), readChunkOnce(f, role: role, stripe: stripe, into: ws.chunks[i].bytes, s, fromDisk: false, retry: true) {
                     sources.insert(i)
                 } else {
                     missing.append(i)

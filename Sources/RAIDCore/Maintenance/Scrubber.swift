@@ -100,9 +100,57 @@ public final class Scrubber: @unchecked Sendable {
         job = array.environment.jobs.spawn("raidfs-scrub") { [self] in run() }
     }
 
+    /// Names renames gave files behind the walk (where it had been, or in
+    /// a directory it had listed): the walk would not meet them, so they
+    /// are scrubbed after it. Under `lock`.
+    private var behind: [String] = []
+    private var walkDone = false
+
+    /// A name was renamed to `path` while this scrub runs.
+    func renamed(to path: String) {
+        lock.withLock {
+            let here = Rebuilder.components(path), at = Rebuilder.components(lastPath)
+            if walkDone || at.starts(with: here.dropLast()) || here.lexicographicallyPrecedes(at) { behind.append(path) }
+        }
+    }
+
+    /// Where a resumed scrub goes on: after the last path done, or, with
+    /// renamed names behind the walk still to do, after the directory of
+    /// the first of them (the whole tree from the start when it is the root).
     private var checkpoint: ScrubCheckpoint {
-        lock.withLock { ScrubCheckpoint(lastPath: lastPath, startedAt: firstStartedAt, found: foundAtLastPath, only: only.map { $0.sorted() },
-                                        because: because) }
+        lock.withLock {
+            var at = lastPath
+            if let first = behind.min(by: { Rebuilder.components($0).lexicographicallyPrecedes(Rebuilder.components($1)) }) {
+                at = String(first[..<(first.lastIndex(of: "/") ?? first.startIndex)])
+            }
+            return ScrubCheckpoint(lastPath: at, startedAt: firstStartedAt, found: foundAtLastPath, only: only.map { $0.sorted() },
+                                   because: because)
+        }
+    }
+
+    /// After the walk: what renames moved behind it, file by file or the
+    /// whole tree of a directory, until none is left (eight rounds at most:
+    /// a scrub does not chase a tree renamed for ever).
+    private func scrubRenamedBehind() throws {
+        for _ in 0..<8 {
+            let todo: [String] = lock.withLock {
+                walkDone = true
+                defer { behind = [] }
+                return behind
+            }
+            if todo.isEmpty || shouldStop { return }
+            for path in Set(todo).sorted() where !shouldStop {
+                guard let st = try? array.getattr(path) else { continue }   // gone meanwhile
+                if (st.st_mode & S_IFMT) == S_IFREG {
+                    if only?.contains(path) ?? true { try scrubFile(path) }
+                } else if (st.st_mode & S_IFMT) == S_IFDIR {
+                    try array.walk(from: path) { p, type in
+                        if type == UInt8(DT_REG) && (only?.contains(p) ?? true) { try scrubFile(p) }
+                        return !shouldStop
+                    }
+                }
+            }
+        }
     }
 
     private func run() {
@@ -128,6 +176,7 @@ public final class Scrubber: @unchecked Sendable {
                 }
                 return true
             }
+            try scrubRenamedBehind()
         } catch {
             array.eventLog.record(ArrayEvent(kind: "scrub-failed", message: "scrub (\(mode)) stopped: \(error)"))
         }

@@ -189,20 +189,28 @@ extension RAIDArray {
         try layout.readAttribute(f).header
     }
 
+    /// The header of `path` from the first active member that reads it;
+    /// where none does, they are read again with a backoff (a transient
+    /// error may pass) before the last error is thrown.
     func readHeader(_ path: String) throws -> FileHeader {
         var lastError: FSError? = nil
-        for role in activeRoles {
-            guard let m = member(role) else { continue }
-            do {
-                let f = try m.open(path, flags: O_RDONLY, mode: 0)
-                defer { f.close() }
-                if let h = try readHeader(of: f) { return h }
-                lastError = FSError.io("\(path): file header on \(m.name) is damaged")
-            } catch let e as FSError {
-                if e.errno == ENOENT && m.isPresent() { throw e }
-                if e.errno != ENOENT { noteReadError(role: role, e) }
-                lastError = e
+        for attempt in 1...ArrayFile.patientAttempts {
+            if attempt > 2 { environment.pause(seconds: ArrayFile.retryBackoff(attempt - 1)) }
+            for role in activeRoles {
+                guard let m = member(role) else { continue }
+                do {
+                    let f = try m.open(path, flags: O_RDONLY, mode: 0)
+                    defer { f.close() }
+                    if let h = try readHeader(of: f) { return h }
+                    lastError = FSError.io("\(path): file header on \(m.name) is damaged")
+                } catch let e as FSError {
+                    if e.errno == ENOENT && m.isPresent() { throw e }
+                    if e.errno != ENOENT && attempt == 1 { noteReadError(role: role, e) }
+                    lastError = e
+                }
             }
+            // Nothing to read again: no member, or none there any longer.
+            if lastError == nil || !activeRoles.contains(where: { member($0)?.isPresent() == true }) { break }
         }
         throw lastError ?? FSError.io("\(path): no active member")
     }
@@ -211,8 +219,9 @@ extension RAIDArray {
     /// each directory, then everything in it, then its next sibling — the
     /// order of paths compared component by component, which a rebuild
     /// checkpoint relies on. `body` returns false to stop. A directory
-    /// removed while the walk runs is skipped.
-    public func walk(_ body: (_ path: String, _ type: UInt8) throws -> Bool) throws {
+    /// removed while the walk runs is skipped. From `root` (a directory),
+    /// the entries under it.
+    public func walk(from root: String = "/", _ body: (_ path: String, _ type: UInt8) throws -> Bool) throws {
         func sortedList(_ dir: String) throws -> [DirectoryEntry]? {
             do {
                 return try list(dir).sorted { $0.name < $1.name }
@@ -220,7 +229,7 @@ extension RAIDArray {
                 return nil
             }
         }
-        var stack: [(dir: String, entries: [DirectoryEntry], next: Int)] = [("/", try sortedList("/") ?? [], 0)]
+        var stack: [(dir: String, entries: [DirectoryEntry], next: Int)] = [(root, try sortedList(root) ?? [], 0)]
         while let top = stack.last {
             guard top.next < top.entries.count else {
                 stack.removeLast()
@@ -356,6 +365,8 @@ extension RAIDArray {
             try replicateLocked("rename \(from)", dirs: directories(of: from, to)) { try $0.rename(from, to, flags: flags) }
             // During a rebuild: what moved behind the walk is not met again.
             if !rebuildingRoles.isEmpty || !shadowRoles.isEmpty { toRebuild { $0.renamed(to: to) } }
+            // Nor during a scrub: it does it after its walk.
+            if let s = stateLock.withLock({ scrubberSlot }), s.isRunning { s.renamed(to: to) }
         }
     }
 
@@ -563,6 +574,16 @@ extension RAIDArray {
         // taken when no active header reads, its size would be written
         // over theirs and their data cut to it. Beyond redundancy the file
         // is unreadable instead, and nothing is written.
+        // None reads: a transient error (EIO, bits flipped on the way) may
+        // pass. Read them again, with a backoff, before giving up.
+        var attempt = 1
+        while attempt < ArrayFile.patientAttempts && !(0..<n).contains(where: { isActive($0) && headers[$0] != nil }) {
+            if attempt > 1 { environment.pause(seconds: ArrayFile.retryBackoff(attempt)) }
+            attempt += 1
+            for role in 0..<n where isActive(role) && member(role)?.isPresent() == true {
+                if let f = files[role] { headers[role] = try? readHeader(of: f) }
+            }
+        }
         let valid = (0..<n).filter { isActive($0) }.compactMap { headers[$0] }
         guard let fileId = valid.first?.fileId else {
             for f in files { f?.close() }
