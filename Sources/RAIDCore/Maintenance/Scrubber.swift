@@ -327,6 +327,22 @@ extension RAIDArray {
         }
     }
 
+    /// A name was renamed to `path`: a scrub under way must not miss the
+    /// file if the name is behind its walk. A running one scrubs it after
+    /// the walk; one paused at a checkpoint (an unmount or crash cut it
+    /// short and it has not resumed yet) moves the checkpoint back before it.
+    func scrubRenamed(to path: String) {
+        if let s = stateLock.withLock({ scrubberSlot }), s.isRunning { return s.renamed(to: path) }
+        let moved: Bool = stateLock.withLock {
+            guard var cp = superblock.scrub?.checkpoint, !cp.lastPath.isEmpty,
+                  Rebuilder.components(path).lexicographicallyPrecedes(Rebuilder.components(cp.lastPath)) else { return false }
+            cp.lastPath = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            superblock.scrub!.checkpoint = cp
+            return true
+        }
+        if moved { persistStateLoggingFailure("scrub checkpoint moved back before a renamed name") }
+    }
+
     /// A read found sectors of `path` that no member gives right now
     /// (beyond redundancy, or errors that may pass): they are left as they
     /// are, reading EIO, and a repair scrub of the file comes soon — within

@@ -365,8 +365,9 @@ extension RAIDArray {
             try replicateLocked("rename \(from)", dirs: directories(of: from, to)) { try $0.rename(from, to, flags: flags) }
             // During a rebuild: what moved behind the walk is not met again.
             if !rebuildingRoles.isEmpty || !shadowRoles.isEmpty { toRebuild { $0.renamed(to: to) } }
-            // Nor during a scrub: it does it after its walk.
-            if let s = stateLock.withLock({ scrubberSlot }), s.isRunning { s.renamed(to: to) }
+            // Nor during a scrub: it does it after its walk (or, paused
+            // till the next mount, resumes before it).
+            scrubRenamed(to: to)
         }
     }
 
