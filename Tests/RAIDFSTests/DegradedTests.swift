@@ -62,36 +62,42 @@ final class DegradedTests: XCTestCase {
         return st
     }
 
-    /// Sequence 1: rot in two members of a RAID 6, read and scrubbed; then
-    /// the same rot on the two others. Every byte reads back each time,
-    /// and the rotted members end degraded, never faulty.
-    func testRotInTwoMembersThenTwoMoreReadsEveryByte() throws {
-        let a = try ScratchArray(level: 6, members: 6, chunk: "64K")
+    /// The states `status` shows: `degraded` for `roles`, active for the rest.
+    private func states(_ n: Int, degraded roles: Set<Int>) -> [String] {
+        (0..<n).map { roles.contains($0) ? "degraded" : "active" }
+    }
+
+    /// Sequence 1: rot in as many members as the level tolerates (RAID 6:
+    /// two of six; RAID 5: one of five), read and scrubbed; then the same
+    /// rot on as many others. Every byte reads back each time, and the
+    /// rotted members end degraded, never faulty.
+    private func rotThenMoreRot(level: Int, members n: Int, first: [Int], then: [Int]) throws {
+        let a = try ScratchArray(level: level, members: n, chunk: "64K")
         let data = randomBytes(24 << 20, seed: 281)
         try a.mount()
         try writeFile(a.path("big"), data)
         a.unmount()
-        try rot(a, "big", roles: [0, 3], count: 600, seed: 1)
+        try rot(a, "big", roles: first, count: 600, seed: 1)
         try a.mount()
-        readsBack(a, ["big": data], "rot on members 0 and 3")
+        readsBack(a, ["big": data], "rot on members \(first)")
         let repair = try a.ctl(["scrub", "--repair", "--wait", a.mountpoint])
         XCTAssertEqual(repair.status, 1, "problems found and repaired: " + repair.stdout + repair.stderr)
         var st = try a.status()
         XCTAssertEqual(st.scrub.unrecoverable, 0)
         XCTAssertEqual(st.scrub.problems, st.scrub.repaired, "every problem repaired or counted lost")
-        XCTAssertEqual(st.members.map { $0.state }, ["degraded", "active", "active", "degraded", "active", "active"])
+        XCTAssertEqual(st.members.map { $0.state }, states(n, degraded: Set(first)))
         XCTAssertEqual(st.state, "degraded")
-        XCTAssertTrue(st.members[0].reason?.contains("max_read_errors") == true, "\(st.members[0])")
+        XCTAssertTrue(st.members[first[0]].reason?.contains("max_read_errors") == true, "\(st.members[first[0]])")
         let events = try a.ctl(["events", a.mountpoint]).stdout
-        XCTAssertTrue(events.contains("member-degraded member 0") && events.contains("no spare is attached"), events)
+        XCTAssertTrue(events.contains("member-degraded member \(first[0])") && events.contains("no spare is attached"), events)
         XCTAssertFalse(events.contains("member-failed"), events)
         a.unmount()
 
-        try rot(a, "big", roles: [1, 4], count: 600, seed: 2)
+        try rot(a, "big", roles: then, count: 600, seed: 2)
         try a.mount()
-        readsBack(a, ["big": data], "then rot on members 1 and 4")
+        readsBack(a, ["big": data], "then rot on members \(then)")
         st = try a.status()
-        XCTAssertEqual(st.members.map { $0.state }, ["degraded", "degraded", "active", "degraded", "degraded", "active"],
+        XCTAssertEqual(st.members.map { $0.state }, states(n, degraded: Set(first + then)),
                        "the degraded state survives the remount, and the new rot degrades the others")
         let text = try a.ctl(["status", a.mountpoint])
         XCTAssertEqual(text.status, 1, "degraded: exit 1")
@@ -102,15 +108,23 @@ final class DegradedTests: XCTestCase {
         st = try a.status()
         XCTAssertEqual(Set(st.members.map { $0.state }), ["active"])
         XCTAssertEqual(st.state, "clean")
-        XCTAssertNil(st.members[0].reason)
+        XCTAssertNil(st.members[first[0]].reason)
     }
 
-    /// Sequence 2: rot on members 1 and 4 of a RAID 6 (degrading both),
-    /// then a spare replaces member 1 by hot replace while member 5 fails
-    /// half its reads. Every file reads back, the spare's chunks verify,
-    /// and member 4 stays in, degraded.
-    func testHotReplaceOfADegradedMemberWhileAThirdIsFlaky() throws {
-        let a = try ScratchArray(level: 6, members: 6, chunk: "16K")
+    func testRotInTwoMembersThenTwoMoreReadsEveryByteRAID6() throws {
+        try rotThenMoreRot(level: 6, members: 6, first: [0, 3], then: [1, 4])
+    }
+
+    func testRotInOneMemberThenAnotherReadsEveryByteRAID5() throws {
+        try rotThenMoreRot(level: 5, members: 5, first: [0], then: [3])
+    }
+
+    /// Sequence 2: rot on as many members as the level tolerates (degrading
+    /// them), then a spare replaces the first by hot replace while one more
+    /// member fails half its reads. Every file reads back, the spare's
+    /// chunks verify, and the other rotted member stays in, degraded.
+    private func hotReplaceWhileAnotherIsFlaky(level: Int, members n: Int, rotted: [Int], flaky: Int) throws {
+        let a = try ScratchArray(level: level, members: n, chunk: "16K")
         try a.mount()
         var expected: [String: Data] = [:]
         for i in 0..<43 {
@@ -118,45 +132,54 @@ final class DegradedTests: XCTestCase {
             try writeFile(a.path("f\(i)"), expected["f\(i)"]!)
         }
         a.unmount()
-        for (i, p) in expected.keys.sorted().enumerated() { try rot(a, p, roles: [1, 4], count: 50, seed: UInt64(i + 10)) }
+        for (i, p) in expected.keys.sorted().enumerated() { try rot(a, p, roles: rotted, count: 50, seed: UInt64(i + 10)) }
         try a.mount()
         let repair = try a.ctl(["scrub", "--repair", "--wait", a.mountpoint])
         XCTAssertEqual(repair.status, 1, repair.stdout + repair.stderr)
         var st = try a.status()
         XCTAssertEqual(st.scrub.unrecoverable, 0)
         XCTAssertEqual(st.scrub.problems, st.scrub.repaired, "every problem repaired or counted lost")
-        XCTAssertEqual(st.members[1].state, "degraded")
-        XCTAssertEqual(st.members[4].state, "degraded")
+        for r in rotted { XCTAssertEqual(st.members[r].state, "degraded") }
 
-        XCTAssertEqual(try a.ctl(["inject", "--rate", "0.5", a.mountpoint, "5", "eio-read"]).status, 0)
+        XCTAssertEqual(try a.ctl(["inject", "--rate", "0.5", a.mountpoint, "\(flaky)", "eio-read"]).status, 0)
         let spare = a.root + "/spare"
         try FileManager.default.createDirectory(atPath: spare, withIntermediateDirectories: true)
         let add = try a.ctl(["add", a.mountpoint, spare])
         XCTAssertEqual(add.status, 0, add.stderr)
-        XCTAssertTrue(add.stdout.contains("replacing degraded member 1"), add.stdout)
-        readsBack(a, expected, "during the hot replace, member 5 flaky")
-        st = try waitFor(a) { $0.members[1].path == spare && !$0.rebuild.running }
-        XCTAssertEqual(st.members[1].path, spare, "the spare holds role 1 after the hot replace")
-        XCTAssertEqual(st.members[1].state, "active")
-        XCTAssertEqual(st.members[4].state, "degraded", "no second spare: member 4 stays in")
-        XCTAssertEqual(st.members[5].state, "degraded", "member 5's failed reads passed the budget too")
-        readsBack(a, expected, "after the hot replace, member 5 flaky")
+        let first = rotted[0]
+        XCTAssertTrue(add.stdout.contains("replacing degraded member \(first)"), add.stdout)
+        readsBack(a, expected, "during the hot replace, member \(flaky) flaky")
+        st = try waitFor(a) { $0.members[first].path == spare && !$0.rebuild.running }
+        XCTAssertEqual(st.members[first].path, spare, "the spare holds role \(first) after the hot replace")
+        XCTAssertEqual(st.members[first].state, "active")
+        for r in rotted.dropFirst() { XCTAssertEqual(st.members[r].state, "degraded", "no second spare: member \(r) stays in") }
+        XCTAssertEqual(st.members[flaky].state, "degraded", "member \(flaky)'s failed reads passed the budget too")
+        readsBack(a, expected, "after the hot replace, member \(flaky) flaky")
         let events = try a.ctl(["events", a.mountpoint]).stdout
-        XCTAssertTrue(events.contains("member-replaced member 1"), events)
+        XCTAssertTrue(events.contains("member-replaced member \(first)"), events)
         XCTAssertFalse(events.contains("member-failed"), events)
 
         // What the spare holds verifies: a check finds nothing once the
         // flaky member is healthy again.
-        XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "5", "clear"]).status, 0)
+        XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "\(flaky)", "clear"]).status, 0)
         let check = try a.ctl(["scrub", "--check", "--wait", a.mountpoint])
         XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
     }
 
-    /// Sequence 3: a RAID 5 member that rots half its reads is degraded at
-    /// its 21st error, and keeps serving: when another member then
-    /// vanishes, every file still reads back, from its good reads.
-    func testMemberRottingHalfItsReadsKeepsServingAfterAnotherVanishes() throws {
-        let a = try ScratchArray(level: 5, members: 5, chunk: "16K")
+    func testHotReplaceOfADegradedMemberWhileAThirdIsFlakyRAID6() throws {
+        try hotReplaceWhileAnotherIsFlaky(level: 6, members: 6, rotted: [1, 4], flaky: 5)
+    }
+
+    func testHotReplaceOfADegradedMemberWhileAnotherIsFlakyRAID5() throws {
+        try hotReplaceWhileAnotherIsFlaky(level: 5, members: 5, rotted: [1], flaky: 4)
+    }
+
+    /// Sequence 3: a member that rots half its reads is degraded at its
+    /// 21st error, and keeps serving: when as many others as the level
+    /// tolerates then vanish, every file still reads back, from its good
+    /// reads.
+    private func rotHalfTheReadsThenOthersVanish(level: Int, members n: Int, vanish: [Int]) throws {
+        let a = try ScratchArray(level: level, members: n, chunk: "16K")
         try a.mount()
         var expected: [String: Data] = [:]
         for i in 0..<28 {
@@ -168,14 +191,24 @@ final class DegradedTests: XCTestCase {
         var st = try a.status()
         XCTAssertEqual(st.members[2].state, "degraded")
         XCTAssertGreaterThan(st.members[2].checksumErrors, 20)
-        XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "1", "vanish"]).status, 0)
-        st = try waitFor(a, seconds: 30) { $0.members[1].state == "faulty" }
-        XCTAssertEqual(st.members[1].state, "faulty")
-        XCTAssertNotNil(st.members[1].reason, "a faulty member says why")
-        readsBack(a, expected, "member 1 gone, member 2 rotting half its reads")
+        for r in vanish { XCTAssertEqual(try a.ctl(["inject", a.mountpoint, "\(r)", "vanish"]).status, 0) }
+        st = try waitFor(a, seconds: 30) { s in vanish.allSatisfy { s.members[$0].state == "faulty" } }
+        for r in vanish {
+            XCTAssertEqual(st.members[r].state, "faulty")
+            XCTAssertNotNil(st.members[r].reason, "a faulty member says why")
+        }
+        readsBack(a, expected, "members \(vanish) gone, member 2 rotting half its reads")
         st = try a.status()
         XCTAssertEqual(st.members[2].state, "degraded", "degraded, not faulty")
         XCTAssertEqual(st.state, "degraded")
+    }
+
+    func testMemberRottingHalfItsReadsKeepsServingAfterAnotherVanishesRAID5() throws {
+        try rotHalfTheReadsThenOthersVanish(level: 5, members: 5, vanish: [1])
+    }
+
+    func testMemberRottingHalfItsReadsKeepsServingAfterTwoVanishRAID6() throws {
+        try rotHalfTheReadsThenOthersVanish(level: 6, members: 6, vanish: [1, 3])
     }
 
     /// A read that no member can serve right now fails with EIO, after

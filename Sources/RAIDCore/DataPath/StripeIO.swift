@@ -120,7 +120,9 @@ extension ArrayFile {
 
     /// `MemberFileLayout.readEntries`, through the cache of `role` (whose
     /// file `f` is) for a chunk past the leading ones: on a miss the whole
-    /// table is read, and kept.
+    /// table is read, and kept unless an entry in it reads as damaged (a
+    /// bit flipped on the way would otherwise fail its sector for as long
+    /// as the file stays open, and every retry with it).
     @inline(__always)
     private func readEntries(_ f: MemberFile, stripe: UInt64, sector: Int, count: Int, into e: UnsafeMutablePointer<UInt64>,
                              cachedFor role: Int?) throws {
@@ -136,6 +138,7 @@ extension ArrayFile {
             try f.readFull(into: entries, count: cache.tableEntries * Int(MemberFileLayout.entryBytes),
                            at: layout.tableOffset(stripe: stripe))
             e.update(from: entries + index, count: count)
+            for i in 0..<cache.tableEntries where !SectorEntry.isWhole(UInt64(littleEndian: entries[i])) { return }
             cache.install(f, generation: generation, table: table, entries, stamp: stamp)
         }
     }
@@ -358,10 +361,12 @@ extension ArrayFile {
             guard let f = usable(role) else { continue }
             let buffer = ws.chunks[w].bytes
             // Entries that will not read cannot disagree (the read error
-            // counts against the member).
+            // counts against the member). As cached where the cache holds
+            // them: a member that rots its reads would rot the entries read
+            // from it too, and a false disagreement is a false EIO.
             var disagrees = false
             do {
-                disagrees = try !storedCRCs(f, stripe: stripe, r) { i, want in want == nil || sectorCRC(buffer, r, i) == want! }
+                disagrees = try !storedCRCs(f, stripe: stripe, r, cachedFor: role) { i, want in want == nil || sectorCRC(buffer, r, i) == want! }
             } catch {
                 array.noteReadError(role: role, error)
             }
