@@ -32,24 +32,48 @@ extension ArrayFile {
 
     /// The retries of a read that failed once (see readChunk): up to
     /// `attempts` reads in all, the backoffs taken from `patience` (seconds)
-    /// and none once it is spent.
+    /// and none once it is spent. The sectors' entries are read (again,
+    /// while one reads damaged) apart from the data, and kept once they
+    /// read whole: a member that fails half its reads then needs one good
+    /// read of each, not one attempt where both come back right.
     @inline(never)
     private func readChunkAgain(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
                                 fromDisk: Bool = false, attempts: Int, patience: inout Double) -> Bool {
-        var attempt = 1
-        while attempt < attempts {
-            // A member that vanished or was failed meanwhile is not asked again.
-            guard let f = usable(role), array.member(role)?.isPresent() == true else { return false }
-            if attempt > 1 {
-                let wait = ArrayFile.retryBackoff(attempt)
-                guard patience >= wait else { return false }
-                patience -= wait
-                array.environment.pause(seconds: wait)
+        let count = sectorCount(r)
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
+            var attempt = 1
+            var entriesWhole = false
+            while attempt < attempts {
+                // A member that vanished or was failed meanwhile is not asked again.
+                guard let f = usable(role), array.member(role)?.isPresent() == true else { return false }
+                if attempt > 1 {
+                    let wait = ArrayFile.retryBackoff(attempt)
+                    guard patience >= wait else { return false }
+                    patience -= wait
+                    array.environment.pause(seconds: wait)
+                }
+                attempt += 1
+                do {
+                    if !entriesWhole {
+                        _ = try storedEntries(f, stripe: stripe, r, cachedFor: fromDisk ? nil : role) { i, entry in
+                            e[i] = entry
+                            return true
+                        }
+                        entriesWhole = (0..<count).allSatisfy { SectorEntry.isWhole(e[$0]) }
+                        if !entriesWhole { continue }
+                    }
+                    try f.readFull(into: buffer + r.lowerBound, count: r.count,
+                                   at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
+                    let zero = array.zeroSectorCRC
+                    if (0..<count).allSatisfy({ i in
+                        SectorEntry.expectedCRC(e[i], zeroSectorCRC: zero).map { sectorCRC(buffer, r, i) == $0 } ?? false
+                    }) { return true }
+                } catch {
+                    continue
+                }
             }
-            attempt += 1
-            if readChunkOnce(f, role: role, stripe: stripe, into: buffer, r, fromDisk: fromDisk, retry: true) { return true }
+            return false
         }
-        return false
     }
 
     /// Reads patiently: as many attempts as a sector no other member can
