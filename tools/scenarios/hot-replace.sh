@@ -48,7 +48,8 @@ state=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["members"][1]
 echo "member 1: $state"
 [ "$state" = degraded ] || { echo "FAIL: member 1 is $state, not degraded"; exit 1; }
 
-echo "== a spare replaces it by hot replace"
+echo "== a spare replaces it by hot replace (caches dropped)"
+sync; echo 3 > /proc/sys/vm/drop_caches
 t0=$(date +%s.%N)
 "$BIN/raidctl" add "$MNT" "$WORK/spare"
 for _ in $(seq 36000); do
