@@ -281,7 +281,7 @@ plot {plots}
         self.w("Sequential 1 MiB writes (ending with fsync) and reads of one file of each size; MiB/s. "
                "On a tmpfs backing the largest sizes also measure the machine: the members hold the file and its "
                "redundancy (three copies on RAID 1) and the page cache one more copy, and a VM writes into memory "
-               "it has not used lately several times slower than into recycled memory (README, \"Performance\").")
+               "it has not used lately several times slower than into recycled memory (docs/benchmarks.md).")
         self.w()
         self.table("sweep", wls)
         series = {}

@@ -14,7 +14,7 @@ What it throws at both:
   - operations on files and directories removed while open.
 
 It records the raidfs daemon's largest RSS and the slowest request. A
-difference from tmpfs that the README lists as known (the largest file,
+difference from tmpfs that docs/compatibility.md or the README's limitations list as known (the largest file,
 holes that SEEK_HOLE does not report, O_TMPFILE...) is counted apart.
 
 Usage: tools/conformance/hostile.py [--level 5|6] [--ops N | --seconds S]
@@ -111,7 +111,7 @@ class Side:
 
 
 class Known:
-    """Differences from tmpfs the README lists (Limitations), by the
+    """Differences from tmpfs docs/compatibility.md and the README's limitations list, by the
     operation and its two outcomes."""
 
     def __init__(self, largest):
