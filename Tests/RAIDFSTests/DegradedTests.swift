@@ -38,6 +38,17 @@ final class DegradedTests: XCTestCase {
         }
     }
 
+    /// Files f0… of `size` bytes and `step` more each, written through the
+    /// mount; their contents by name.
+    private func writeFiles(_ a: ScratchArray, count: Int, size: Int, step: Int, seed: UInt64) throws -> [String: Data] {
+        var expected: [String: Data] = [:]
+        for i in 0..<count {
+            expected["f\(i)"] = randomBytes(size + i * step, seed: seed + UInt64(i))
+            try writeFile(a.path("f\(i)"), expected["f\(i)"]!)
+        }
+        return expected
+    }
+
     private func readsBack(_ a: ScratchArray, _ expected: [String: Data], _ what: String,
                            file: StaticString = #filePath, line: UInt = #line) {
         dropCaches()
@@ -126,11 +137,7 @@ final class DegradedTests: XCTestCase {
     private func hotReplaceWhileAnotherIsFlaky(level: Int, members n: Int, rotted: [Int], flaky: Int) throws {
         let a = try ScratchArray(level: level, members: n, chunk: "16K")
         try a.mount()
-        var expected: [String: Data] = [:]
-        for i in 0..<43 {
-            expected["f\(i)"] = randomBytes(150_000 + i * 4_099, seed: UInt64(700 + i))
-            try writeFile(a.path("f\(i)"), expected["f\(i)"]!)
-        }
+        let expected = try writeFiles(a, count: 43, size: 150_000, step: 4_099, seed: 700)
         a.unmount()
         for (i, p) in expected.keys.sorted().enumerated() { try rot(a, p, roles: rotted, count: 50, seed: UInt64(i + 10)) }
         try a.mount()
@@ -181,11 +188,7 @@ final class DegradedTests: XCTestCase {
     private func rotHalfTheReadsThenOthersVanish(level: Int, members n: Int, vanish: [Int]) throws {
         let a = try ScratchArray(level: level, members: n, chunk: "16K")
         try a.mount()
-        var expected: [String: Data] = [:]
-        for i in 0..<28 {
-            expected["f\(i)"] = randomBytes(100_000 + i * 7_919, seed: UInt64(300 + i))
-            try writeFile(a.path("f\(i)"), expected["f\(i)"]!)
-        }
+        let expected = try writeFiles(a, count: 28, size: 100_000, step: 7_919, seed: 300)
         XCTAssertEqual(try a.ctl(["inject", "--rate", "0.5", a.mountpoint, "2", "bitrot"]).status, 0)
         readsBack(a, expected, "member 2 rotting half its reads")
         var st = try a.status()

@@ -16,18 +16,18 @@ extension ArrayFile {
     /// member is not usable, the read fails or a checksum disagrees.
     ///
     /// A read that fails is tried again at once (a transient error costs no
-    /// reconstruction), verified the same way; `attempts` reads in all, with a
-    /// backoff from the engine's clock between the later ones. The first
+    /// reconstruction), verified the same way (`recover` reads patiently
+    /// where that is not enough). The first
     /// failure is counted (and against the member's error budget) and
     /// recorded; the retries of the same read are not.
     @inline(__always)
     func readChunk(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil,
-                   fromDisk: Bool = false, attempts: Int = 2) -> Bool {
+                   fromDisk: Bool = false) -> Bool {
         guard let f = usable(role) else { return false }
         let r = range ?? 0..<array.geometry.chunkBytes(stripe)
         if readChunkOnce(f, role: role, stripe: stripe, into: buffer, r, fromDisk: fromDisk, retry: false) { return true }
-        var patience = Double.infinity
-        return readChunkAgain(role: role, stripe: stripe, into: buffer, r, fromDisk: fromDisk, attempts: attempts, patience: &patience)
+        var patience = 0.0   // one retry, at once: no backoff to pay for
+        return readChunkAgain(role: role, stripe: stripe, into: buffer, r, fromDisk: fromDisk, attempts: 2, patience: &patience)
     }
 
     /// The retries of a read that failed once (see readChunk): up to
