@@ -194,6 +194,16 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         try requireParentDirectory(path, op)
         guard nodes[path] == nil else { throw FSError(EEXIST, "\(op) \(name):\(path): File exists") }
         nodes[path] = n
+        grewEntry(in: path)
+    }
+
+    /// A directory's size grows with every entry ever made in it and never
+    /// shrinks, as ext4's does; by 17 blocks an entry, one more than the
+    /// engine removes in place, so that a directory that ever held an entry
+    /// is removed the way the engine removes a large one (Trash.swift), and
+    /// one that never did the way it removes a small one.
+    private func grewEntry(in path: String) {
+        nodes[parent(path)]?.st.st_size += 17 * 4096
     }
 
     /// The names in `path`, sorted: a host lists them in an order of its
@@ -327,6 +337,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
             let moved = nodes.keys.filter { $0.hasPrefix(prefix) }
             nodes[to] = n
             nodes[from] = nil
+            grewEntry(in: to)
             for k in moved {
                 nodes[to + "/" + k.dropFirst(prefix.count)] = nodes[k]
                 nodes[k] = nil

@@ -22,7 +22,8 @@ final class NamespaceCrashTests: XCTestCase {
     static let contentB = SeededBytes(seed: 12).bytesOnce(5_000)
     static let contentX = SeededBytes(seed: 13).bytesOnce(9_000)
 
-    /// /a, /b, /d/x (also /h, a hard link), /e (empty), /l -> a.
+    /// /a, /b, /d/x (also /h, a hard link), /e (empty), /g (emptied: the
+    /// simulated member's size for it is a large directory's), /l -> a.
     func populate(_ array: RAIDArray) throws {
         func file(_ p: String, _ bytes: [UInt8]) throws {
             let f = try array.create(p, mode: 0o644, exclusive: true, caller: root)
@@ -36,6 +37,9 @@ final class NamespaceCrashTests: XCTestCase {
         try file("/d/x", Self.contentX)
         try array.link("/d/x", "/h")
         try array.mkdir("/e", mode: 0o700, caller: root)
+        try array.mkdir("/g", mode: 0o755, caller: root)
+        try file("/g/t", Self.contentB)
+        try array.unlink("/g/t")
         try array.symlink(target: "a", at: "/l", caller: root)
     }
 
@@ -58,6 +62,7 @@ final class NamespaceCrashTests: XCTestCase {
         Op(name: "link /a /e/al", paths: ["/e/al"], run: { try $0.link("/a", "/e/al") }),
         Op(name: "mkdir /e/sub", paths: ["/e/sub"], run: { try $0.mkdir("/e/sub", mode: 0o750, caller: root) }),
         Op(name: "rmdir /e", paths: ["/e"], run: { try $0.rmdir("/e") }),
+        Op(name: "rmdir /g (large)", paths: ["/g"], run: { try $0.rmdir("/g") }),
         Op(name: "symlink /s", paths: ["/s"], run: { try $0.symlink(target: "b", at: "/s", caller: root) }),
         Op(name: "mknod /p", paths: ["/p"], run: { try $0.mknod("/p", mode: S_IFIFO | 0o644, device: 0, caller: root) }),
         Op(name: "chmod /a", paths: ["/a"], run: { try $0.chmod("/a", mode: 0o600) }),
@@ -86,9 +91,14 @@ final class NamespaceCrashTests: XCTestCase {
     }
 
     /// One member's own tree: kinds, modes, file ids and link targets.
+    /// (Not the hidden directory of removed directories: it must be empty.)
     static func memberTree(_ m: Member, _ dir: String = "/", into out: inout [String: String]) throws {
         for e in try m.list(dir) {
             let p = dir == "/" ? "/" + e.name : dir + "/" + e.name
+            if p == RAIDArray.trashDirectory {
+                XCTAssertEqual(try m.list(p).map { $0.name }, [], "\(m.name): removed directories left")
+                continue
+            }
             let st = try m.lstat(p)
             let mode = String(st.st_mode, radix: 8)
             switch st.st_mode & S_IFMT {
@@ -141,12 +151,16 @@ final class NamespaceCrashTests: XCTestCase {
                 for m in members { m.crash = crash }
                 crash.arm(after: point)
                 do { try op.run(array) } catch {}
+                // The killed daemon's background job stops with it (here:
+                // it fails on every member until nothing is queued).
+                array.finishTrashJob()
                 crash.disarm()
                 let where_ = "RAID\(level.rawValue) \(op.name), crash after \(point) member operations"
                 // The daemon restarts: the old array object is simply dropped.
                 let (again, report) = try RAIDArray.assemble(members: members, logger: quietLogger)
                 XCTAssertEqual(report.leftOut.count, 0, "\(where_): \(report.lines)")
                 try again.markInUse()
+                again.finishTrashJob()
                 XCTAssertEqual(again.state, .clean, "\(where_): a member was failed")
                 var trees: [[String: String]] = []
                 for m in members {

@@ -154,6 +154,12 @@ final class ScratchArray {
 
     func path(_ name: String) -> String { mountpoint + "/" + name }
 
+    /// `raidctl check` of the unmounted members finds nothing wrong.
+    func assertChecksClean(file: StaticString = #filePath, line: UInt = #line) throws {
+        let check = try runTool("raidctl", ["check"] + members)
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr, file: file, line: line)
+    }
+
     deinit {
         unmount()
         // rm -rf, not FileManager: member trees may hold paths longer than

@@ -230,6 +230,7 @@ public final class RAIDArray: @unchecked Sendable {
         let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }
         try repairNamespaceAfterCrash()
         try resyncAfterCrash(skipping: reclaimOrphans())
+        collectTrash()
         if crashed {
             // Everything the log named is repaired: write it anew (empty of
             // them) on every member, or the next mount would find them again.
@@ -471,6 +472,7 @@ public final class RAIDArray: @unchecked Sendable {
             s.stop(resumable: true)   // the next mount resumes it
             environment.jobs.wait(for: s.job) { !s.isRunning && s.hasExited }
         }
+        finishTrashJob()
         do {
             try intentLog.flushIdle(idleSeconds: 0)
         } catch {

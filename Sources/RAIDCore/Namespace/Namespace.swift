@@ -13,6 +13,11 @@ final class NamespaceState: @unchecked Sendable {
     /// Where new file ids come from: the system's random source, or a
     /// seeded generator where one seed must replay one run (the simulation).
     var fileIds: any RandomNumberGenerator = SystemRandomNumberGenerator()
+    /// Removed directories still to delete on members (see Trash.swift),
+    /// and the job deleting them.
+    var trash: [(member: Member, path: String)] = []
+    var trashJobRunning = false
+    var trashJob: JobRunner.Job?
 }
 
 /// Who is asking, for ownership of what they create.
@@ -238,6 +243,7 @@ extension RAIDArray {
             stack[stack.count - 1].next += 1
             let e = top.entries[top.next]
             let path = top.dir == "/" ? "/" + e.name : top.dir + "/" + e.name
+            if path == RAIDArray.trashDirectory { continue }
             guard try body(path, e.type) else { return }
             if e.type == UInt8(DT_DIR), let children = try sortedList(path) {
                 stack.append((path, children, 0))
@@ -303,7 +309,7 @@ extension RAIDArray {
     }
 
     public func rmdir(_ path: String) throws {
-        try replicate("rmdir \(path)", dirs: [parentDirectory(path)]) { try $0.rmdir(path) }
+        try removeDirectory(path)
     }
 
     /// The last name of an open file goes to the orphan area instead (see

@@ -225,7 +225,7 @@ extension RAIDArray {
         var out: [String: EntryInfo] = [:]
         for e in entries {
             let p = d == "/" ? "/" + e.name : d + "/" + e.name
-            if d == "/" && e.name.hasPrefix(RAIDArray.repairStashPrefix) { continue }
+            if d == "/" && (e.name.hasPrefix(RAIDArray.repairStashPrefix) || e.name == RAIDArray.trashName) { continue }
             if let info = try describeEntry(m, p) { out[p] = info }
         }
         return out
@@ -324,6 +324,7 @@ extension RAIDArray {
         while let d = pending.popLast() {
             for e in try a.list(d).sorted(by: { $0.name < $1.name }) {
                 let q = d == "/" ? "/" + e.name : d + "/" + e.name
+                if q == RAIDArray.trashDirectory { continue }
                 if e.type == UInt8(DT_DIR) { pending.append(q); continue }
                 guard q != p, let st = try? a.lstat(q), st.st_ino == inode, (st.st_mode & S_IFMT) == S_IFREG else { continue }
                 if try accept(q) { return q }
@@ -484,7 +485,7 @@ extension RAIDArray {
         }
     }
 
-    private func removeTree(_ m: Member, _ p: String) throws {
+    func removeTree(_ m: Member, _ p: String) throws {
         let st: stat
         do { st = try m.lstat(p) } catch let e as FSError where e.errno == ENOENT { return }
         if st.st_mode & S_IFMT == S_IFDIR {
