@@ -45,6 +45,21 @@ raidfs_install_deps() {
     [ -e /dev/fuse ] || { echo "/dev/fuse is missing: FUSE cannot mount here" >&2; return 1; }
 }
 
+# Installs the PyPI packages the tests use, if missing: prometheus_client,
+# whose parser reads `raidctl metrics` as Prometheus would.
+raidfs_install_python_deps() {
+    python3 -c 'import prometheus_client' 2>/dev/null && return 0
+    echo "installing from PyPI: prometheus_client" >&2
+    python3 -m pip install -q prometheus_client 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages prometheus_client
+}
+
+# Writes raidfs.8 and raidctl.8 into $1 (tools/man/build.sh) from the
+# debug build.
+raidfs_build_manual() {
+    tools/man/build.sh "$1" --configuration debug
+}
+
 # Builds the release binaries and prints the directory that holds them.
 raidfs_release_bin() {
     swift build -c release >/dev/null

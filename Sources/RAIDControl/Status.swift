@@ -136,6 +136,10 @@ public struct MemberStatus: Codable, Sendable, Equatable {
 }
 
 public struct ArrayStatus: Codable, Sendable, Equatable {
+    /// The JSON's version (docs/operations.md): a field's meaning never
+    /// changes within one; fields may be added.
+    public static let formatVersion = 1
+    public var version = ArrayStatus.formatVersion
     public var arrayUUID: String
     public var level: Int
     public var chunkSizeBytes: Int
