@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/deps.sh
-raidfs_install_deps
+raidfs_install_deps man-db bash-completion
 swift build -c release
 BIN="$(swift build -c release --show-bin-path)"
 DEMO="$PWD/demo"
@@ -22,6 +22,19 @@ for i in 0 1 2 3 4 5; do mkdir -p "$DEMO/disk$i"; DISKS+=("$DEMO/disk$i"); done
 # mount -t fuse.raidfs and /etc/fstab find the daemon on mount(8)'s PATH.
 ln -sf "$BIN/raidfs" /usr/local/bin/raidfs 2>/dev/null || true
 ln -sf "$BIN/raidctl" /usr/local/bin/raidctl 2>/dev/null || true
+# man raidfs, man raidctl; raidctl's completions for bash, zsh and fish
+# (system directories: as root).
+if [ "$(id -u)" -eq 0 ]; then
+    tools/man/build.sh /usr/local/share/man/man8 --configuration release
+    # mandb only indexes for apropos; man finds the pages without it.
+    if command -v mandb >/dev/null; then mandb -q; fi
+    mkdir -p /usr/share/bash-completion/completions /usr/local/share/zsh/site-functions /usr/share/fish/vendor_completions.d
+    "$BIN/raidctl" --generate-completion-script bash > /usr/share/bash-completion/completions/raidctl
+    "$BIN/raidctl" --generate-completion-script zsh > /usr/local/share/zsh/site-functions/_raidctl
+    "$BIN/raidctl" --generate-completion-script fish > /usr/share/fish/vendor_completions.d/raidctl.fish
+else
+    echo "not root: the man pages and completions are not installed (tools/man/build.sh DIR writes the pages)" >&2
+fi
 "$BIN/raidctl" create --level 6 --chunk 128K "${DISKS[@]}"
 MEMBERS="$(IFS=:; echo "${DISKS[*]}")"
 "$BIN/raidfs" "$MEMBERS" "$MNT"
@@ -38,6 +51,9 @@ mounted at $MNT. Try:
   diff -r /usr/share/common-licenses $MNT/common-licenses && echo intact   # …every byte still reads back
   mkdir $DEMO/new1 $DEMO/new2 && $BIN/raidctl add $MNT $DEMO/new1 && $BIN/raidctl add $MNT $DEMO/new2
                                                # …and rebuilds onto new members by itself
+
+man raidctl and man raidfs describe every command and option; raidctl's tab
+completion works in new bash, zsh and fish shells.
 
 Unmount with: fusermount3 -u $MNT
 MSG

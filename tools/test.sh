@@ -5,12 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/deps.sh
-raidfs_install_deps e2fsprogs util-linux
+raidfs_install_deps e2fsprogs util-linux man-db
+raidfs_install_python_deps
 swift build --build-tests
+# The man pages, for ManualTests (generated from raidctl's parser).
+export RAIDFS_MAN_DIR="$(mktemp -d)"
+raidfs_build_manual "$RAIDFS_MAN_DIR"
 # Mount tests find the daemon and raidctl here.
 export RAIDFS_BIN_DIR="$(swift build --show-bin-path)"
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; rm -rf "$RAIDFS_MAN_DIR"' EXIT
 set +e
 # The simulation's short runs replay exactly only when Swift's hashing (a
 # Set's or a Dictionary's order) is seeded the same in every process.
@@ -40,6 +44,7 @@ if [ -n "$summary" ]; then
     # XCTest counts failed assertions; count failed test cases instead.
     failed=$(grep -cE "^Test Case '.*' failed" "$log" || true)
     echo "tests: $((total - failed)) passed, $failed failed"
+    [ "$total" -gt 0 ] || [ "$status" -ne 0 ] || status=1   # a run that executed nothing is a failure
 else
     echo "tests: 0 passed, 0 failed"
     [ "$status" -ne 0 ] || status=1   # a run that executed nothing is a failure
