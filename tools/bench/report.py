@@ -206,11 +206,11 @@ plot {plots}
                     ([("rand-write-1j", 0.4)] if lvl == "5" else []):
                 r, detail = vs_ref(f"raid{lvl}", wl)
                 if r is not None:
-                    self.check(f"RAID {lvl}: {wl} ≥ {least}× passthrough_ll (#9)", r >= least, detail)
+                    self.check(f"RAID {lvl}: {wl} ≥ {least}× passthrough_ll", r >= least, detail)
         for fs in self.filesystems("fio"):
             one, four = self.get("fio", fs, "rand-write-direct-1j"), self.get("fio", fs, "rand-write-direct-4j")
             if one and four and fs.startswith("raid") and "-" not in fs:
-                self.check(f"{fs}: O_DIRECT random writes, 4 jobs on one file > 1 job (#9)", four > one,
+                self.check(f"{fs}: O_DIRECT random writes, 4 jobs on one file > 1 job", four > one,
                            f"{fmt(four)} vs {fmt(one)} IOPS = {four / one:.2f}×")
         for lvl in "156":
             h, d = self.get("fio", f"raid{lvl}", "seq-read-1j"), self.get("fio", f"raid{lvl}-degraded", "seq-read-1j")
@@ -266,7 +266,7 @@ plot {plots}
         for lvl in "56":
             r = ratios(f"raid{lvl}")
             if r:
-                self.check(f"RAID {lvl}: real programs' median ≤ 2.0× passthrough_ll, none over 3× (#15)",
+                self.check(f"RAID {lvl}: real programs' median ≤ 2.0× passthrough_ll, none over 3×",
                            statistics.median(r) <= 2.0 and max(r) <= 3.0,
                            f"median {statistics.median(r):.2f}×, worst {max(r):.2f}×")
 
