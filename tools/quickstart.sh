@@ -53,7 +53,8 @@ mounted at $MNT. Try:
                                                # …and rebuilds onto new members by itself
 
 man raidctl and man raidfs describe every command and option; raidctl's tab
-completion works in new bash, zsh and fish shells.
+completion works in new zsh and fish shells, and in bash where it loads
+bash-completion (Debian's default ~/.bashrc does).
 
 Unmount with: fusermount3 -u $MNT
 MSG
