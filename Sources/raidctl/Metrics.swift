@@ -47,6 +47,11 @@ struct Metrics: ParsableCommand {
     }
 }
 
+extension Dictionary where Key == String, Value == String {
+    /// These labels and `more`.
+    func adding(_ more: [String: String]) -> [String: String] { merging(more) { old, _ in old } }
+}
+
 /// Samples grouped by metric family, each family once with its HELP and
 /// TYPE, as the text format requires.
 struct MetricsText {
@@ -100,24 +105,24 @@ struct MetricsText {
         else if st.scrub.running { mdState = st.scrub.mode == "check" ? "check" : "resync" }
         else { mdState = "active" }
         for s in ["active", "inactive", "recovering", "resync", "check"] {
-            sample("node_md_state", d.merging(["state": s]) { a, _ in a }, s == mdState ? 1 : 0)
+            sample("node_md_state", d.adding(["state": s]), s == mdState ? 1 : 0)
         }
         let serving = st.members.filter { $0.state == "active" || $0.state == "degraded" }.count
         let lost = st.members.filter { $0.state == "faulty" || $0.state == "missing" }.count
-        sample("node_md_disks", d.merging(["state": "active"]) { a, _ in a }, Double(serving))
-        sample("node_md_disks", d.merging(["state": "failed"]) { a, _ in a }, Double(lost))
-        sample("node_md_disks", d.merging(["state": "spare"]) { a, _ in a }, Double(st.spares.count))
+        sample("node_md_disks", d.adding(["state": "active"]), Double(serving))
+        sample("node_md_disks", d.adding(["state": "failed"]), Double(lost))
+        sample("node_md_disks", d.adding(["state": "spare"]), Double(st.spares.count))
         sample("node_md_disks_required", d, Double(st.members.count))
         if let blocks = capacityKiB?.rounded(.down) {
             sample("node_md_blocks", d, blocks)
             let syncing = st.rebuild.running ? st.rebuild : st.scrub.running ? st.scrub : nil
             sample("node_md_blocks_synced", d, syncing.map { (blocks * max(0, min(1, $0.progress))).rounded(.down) } ?? blocks)
         }
-        sample("raidfs_array_info", d.merging(["uuid": st.arrayUUID, "level": "\(st.level)"]) { a, _ in a }, 1)
+        sample("raidfs_array_info", d.adding(["uuid": st.arrayUUID, "level": "\(st.level)"]), 1)
         for m in st.members {
-            let ml = d.merging(["member": "\(m.index)", "path": m.path]) { a, _ in a }
+            let ml = d.adding(["member": "\(m.index)", "path": m.path])
             for s in MetricsText.memberStates {
-                sample("raidfs_member_state", ml.merging(["state": s]) { a, _ in a }, m.state == s ? 1 : 0)
+                sample("raidfs_member_state", ml.adding(["state": s]), m.state == s ? 1 : 0)
             }
             sample("raidfs_member_read_errors_total", ml, Double(m.readErrors))
             sample("raidfs_member_write_errors_total", ml, Double(m.writeErrors))

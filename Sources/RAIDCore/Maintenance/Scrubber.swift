@@ -121,11 +121,17 @@ public final class Scrubber: @unchecked Sendable {
         lock.withLock {
             var at = lastPath
             if let first = behind.min(by: { Rebuilder.components($0).lexicographicallyPrecedes(Rebuilder.components($1)) }) {
-                at = String(first[..<(first.lastIndex(of: "/") ?? first.startIndex)])
+                at = Scrubber.resumePoint(before: first)
             }
             return ScrubCheckpoint(lastPath: at, startedAt: firstStartedAt, found: foundAtLastPath, only: only.map { $0.sorted() },
                                    because: because)
         }
+    }
+
+    /// The checkpoint's last path that has a resumed scrub do `path` again:
+    /// its directory (the whole tree, "", for a name in the root).
+    static func resumePoint(before path: String) -> String {
+        String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
     }
 
     /// After the walk: what renames moved behind it, file by file or the
@@ -336,7 +342,7 @@ extension RAIDArray {
         let moved: Bool = stateLock.withLock {
             guard var cp = superblock.scrub?.checkpoint, !cp.lastPath.isEmpty,
                   Rebuilder.components(path).lexicographicallyPrecedes(Rebuilder.components(cp.lastPath)) else { return false }
-            cp.lastPath = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            cp.lastPath = Scrubber.resumePoint(before: path)
             superblock.scrub!.checkpoint = cp
             return true
         }

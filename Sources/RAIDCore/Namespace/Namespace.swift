@@ -194,29 +194,47 @@ extension RAIDArray {
         try layout.readAttribute(f).header
     }
 
+    /// After a first read that failed: `read` again until `done`, at once
+    /// and then with the data path's backoff (1, 2, then 4 ms), up to
+    /// `ArrayFile.patientAttempts` reads counting the first. A header is
+    /// read this way, as a chunk is (a transient error may pass).
+    func readAgainPatiently(until done: () -> Bool, _ read: () throws -> Void) rethrows {
+        var reads = 1
+        while reads < ArrayFile.patientAttempts && !done() {
+            reads += 1
+            if reads > 2 { environment.pause(seconds: ArrayFile.retryBackoff(reads - 1)) }
+            try read()
+        }
+    }
+
     /// The header of `path` from the first active member that reads it;
-    /// where none does, they are read again with a backoff (a transient
-    /// error may pass) before the last error is thrown.
+    /// where none does, they are read again patiently before the last
+    /// error is thrown.
     func readHeader(_ path: String) throws -> FileHeader {
         var lastError: FSError? = nil
-        for attempt in 1...ArrayFile.patientAttempts {
-            if attempt > 2 { environment.pause(seconds: ArrayFile.retryBackoff(attempt - 1)) }
+        var header: FileHeader? = nil
+        func readAll(first: Bool) throws {
             for role in activeRoles {
                 guard let m = member(role) else { continue }
                 do {
                     let f = try m.open(path, flags: O_RDONLY, mode: 0)
                     defer { f.close() }
-                    if let h = try readHeader(of: f) { return h }
+                    header = try readHeader(of: f)
+                    if header != nil { return }
                     lastError = FSError.io("\(path): file header on \(m.name) is damaged")
                 } catch let e as FSError {
                     if e.errno == ENOENT && m.isPresent() { throw e }
-                    if e.errno != ENOENT && attempt == 1 { noteReadError(role: role, e) }
+                    if e.errno != ENOENT && first { noteReadError(role: role, e) }
                     lastError = e
                 }
             }
-            // Nothing to read again: no member, or none there any longer.
-            if lastError == nil || !activeRoles.contains(where: { member($0)?.isPresent() == true }) { break }
         }
+        try readAll(first: true)
+        // (Nothing to read again: no member, or none there any longer.)
+        try readAgainPatiently(until: { header != nil || lastError == nil || !activeRoles.contains { member($0)?.isPresent() == true } }) {
+            try readAll(first: false)
+        }
+        if let header { return header }
         throw lastError ?? FSError.io("\(path): no active member")
     }
 
@@ -582,11 +600,8 @@ extension RAIDArray {
         // over theirs and their data cut to it. Beyond redundancy the file
         // is unreadable instead, and nothing is written.
         // None reads: a transient error (EIO, bits flipped on the way) may
-        // pass. Read them again, with a backoff, before giving up.
-        var attempt = 1
-        while attempt < ArrayFile.patientAttempts && !(0..<n).contains(where: { isActive($0) && headers[$0] != nil }) {
-            if attempt > 1 { environment.pause(seconds: ArrayFile.retryBackoff(attempt)) }
-            attempt += 1
+        // pass. Read them again patiently before giving up.
+        readAgainPatiently(until: { (0..<n).contains { isActive($0) && headers[$0] != nil } }) {
             for role in 0..<n where isActive(role) && member(role)?.isPresent() == true {
                 if let f = files[role] { headers[role] = try? readHeader(of: f) }
             }

@@ -58,20 +58,9 @@ extension RAIDArray {
     /// false when `m` cannot (it is full, say): the caller removes the
     /// directory in place instead.
     private func makeTrashHolder(_ m: Member, _ holder: String) -> Bool {
-        do {
-            try m.mkdir(holder, mode: 0o700)
-            return true
-        } catch let e as FSError where e.errno == ENOENT {
-            do {
-                try m.mkdir(RAIDArray.trashDirectory, mode: 0o700)
-                try m.mkdir(holder, mode: 0o700)
-                return true
-            } catch {
-                return false
-            }
-        } catch {
-            return false
-        }
+        if (try? m.mkdir(holder, mode: 0o700)) != nil { return true }
+        guard (try? m.mkdir(RAIDArray.trashDirectory, mode: 0o700)) != nil else { return false }
+        return (try? m.mkdir(holder, mode: 0o700)) != nil
     }
 
     /// At mount: what an unmount or a crash left in the members' hidden
