@@ -124,6 +124,60 @@ final class PowerCutTests: XCTestCase {
     func testPowerCutRAID6() throws { for seed in UInt64(1)...25 { try runCrash(level: .raid6, members: 5, seed: seed) } }
     func testPowerCutRAID1() throws { for seed in UInt64(1)...15 { try runCrash(level: .raid1, members: 3, seed: seed) } }
 
+    /// A chunk a failed rebuild poisoned holds no data and no checksum to
+    /// check its rebuild by. After a crash, resync rebuilds it only where
+    /// the rest of the stripe over-determines it and agrees: with just
+    /// enough chunks, one of them stale (the write hole of the write in
+    /// flight), it would come back wrong, so it reads as EIO; with one
+    /// to spare it comes back right.
+    func testResyncRebuildsAPoisonedChunkOnlyFromParityThatAgrees() throws {
+        for (level, n, dropParity) in [(RAIDLevel.raid5, 4, true), (.raid6, 5, true), (.raid6, 5, false)] {
+            var rng = SeededGenerator(seed: 7)
+            let members = (0..<n).map { SimulatedMember(name: "sim\($0)") }
+            _ = try ArrayCreator.initialize(level: level, chunkSizeBytes: 4096, members: members)
+            let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
+            try array.markInUse()
+            let f = try array.create("/f", mode: 0o644, exclusive: true, caller: root)
+            let k = array.geometry.dataChunkCount
+            var old = [UInt8](repeating: 0, count: 4096 * k)
+            for i in old.indices { old[i] = UInt8(truncatingIfNeeded: rng.next()) }
+            try f.write(old, at: 0)
+            try f.sync(dataOnly: false)
+            // A write to chunk 1 in flight; chunk 0 poisoned, as a rebuild
+            // that could not rebuild it leaves it; the daemon dies and the
+            // first parity member loses its part of the write.
+            let new = [UInt8](repeating: 0x5a, count: 4096)
+            try f.write(new, at: 4096)
+            let poisoned = f.role(stripe: 0, chunkIndex: 0)
+            try array.layout.poison(f.writable(poisoned)!, stripe: 0, owner: f.owner)
+            let parity = array.member(f.role(stripe: 0, chunkIndex: k))!.name
+            if dropParity { members.first { $0.name == parity }!.powerCut(tear: false, rng: &rng) }
+
+            let (again, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
+            XCTAssertTrue(again.needsResync)
+            try again.markInUse()
+            let g = try again.open("/f")
+            defer { again.release(g) }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let first = Result { try chunk.withUnsafeMutableBytes { try g.read(into: $0.baseAddress!, count: 4096, at: 0) } }
+            let what = "RAID \(level.rawValue), parity \(dropParity ? "stale" : "whole")"
+            if dropParity {
+                XCTAssertThrowsError(try first.get(), "\(what): the poisoned chunk rebuilt from stale parity") { error in
+                    XCTAssertEqual((error as? FSError)?.errno, EIO, what)
+                }
+            } else {
+                XCTAssertEqual(try first.get(), 4096, what)
+                XCTAssertEqual(chunk, Array(old[0..<4096]), what)
+            }
+            // The other chunks read as written, whichever write they hold.
+            var rest = [UInt8](repeating: 0, count: 4096 * (k - 1))
+            XCTAssertEqual(try rest.withUnsafeMutableBytes { try g.read(into: $0.baseAddress!, count: $0.count, at: 4096) }, rest.count, what)
+            XCTAssertEqual(Array(rest[0..<4096]), new, what)
+            XCTAssertEqual(Array(rest[4096...]), Array(old[8192...]), what)
+            again.shutdown()
+        }
+    }
+
     /// Without the intent log the same crashes must leave stale parity that
     /// the check finds: the test can fail, and the log is what prevents it.
     func testWithoutIntentLogTheWriteHoleIsReal() throws {

@@ -184,6 +184,18 @@ public final class ArrayFile: @unchecked Sendable {
         return err
     }
 
+    /// Counts a chunk rewritten from redundancy, once it is durable: a
+    /// crash must not undo a repair, for a repair torn by a power cut
+    /// brings the damage back, and in a stripe a write had in flight the
+    /// resync could then take it for the torn write and keep it.
+    func noteRepaired(role: Int, stripe: UInt64) {
+        if let error = eachTarget(role, { try $0.sync(dataOnly: false) }) {
+            _ = array.noteWriteError(role: role, error)
+            return
+        }
+        array.noteRepaired(role: role, path: displayPath, stripe: stripe)
+    }
+
     // MARK: size and durability
 
     public func currentSize() -> UInt64 { lock.withReadLock { size } }

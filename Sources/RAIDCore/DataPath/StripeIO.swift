@@ -37,7 +37,7 @@ extension ArrayFile {
     /// read whole: a member that fails half its reads then needs one good
     /// read of each, not one attempt where both come back right.
     @inline(never)
-    private func readChunkAgain(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
+    func readChunkAgain(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, _ r: Range<Int>,
                                 fromDisk: Bool = false, attempts: Int, patience: inout Double) -> Bool {
         let count = sectorCount(r)
         return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { e in
@@ -403,7 +403,7 @@ extension ArrayFile {
         for w in bad {
             let role = role(stripe: stripe, chunkIndex: w)
             if usable(role) != nil && writeChunk(role: role, stripe: stripe, from: ws.chunks[w].bytes, range: r, ws: ws) {
-                array.noteRepaired(role: role, path: displayPath, stripe: stripe)
+                noteRepaired(role: role, stripe: stripe)
             }
         }
     }

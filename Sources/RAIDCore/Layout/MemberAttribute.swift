@@ -160,14 +160,16 @@ extension MemberFileLayout {
         try updateAttribute(f, owner: owner) { $0.entries[Int(stripe)] = raw }
     }
 
-    /// Marks every sector of the chunk of `stripe` in `f` damaged, so it
-    /// reads as lost (EIO or rebuilt), never as the zeros an empty entry
-    /// stands for.
-    func poison(_ f: MemberFile, stripe: UInt64, owner: FileHeader) throws {
-        let n = Int(sectors(stripe: stripe))
-        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { e in
-            for i in 0..<n { e[i] = SectorEntry.poison.littleEndian }
-            try writeEntries(f, stripe: stripe, sector: 0, count: n, from: UnsafeRawPointer(e.baseAddress!), owner: owner)
+    /// Marks every sector of the chunk of `stripe` in `f` damaged (or
+    /// only `sectors` of them), so it reads as lost (EIO or rebuilt),
+    /// never as the zeros an empty entry stands for.
+    func poison(_ f: MemberFile, stripe: UInt64, sectors only: Range<Int>? = nil, owner: FileHeader) throws {
+        let all = 0..<Int(sectors(stripe: stripe))
+        let r = only?.clamped(to: all) ?? all
+        guard !r.isEmpty else { return }
+        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: r.count) { e in
+            for i in 0..<r.count { e[i] = SectorEntry.poison.littleEndian }
+            try writeEntries(f, stripe: stripe, sector: r.lowerBound, count: r.count, from: UnsafeRawPointer(e.baseAddress!), owner: owner)
         }
     }
 }

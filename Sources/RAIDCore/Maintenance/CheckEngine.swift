@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,11 +47,13 @@ public enum CheckMode: Sendable { case check, repair, resync }
 extension ArrayFile {
     public var stripeCount: UInt64 { array.geometry.stripeCount(size: size) }
 
-    /// Reads a chunk without verifying it (resync keeps what is on disk).
-    func readChunkRaw(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>) -> Bool {
+    /// Reads a chunk (or bytes `range` of it, into the same offsets of
+    /// `buffer`) without verifying it (resync keeps what is on disk).
+    func readChunkRaw(role: Int, stripe: UInt64, into buffer: UnsafeMutablePointer<UInt8>, range: Range<Int>? = nil) -> Bool {
         guard let f = usable(role) else { return false }
+        let r = range ?? 0..<array.geometry.chunkBytes(stripe)
         do {
-            try f.readFull(into: buffer, count: array.geometry.chunkBytes(stripe), at: array.layout.chunkOffset(stripe: stripe))
+            try f.readFull(into: buffer + r.lowerBound, count: r.count, at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
             return true
         } catch {
             array.noteReadError(role: role, error)
@@ -130,6 +133,12 @@ extension ArrayFile {
                     result.problems.append(StripeProblem(kind: .checksum, role: role, chunkIndex: i))
                 }
             }
+            // Sector rows whose data a resync found lost: marked damaged on
+            // every parity chunk (and on any data chunk rebuilt below), so
+            // that no later read rebuilds them from parity that does not
+            // match them.
+            var lostRows = IndexSet()
+            defer { if writable && !lostRows.isEmpty { poisonRows(lostRows, stripe: stripe, chunks: Array(k..<n) + bad.filter { $0 < k }) } }
             if mode == .resync && !bad.isEmpty {
                 // After a crash a data sector and its checksum may be from
                 // different writes. If the rest of the stripe rebuilds a
@@ -137,43 +146,76 @@ extension ArrayFile {
                 // the other members: take that. Otherwise keep the sector
                 // as found (an unacknowledged write, torn) and re-checksum it.
                 let badData = bad.filter { $0 < k }
+                let sector = MemberFileLayout.sectorBytes, rows = (c + sector - 1) / sector
                 var restored = Set<Int>()
+                var consistent = IndexSet()
                 if bad.count + missing <= m && !badData.isEmpty {
-                    var have = Set((0..<n).filter { i in
-                        !bad.contains(i) && usable(role(stripe: stripe, chunkIndex: i)) != nil })
+                    let good = (0..<n).filter { i in !bad.contains(i) && usable(role(stripe: stripe, chunkIndex: i)) != nil }
+                    var have = Set(good)
                     if (try? recover(stripe: stripe, lost: badData, have: &have, ws: ws, heal: false)) != nil {
                         for i in badData { restored.insert(i) }
+                        if good.count > k { consistent = rowsMatchingParity(stripe: stripe, goodParity: good.filter { $0 >= k }, ws: ws) }
                     }
                 }
                 // Sector by sector: a rebuilt sector that matches its entry
-                // is taken; any other keeps what the member holds — except
-                // a poisoned one (a rebuild could not rebuild it): what the
-                // member holds there is not the data, so it is taken only
-                // rebuilt, else left lost (EIO), never re-checksummed.
+                // is taken, and so is one the member holds matching it. Any
+                // other is read again, patiently: a read that
+                // then matches its entry was a fault of the read, not a torn
+                // write, and is taken. Only a sector that still disagrees
+                // and reads the same twice is kept as the member holds it
+                // (an unacknowledged write, torn) and re-checksummed; one
+                // that reads differently each time is left as it is, to
+                // read as EIO, for its bytes on disk are not known.
+                //
+                // A poisoned sector (a rebuild could not rebuild it) holds
+                // no data and no checksum to verify a rebuild by. It is
+                // taken rebuilt only where the stripe holds more than it
+                // needs and all of it agrees there (parity encoded from the
+                // rebuilt data matches every intact parity chunk); with
+                // just enough chunks a stale one (a write hole) would
+                // rebuild it wrong, unseen. Else it is lost.
+                var patience = ArrayFile.patienceSeconds
                 for i in badData {
                     let role = role(stripe: stripe, chunkIndex: i)
                     guard let f = usable(role) else { continue }
-                    let rebuilt = ws.chunks[i].bytes, raw = ws.old.bytes
-                    let whole = 0..<c, sector = MemberFileLayout.sectorBytes
+                    let rebuilt = ws.chunks[i].bytes, raw = ws.old.bytes, again = ws.delta.bytes
+                    let whole = 0..<c
                     let wasRestored = restored.contains(i)
-                    var lost = Set<Int>()
+                    var lost = IndexSet(), unsure: [Int] = []
                     guard readChunkRaw(role: role, stripe: stripe, into: raw),
                           (try? storedEntries(f, stripe: stripe, whole) { s, entry in
                               if SectorEntry.isPoison(entry) {
-                                  if !wasRestored { lost.insert(s) }
-                              } else if !wasRestored || sectorCRC(rebuilt, whole, s) != SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC) {
-                                  memcpy(rebuilt + s * sector, raw + s * sector, sector)
+                                  if !wasRestored || !consistent.contains(s) { lost.insert(s) }
+                              } else {
+                                  let want = SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC)
+                                  if wasRestored && sectorCRC(rebuilt, whole, s) == want { return true }
+                                  if sectorCRC(raw, whole, s) == want {
+                                      memcpy(rebuilt + s * sector, raw + s * sector, min(sector, c - s * sector))
+                                  } else {
+                                      unsure.append(s)
+                                  }
                               }
                               return true
                           }) != nil else { continue }
-                    if lost.isEmpty {
-                        writeRepairedChunk(role: role, stripe: stripe, from: rebuilt, ws: ws)
-                        bad.removeAll { $0 == i }
-                    } else {
-                        for s in 0..<(c / sector) where !lost.contains(s) {
-                            writeRepairedChunk(role: role, stripe: stripe, from: rebuilt, range: s * sector..<(s + 1) * sector, ws: ws)
+                    for s in unsure {
+                        let r = s * sector..<min((s + 1) * sector, c)
+                        if readChunkAgain(role: role, stripe: stripe, into: again, r, fromDisk: true,
+                                          attempts: ArrayFile.patientAttempts, patience: &patience)
+                            || (readChunkRaw(role: role, stripe: stripe, into: again, range: r)
+                                && memcmp(again + r.lowerBound, raw + r.lowerBound, r.count) == 0) {
+                            memcpy(rebuilt + r.lowerBound, again + r.lowerBound, r.count)
+                        } else {
+                            lost.insert(s)
                         }
                     }
+                    // The chunk is written but for its lost sectors, which
+                    // keep their entries (to read as EIO), and is done.
+                    for run in IndexSet(integersIn: 0..<rows).subtracting(lost).rangeView {
+                        let r = run.lowerBound * sector..<min(run.upperBound * sector, c)
+                        writeRepairedChunk(role: role, stripe: stripe, from: rebuilt, range: lost.isEmpty ? nil : r, ws: ws)
+                    }
+                    bad.removeAll { $0 == i }
+                    lostRows.formUnion(lost)
                 }
             }
             if !bad.isEmpty || missing > 0 {
@@ -194,7 +236,7 @@ extension ArrayFile {
                     for i in bad {
                         let role = role(stripe: stripe, chunkIndex: i)
                         if writeRepairedChunk(role: role, stripe: stripe, from: ws.chunks[i].bytes, ws: ws) {
-                            array.noteRepaired(role: role, path: displayPath, stripe: stripe)
+                            noteRepaired(role: role, stripe: stripe)
                             result.repaired = true
                         }
                     }
@@ -228,6 +270,47 @@ extension ArrayFile {
                 }
             }
             return result
+        }
+    }
+
+    /// The sector rows of `stripe` where parity encoded from the data in
+    /// the workspace (for RAID 1, the first mirror) matches every chunk of
+    /// `goodParity`, as read into the workspace. Uses `ws.old` and `ws.delta`.
+    private func rowsMatchingParity(stripe: UInt64, goodParity: [Int], ws: StripeWorkspace) -> IndexSet {
+        let g = array.geometry
+        let k = g.dataChunkCount, m = g.parityChunkCount, c = g.chunkBytes(stripe)
+        let sector = MemberFileLayout.sectorBytes
+        let scratch = [ws.old, ws.delta]
+        if g.level != .raid1 {
+            for j in 0..<k { ws.scratchPointers[j] = ws.chunks[j].bytes }
+            for q in 0..<m { ws.scratchPointers[k + q] = scratch[q].bytes }
+            array.codec.encode(ws.scratchPointers, length: c)
+        }
+        var rows = IndexSet()
+        for lo in stride(from: 0, to: c, by: sector) {
+            let count = min(sector, c - lo)
+            let agrees = goodParity.allSatisfy { p in
+                let expected = g.level == .raid1 ? ws.chunks[0].bytes : scratch[p - k].bytes
+                return memcmp(expected + lo, ws.chunks[p].bytes + lo, count) == 0
+            }
+            if agrees { rows.insert(lo / sector) }
+        }
+        return rows
+    }
+
+    /// Marks sector rows `rows` of `stripe` damaged on the members of
+    /// chunks `chunks` (and on their replacements).
+    private func poisonRows(_ rows: IndexSet, stripe: UInt64, chunks: [Int]) {
+        for i in chunks {
+            let role = role(stripe: stripe, chunkIndex: i)
+            for f in [writable(role), shadow(role)].compactMap({ $0 }) {
+                do {
+                    for run in rows.rangeView { try array.layout.poison(f, stripe: stripe, sectors: run, owner: owner) }
+                } catch {
+                    array.noteWriteError(role: role, error)
+                }
+            }
+            entryCaches[role].invalidate()
         }
     }
 }
