@@ -32,6 +32,11 @@ static const int RAIDFS_O_NOATIME = 01000000;
 #include <stdint.h>
 static inline void raidfs_store_relaxed_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t raidfs_load_relaxed_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void raidfs_add_relaxed_u64(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline void raidfs_max_relaxed_u64(uint64_t *p, uint64_t v) {
+    uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (v > old && !__atomic_compare_exchange_n(p, &old, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+}
 /* stdout line-buffered (Swift 6 cannot check a use of the C global). */
 static inline void raidfs_line_buffered_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 #endif

@@ -109,6 +109,86 @@ public struct ProgressStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// What the daemon asked of one member since it started, system call by
+/// system call (as `strace -c` would count them on its threads), by kind;
+/// `raidctl iostat` shows the rates. A directory listing counts as one
+/// read of the directory whatever its length.
+public struct MemberIOStatus: Codable, Sendable, Equatable {
+    /// open and openat.
+    public var opens: UInt64 = 0
+    /// pread and read, and the bytes they returned.
+    public var reads: UInt64 = 0
+    public var readBytes: UInt64 = 0
+    /// pwrite and write, and the bytes they wrote.
+    public var writes: UInt64 = 0
+    public var writeBytes: UInt64 = 0
+    /// fsync, fdatasync and syncfs.
+    public var flushes: UInt64 = 0
+    /// The xattr calls: the engine's own attribute and the user's.
+    public var xattrs: UInt64 = 0
+    /// rename and renameat2.
+    public var renames: UInt64 = 0
+    /// Every other call: stat, close, mkdir, unlink, link, truncate,
+    /// fallocate, utimensat, chmod, chown, directory reads...
+    public var other: UInt64 = 0
+    /// The time spent in them all, in microseconds.
+    public var latencyMicroseconds: UInt64 = 0
+    /// The calls by time taken: entry i counts those that took under 2^i
+    /// microseconds (the last entry, all slower ones).
+    public var latencyHistogram: [UInt64] = []
+
+    public init() {}
+
+    public var operations: UInt64 { opens + reads + writes + flushes + xattrs + renames + other }
+
+    /// The counts of `self` less those of `earlier` (a sample taken before).
+    public func since(_ earlier: MemberIOStatus) -> MemberIOStatus {
+        var d = MemberIOStatus()
+        d.opens = opens &- earlier.opens
+        d.reads = reads &- earlier.reads
+        d.readBytes = readBytes &- earlier.readBytes
+        d.writes = writes &- earlier.writes
+        d.writeBytes = writeBytes &- earlier.writeBytes
+        d.flushes = flushes &- earlier.flushes
+        d.xattrs = xattrs &- earlier.xattrs
+        d.renames = renames &- earlier.renames
+        d.other = other &- earlier.other
+        d.latencyMicroseconds = latencyMicroseconds &- earlier.latencyMicroseconds
+        d.latencyHistogram = latencyHistogram.indices.map {
+            latencyHistogram[$0] &- ($0 < earlier.latencyHistogram.count ? earlier.latencyHistogram[$0] : 0)
+        }
+        return d
+    }
+
+    /// The sum of `self` and `other`'s counts.
+    public func adding(_ o: MemberIOStatus) -> MemberIOStatus {
+        var d = self
+        d.opens += o.opens
+        d.reads += o.reads
+        d.readBytes += o.readBytes
+        d.writes += o.writes
+        d.writeBytes += o.writeBytes
+        d.flushes += o.flushes
+        d.xattrs += o.xattrs
+        d.renames += o.renames
+        d.other += o.other
+        d.latencyMicroseconds += o.latencyMicroseconds
+        let n = max(latencyHistogram.count, o.latencyHistogram.count)
+        d.latencyHistogram = (0..<n).map {
+            ($0 < latencyHistogram.count ? latencyHistogram[$0] : 0) + ($0 < o.latencyHistogram.count ? o.latencyHistogram[$0] : 0)
+        }
+        return d
+    }
+
+    /// The upper bound, in microseconds, of the slowest calls' bucket: nil
+    /// when there were none (the last bucket has none: it is reported as
+    /// its lower bound).
+    public var highLatencyMicroseconds: UInt64? {
+        guard let top = latencyHistogram.lastIndex(where: { $0 > 0 }) else { return nil }
+        return top == latencyHistogram.count - 1 ? UInt64(1) << UInt64(top - 1) : UInt64(1) << UInt64(top)
+    }
+}
+
 public struct MemberStatus: Codable, Sendable, Equatable {
     public var index: Int
     public var path: String
@@ -121,10 +201,14 @@ public struct MemberStatus: Codable, Sendable, Equatable {
     /// Why the member is degraded or faulty (absent when active and healthy,
     /// or when nothing recorded why).
     public var reason: String?
+    /// What the daemon asked of the member since it started (absent for a
+    /// member not present, or one that counts nothing).
+    public var io: MemberIOStatus?
 
     public init(index: Int, path: String, state: String, readErrors: UInt64, writeErrors: UInt64,
-                checksumErrors: UInt64, faults: [String]?, reason: String? = nil) {
+                checksumErrors: UInt64, faults: [String]?, reason: String? = nil, io: MemberIOStatus? = nil) {
         self.index = index
+        self.io = io
         self.path = path
         self.state = state
         self.reason = reason

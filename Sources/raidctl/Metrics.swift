@@ -75,6 +75,10 @@ struct MetricsText {
         "raidfs_member_read_errors_total": ("Read errors of the member (READ), since raidctl clear.", "counter"),
         "raidfs_member_write_errors_total": ("Write errors of the member (WRITE), since raidctl clear.", "counter"),
         "raidfs_member_checksum_errors_total": ("Checksum errors of the member (CKSUM), since raidctl clear.", "counter"),
+        "raidfs_member_syscalls_total": ("System calls the daemon made on the member since it started, by kind (raidctl iostat).", "counter"),
+        "raidfs_member_read_bytes_total": ("Bytes the daemon read from the member since it started.", "counter"),
+        "raidfs_member_written_bytes_total": ("Bytes the daemon wrote to the member since it started.", "counter"),
+        "raidfs_member_syscall_seconds_total": ("Time the member's system calls took since the daemon started.", "counter"),
         "raidfs_scrub_running": ("1 while a scrub runs.", "gauge"),
         "raidfs_scrub_problems": ("Problems found by the scrub running, or the last one.", "gauge"),
         "raidfs_scrub_repaired": ("Problems repaired by the scrub running, or the last one.", "gauge"),
@@ -127,6 +131,17 @@ struct MetricsText {
             sample("raidfs_member_read_errors_total", ml, Double(m.readErrors))
             sample("raidfs_member_write_errors_total", ml, Double(m.writeErrors))
             sample("raidfs_member_checksum_errors_total", ml, Double(m.checksumErrors))
+        }
+        for m in st.members {
+            guard let io = m.io else { continue }
+            let ml = d.adding(["member": "\(m.index)", "path": m.path])
+            for (kind, n) in [("open", io.opens), ("read", io.reads), ("write", io.writes), ("flush", io.flushes),
+                              ("xattr", io.xattrs), ("rename", io.renames), ("other", io.other)] {
+                sample("raidfs_member_syscalls_total", ml.adding(["kind": kind]), Double(n))
+            }
+            sample("raidfs_member_read_bytes_total", ml, Double(io.readBytes))
+            sample("raidfs_member_written_bytes_total", ml, Double(io.writeBytes))
+            sample("raidfs_member_syscall_seconds_total", ml, Double(io.latencyMicroseconds) / 1e6)
         }
         sample("raidfs_scrub_running", d, st.scrub.running ? 1 : 0)
         // Status gives the running scrub's counts, else the last one's;

@@ -8,7 +8,7 @@ struct Raidctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "raidctl",
         abstract: "Create, inspect and operate raidfs arrays.",
-        subcommands: [Create.self, Status.self, Fail.self, Remove.self, Add.self, Replace.self, Scrub.self, Inject.self, Clear.self, Events.self, Monitor.self, Metrics.self, Examine.self, Check.self])
+        subcommands: [Create.self, Status.self, IOStat.self, Fail.self, Remove.self, Add.self, Replace.self, Scrub.self, Inject.self, Clear.self, Events.self, Monitor.self, Metrics.self, Examine.self, Check.self])
 }
 
 /// Exit 64 with a one-line reason for usage errors; 4 when no daemon

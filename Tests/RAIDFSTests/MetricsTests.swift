@@ -78,6 +78,10 @@ final class MetricsTests: XCTestCase {
             XCTAssertEqual(e.value("raidfs_member_read_errors_total", l), Double(m.readErrors), "member \(m.index)")
             XCTAssertEqual(e.value("raidfs_member_write_errors_total", l), Double(m.writeErrors), "member \(m.index)")
             XCTAssertEqual(e.value("raidfs_member_state", l.merging(["state": m.state]) { a, _ in a }), 1, "member \(m.index)")
+            // The system call counters, no lower than status gave just before.
+            let opens = e.value("raidfs_member_syscalls_total", l.merging(["kind": "open"]) { a, _ in a }) ?? -1
+            XCTAssertGreaterThanOrEqual(opens, Double(m.io?.opens ?? 1), "member \(m.index)")
+            XCTAssertGreaterThanOrEqual(e.value("raidfs_member_read_bytes_total", l) ?? -1, Double(m.io?.readBytes ?? 1), "member \(m.index)")
         }
 
         // Degraded: md calls the array active, one disk failed; the

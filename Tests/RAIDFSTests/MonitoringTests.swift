@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import XCTest
 import RAIDCore
 import RAIDControl
@@ -26,6 +29,48 @@ final class MonitoringTests: XCTestCase {
         try a.mount()
         XCTAssertEqual(try a.status().members[1].readErrors, 0, "cleared stays cleared")
         XCTAssertEqual(try a.ctl(["clear", a.mountpoint, "9"]).status, 1, "no such role")
+    }
+
+    /// Every member counts the system calls the daemon makes on it, and
+    /// `raidctl iostat` shows them: an fsync'ed write shows as bytes
+    /// written on every member (data and parity) and a flush on each, a
+    /// read after a remount as bytes read.
+    func testIOStatCountsWhatTheMembersAreAsked() throws {
+        let a = try ScratchArray(level: 5, members: 3, chunk: "16K")
+        try a.mount()
+        func io(_ st: ArrayStatus) -> [MemberIOStatus] { st.members.map { $0.io ?? MemberIOStatus() } }
+        let before = io(try a.status())
+        XCTAssertEqual(before.count, 3)
+        XCTAssertTrue(before.allSatisfy { $0.opens > 0 && $0.latencyHistogram.count > 0 }, "assembly opened every member: \(before)")
+        let data = randomBytes(1 << 20, seed: 31)
+        let fd = open(a.path("f"), O_CREAT | O_WRONLY, 0o644)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }, data.count)
+        XCTAssertEqual(fsync(fd), 0)
+        close(fd)
+        let written = zip(io(try a.status()), before).map { $0.since($1) }
+        for (role, d) in written.enumerated() {
+            XCTAssertGreaterThanOrEqual(d.flushes, 1, "role \(role): the fsync flushed its member file")
+            XCTAssertGreaterThanOrEqual(d.writeBytes, UInt64(data.count / 2), "role \(role): its half of the data or the parity")
+            XCTAssertGreaterThan(d.writes, 0)
+        }
+        a.unmount()
+        try a.mount()
+        XCTAssertEqual(try readFile(a.path("f")), data)
+        let read = io(try a.status())
+        XCTAssertGreaterThanOrEqual(read.reduce(0) { $0 + $1.readBytes }, UInt64(data.count), "the data chunks read: \(read)")
+        XCTAssertGreaterThan(read.reduce(0) { $0 + $1.latencyMicroseconds }, 0)
+
+        var r = try a.ctl(["iostat", a.mountpoint])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("raid5 array (3 members)"), r.stdout)
+        for m in a.members { XCTAssertTrue(r.stdout.contains(m), "a line for \(m): \(r.stdout)") }
+        r = try a.ctl(["iostat", a.mountpoint, "0.2", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.components(separatedBy: "per second over the last").count - 1, 2, r.stdout)
+        r = try a.ctl(["iostat", a.mountpoint, "0"])
+        XCTAssertEqual(r.status, 64)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
     }
 
     /// A spare inside the array's own mount, or inside a member, would die

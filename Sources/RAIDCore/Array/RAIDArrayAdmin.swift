@@ -228,7 +228,8 @@ extension RAIDArray {
                 return MemberStatus(index: r, path: names[r], state: degraded ? "degraded" : states[r].rawValue,
                                     readErrors: c.readErrors, writeErrors: c.writeErrors, checksumErrors: c.checksumErrors,
                                     faults: faults.isEmpty ? nil : faults,
-                                    reason: states[r] == .active ? c.degraded : (states[r] == .faulty ? c.faulted : nil))
+                                    reason: states[r] == .active ? c.degraded : (states[r] == .faulty ? c.faulted : nil),
+                                    io: m.seats[r]?.member.ioCounters?.snapshot())
             },
             spares: spares.map { $0.name },
             rebuild: rebuild,

@@ -25,6 +25,9 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     /// `largestFileBytes`, once probed (under `sizeProbeLock`).
     private var probedLargestFileBytes: UInt64?
     private let sizeProbeLock = Mutex()
+    /// Every system call made on the member, counted (`raidctl iostat`).
+    public let io = MemberIO()
+    public var ioCounters: MemberIO? { io }
 
     public init(root: String) {
         var r = root
@@ -46,7 +49,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     /// directory is made after this object); -1 while it cannot be opened.
     private func dataDirectory() -> Int32 {
         dataFdLock.withLock {
-            if dataFd < 0 { dataFd = Glibc.open(dataRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            if dataFd < 0 { dataFd = io.call(.open) { Glibc.open(dataRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
             return dataFd
         }
     }
@@ -67,13 +70,13 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         var components = relative.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
         guard let last = components.popLast() else { return body(base, ".") }
         var dir = base
-        defer { if dir != base { Glibc.close(dir) } }
+        defer { if dir != base { io.call(.other) { _ = Glibc.close(dir) } } }
         var batch: [UInt8] = []
         func descend() -> Bool {
-            let next = (batch + [0]).withUnsafeBufferPointer {
-                $0.withMemoryRebound(to: CChar.self) { openat(dir, $0.baseAddress!, RAIDFS_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            let next = (batch + [0]).withUnsafeBufferPointer { b in
+                io.call(.open) { b.withMemoryRebound(to: CChar.self) { openat(dir, $0.baseAddress!, RAIDFS_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) } }
             }
-            if dir != base { let saved = errno; Glibc.close(dir); errno = saved }
+            if dir != base { let saved = errno; io.call(.other) { _ = Glibc.close(dir) }; errno = saved }
             dir = next
             batch.removeAll(keepingCapacity: true)
             return next >= 0
@@ -100,12 +103,12 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public func readSuperblock() throws -> [UInt8] {
-        try DirectoryMember.readWholeFile(root + "/" + DirectoryMember.superblockName)
+        try DirectoryMember.readWholeFile(root + "/" + DirectoryMember.superblockName, io: io)
     }
 
     public func writeSuperblock(_ bytes: [UInt8]) throws {
         try superblockLock.withLock {
-            try DirectoryMember.writeFileAtomically(directory: root, name: DirectoryMember.superblockName, bytes: bytes)
+            try DirectoryMember.writeFileAtomically(directory: root, name: DirectoryMember.superblockName, bytes: bytes, io: io)
         }
     }
 
@@ -114,28 +117,30 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     public func readIntentLog() throws -> [UInt8] {
         let path = root + "/" + DirectoryMember.intentLogName
         var st = stat()
-        if hostStat(path, &st) != 0 && errno == ENOENT { return [] }
-        return try DirectoryMember.readWholeFile(path)
+        if io.call(.other, { hostStat(path, &st) }) != 0 && errno == ENOENT { return [] }
+        return try DirectoryMember.readWholeFile(path, io: io)
     }
 
     public func writeIntentLog(slot: Int, slotBytes: Int, _ bytes: [UInt8]) throws {
         precondition(bytes.count <= slotBytes)
         let path = root + "/" + DirectoryMember.intentLogName
         guard isPresent() else { throw FSError(ENOENT, "\(root): member not present") }
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let fd = io.call(.open) { Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw FSError.system("open", path) }
-        defer { Glibc.close(fd) }
+        defer { io.call(.other) { _ = Glibc.close(fd) } }
+        let start = MemberIO.now()
         let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(slot * slotBytes)) }
+        io.count(.write, since: start, bytes: max(n, 0))
         guard n == bytes.count else { throw FSError.system("pwrite", path) }
-        guard fdatasync(fd) == 0 else { throw FSError.system("fdatasync", path) }
+        guard io.call(.flush, { fdatasync(fd) }) == 0 else { throw FSError.system("fdatasync", path) }
     }
 
     public func readEvents() throws -> [UInt8] {
         let path = root + "/" + EventLog.fileName
         var st = stat()
-        if hostStat(path, &st) != 0 && errno == ENOENT { return [] }
+        if io.call(.other, { hostStat(path, &st) }) != 0 && errno == ENOENT { return [] }
         // Keep the newest 1 MiB; the log is for people, not for recovery.
-        let all = try DirectoryMember.readWholeFile(path)
+        let all = try DirectoryMember.readWholeFile(path, io: io)
         return all.count > 1 << 20 ? Array(all.suffix(1 << 20)) : all
     }
 
@@ -144,42 +149,46 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         // Never create files in a member that is being removed (rm -rf of
         // its directory would fail with "Directory not empty").
         guard isPresent() else { throw FSError(ENOENT, "\(root): member not present") }
-        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        let fd = io.call(.open) { Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw FSError.system("open", path) }
-        defer { Glibc.close(fd) }
+        defer { io.call(.other) { _ = Glibc.close(fd) } }
+        let start = MemberIO.now()
         let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        io.count(.write, since: start, bytes: max(n, 0))
         guard n == bytes.count else { throw FSError.system("write", path) }
     }
 
     public func syncAll() throws {
-        let fd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = io.call(.open) { Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         guard fd >= 0 else { throw FSError.system("open", root) }
-        defer { Glibc.close(fd) }
-        guard syncfs(fd) == 0 else { throw FSError.system("syncfs", root) }
+        defer { io.call(.other) { _ = Glibc.close(fd) } }
+        guard io.call(.flush, { syncfs(fd) }) == 0 else { throw FSError.system("syncfs", root) }
     }
 
     public func isPresent() -> Bool {
         var st = stat()
-        return hostStat(root + "/" + DirectoryMember.superblockName, &st) == 0
-            && hostStat(dataRoot, &st) == 0
+        return io.call(.other, { hostStat(root + "/" + DirectoryMember.superblockName, &st) }) == 0
+            && io.call(.other, { hostStat(dataRoot, &st) }) == 0
     }
 
     public func lstat(_ path: String) throws -> stat {
         var st = stat()
-        guard at(path, { Int(fstatat($0, $1, &st, AT_SYMLINK_NOFOLLOW)) }) == 0 else { throw fail("lstat", path) }
+        guard at(path, { d, n in io.call(.other) { Int(fstatat(d, n, &st, AT_SYMLINK_NOFOLLOW)) } }) == 0 else { throw fail("lstat", path) }
         return st
     }
 
     public func list(_ path: String) throws -> [DirectoryEntry] {
-        let fd = Int32(at(path) { Int(openat($0, $1, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) })
+        let fd = Int32(at(path) { d, n in io.call(.open) { Int(openat(d, n, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) } })
         guard fd >= 0, let dir = fdopendir(fd) else {
             let saved = errno
-            if fd >= 0 { Glibc.close(fd) }
+            if fd >= 0 { io.call(.other) { _ = Glibc.close(fd) } }
             errno = saved
             throw fail("opendir", path)
         }
-        defer { closedir(dir) }
+        defer { io.call(.other) { _ = closedir(dir) } }
         var out: [DirectoryEntry] = []
+        let start = MemberIO.now()
+        defer { io.count(.other, since: start) }   // the directory read (getdents), however many calls
         errno = 0
         while let ent = readdir(dir) {
             let name = withUnsafePointer(to: ent.pointee.d_name) {
@@ -196,48 +205,48 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     public func mkdir(_ path: String, mode: mode_t) throws {
         let rc = at(path) { dir, name in
             // The umask applied by mkdir(2) is the daemon's, not the caller's.
-            guard mkdirat(dir, name, mode) == 0 else { return -1 }
-            return Int(raidfs_fchmodat_nofollow(dir, name, UInt32(mode & 0o7777)))
+            guard io.call(.other, { mkdirat(dir, name, mode) }) == 0 else { return -1 }
+            return Int(io.call(.other) { raidfs_fchmodat_nofollow(dir, name, UInt32(mode & 0o7777)) })
         }
         guard rc == 0 else { throw fail("mkdir", path) }
     }
 
     public func rmdir(_ path: String) throws {
-        guard at(path, { Int(unlinkat($0, $1, AT_REMOVEDIR)) }) == 0 else { throw fail("rmdir", path) }
+        guard at(path, { d, n in io.call(.other) { Int(unlinkat(d, n, AT_REMOVEDIR)) } }) == 0 else { throw fail("rmdir", path) }
     }
 
     public func unlink(_ path: String) throws {
-        guard at(path, { Int(unlinkat($0, $1, 0)) }) == 0 else { throw fail("unlink", path) }
+        guard at(path, { d, n in io.call(.other) { Int(unlinkat(d, n, 0)) } }) == 0 else { throw fail("unlink", path) }
     }
 
     public func rename(_ from: String, _ to: String, flags: UInt32) throws {
         let rc = at(from) { fromDir, fromName in
-            at(to) { toDir, toName in Int(renameat2(fromDir, fromName, toDir, toName, flags)) }
+            at(to) { toDir, toName in io.call(.rename) { Int(renameat2(fromDir, fromName, toDir, toName, flags)) } }
         }
         guard rc == 0 else { throw fail("rename", from + " -> " + to) }
     }
 
     public func link(_ from: String, _ to: String) throws {
         let rc = at(from) { fromDir, fromName in
-            at(to) { toDir, toName in Int(linkat(fromDir, fromName, toDir, toName, 0)) }
+            at(to) { toDir, toName in io.call(.other) { Int(linkat(fromDir, fromName, toDir, toName, 0)) } }
         }
         guard rc == 0 else { throw fail("link", to) }
     }
 
     public func link(_ file: MemberFile, at path: String) throws {
         guard let f = file as? DirectoryMemberFile else { preconditionFailure("link: \(type(of: file)) is not \(name)'s file") }
-        let rc = at(path) { dir, name in Int(linkat(AT_FDCWD, "/proc/self/fd/\(f.descriptor)", dir, name, AT_SYMLINK_FOLLOW)) }
+        let rc = at(path) { dir, name in io.call(.other) { Int(linkat(AT_FDCWD, "/proc/self/fd/\(f.descriptor)", dir, name, AT_SYMLINK_FOLLOW)) } }
         guard rc == 0 else { throw fail("link", path) }
     }
 
     public func symlink(target: String, at path: String) throws {
-        guard at(path, { Int(symlinkat(target, $0, $1)) }) == 0 else { throw fail("symlink", path) }
+        guard at(path, { d, n in io.call(.other) { Int(symlinkat(target, d, n)) } }) == 0 else { throw fail("symlink", path) }
     }
 
     public func readlink(_ path: String) throws -> String {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = buf.withUnsafeMutableBufferPointer { b in
-            at(path) { readlinkat($0, $1, b.baseAddress!, b.count - 1) }
+            at(path) { d, n in io.call(.other) { readlinkat(d, n, b.baseAddress!, b.count - 1) } }
         }
         guard n >= 0 else { throw fail("readlink", path) }
         buf[n] = 0
@@ -246,8 +255,8 @@ public final class DirectoryMember: Member, @unchecked Sendable {
 
     public func mknod(_ path: String, mode: mode_t, device: dev_t) throws {
         let rc = at(path) { dir, name in
-            guard mknodat(dir, name, mode, device) == 0 else { return -1 }
-            return Int(fchmodat(dir, name, mode & 0o7777, 0))
+            guard io.call(.other, { mknodat(dir, name, mode, device) }) == 0 else { return -1 }
+            return Int(io.call(.other) { fchmodat(dir, name, mode & 0o7777, 0) })
         }
         guard rc == 0 else { throw fail("mknod", path) }
     }
@@ -258,10 +267,10 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     /// own mode means nothing on Linux: setting it is a no-op.
     public func chmod(_ path: String, mode: mode_t) throws {
         let rc = at(path) { dir, name in
-            let r = raidfs_fchmodat_nofollow(dir, name, UInt32(mode & 0o7777))
+            let r = io.call(.other) { raidfs_fchmodat_nofollow(dir, name, UInt32(mode & 0o7777)) }
             if r != 0 && (errno == EOPNOTSUPP || errno == ENOTSUP) {
                 var st = stat()
-                if fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFLNK { return 0 }
+                if io.call(.other, { fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) }) == 0 && (st.st_mode & S_IFMT) == S_IFLNK { return 0 }
                 errno = EOPNOTSUPP
             }
             return Int(r)
@@ -270,12 +279,12 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public func chown(_ path: String, uid: uid_t, gid: gid_t) throws {
-        guard at(path, { Int(fchownat($0, $1, uid, gid, AT_SYMLINK_NOFOLLOW)) }) == 0 else { throw fail("chown", path) }
+        guard at(path, { d, n in io.call(.other) { Int(fchownat(d, n, uid, gid, AT_SYMLINK_NOFOLLOW)) } }) == 0 else { throw fail("chown", path) }
     }
 
     public func utimens(_ path: String, _ times: (timespec, timespec)) throws {
         var t = [times.0, times.1]
-        guard at(path, { Int(utimensat($0, $1, &t, AT_SYMLINK_NOFOLLOW)) }) == 0 else { throw fail("utimensat", path) }
+        guard at(path, { d, n in io.call(.other) { Int(utimensat(d, n, &t, AT_SYMLINK_NOFOLLOW)) } }) == 0 else { throw fail("utimensat", path) }
     }
 
     /// Probed once: a file of no name (O_TMPFILE in the data directory, or
@@ -311,13 +320,13 @@ public final class DirectoryMember: Member, @unchecked Sendable {
 
     public func statfs() throws -> statvfs {
         var s = statvfs()
-        guard hostStatvfs(root, &s) == 0 else { throw fail("statvfs", "/") }
+        guard io.call(.other, { hostStatvfs(root, &s) }) == 0 else { throw fail("statvfs", "/") }
         return s
     }
 
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
         let rc = value.withUnsafeBytes { v in
-            at(path) { Int(lsetxattr(viaProc($0, $1), name, v.baseAddress, v.count, flags)) }
+            at(path) { d, n in io.call(.xattr) { Int(lsetxattr(viaProc(d, n), name, v.baseAddress, v.count, flags)) } }
         }
         guard rc == 0 else { throw fail("setxattr", path) }
     }
@@ -327,10 +336,10 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         let rc = at(path) { dir, node in
             let host = viaProc(dir, node)
             for _ in 0..<4 {
-                let n = lgetxattr(host, name, nil, 0)
+                let n = io.call(.xattr) { lgetxattr(host, name, nil, 0) }
                 guard n >= 0 else { return -1 }
                 value = [UInt8](repeating: 0, count: n)
-                let got = value.withUnsafeMutableBytes { lgetxattr(host, name, $0.baseAddress, $0.count) }
+                let got = value.withUnsafeMutableBytes { v in io.call(.xattr) { lgetxattr(host, name, v.baseAddress, v.count) } }
                 if got >= 0 { value.removeSubrange(got...); return 0 }
                 if errno != ERANGE { return -1 }
             }
@@ -345,10 +354,10 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         var buf: [CChar] = []
         let rc = at(path) { dir, node in
             let host = viaProc(dir, node)
-            let n = llistxattr(host, nil, 0)
+            let n = io.call(.xattr) { llistxattr(host, nil, 0) }
             guard n > 0 else { return n }
             buf = [CChar](repeating: 0, count: n)
-            let got = llistxattr(host, &buf, n)
+            let got = io.call(.xattr) { llistxattr(host, &buf, n) }
             if got >= 0 { buf.removeSubrange(got...) }
             return got
         }
@@ -357,41 +366,46 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public func removexattr(_ path: String, name: String) throws {
-        guard at(path, { Int(lremovexattr(viaProc($0, $1), name)) }) == 0 else { throw fail("removexattr", path) }
+        guard at(path, { d, n in io.call(.xattr) { Int(lremovexattr(viaProc(d, n), name)) } }) == 0 else { throw fail("removexattr", path) }
     }
 
     public func syncDirectory(_ path: String) throws {
-        let fd = Int32(at(path) { Int(openat($0, $1, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) })
+        let fd = Int32(at(path) { d, n in io.call(.open) { Int(openat(d, n, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) } })
         guard fd >= 0 else { throw fail("open", path) }
-        defer { Glibc.close(fd) }
-        guard fsync(fd) == 0 else { throw fail("fsync", path) }
+        defer { io.call(.other) { _ = Glibc.close(fd) } }
+        guard io.call(.flush, { fsync(fd) }) == 0 else { throw fail("fsync", path) }
     }
 
     public func open(_ path: String, flags: Int32, mode: mode_t) throws -> MemberFile {
         // O_NOATIME: the engine's reads (headers for stat, chunks, scrubs)
         // are not the user's; a user's read marks the file accessed itself.
-        var fd = Int32(at(path) { Int(openat($0, $1, flags | O_CLOEXEC | RAIDFS_O_NOATIME, mode)) })
+        var fd = Int32(at(path) { d, n in io.call(.open) { Int(openat(d, n, flags | O_CLOEXEC | RAIDFS_O_NOATIME, mode)) } })
         if fd < 0 && errno == EPERM {   // not the owner and no CAP_FOWNER
-            fd = Int32(at(path) { Int(openat($0, $1, flags | O_CLOEXEC, mode)) })
+            fd = Int32(at(path) { d, n in io.call(.open) { Int(openat(d, n, flags | O_CLOEXEC, mode)) } })
         }
         guard fd >= 0 else { throw fail("open", path) }
         if flags & O_CREAT != 0 {
             // open(2) applied the daemon's umask; the array's mode is the caller's.
-            _ = fchmod(fd, mode & 0o7777)
+            _ = io.call(.other) { fchmod(fd, mode & 0o7777) }
         }
-        return DirectoryMemberFile(fd: fd, name: root + ":" + path)
+        return DirectoryMemberFile(fd: fd, name: root + ":" + path, io: io)
     }
 
     // MARK: whole-file helpers (superblocks, event log)
 
-    public static func readWholeFile(_ path: String) throws -> [UInt8] {
+    /// (`io`, when given, counts its system calls.)
+    public static func readWholeFile(_ path: String, io: MemberIO? = nil) throws -> [UInt8] {
+        let start = MemberIO.now()
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        io?.count(.open, since: start)
         guard fd >= 0 else { throw FSError.system("open", path) }
-        defer { Glibc.close(fd) }
+        defer { let start = MemberIO.now(); Glibc.close(fd); io?.count(.other, since: start) }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
+            let start = MemberIO.now()
             let n = try retryingEINTR("read", path) { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
+            io?.count(.read, since: start, bytes: n)
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
             if out.count > 64 * 1024 * 1024 { throw FSError.io("\(path): larger than 64 MiB") }
@@ -399,27 +413,36 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         return out
     }
 
-    public static func writeFileAtomically(directory: String, name: String, bytes: [UInt8]) throws {
+    /// (`io`, when given, counts its system calls.)
+    public static func writeFileAtomically(directory: String, name: String, bytes: [UInt8], io: MemberIO? = nil) throws {
+        /// Runs one system call, counted in `io` as `kind`.
+        func call<T>(_ kind: MemberIO.Kind, bytes: Int = 0, _ body: () throws -> T) rethrows -> T {
+            let start = MemberIO.now()
+            defer { io?.count(kind, since: start, bytes: bytes) }
+            return try body()
+        }
         let tmp = directory + "/." + name + ".tmp"
         let final = directory + "/" + name
-        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let fd = call(.open) { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw FSError.system("open", tmp) }
         var ok = false
         defer {
-            Glibc.close(fd)
-            if !ok { Glibc.unlink(tmp) }
+            call(.other) { _ = Glibc.close(fd) }
+            if !ok { call(.other) { _ = Glibc.unlink(tmp) } }
         }
         var done = 0
         while done < bytes.count {
-            done += try retryingEINTR("write", tmp) { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) } }
+            done += try call(.write, bytes: bytes.count - done) {
+                try retryingEINTR("write", tmp) { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) } }
+            }
         }
-        guard fsync(fd) == 0 else { throw FSError.system("fsync", tmp) }
-        guard Glibc.rename(tmp, final) == 0 else { throw FSError.system("rename", final) }
+        guard call(.flush, { fsync(fd) }) == 0 else { throw FSError.system("fsync", tmp) }
+        guard call(.rename, { Glibc.rename(tmp, final) }) == 0 else { throw FSError.system("rename", final) }
         ok = true
-        let dfd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let dfd = call(.open) { Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         if dfd >= 0 {
-            defer { Glibc.close(dfd) }
-            guard fsync(dfd) == 0 else { throw FSError.system("fsync", directory) }
+            defer { call(.other) { _ = Glibc.close(dfd) } }
+            guard call(.flush, { fsync(dfd) }) == 0 else { throw FSError.system("fsync", directory) }
         }
     }
 }
@@ -428,48 +451,56 @@ final class DirectoryMemberFile: MemberFile {
     private var fd: Int32
     var descriptor: Int32 { fd }
     private let name: String
+    private let io: MemberIO
 
-    init(fd: Int32, name: String) {
+    init(fd: Int32, name: String, io: MemberIO) {
         self.fd = fd
         self.name = name
+        self.io = io
     }
 
     deinit { close() }
 
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
-        try retryingEINTR("pread", name) { pread(fd, buffer, count, off_t(offset)) }
+        let start = MemberIO.now()
+        let n = try retryingEINTR("pread", name) { pread(fd, buffer, count, off_t(offset)) }
+        io.count(.read, since: start, bytes: n)
+        return n
     }
 
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         var done = 0
         while done < count {
-            done += try retryingEINTR("pwrite", name) { pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done)) }
+            let start = MemberIO.now()
+            let n = try retryingEINTR("pwrite", name) { pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done)) }
+            io.count(.write, since: start, bytes: n)
+            done += n
         }
     }
 
     func sync(dataOnly: Bool) throws {
-        guard (dataOnly ? fdatasync(fd) : fsync(fd)) == 0 else { throw FSError.system("fsync", name) }
+        guard io.call(.flush, { dataOnly ? fdatasync(fd) : fsync(fd) }) == 0 else { throw FSError.system("fsync", name) }
     }
 
     func truncate(to size: UInt64) throws {
-        guard ftruncate(fd, off_t(size)) == 0 else { throw FSError.system("ftruncate", name) }
+        guard io.call(.other, { ftruncate(fd, off_t(size)) }) == 0 else { throw FSError.system("ftruncate", name) }
     }
 
     func allocate(at offset: UInt64, length: UInt64) throws {
-        guard fallocate(fd, 1 /* FALLOC_FL_KEEP_SIZE */, off_t(offset), off_t(length)) == 0 else {
+        guard io.call(.other, { fallocate(fd, 1 /* FALLOC_FL_KEEP_SIZE */, off_t(offset), off_t(length)) }) == 0 else {
             throw FSError.system("fallocate", name)
         }
     }
 
     func punchHole(at offset: UInt64, length: UInt64) throws {
-        guard fallocate(fd, 3 /* PUNCH_HOLE | KEEP_SIZE */, off_t(offset), off_t(length)) == 0 else {
+        guard io.call(.other, { fallocate(fd, 3 /* PUNCH_HOLE | KEEP_SIZE */, off_t(offset), off_t(length)) }) == 0 else {
             throw FSError.system("fallocate", name)
         }
     }
 
     func nextData(from offset: UInt64) throws -> UInt64? {
         guard offset <= UInt64(Int64.max) else { return nil }
-        let at = lseek(fd, off_t(offset), 3 /* SEEK_DATA */)
+        let at = io.call(.other) { lseek(fd, off_t(offset), 3 /* SEEK_DATA */) }
         if at >= 0 { return UInt64(at) }
         if errno == ENXIO { return nil }
         throw FSError.system("lseek", name)
@@ -478,28 +509,28 @@ final class DirectoryMemberFile: MemberFile {
     func markModified() throws {
         let omit = (1 << 30) - 2, now = (1 << 30) - 1   // UTIME_OMIT, UTIME_NOW
         var times = [timespec(tv_sec: 0, tv_nsec: omit), timespec(tv_sec: 0, tv_nsec: now)]
-        guard futimens(fd, &times) == 0 else { throw FSError.system("futimens", name) }
+        guard io.call(.other, { futimens(fd, &times) }) == 0 else { throw FSError.system("futimens", name) }
     }
 
     func markAccessed() throws {
         // A one-byte read through a descriptor without O_NOATIME: the host
         // applies its own atime policy, and ctime does not move (setting
         // the time explicitly would change it).
-        let reader = Glibc.open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC)
+        let reader = io.call(.open) { Glibc.open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC) }
         guard reader >= 0 else { throw FSError.system("open", name) }
-        defer { Glibc.close(reader) }
+        defer { io.call(.other) { _ = Glibc.close(reader) } }
         var byte: UInt8 = 0
-        guard pread(reader, &byte, 1, 0) >= 0 else { throw FSError.system("pread", name) }
+        guard io.call(.read, { pread(reader, &byte, 1, 0) }) >= 0 else { throw FSError.system("pread", name) }
     }
 
     func status() throws -> stat {
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FSError.system("fstat", name) }
+        guard io.call(.other, { fstat(fd, &st) }) == 0 else { throw FSError.system("fstat", name) }
         return st
     }
 
     func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
-        let n = fgetxattr(fd, FileAttribute.name, buffer, capacity)
+        let n = io.call(.xattr) { fgetxattr(fd, FileAttribute.name, buffer, capacity) }
         if n >= 0 { return n }
         switch errno {
         case ENODATA: return nil
@@ -516,14 +547,14 @@ final class DirectoryMemberFile: MemberFile {
     }
 
     func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws {
-        guard fsetxattr(fd, FileAttribute.name, buffer, count, 0) == 0 else {
+        guard io.call(.xattr, { fsetxattr(fd, FileAttribute.name, buffer, count, 0) }) == 0 else {
             throw FSError.system("fsetxattr \(FileAttribute.name)", name)
         }
     }
 
     func close() {
         if fd >= 0 {
-            Glibc.close(fd)
+            io.call(.other) { _ = Glibc.close(fd) }
             fd = -1
         }
     }

@@ -159,6 +159,7 @@ public final class FaultInjectingMember: Member, @unchecked Sendable {
     public func utimens(_ path: String, _ times: (timespec, timespec)) throws { try present("utimensat"); try base.utimens(path, times) }
     public func statfs() throws -> statvfs { try present("statvfs"); return try base.statfs() }
     public func largestFileBytes() -> UInt64? { base.largestFileBytes() }
+    public var ioCounters: MemberIO? { base.ioCounters }
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
         try present("setxattr")
         try base.setxattr(path, name: name, value: value, flags: flags)

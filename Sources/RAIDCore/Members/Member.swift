@@ -68,10 +68,14 @@ public protocol Member: AnyObject, Sendable {
     /// it cannot be told (a read-only member). The array's largest file
     /// follows from its members' (`RAIDArray.largestFileBytes`).
     func largestFileBytes() -> UInt64?
+    /// The member's system call counters (`raidctl iostat`); nil for a
+    /// member that counts nothing.
+    var ioCounters: MemberIO? { get }
 }
 
 extension Member {
     public func largestFileBytes() -> UInt64? { nil }
+    public var ioCounters: MemberIO? { nil }
 }
 
 /// An open member file: positioned I/O only.
