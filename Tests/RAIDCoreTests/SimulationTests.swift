@@ -54,6 +54,14 @@ final class SimulationTests: XCTestCase {
     func testShortRunRAID5() { shortRun(.raid5, members: 4) }
     func testShortRunRAID6() { shortRun(.raid6, members: 6) }
 
+    /// RAID 6 seed 30 of the soak, step 741: a rename over an open file's
+    /// last name, cut short by a crash after the file got its orphan name,
+    /// left it both names; the next mount deleted the orphan name and took
+    /// the file for deleted, so its torn write was never resynced.
+    func testOrphanWithAnotherNameIsStillResynced() {
+        run(.raid6, members: 6, seeds: 30...30, ops: 800, reached: ["process-crash"]) { $0.paranoid = true }
+    }
+
     /// One seed, one run: the same options give the same digest, with
     /// rebuilds and scrubs in the mix; another seed gives another.
     func testSameSeedSameDigest() {

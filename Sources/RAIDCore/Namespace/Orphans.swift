@@ -86,8 +86,14 @@ extension RAIDArray {
         guard !names.isEmpty else { return [] }
         var ids = Set<UInt64>()
         namespace.lock.withLock {
-            for e in names where deleteOrphanLocked(RAIDArray.orphanDirectory + "/" + e.name) {
-                if let id = UInt64(e.name, radix: 16) { ids.insert(id) }
+            for e in names {
+                let path = RAIDArray.orphanDirectory + "/" + e.name
+                // A crash that cut the unlink (or the rename over it) short
+                // left the file its other name too: only that orphan name
+                // goes, and the file is not deleted (its regions still need
+                // their resync).
+                let links = (try? onPrimary("lstat \(path)") { try $0.lstat(path) })?.st_nlink ?? 1
+                if deleteOrphanLocked(path), links <= 1, let id = UInt64(e.name, radix: 16) { ids.insert(id) }
             }
         }
         guard !ids.isEmpty else { return ids }
