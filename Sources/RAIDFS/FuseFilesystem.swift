@@ -353,8 +353,21 @@ private func makeEntry(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafeP
 }
 
 /// Looks `name` up in `parent` and answers with its node.
+/// A name that is not there is answered as a node 0 the kernel keeps for
+/// `cacheTimeout` (a negative dentry, as a local filesystem's): every
+/// change to the tree comes through this mount, and the kernel forgets it
+/// when one makes the name. A program that looks for a name, then creates
+/// it (rsync's temporary files, make's targets) asks once, not twice.
 private func lookupEntry(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) throws {
-    let st = try mounted.array.getattr(try child(parent, name))
+    let st: stat
+    do {
+        st = try mounted.array.getattr(try child(parent, name))
+    } catch let e as FSError where e.errno == ENOENT {
+        var none = fuse_entry_param()
+        none.entry_timeout = cacheTimeout
+        fuse_reply_entry(req, &none)
+        return
+    }
     replyEntry(req, parent, name, st)
 }
 

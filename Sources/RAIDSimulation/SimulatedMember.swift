@@ -195,6 +195,16 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         guard nodes[path] == nil else { throw FSError(EEXIST, "\(op) \(name):\(path): File exists") }
         nodes[path] = n
         grewEntry(in: path)
+        changedEntries(of: path)
+    }
+
+    /// The directory holding `path` had an entry made or removed: its
+    /// modification and change times move, as a host's do.
+    private func changedEntries(of path: String) {
+        guard let d = nodes[parent(path)] else { return }
+        let ts = now()
+        d.st.st_mtim = ts
+        d.st.st_ctim = ts
     }
 
     /// A directory's size grows with every entry ever made in it and never
@@ -299,6 +309,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
             guard (n.st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "rmdir \(name):\(path): Not a directory") }
             guard children(path).isEmpty else { throw FSError(ENOTEMPTY, "rmdir \(name):\(path): Directory not empty") }
             nodes[path] = nil
+            changedEntries(of: path)
         }
     }
 
@@ -309,6 +320,7 @@ public final class SimulatedMember: Member, @unchecked Sendable {
             if (n.st.st_mode & S_IFMT) == S_IFDIR { throw FSError(EISDIR, "unlink \(name):\(path): Is a directory") }
             n.st.st_nlink -= 1
             nodes[path] = nil
+            changedEntries(of: path)
         }
     }
 
@@ -326,6 +338,8 @@ public final class SimulatedMember: Member, @unchecked Sendable {
                 for k in b.keys { nodes[k] = nil }
                 for (k, v) in a { nodes[to + k.dropFirst(from.count)] = v }
                 for (k, v) in b { nodes[from + k.dropFirst(to.count)] = v }
+                changedEntries(of: from)
+                changedEntries(of: to)
                 return
             }
             if let existing = nodes[to], (existing.st.st_mode & S_IFMT) == S_IFDIR, !children(to).isEmpty {
@@ -338,6 +352,8 @@ public final class SimulatedMember: Member, @unchecked Sendable {
             nodes[to] = n
             nodes[from] = nil
             grewEntry(in: to)
+            changedEntries(of: from)
+            changedEntries(of: to)
             for k in moved {
                 nodes[to + "/" + k.dropFirst(prefix.count)] = nodes[k]
                 nodes[k] = nil

@@ -118,7 +118,10 @@ final class NamespaceCrashTests: XCTestCase {
         }
     }
 
-    func freshArray(_ level: RAIDLevel, _ n: Int) throws -> ([SimulatedMember], RAIDArray) {
+    /// `warm`: "/" changed once more after the flush (a file made and
+    /// removed), so that a change in a directory below it is logged by
+    /// "/"'s entry coming to cover its subtree, as a tree being filled is.
+    func freshArray(_ level: RAIDLevel, _ n: Int, warm: Bool = false) throws -> ([SimulatedMember], RAIDArray) {
         let members = (0..<n).map { SimulatedMember(name: "sim\($0)") }
         _ = try ArrayCreator.initialize(level: level, chunkSizeBytes: 4096, members: members)
         let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
@@ -128,15 +131,19 @@ final class NamespaceCrashTests: XCTestCase {
         // empty, so the change under test must log its directories first
         // (a crash can land inside that write too).
         try array.intentLog.flushIdle(idleSeconds: 0)
+        if warm {
+            try Self.create("/warm")(array)
+            try array.unlink("/warm")
+        }
         return (members, array)
     }
 
-    func crashEverywhere(_ level: RAIDLevel, members n: Int) throws {
+    func crashEverywhere(_ level: RAIDLevel, members n: Int, warm: Bool = false) throws {
         var crashes = 0
         defer { print("RAID\(level.rawValue): \(ops.count) kinds of change, \(crashes) crash points, each recovered") }
         for op in ops {
             // What the change gives when nothing interrupts it.
-            let (_, model) = try freshArray(level, n)
+            let (_, model) = try freshArray(level, n, warm: warm)
             let before = try Self.tree(model)
             var states = [before]
             if op.name.hasPrefix("unlink /a, create") { try model.unlink("/a"); states.append(try Self.tree(model)); try Self.create("/a")(model) }
@@ -146,11 +153,14 @@ final class NamespaceCrashTests: XCTestCase {
 
             var point = 0
             while true {
-                let (members, array) = try freshArray(level, n)
+                let (members, array) = try freshArray(level, n, warm: warm)
                 let crash = SimulatedCrash()
                 for m in members { m.crash = crash }
                 crash.arm(after: point)
                 do { try op.run(array) } catch {}
+                if warm && ["create /d/n", "mkdir /e/sub", "link /a /e/al"].contains(op.name) && point == 0 {
+                    XCTAssertNotEqual(array.intentLog.subtreeSince("/"), 0, "\(op.name): / does not cover its subtree")
+                }
                 // The killed daemon's background job stops with it (here:
                 // it fails on every member until nothing is queued).
                 array.finishTrashJob()
@@ -203,6 +213,10 @@ final class NamespaceCrashTests: XCTestCase {
     func testCrashInsideNamespaceChangesRAID1() throws { try crashEverywhere(.raid1, members: 3) }
     func testCrashInsideNamespaceChangesRAID5() throws { try crashEverywhere(.raid5, members: 4) }
     func testCrashInsideNamespaceChangesRAID6() throws { try crashEverywhere(.raid6, members: 5) }
+    /// The same with "/" dirty first: the changes below it are logged by
+    /// "/"'s entry covering its subtree, and the repair finds them by the
+    /// directories' change times.
+    func testCrashInsideNamespaceChangesUnderASubtreeEntryRAID5() throws { try crashEverywhere(.raid5, members: 4, warm: true) }
 
     /// A file created and renamed over another (an editor's or rsync's
     /// replace), the process killed inside the rename and the power cut on

@@ -41,6 +41,9 @@ extension FSError {
     /// A namespace operation moves on to the next member instead of giving
     /// this to the caller.
     public var isMemberFault: Bool { [EIO, ENODEV, ENXIO, EROFS, ESTALE, ENOTCONN].contains(errno) }
+    /// What a member whose directory was taken away answers: worth a look
+    /// at whether it is still there.
+    public var mayMeanVanished: Bool { isMemberFault || errno == ENOENT || errno == ENOTDIR }
 }
 
 extension FSError {

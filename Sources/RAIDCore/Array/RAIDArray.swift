@@ -110,6 +110,12 @@ public final class RAIDArray: @unchecked Sendable {
     /// Directories the intent log named: every member's copy is brought in
     /// line with the first active member's before anything is served.
     public internal(set) var pendingNamespace = Set<String>()
+    /// Those of `pendingNamespace` whose whole subtree is dirty, with the
+    /// time (seconds since the epoch) since when (IntentLog.beginNamespace).
+    public internal(set) var pendingNamespaceSubtrees: [String: UInt64] = [:]
+    /// The directories the repair after a crash compared: where the files
+    /// created since the log's last persist are (CrashRecovery).
+    var crashComparedDirectories = Set<String>()
     /// Roles taken back by a forced assembly (`-o force`), with the event
     /// counter each was at: resynced whole before anything is served.
     public let forcedRoles: [(role: Int, events: UInt64)]
@@ -187,6 +193,7 @@ public final class RAIDArray: @unchecked Sendable {
             for (r, path) in log.regions where !seen.contains(r) {
                 if r.fileId == 0 {
                     pendingNamespace.insert(path)   // a directory's entry
+                    if r.index != 0 { pendingNamespaceSubtrees[path] = min(pendingNamespaceSubtrees[path] ?? .max, r.index) }
                     continue
                 }
                 seen.insert(r)
@@ -227,9 +234,9 @@ public final class RAIDArray: @unchecked Sendable {
         try persistState(clean: false, reason: forcedRoles.isEmpty ? "assembled" : "assembled by force")
         let crashed = needsResync
         // The files the intent log named, for the scrub that follows a crash.
-        let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }
+        let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }.filter { !$0.isEmpty }
         try repairNamespaceAfterCrash()
-        try resyncAfterCrash(skipping: reclaimOrphans())
+        try resyncAfterCrash(skipping: reclaimOrphans(), directories: crashComparedDirectories)
         collectTrash()
         if crashed {
             // Everything the log named is repaired: write it anew (empty of

@@ -28,12 +28,29 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     /// Every system call made on the member, counted (`raidctl iostat`).
     public let io = MemberIO()
     public var ioCounters: MemberIO? { io }
+    /// The superblock reached through the data directory: one stat finds
+    /// both there (the kernel walks "..", it does not drop it).
+    private let presenceProbe: String
+
+    /// The process's umask, read once (the daemon clears it as it starts,
+    /// so that its creates need no chmod after them).
+    static let processUmask: mode_t = {
+        if let status = try? readWholeFile("/proc/self/status"),
+           let line = String(decoding: status, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
+           let mask = mode_t(line.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) {
+            return mask
+        }
+        let mask = umask(0)
+        umask(mask)
+        return mask
+    }()
 
     public init(root: String) {
         var r = root
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
         self.root = r
         self.dataRoot = r + "/" + DirectoryMember.dataDirectoryName
+        presenceProbe = dataRoot + "/../" + DirectoryMember.superblockName
     }
 
     deinit {
@@ -165,10 +182,10 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         guard io.call(.flush, { syncfs(fd) }) == 0 else { throw FSError.system("syncfs", root) }
     }
 
+    /// The data directory and the superblock beside it, in one stat.
     public func isPresent() -> Bool {
         var st = stat()
-        return io.call(.other, { hostStat(root + "/" + DirectoryMember.superblockName, &st) }) == 0
-            && io.call(.other, { hostStat(dataRoot, &st) }) == 0
+        return io.call(.other, { hostStat(presenceProbe, &st) }) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
     public func lstat(_ path: String) throws -> stat {
@@ -384,7 +401,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
             fd = Int32(at(path) { d, n in io.call(.open) { Int(openat(d, n, flags | O_CLOEXEC, mode)) } })
         }
         guard fd >= 0 else { throw fail("open", path) }
-        if flags & O_CREAT != 0 {
+        if flags & O_CREAT != 0 && DirectoryMember.processUmask != 0 {
             // open(2) applied the daemon's umask; the array's mode is the caller's.
             _ = io.call(.other) { fchmod(fd, mode & 0o7777) }
         }

@@ -49,7 +49,9 @@ extension RAIDArray {
             do {
                 return try body(role, m)
             } catch let e as FSError {
-                if !m.isPresent() {
+                // (An answer a member that vanished cannot give — no such
+                // attribute, the name exists, access denied — is the answer.)
+                if e.mayMeanVanished && !m.isPresent() {
                     memberFailed(role: role, reason: "member vanished during \(what) (\(e))")
                 } else if e.isMemberFault {
                     noteReadError(role: role, e)   // ask the next member
@@ -66,8 +68,8 @@ extension RAIDArray {
     func replicateLocked(_ what: String, dirs: [String], _ body: (Member) throws -> Void) throws {
         guard !readOnly else { throw FSError(EROFS, "\(what): read-only array") }
         try requireNotFailed(what)
-        try intentLog.beginNamespace(dirs)
-        defer { intentLog.endNamespace(dirs) }
+        let logged = try intentLog.beginNamespace(dirs)
+        defer { intentLog.endNamespace(logged) }
         var primary: (role: Int, member: Member)? = nil
         for role in activeRoles {
             guard let m = member(role) else { continue }
@@ -82,7 +84,7 @@ extension RAIDArray {
                     // The member's fault, not the caller's: fail it (as md
                     // fails a member on a write error) and go on.
                     guard failWithinRedundancy(role: role, reason: "\(what): \(e)") else {
-                        intentLog.pinDirectories(dirs)
+                        intentLog.pinDirectories(logged)
                         throw FSError.io("\(what): \(e); not failing \(memberName(role)) as well: that would exceed RAID \(geometry.level.rawValue)'s redundancy")
                     }
                 } else {
@@ -100,7 +102,7 @@ extension RAIDArray {
                 repairDivergence(role: role, authority: p, dirs: dirs, what: what, e)
             } catch {
                 if !failWithinRedundancy(role: role, reason: "\(what) failed on this member only: \(error)") {
-                    intentLog.pinDirectories(dirs)
+                    intentLog.pinDirectories(logged)
                     refused = FSError.io("\(what): \(error); not failing \(memberName(role)) as well: that would exceed RAID \(geometry.level.rawValue)'s redundancy")
                 }
             }
@@ -142,15 +144,24 @@ extension RAIDArray {
     /// set-group-ID, as Linux's filesystems do (the member's own copy of
     /// the directory has given it that group, and a new directory the
     /// set-group-ID bit).
-    private func chownIfRoot(_ m: Member, _ path: String, _ caller: Caller, group: gid_t) throws {
-        if geteuid() == 0 { try m.chown(path, uid: caller.uid, gid: group) }
+    /// `group` nil: the entry is the caller's already (see newEntryGroup).
+    private func chownIfRoot(_ m: Member, _ path: String, _ caller: Caller, group: gid_t?) throws {
+        if let group { try m.chown(path, uid: caller.uid, gid: group) }
     }
+
+    /// The daemon's user and group: it runs as one for its whole life.
+    static let daemonIdentity = (uid: geteuid(), gid: getegid())
 
     /// The group a new entry at `path` takes: its directory's where that
     /// is set-group-ID, else the caller's (one lstat of the directory on
-    /// the first active member; none when the daemon is not root).
-    private func newEntryGroup(_ path: String, _ caller: Caller) -> gid_t {
-        guard geteuid() == 0, let dir = setgidDirectory(of: path) else { return caller.gid }
+    /// the first active member). Nil when the entry needs no chown: the
+    /// daemon is not root, or the caller is the daemon's own user and
+    /// group, which the member gives it (its directory's group where that
+    /// is set-group-ID, as the member's copy of the directory is too).
+    private func newEntryGroup(_ path: String, _ caller: Caller) -> gid_t? {
+        let me = RAIDArray.daemonIdentity
+        guard me.uid == 0, caller.uid != me.uid || caller.gid != me.gid else { return nil }
+        guard let dir = setgidDirectory(of: path) else { return caller.gid }
         return dir.st_gid
     }
 
@@ -500,24 +511,43 @@ extension RAIDArray {
     /// a file that did, as on Linux).
     public func createOrOpen(_ path: String, mode: mode_t, exclusive: Bool, caller: Caller) throws -> (file: ArrayFile, existed: Bool) {
         try namespace.lock.withLock {
-            let exists: Bool
-            do {
-                _ = try onPrimary("create \(path)") { try $0.lstat(path) }
-                exists = true
-            } catch let e as FSError where e.errno == ENOENT {
-                exists = false
+            // (An exclusive create asks no question first: the first
+            // member's O_EXCL answers EEXIST.)
+            var exists = false
+            if !exclusive {
+                do {
+                    _ = try onPrimary("create \(path)") { try $0.lstat(path) }
+                    exists = true
+                } catch let e as FSError where e.errno == ENOENT {
+                    exists = false
+                }
             }
             if exists {
                 if exclusive { throw FSError(EEXIST, "\(path): file exists") }
             } else {
-                let id = newFileIdLocked()
+                let id = try intentLog.takeFileId(for: path) { newFileIdLocked() }
                 let group = newEntryGroup(path, caller)
-                try replicateLocked("create \(path)", dirs: [parentDirectory(path)]) { m in
-                    let f = try m.open(path, flags: O_CREAT | O_EXCL | O_WRONLY, mode: mode & 0o7777)
-                    defer { f.close() }
-                    try layout.writeFreshAttribute(f, FileHeader(fileId: id, size: 0))
-                    try chownIfRoot(m, path, caller, group: group)
+                let header = FileHeader(fileId: id, size: 0)
+                // The member files made are the array file's: opened once.
+                var created: [ObjectIdentifier: MemberFile] = [:]
+                do {
+                    try replicateLocked("create \(path)", dirs: [parentDirectory(path)]) { m in
+                        let f = try m.open(path, flags: O_CREAT | O_EXCL | O_RDWR, mode: mode & 0o7777)
+                        do {
+                            try layout.writeFreshAttribute(f, header)
+                            try chownIfRoot(m, path, caller, group: group)
+                        } catch {
+                            f.close()
+                            throw error
+                        }
+                        created[ObjectIdentifier(m)]?.close()
+                        created[ObjectIdentifier(m)] = f
+                    }
+                } catch {
+                    for f in created.values { f.close() }
+                    throw error
                 }
+                return (try openLocked(path, created: created, header: header), false)
             }
             return (try openLocked(path), exists)
         }
@@ -547,7 +577,15 @@ extension RAIDArray {
         namespace.lock.withLock { namespace.fileIds = SeededGenerator.independent(of: seed) }
     }
 
-    func openLocked(_ path: String, byRebuild: Bool = false) throws -> ArrayFile {
+    /// `created`: the member files a create just made (by member), with
+    /// their `header`, used instead of opening them again; those not used
+    /// are closed.
+    func openLocked(_ path: String, byRebuild: Bool = false,
+                    created: [ObjectIdentifier: MemberFile] = [:], header createdHeader: FileHeader? = nil) throws -> ArrayFile {
+        var unused = created
+        defer { for f in unused.values { f.close() } }
+        func take(_ m: Member) -> MemberFile? { unused.removeValue(forKey: ObjectIdentifier(m)) }
+        var fresh = Set<Int>()
         let n = geometry.memberCount
         // Sampled before opening: a role that changes member meanwhile
         // leaves a handle that no longer matches, and is not used.
@@ -559,7 +597,12 @@ extension RAIDArray {
         for role in sampled.activeRoles {
             guard let m = member(role) else { continue }
             do {
-                files[role] = try m.open(path, flags: flags, mode: 0)
+                if let f = take(m) {
+                    files[role] = f
+                    fresh.insert(role)
+                } else {
+                    files[role] = try m.open(path, flags: flags, mode: 0)
+                }
                 if primary == nil { primary = (role, m) }
             } catch let e as FSError {
                 if !m.isPresent() {
@@ -577,13 +620,22 @@ extension RAIDArray {
         }
         guard let primary else { throw FSError.io("open \(path): no active member left in array \(arrayUUID)") }
         for role in rebuildingRoles {
-            files[role] = try? member(role)?.open(path, flags: flags, mode: 0)
+            if let m = member(role), let f = take(m) {
+                files[role] = f
+                fresh.insert(role)
+            } else {
+                files[role] = try? member(role)?.open(path, flags: flags, mode: 0)
+            }
         }
         // The header is replicated: take the file id the members agree on and
         // the largest size recorded (an extending write writes data first).
         var headers = [FileHeader?](repeating: nil, count: n)
         for role in 0..<n {
             guard let f = files[role] else { continue }
+            if fresh.contains(role), let createdHeader {
+                headers[role] = createdHeader
+                continue
+            }
             do {
                 headers[role] = try readHeader(of: f)
                 if headers[role] == nil {
@@ -642,7 +694,7 @@ extension RAIDArray {
         let shadows = membership
         for role in shadows.shadowRoles {
             let gen = shadows.shadowGenerations[role]
-            if let m = shadowMember(role), let f = try? m.open(path, flags: flags, mode: 0) {
+            if let m = shadowMember(role), let f = take(m) ?? (try? m.open(path, flags: flags, mode: 0)) {
                 af.shadowFiles[role] = f
                 af.shadowFileGenerations[role] = gen
             }
@@ -650,7 +702,7 @@ extension RAIDArray {
         if !readOnly && headers.enumerated().contains(where: { files[$0.offset] != nil && $0.element != FileHeader(fileId: fileId, size: size) }) {
             try af.lock.withWriteLock { try af.writeHeadersLocked() }
         }
-        if !readOnly && !needsResync && af.hasStripesBeyondEOF() {
+        if !readOnly && !needsResync && createdHeader == nil && af.hasStripesBeyondEOF() {
             // A crash cut a truncate short, or lost a size update: restore
             // the zeros-past-EOF invariant before anything relies on it.
             try af.lock.withWriteLock { try af.trimBeyondEOFLocked() }

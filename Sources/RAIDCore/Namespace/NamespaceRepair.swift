@@ -65,7 +65,11 @@ extension RAIDArray {
                     if type == UInt8(DT_DIR) { dirs.append(path) }
                     return true
                 }
+            } else {
+                dirs += try changedDirectories(under: pendingNamespaceSubtrees)
             }
+            dirs = Array(Set(dirs)).sorted()
+            crashComparedDirectories = Set(dirs)
             var total = 0
             for role in 0..<geometry.memberCount where isWritable(role) && role != authority.role {
                 guard let m = member(role) else { continue }
@@ -83,6 +87,29 @@ extension RAIDArray {
             logger.notice("namespace repair after unclean shutdown: \(dirs.count) directories compared, \(total) entries repaired")
         }
         pendingNamespace = []
+        pendingNamespaceSubtrees = [:]
+    }
+
+    /// The directories below each of `subtrees` (a path and a time) that
+    /// any member changed since that time, or lacks: a directory's change
+    /// time moves with every entry made or removed in it, on the member
+    /// where that landed. (Walks the first member's tree; stats each
+    /// directory on every member.)
+    private func changedDirectories(under subtrees: [String: UInt64]) throws -> [String] {
+        var out: [String] = []
+        let members = (0..<geometry.memberCount).filter { isWritable($0) }.compactMap { member($0) }
+        for (root, since) in subtrees.sorted(by: { $0.key < $1.key }) {
+            try walk(from: root) { path, type in
+                guard type == UInt8(DT_DIR) else { return true }
+                let changed = members.contains { m in
+                    guard let st = try? m.lstat(path) else { return true }
+                    return st.st_ctim.tv_sec >= Int(since) || st.st_mtim.tv_sec >= Int(since)
+                }
+                if changed { out.append(path) }
+                return true
+            }
+        }
+        return out
     }
 
     /// The member whose namespace the others follow: the first active one

@@ -11,7 +11,9 @@ extension RAIDArray {
     /// Makes parity and checksums agree with the data in every region the
     /// intent log named, then empties the log.
     /// `skipping`: files deleted since the log named them (reclaimed orphans).
-    func resyncAfterCrash(skipping deleted: Set<UInt64> = []) throws {
+    /// `directories`: those the crash repair compared (where files created
+    /// since the log's last persist are).
+    func resyncAfterCrash(skipping deleted: Set<UInt64> = [], directories: Set<String> = []) throws {
         guard needsResync else { return }
         stateLock.withLock { crashResyncRunning = true }
         defer { stateLock.withLock { crashResyncRunning = false } }
@@ -66,7 +68,16 @@ extension RAIDArray {
                 return true
             }
         } else {
-            for (region, path) in pendingResync where !deleted.contains(region.fileId) {
+            // Ids reserved for new files have no path in the log until a
+            // persist after their file's create: such a file is in one of
+            // the directories the crash repair compared (see
+            // IntentLog.takeFileId).
+            let unnamed = Set(pendingResync.filter { $0.1.isEmpty && !deleted.contains($0.0.fileId) }.map { $0.0.fileId })
+            var named = pendingResync.filter { !$0.1.isEmpty }
+            if !unnamed.isEmpty {
+                for (id, path) in try findFiles(ids: unnamed, in: directories) { named.append((IntentLog.Region(fileId: id, index: 0), path)) }
+            }
+            for (region, path) in named where !deleted.contains(region.fileId) {
                 // A file renamed since is found by its id; a deleted one needs nothing.
                 var found: ArrayFile? = try? open(path)
                 if let af = found, af.fileId != region.fileId {
@@ -83,6 +94,22 @@ extension RAIDArray {
         logger.notice("resync after unclean shutdown: \(pendingResync.count) regions, \(stripes) stripes checked, \(fixed) made consistent in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
         pendingResync = []
         pendingResyncAll = false
+    }
+
+    /// The regular files of directories `dirs` whose ids are in `ids`, by
+    /// id (one listing of each directory).
+    private func findFiles(ids: Set<UInt64>, in dirs: Set<String>) throws -> [UInt64: String] {
+        var found: [UInt64: String] = [:]
+        for d in dirs.sorted() {
+            guard let entries = try? list(d) else { continue }
+            for e in entries where e.type == UInt8(DT_REG) {
+                let path = d == "/" ? "/" + e.name : d + "/" + e.name
+                guard let af = try? open(path) else { continue }
+                if ids.contains(af.fileId) { found[af.fileId] = path }
+                release(af)
+            }
+        }
+        return found
     }
 
     /// Finds an open-able file by its id (a file renamed after its region

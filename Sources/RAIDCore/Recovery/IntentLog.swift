@@ -35,6 +35,13 @@ public final class IntentLog: @unchecked Sendable {
         var lastWrite: Double
         /// Left inconsistent by a failed write: kept until the next mount's resync.
         var pinned = false
+        /// A new file's region logged before the file exists (`takeFileId`),
+        /// not handed out yet: never cleared.
+        var reserved = false
+        /// A directory's entry that covers every directory below it too:
+        /// the time (seconds since the epoch) it came to, before which
+        /// nothing under it changed unlogged (0: the directory alone).
+        var subtreeSince: UInt64 = 0
     }
 
     static let magic: [UInt8] = Array("RAIDFSIL".utf8)
@@ -61,11 +68,68 @@ public final class IntentLog: @unchecked Sendable {
     private var encodingValid = true
     /// The dirty set outgrew a slot: resync everything after a crash.
     private var overflow = false
+    /// File ids whose first region is logged already (`reserved`), for
+    /// the next files created, in the order they are handed out.
+    private var pool: [UInt64] = []
+    /// How many ids one persist reserves.
+    static let poolSize = 256
 
     init(array: RAIDArray, enabled: Bool) {
         self.array = array
         self.enabled = enabled
         regionStripes = max(1, UInt64(64 << 20) / UInt64(array.geometry.stripeDataBytes))
+    }
+
+    /// An id for a new file at `path` whose first region (its first 64 MiB)
+    /// is in the log already, so that the file's first write persists
+    /// nothing: the log reserves `poolSize` ids at a time, drawn from
+    /// `generate`, with one persist. Caller holds the namespace lock.
+    ///
+    /// A reserved id is logged without a path; it gets the file's path as
+    /// it is handed out, which the next persist records. After a crash the
+    /// ids still without a path are looked for in the directories the log
+    /// names: a file created since the last persist was created in one of
+    /// them (its create logged its directory, which no persist has cleared
+    /// since), or moved into one.
+    func takeFileId(for path: String, generate: () -> UInt64) throws -> UInt64 {
+        guard enabled else { return generate() }
+        let refill: Bool = lock.withLock {
+            guard pool.isEmpty else { return false }
+            var fresh = Set<UInt64>()
+            while fresh.count < IntentLog.poolSize {
+                let id = generate()
+                let key = Region(fileId: id, index: 0)
+                guard dirty[key] == nil, fresh.insert(id).inserted else { continue }
+                dirty[key] = State(path: "", inflight: 0, generation: 0, lastWrite: 0, reserved: true)
+                pool.append(id)
+                if encodingValid { IntentLog.appendEntry(&encodedRegions, id, 0, "") }
+            }
+            return true
+        }
+        if refill { try persist() }
+        let now = array.environment.now()
+        return lock.withLock {
+            let id = pool.removeFirst()
+            let key = Region(fileId: id, index: 0)
+            dirty[key]!.reserved = false
+            dirty[key]!.path = path
+            dirty[key]!.lastWrite = now
+            encodingValid = false
+            return id
+        }
+    }
+
+    /// Forgets the ids reserved and not handed out (a clean shutdown), so
+    /// that the log left behind names nothing; true when it changed.
+    @discardableResult
+    func releasePool() -> Bool {
+        lock.withLock {
+            guard !pool.isEmpty else { return false }
+            for id in pool { dirty[Region(fileId: id, index: 0)] = nil }
+            pool = []
+            encodingValid = false
+            return true
+        }
     }
 
     /// Marks the regions of stripes first...last of `file` dirty, durably,
@@ -114,24 +178,78 @@ public final class IntentLog: @unchecked Sendable {
     }
 
     /// Marks directories `dirs` dirty, durably, before a namespace change
-    /// reaches any member. Pair with `endNamespace`.
-    func beginNamespace(_ dirs: [String]) throws {
-        guard enabled else { return }
-        let needPersist: Bool = lock.withLock {
+    /// reaches any member, and returns the entries that stand for them
+    /// (pass them to `endNamespace`).
+    ///
+    /// A directory below one whose entry covers its subtree is dirty
+    /// already. One whose parent is dirty makes the parent's entry cover
+    /// its subtree: a tree being filled (a copy, an unpack) is logged with
+    /// one persist for the tree, not one for each of its directories, and
+    /// the repair after a crash compares the directories of the subtree
+    /// that changed since (NamespaceRepair).
+    func beginNamespace(_ dirs: [String]) throws -> [String] {
+        guard enabled else { return [] }
+        let now = array.environment.now()
+        let (keys, needPersist): ([String], Bool) = lock.withLock {
             var added = false
+            var keys: [String] = []
             for d in dirs {
+                var key = d
                 if dirtyDirectories[d] == nil {
-                    dirtyDirectories[d] = State(path: d, inflight: 0, generation: 0, lastWrite: 0)
-                    if encodingValid { IntentLog.appendEntry(&encodedDirectories, 0, 0, d) }
-                    added = true
+                    if let a = coveringSubtreeLocked(d) {
+                        key = a
+                    } else if d != "/", let p = Optional(parentPath(d)), dirtyDirectories[p] != nil {
+                        // Back a little from now: the host's file times
+                        // are coarser than its clock.
+                        dirtyDirectories[p]!.subtreeSince = UInt64(max(0, now - IntentLog.subtreeSlackSeconds))
+                        encodingValid = false
+                        key = p
+                        added = true
+                    } else {
+                        dirtyDirectories[d] = State(path: d, inflight: 0, generation: 0, lastWrite: 0)
+                        if encodingValid { IntentLog.appendEntry(&encodedDirectories, 0, 0, d) }
+                        added = true
+                    }
                 }
-                dirtyDirectories[d]!.inflight += 1
+                dirtyDirectories[key]!.inflight += 1
+                keys.append(key)
             }
-            return added
+            return (keys, added)
         }
-        if needPersist { try persist() }
+        if needPersist {
+            do {
+                try persist()
+            } catch {
+                endNamespace(keys)
+                throw error
+            }
+        }
+        return keys
     }
 
+    /// The time the entry of directory `d` covers its subtree since (0:
+    /// it does not, or `d` has none).
+    func subtreeSince(_ d: String) -> UInt64 { lock.withLock { dirtyDirectories[d]?.subtreeSince ?? 0 } }
+
+    /// How far before its time a subtree entry takes changes to be.
+    static let subtreeSlackSeconds = 10.0
+
+    /// The nearest directory above `d` whose entry covers its subtree.
+    private func coveringSubtreeLocked(_ d: String) -> String? {
+        var p = d
+        while p != "/" {
+            p = parentPath(p)
+            if let e = dirtyDirectories[p], e.subtreeSince != 0 { return p }
+        }
+        return nil
+    }
+
+    private func parentPath(_ d: String) -> String {
+        guard let i = d.lastIndex(of: "/"), i != d.startIndex else { return "/" }
+        return String(d[..<i])
+    }
+
+    /// `dirs`: what `beginNamespace` returned.
     func endNamespace(_ dirs: [String]) {
         guard enabled else { return }
         let now = array.environment.now()
@@ -176,7 +294,7 @@ public final class IntentLog: @unchecked Sendable {
             dirtyDirectories[k] = nil
             any = true
         }
-        if dirty.isEmpty && dirtyDirectories.isEmpty && overflow { overflow = false; any = true }
+        if dirty.count == pool.count && dirtyDirectories.isEmpty && overflow { overflow = false; any = true }
         if any { encodingValid = false }
         return any
     }
@@ -186,25 +304,37 @@ public final class IntentLog: @unchecked Sendable {
     public func flushIdle(idleSeconds: Double) throws {
         guard enabled else { return }
         let now = array.environment.now()
-        let (candidates, directories, directoriesDue): ([Region: UInt64], [String: UInt64], Bool) = lock.withLock {
+        // Shutting down: the ids reserved go too, persisted with the rest.
+        let released = idleSeconds == 0 && releasePool()
+        let (candidates, directories, due): ([Region: UInt64], [String: UInt64], Bool) = lock.withLock {
             var out: [Region: UInt64] = [:]
-            for (k, v) in dirty where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds { out[k] = v.generation }
+            var oldestRegion = now
+            for (k, v) in dirty where v.inflight == 0 && !v.pinned && !v.reserved && now - v.lastWrite >= idleSeconds {
+                out[k] = v.generation
+                oldestRegion = min(oldestRegion, v.lastWrite)
+            }
             var dirs: [String: UInt64] = [:]
             var oldest = now
             for (k, v) in dirtyDirectories where v.inflight == 0 && !v.pinned && now - v.lastWrite >= idleSeconds {
                 dirs[k] = v.generation
                 oldest = min(oldest, v.lastWrite)
             }
-            // A syncfs of every member is what clearing costs: directories
-            // alone wait longer for one (or until the log holds many), as
-            // a tree being filled would otherwise sync all members twice a
-            // second. Data regions clear them along the way.
-            let due = !dirs.isEmpty && (now - oldest >= idleSeconds * 5 || dirtyDirectories.count >= 512)
+            // A syncfs of every member is what clearing costs: it waits
+            // until the oldest idle entry has been idle five times as long
+            // (or the log holds many), as files being written one after the
+            // other, or a tree being filled, would otherwise sync all
+            // members twice a second.
+            let count = dirty.count - pool.count + dirtyDirectories.count
+            let due = (!out.isEmpty || !dirs.isEmpty)
+                && (idleSeconds == 0 || now - min(oldest, oldestRegion) >= idleSeconds * 5 || count >= 512)
             return (out, dirs, due)
         }
-        guard !candidates.isEmpty || directoriesDue else { return }
+        guard due else {
+            if released { try persist() }
+            return
+        }
         array.syncAllMembers()
-        if lock.withLock({ clearLocked(candidates, directories: directories) }) { try persist() }
+        if lock.withLock({ clearLocked(candidates, directories: directories) }) || released { try persist() }
     }
 
     /// Writes the dirty set to every active member (fdatasync'ed).
@@ -234,7 +364,8 @@ public final class IntentLog: @unchecked Sendable {
         }
     }
 
-    /// One entry: file id, region index (0 and 0 for a directory), path.
+    /// One entry: file id, region index (for a directory, file id 0 and
+    /// the time its subtree has been dirty since, or 0), path.
     static func appendEntry(_ out: inout [UInt8], _ fileId: UInt64, _ index: UInt64, _ path: String) {
         let p = path.utf8.prefix(4096)
         appendLE64(&out, fileId)
@@ -247,7 +378,7 @@ public final class IntentLog: @unchecked Sendable {
         if !encodingValid {
             // Sorted, so that one set of entries always encodes the same way.
             encodedDirectories = []
-            for d in dirtyDirectories.keys.sorted() { IntentLog.appendEntry(&encodedDirectories, 0, 0, d) }
+            for d in dirtyDirectories.keys.sorted() { IntentLog.appendEntry(&encodedDirectories, 0, dirtyDirectories[d]!.subtreeSince, d) }
             encodedRegions = []
             for (k, v) in dirty.sorted(by: { ($0.key.fileId, $0.key.index) < ($1.key.fileId, $1.key.index) }) {
                 IntentLog.appendEntry(&encodedRegions, k.fileId, k.index, v.path)
