@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// A member file's attribute (`FileAttribute`: the header and the leading
 /// chunks' entries) and the entries of any chunk, wherever they live. On an
 /// array whose metadata is in the member files (`metadataInFile`) the same
@@ -19,10 +22,25 @@ extension MemberFileLayout {
     /// entry damaged read again (rot on the way from the disk leaves the
     /// stored value intact).
     public func readAttribute(_ f: MemberFile) throws -> StoredAttribute {
+        try readAttribute { try readStored(f, into: $0, capacity: $1) }
+    }
+
+    /// `readAttribute` of the file at `path` on `m` (opened only where the
+    /// metadata is in the member files).
+    public func readAttribute(at path: String, on m: Member) throws -> StoredAttribute {
+        guard !metadataInFile else {
+            let f = try m.open(path, flags: O_RDONLY, mode: 0)
+            defer { f.close() }
+            return try readAttribute(f)
+        }
+        return try readAttribute { try m.readAttribute(at: path, into: $0, capacity: $1) }
+    }
+
+    private func readAttribute(_ read: (UnsafeMutableRawPointer, Int) throws -> Int?) throws -> StoredAttribute {
         try withUnsafeTemporaryAllocation(byteCount: FileAttribute.encodedBytes + 8, alignment: 8) { raw in
             var state = StoredAttribute.absent
             for _ in 0..<3 {
-                guard let n = try readStored(f, into: raw.baseAddress!, capacity: raw.count) else { return .absent }
+                guard let n = try read(raw.baseAddress!, raw.count) else { return .absent }
                 guard let a = FileAttribute.decode(raw.baseAddress!, count: n) else { state = .damaged; continue }
                 state = .present(a)
                 if a.header != nil && (0..<Int(Geometry.leadingStripes)).allSatisfy({ SectorEntry.isWhole(a.entries[$0]) }) { break }

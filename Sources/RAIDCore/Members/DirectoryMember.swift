@@ -382,6 +382,17 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         return buf.split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
     }
 
+    /// One lgetxattr, where opening the file took three calls.
+    public func readAttribute(at path: String, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        let n = at(path) { d, node in io.call(.xattr) { lgetxattr(viaProc(d, node), FileAttribute.name, buffer, capacity) } }
+        if n >= 0 { return n }
+        switch errno {
+        case ENODATA: return nil
+        case ERANGE: return capacity + 1
+        default: throw fail("getxattr \(FileAttribute.name)", path)
+        }
+    }
+
     public func removexattr(_ path: String, name: String) throws {
         guard at(path, { d, n in io.call(.xattr) { Int(lremovexattr(viaProc(d, n), name)) } }) == 0 else { throw fail("removexattr", path) }
     }

@@ -160,6 +160,15 @@ public final class FaultInjectingMember: Member, @unchecked Sendable {
     public func statfs() throws -> statvfs { try present("statvfs"); return try base.statfs() }
     public func largestFileBytes() -> UInt64? { base.largestFileBytes() }
     public var ioCounters: MemberIO? { base.ioCounters }
+    /// With a fault set, through an opened file, so the file's faults apply.
+    public func readAttribute(at path: String, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        guard !plan.hasFaults else {
+            let f = try open(path, flags: O_RDONLY, mode: 0)
+            defer { f.close() }
+            return try f.readAttribute(into: buffer, capacity: capacity)
+        }
+        return try base.readAttribute(at: path, into: buffer, capacity: capacity)
+    }
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
         try present("setxattr")
         try base.setxattr(path, name: name, value: value, flags: flags)

@@ -71,11 +71,19 @@ public protocol Member: AnyObject, Sendable {
     /// The member's system call counters (`raidctl iostat`); nil for a
     /// member that counts nothing.
     var ioCounters: MemberIO? { get }
+    /// `MemberFile.readAttribute` of the file at `path`, without opening it
+    /// where the member can (a stat by path reads the header so).
+    func readAttribute(at path: String, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int?
 }
 
 extension Member {
     public func largestFileBytes() -> UInt64? { nil }
     public var ioCounters: MemberIO? { nil }
+    public func readAttribute(at path: String, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        let f = try open(path, flags: O_RDONLY, mode: 0)
+        defer { f.close() }
+        return try f.readAttribute(into: buffer, capacity: capacity)
+    }
 }
 
 /// An open member file: positioned I/O only.

@@ -228,9 +228,7 @@ extension RAIDArray {
             for role in activeRoles {
                 guard let m = member(role) else { continue }
                 do {
-                    let f = try m.open(path, flags: O_RDONLY, mode: 0)
-                    defer { f.close() }
-                    header = try readHeader(of: f)
+                    header = try layout.readAttribute(at: path, on: m).header
                     if header != nil { return }
                     lastError = FSError.io("\(path): file header on \(m.name) is damaged")
                 } catch let e as FSError {
