@@ -142,40 +142,22 @@ public struct MemberIOStatus: Codable, Sendable, Equatable {
     public var operations: UInt64 { opens + reads + writes + flushes + xattrs + renames + other }
 
     /// The counts of `self` less those of `earlier` (a sample taken before).
-    public func since(_ earlier: MemberIOStatus) -> MemberIOStatus {
-        var d = MemberIOStatus()
-        d.opens = opens &- earlier.opens
-        d.reads = reads &- earlier.reads
-        d.readBytes = readBytes &- earlier.readBytes
-        d.writes = writes &- earlier.writes
-        d.writeBytes = writeBytes &- earlier.writeBytes
-        d.flushes = flushes &- earlier.flushes
-        d.xattrs = xattrs &- earlier.xattrs
-        d.renames = renames &- earlier.renames
-        d.other = other &- earlier.other
-        d.latencyMicroseconds = latencyMicroseconds &- earlier.latencyMicroseconds
-        d.latencyHistogram = latencyHistogram.indices.map {
-            latencyHistogram[$0] &- ($0 < earlier.latencyHistogram.count ? earlier.latencyHistogram[$0] : 0)
-        }
-        return d
-    }
+    public func since(_ earlier: MemberIOStatus) -> MemberIOStatus { combined(with: earlier, &-) }
 
     /// The sum of `self` and `other`'s counts.
-    public func adding(_ o: MemberIOStatus) -> MemberIOStatus {
-        var d = self
-        d.opens += o.opens
-        d.reads += o.reads
-        d.readBytes += o.readBytes
-        d.writes += o.writes
-        d.writeBytes += o.writeBytes
-        d.flushes += o.flushes
-        d.xattrs += o.xattrs
-        d.renames += o.renames
-        d.other += o.other
-        d.latencyMicroseconds += o.latencyMicroseconds
-        let n = max(latencyHistogram.count, o.latencyHistogram.count)
-        d.latencyHistogram = (0..<n).map {
-            ($0 < latencyHistogram.count ? latencyHistogram[$0] : 0) + ($0 < o.latencyHistogram.count ? o.latencyHistogram[$0] : 0)
+    public func adding(_ other: MemberIOStatus) -> MemberIOStatus { combined(with: other, &+) }
+
+    /// Every count of `self` and of `o`, field by field (histogram entry by
+    /// entry, a missing entry being 0), through `op`.
+    private func combined(with o: MemberIOStatus, _ op: (UInt64, UInt64) -> UInt64) -> MemberIOStatus {
+        var d = MemberIOStatus()
+        for k in [\MemberIOStatus.opens, \.reads, \.readBytes, \.writes, \.writeBytes, \.flushes, \.xattrs, \.renames,
+                  \.other, \.latencyMicroseconds] {
+            d[keyPath: k] = op(self[keyPath: k], o[keyPath: k])
+        }
+        func entry(_ h: [UInt64], _ i: Int) -> UInt64 { i < h.count ? h[i] : 0 }
+        d.latencyHistogram = (0..<max(latencyHistogram.count, o.latencyHistogram.count)).map {
+            op(entry(latencyHistogram, $0), entry(o.latencyHistogram, $0))
         }
         return d
     }

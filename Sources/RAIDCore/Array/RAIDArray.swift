@@ -113,9 +113,6 @@ public final class RAIDArray: @unchecked Sendable {
     /// Those of `pendingNamespace` whose whole subtree is dirty, with the
     /// time (seconds since the epoch) since when (IntentLog.beginNamespace).
     public internal(set) var pendingNamespaceSubtrees: [String: UInt64] = [:]
-    /// The directories the repair after a crash compared: where the files
-    /// created since the log's last persist are (CrashRecovery).
-    var crashComparedDirectories = Set<String>()
     /// Roles taken back by a forced assembly (`-o force`), with the event
     /// counter each was at: resynced whole before anything is served.
     public let forcedRoles: [(role: Int, events: UInt64)]
@@ -235,8 +232,8 @@ public final class RAIDArray: @unchecked Sendable {
         let crashed = needsResync
         // The files the intent log named, for the scrub that follows a crash.
         let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }.filter { !$0.isEmpty }
-        try repairNamespaceAfterCrash()
-        try resyncAfterCrash(skipping: reclaimOrphans(), directories: crashComparedDirectories)
+        let compared = try repairNamespaceAfterCrash()
+        try resyncAfterCrash(skipping: reclaimOrphans(), directories: compared)
         collectTrash()
         if crashed {
             // Everything the log named is repaired: write it anew (empty of

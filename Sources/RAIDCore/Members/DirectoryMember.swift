@@ -145,9 +145,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         let fd = io.call(.open) { Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw FSError.system("open", path) }
         defer { io.call(.other) { _ = Glibc.close(fd) } }
-        let start = MemberIO.now()
-        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(slot * slotBytes)) }
-        io.count(.write, since: start, bytes: max(n, 0))
+        let n = bytes.withUnsafeBytes { b in io.transfer(.write) { pwrite(fd, b.baseAddress, b.count, off_t(slot * slotBytes)) } }
         guard n == bytes.count else { throw FSError.system("pwrite", path) }
         guard io.call(.flush, { fdatasync(fd) }) == 0 else { throw FSError.system("fdatasync", path) }
     }
@@ -169,9 +167,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         let fd = io.call(.open) { Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw FSError.system("open", path) }
         defer { io.call(.other) { _ = Glibc.close(fd) } }
-        let start = MemberIO.now()
-        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        io.count(.write, since: start, bytes: max(n, 0))
+        let n = bytes.withUnsafeBytes { b in io.transfer(.write) { Glibc.write(fd, b.baseAddress, b.count) } }
         guard n == bytes.count else { throw FSError.system("write", path) }
     }
 
@@ -421,19 +417,17 @@ public final class DirectoryMember: Member, @unchecked Sendable {
 
     // MARK: whole-file helpers (superblocks, event log)
 
-    /// (`io`, when given, counts its system calls.)
-    public static func readWholeFile(_ path: String, io: MemberIO? = nil) throws -> [UInt8] {
-        let start = MemberIO.now()
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        io?.count(.open, since: start)
+    /// (`io` counts its system calls.)
+    public static func readWholeFile(_ path: String, io: MemberIO = .uncounted) throws -> [UInt8] {
+        let fd = io.call(.open) { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw FSError.system("open", path) }
-        defer { let start = MemberIO.now(); Glibc.close(fd); io?.count(.other, since: start) }
+        defer { io.call(.other) { _ = Glibc.close(fd) } }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let start = MemberIO.now()
-            let n = try retryingEINTR("read", path) { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
-            io?.count(.read, since: start, bytes: n)
+            let n = try io.transfer(.read) {
+                try retryingEINTR("read", path) { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
+            }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
             if out.count > 64 * 1024 * 1024 { throw FSError.io("\(path): larger than 64 MiB") }
@@ -441,36 +435,29 @@ public final class DirectoryMember: Member, @unchecked Sendable {
         return out
     }
 
-    /// (`io`, when given, counts its system calls.)
-    public static func writeFileAtomically(directory: String, name: String, bytes: [UInt8], io: MemberIO? = nil) throws {
-        /// Runs one system call, counted in `io` as `kind`.
-        func call<T>(_ kind: MemberIO.Kind, bytes: Int = 0, _ body: () throws -> T) rethrows -> T {
-            let start = MemberIO.now()
-            defer { io?.count(kind, since: start, bytes: bytes) }
-            return try body()
-        }
+    public static func writeFileAtomically(directory: String, name: String, bytes: [UInt8], io: MemberIO = .uncounted) throws {
         let tmp = directory + "/." + name + ".tmp"
         let final = directory + "/" + name
-        let fd = call(.open) { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        let fd = io.call(.open) { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
         guard fd >= 0 else { throw FSError.system("open", tmp) }
         var ok = false
         defer {
-            call(.other) { _ = Glibc.close(fd) }
-            if !ok { call(.other) { _ = Glibc.unlink(tmp) } }
+            io.call(.other) { _ = Glibc.close(fd) }
+            if !ok { io.call(.other) { _ = Glibc.unlink(tmp) } }
         }
         var done = 0
         while done < bytes.count {
-            done += try call(.write, bytes: bytes.count - done) {
+            done += try io.transfer(.write) {
                 try retryingEINTR("write", tmp) { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) } }
             }
         }
-        guard call(.flush, { fsync(fd) }) == 0 else { throw FSError.system("fsync", tmp) }
-        guard call(.rename, { Glibc.rename(tmp, final) }) == 0 else { throw FSError.system("rename", final) }
+        guard io.call(.flush, { fsync(fd) }) == 0 else { throw FSError.system("fsync", tmp) }
+        guard io.call(.rename, { Glibc.rename(tmp, final) }) == 0 else { throw FSError.system("rename", final) }
         ok = true
-        let dfd = call(.open) { Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        let dfd = io.call(.open) { Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         if dfd >= 0 {
-            defer { call(.other) { _ = Glibc.close(dfd) } }
-            guard call(.flush, { fsync(dfd) }) == 0 else { throw FSError.system("fsync", directory) }
+            defer { io.call(.other) { _ = Glibc.close(dfd) } }
+            guard io.call(.flush, { fsync(dfd) }) == 0 else { throw FSError.system("fsync", directory) }
         }
     }
 }
@@ -490,19 +477,15 @@ final class DirectoryMemberFile: MemberFile {
     deinit { close() }
 
     func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
-        let start = MemberIO.now()
-        let n = try retryingEINTR("pread", name) { pread(fd, buffer, count, off_t(offset)) }
-        io.count(.read, since: start, bytes: n)
-        return n
+        try io.transfer(.read) { try retryingEINTR("pread", name) { pread(fd, buffer, count, off_t(offset)) } }
     }
 
     func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         var done = 0
         while done < count {
-            let start = MemberIO.now()
-            let n = try retryingEINTR("pwrite", name) { pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done)) }
-            io.count(.write, since: start, bytes: n)
-            done += n
+            done += try io.transfer(.write) {
+                try retryingEINTR("pwrite", name) { pwrite(fd, buffer + done, count - done, off_t(offset) + off_t(done)) }
+            }
         }
     }
 

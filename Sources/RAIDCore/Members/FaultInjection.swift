@@ -162,12 +162,8 @@ public final class FaultInjectingMember: Member, @unchecked Sendable {
     public var ioCounters: MemberIO? { base.ioCounters }
     /// With a fault set, through an opened file, so the file's faults apply.
     public func readAttribute(at path: String, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
-        guard !plan.hasFaults else {
-            let f = try open(path, flags: O_RDONLY, mode: 0)
-            defer { f.close() }
-            return try f.readAttribute(into: buffer, capacity: capacity)
-        }
-        return try base.readAttribute(at: path, into: buffer, capacity: capacity)
+        plan.hasFaults ? try readAttributeOpening(path, into: buffer, capacity: capacity)
+                       : try base.readAttribute(at: path, into: buffer, capacity: capacity)
     }
     public func setxattr(_ path: String, name: String, value: [UInt8], flags: Int32) throws {
         try present("setxattr")

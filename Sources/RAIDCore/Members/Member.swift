@@ -80,6 +80,11 @@ extension Member {
     public func largestFileBytes() -> UInt64? { nil }
     public var ioCounters: MemberIO? { nil }
     public func readAttribute(at path: String, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+        try readAttributeOpening(path, into: buffer, capacity: capacity)
+    }
+
+    /// `readAttribute(at:)` the plain way: the file opened, read, closed.
+    public func readAttributeOpening(_ path: String, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
         let f = try open(path, flags: O_RDONLY, mode: 0)
         defer { f.close() }
         return try f.readAttribute(into: buffer, capacity: capacity)

@@ -56,6 +56,21 @@ public final class MemberIO: @unchecked Sendable {
         return try call()
     }
 
+    /// Runs `call`, one system call of `kind` that moves the bytes it
+    /// returns (none when it fails), and counts it.
+    @inline(__always)
+    public func transfer(_ kind: Kind, _ call: () throws -> Int) rethrows -> Int {
+        let start = MemberIO.now()
+        var n = -1
+        defer { count(kind, since: start, bytes: max(n, 0)) }
+        n = try call()
+        return n
+    }
+
+    /// Counters no one reads: for the whole-file helpers used outside any
+    /// member (`DirectoryMember.readWholeFile` of /proc).
+    public static let uncounted = MemberIO()
+
     public func snapshot() -> MemberIOStatus {
         func load(_ i: Int) -> UInt64 { raidfs_load_relaxed_u64(slots + i) }
         var s = MemberIOStatus()

@@ -52,11 +52,14 @@ extension RAIDArray {
 
     /// After an unclean shutdown: every directory the intent log named (the
     /// whole tree when the log was incomplete, or members were forced back)
-    /// made to agree on every member, before the data resync.
-    func repairNamespaceAfterCrash() throws {
+    /// made to agree on every member, before the data resync. Returns the
+    /// directories compared: where the files created since the log's last
+    /// write are (CrashRecovery).
+    @discardableResult
+    func repairNamespaceAfterCrash() throws -> Set<String> {
         let everything = pendingResyncAll
-        guard !pendingNamespace.isEmpty || everything, !readOnly else { return }
-        try namespace.lock.withLock {
+        guard !pendingNamespace.isEmpty || everything, !readOnly else { return [] }
+        let compared: Set<String> = try namespace.lock.withLock {
             guard let authority = namespaceAuthority() else { throw FSError.io("namespace repair: no active member can list the root") }
             var dirs = Array(pendingNamespace)
             if everything {
@@ -69,7 +72,6 @@ extension RAIDArray {
                 dirs += try changedDirectories(under: pendingNamespaceSubtrees)
             }
             dirs = Array(Set(dirs)).sorted()
-            crashComparedDirectories = Set(dirs)
             var total = 0
             for role in 0..<geometry.memberCount where isWritable(role) && role != authority.role {
                 guard let m = member(role) else { continue }
@@ -85,9 +87,11 @@ extension RAIDArray {
                 }
             }
             logger.notice("namespace repair after unclean shutdown: \(dirs.count) directories compared, \(total) entries repaired")
+            return Set(dirs)
         }
         pendingNamespace = []
         pendingNamespaceSubtrees = [:]
+        return compared
     }
 
     /// The directories below each of `subtrees` (a path and a time) that

@@ -75,7 +75,7 @@ extension RAIDArray {
             let unnamed = Set(pendingResync.filter { $0.1.isEmpty && !deleted.contains($0.0.fileId) }.map { $0.0.fileId })
             var named = pendingResync.filter { !$0.1.isEmpty }
             if !unnamed.isEmpty {
-                for (id, path) in try findFiles(ids: unnamed, in: directories) { named.append((IntentLog.Region(fileId: id, index: 0), path)) }
+                for (id, path) in findFiles(ids: unnamed, in: directories) { named.append((IntentLog.Region(fileId: id, index: 0), path)) }
             }
             for (region, path) in named where !deleted.contains(region.fileId) {
                 // A file renamed since is found by its id; a deleted one needs nothing.
@@ -97,16 +97,14 @@ extension RAIDArray {
     }
 
     /// The regular files of directories `dirs` whose ids are in `ids`, by
-    /// id (one listing of each directory).
-    private func findFiles(ids: Set<UInt64>, in dirs: Set<String>) throws -> [UInt64: String] {
+    /// id (one listing of each directory, one header read of each file).
+    private func findFiles(ids: Set<UInt64>, in dirs: Set<String>) -> [UInt64: String] {
         var found: [UInt64: String] = [:]
         for d in dirs.sorted() {
             guard let entries = try? list(d) else { continue }
             for e in entries where e.type == UInt8(DT_REG) {
                 let path = d == "/" ? "/" + e.name : d + "/" + e.name
-                guard let af = try? open(path) else { continue }
-                if ids.contains(af.fileId) { found[af.fileId] = path }
-                release(af)
+                if let id = (try? readHeader(path))?.fileId, ids.contains(id) { found[id] = path }
             }
         }
         return found

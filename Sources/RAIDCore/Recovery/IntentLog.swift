@@ -198,12 +198,12 @@ public final class IntentLog: @unchecked Sendable {
                 if dirtyDirectories[d] == nil {
                     if let a = coveringSubtreeLocked(d) {
                         key = a
-                    } else if d != "/", let p = Optional(parentPath(d)), dirtyDirectories[p] != nil {
+                    } else if d != "/" && dirtyDirectories[parentDirectory(d)] != nil {
                         // Back a little from now: the host's file times
                         // are coarser than its clock.
-                        dirtyDirectories[p]!.subtreeSince = UInt64(max(0, now - IntentLog.subtreeSlackSeconds))
+                        key = parentDirectory(d)
+                        dirtyDirectories[key]!.subtreeSince = UInt64(max(0, now - IntentLog.subtreeSlackSeconds))
                         encodingValid = false
-                        key = p
                         added = true
                     } else {
                         dirtyDirectories[d] = State(path: d, inflight: 0, generation: 0, lastWrite: 0)
@@ -238,15 +238,10 @@ public final class IntentLog: @unchecked Sendable {
     private func coveringSubtreeLocked(_ d: String) -> String? {
         var p = d
         while p != "/" {
-            p = parentPath(p)
+            p = parentDirectory(p)
             if let e = dirtyDirectories[p], e.subtreeSince != 0 { return p }
         }
         return nil
-    }
-
-    private func parentPath(_ d: String) -> String {
-        guard let i = d.lastIndex(of: "/"), i != d.startIndex else { return "/" }
-        return String(d[..<i])
     }
 
     /// `dirs`: what `beginNamespace` returned.
