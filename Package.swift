@@ -24,12 +24,28 @@ let package = Package(
         .target(name: "CFuseIO"),
         .systemLibrary(name: "CISAL", pkgConfig: "libisal",
                        providers: [.apt(["libisal-dev"])]),
-        // What raidctl and the daemon share: the control protocol, the status
-        // and event types it carries, and the EINTR-retrying syscall helper.
-        .target(name: "RAIDControl", exclude: ["README.md"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        // The bottom of every raidfs module: FSError, the EINTR-retrying
+        // syscall helper, the locks, aligned buffers and the seeded random
+        // source.
+        .target(name: "RAIDBase", exclude: ["README.md"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        // What raidctl and the daemon share: the control protocol and the
+        // status and event types it carries.
+        .target(name: "RAIDControl", dependencies: ["RAIDBase"], exclude: ["README.md"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
+        // Where every byte lives: levels, stripe geometry, member-file
+        // layout, file header, and the ISA-L codec and CRC32C. Pure.
+        .target(name: "RAIDLayout", dependencies: ["RAIDBase", "CISAL"], exclude: ["README.md"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
+        // The Member seam, the directory member and the fault-injecting
+        // wrapper: storage, with no knowledge of arrays.
+        .target(name: "RAIDMembers", dependencies: ["RAIDBase", "RAIDLayout", "RAIDControl", "CLinux"],
+                exclude: ["README.md"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        // The engine: membership, the data path, the namespace, recovery and
+        // maintenance, over the layers below.
         .target(name: "RAIDCore",
-                dependencies: ["RAIDControl", "CISAL", "CLinux", .product(name: "Logging", package: "swift-log")],
-                exclude: ["README.md"] + ["Array", "DataPath", "Layout", "Maintenance", "Members",
+                dependencies: ["RAIDBase", "RAIDLayout", "RAIDMembers", "RAIDControl", "CISAL", "CLinux",
+                               .product(name: "Logging", package: "swift-log")],
+                exclude: ["README.md"] + ["Array", "DataPath", "Maintenance",
                                           "Membership", "Namespace", "Recovery"].map { $0 + "/README.md" },
                 swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "RAIDFS",

@@ -1,3 +1,4 @@
+import RAIDBase
 import Foundation
 #if canImport(Glibc)
 import Glibc

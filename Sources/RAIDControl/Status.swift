@@ -1,3 +1,4 @@
+import RAIDBase
 import Foundation
 
 // The status and event types the control protocol carries, with the JSON

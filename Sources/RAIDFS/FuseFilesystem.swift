@@ -26,7 +26,7 @@ final class OpenHandle {
 // @unchecked Sendable: its tables change only under `lock`.
 final class PageCacheCoherence: @unchecked Sendable {
     private struct State { var buffered = 0, stale = false }
-    private let lock = Mutex()
+    private let lock = Lock()
     /// By file id; only files with buffered handles open or a stale cache.
     private var files: [UInt64: State] = [:]
 

@@ -58,7 +58,7 @@ final class InodeTable: @unchecked Sendable {
     }
 
     static let rootId: UInt64 = 1
-    private let lock = Mutex()
+    private let lock = Lock()
     private var nodes: [UInt64: Node] = [rootId: Node(id: rootId, isDirectory: true, object: nil)]
     private var byName: [Name: UInt64] = [:]
     private var byObject: [Object: UInt64] = [:]

@@ -11,7 +11,7 @@ import Glibc
 /// or intent-log update. Disarm it to "restart the daemon".
 // @unchecked Sendable: its state is read and written only under `lock`.
 public final class SimulatedCrash: @unchecked Sendable {
-    private let lock = Mutex()
+    private let lock = Lock()
     private var remaining: Int? = nil
     public private(set) var fired = false
     public init() {}
@@ -43,7 +43,7 @@ public final class SimulatedCrash: @unchecked Sendable {
 // @unchecked Sendable: its tree, files and fault settings change only under `lock`.
 public final class SimulatedMember: Member, @unchecked Sendable {
     public let name: String
-    private let lock = Mutex()
+    private let lock = Lock()
     private var nodes: [String: Node] = [:]
     private var superblock: [UInt8]? = nil
     private var intentLog = SimulatedData()
@@ -114,6 +114,17 @@ public final class SimulatedMember: Member, @unchecked Sendable {
     public init(name: String) {
         self.name = name
         nodes["/"] = Node(mode: S_IFDIR | 0o755, at: timespec(), inode: 1)
+    }
+
+    /// Empties the disk, as a former member's directory is emptied before
+    /// it joins again (`MemberDirectories.wipe`).
+    public func wipe() {
+        lock.withLock {
+            nodes = ["/": Node(mode: S_IFDIR | 0o755, at: now(), inode: nextInode())]
+            superblock = nil
+            intentLog = SimulatedData()
+            events = []
+        }
     }
 
     // MARK: power cut

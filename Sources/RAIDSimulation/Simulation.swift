@@ -101,7 +101,7 @@ public struct SimulationReport: Sendable {
 public final class Simulation {
     let options: SimulationOptions
     var rng: SeededGenerator
-    let env: EngineEnvironment
+    let env: SimulatedEnvironment
     let crash = SimulatedCrash()
     var array: RAIDArray!
     /// Files the workload keeps open across operations, as programs keep
@@ -224,7 +224,7 @@ public final class Simulation {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         rng = SeededGenerator(seed: z ^ (z >> 31))
-        env = EngineEnvironment.simulated(seed: rng.next())
+        env = SimulatedEnvironment(seed: rng.next())
     }
 
     func below(_ n: Int) -> Int { Int(rng.next() % UInt64(max(n, 1))) }
@@ -266,7 +266,7 @@ public final class Simulation {
         memberSerial += 1
         let m = SimulatedMember(name: "sim-\(memberSerial)")
         m.crash = crash
-        m.clock = { [env] in env.now() }
+        m.clock = { [env] in env.wallClockSeconds() }
         disks[m.name] = m
         return m
     }

@@ -51,7 +51,7 @@ struct Create: ParsableCommand {
                                          directories: directories, spares: spare)
         warnOfSharedFilesystems()
         if sb.metadata == .file {
-            let without = (directories + spare).filter { !ArrayCreator.takesUserAttributes($0) }
+            let without = (directories + spare).filter { !HostDirectories().takesUserAttributes($0) }
             FileHandle.standardError.write(Data(("raidctl: note: \(without.joined(separator: ", ")) take no user extended attributes: "
                 + "file headers go in the member files (a 4 KiB block more per file on every member)\n").utf8))
         }

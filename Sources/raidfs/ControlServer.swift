@@ -20,7 +20,7 @@ public final class ControlServer: @unchecked Sendable {
     private let handler: Handler
     private let logger: Logger
     private var listenFD: Int32 = -1
-    private let lock = Mutex()
+    private let lock = Lock()
     private var connections = 0
     private var stopped = false
 

@@ -186,7 +186,7 @@ enum RaidfsCommand {
         array.scrubIntervalSeconds = o.scrubIntervalSeconds
         array.scrubRateBytesPerSecond = o.scrubRateBytesPerSecond
         if let program = o.eventProgram {
-            EventProgram(program: program, mountpoint: o.mountpoint).attach(to: array.eventLog) { [logger] in
+            EventProgram(program: program, mountpoint: o.mountpoint).attach(follow: { _ = array.eventLog.follow($0) }) { [logger] in
                 logger.error("\($0)")
             }
         }

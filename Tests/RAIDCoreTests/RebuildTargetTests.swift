@@ -22,8 +22,8 @@ final class RebuildNamespaceTests: XCTestCase {
     /// RAID 1 of three, role 2 failed and a spare taking it: the rebuild is
     /// launched, not yet stepped, so the spare holds only what was made
     /// since.
-    func rebuilding() throws -> (RAIDArray, [SimulatedMember], SimulatedMember, EngineEnvironment) {
-        let env = EngineEnvironment.simulated(seed: 5)
+    func rebuilding() throws -> (RAIDArray, [SimulatedMember], SimulatedMember, SimulatedEnvironment) {
+        let env = SimulatedEnvironment(seed: 5)
         let members = (0..<3).map { SimulatedMember(name: "sim\($0)") }
         _ = try ArrayCreator.initialize(level: .raid1, chunkSizeBytes: 4096, members: members, environment: env)
         let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
@@ -79,7 +79,7 @@ extension RebuildNamespaceTests {
     /// name missed the copy, the name went, and the copy stayed stale.
     func testALinkIntoADirectoryTheWalkHasNotReachedStaysOneFile() throws {
         for replacing in [false, true] {
-            let env = EngineEnvironment.simulated(seed: 7)
+            let env = SimulatedEnvironment(seed: 7)
             let members = (0..<3).map { SimulatedMember(name: "sim\($0)") }
             _ = try ArrayCreator.initialize(level: .raid1, chunkSizeBytes: 4096, members: members, environment: env)
             let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
@@ -187,8 +187,8 @@ final class UnreadableHeaderTests: XCTestCase {
 
     /// RAID 1 of three holding `path` as `fill` leaves it, synced (/f
     /// holding `data` by default).
-    func mirrored(_ path: String = "/f", _ fill: ((ArrayFile) throws -> Void)? = nil) throws -> (RAIDArray, [SimulatedMember], EngineEnvironment) {
-        let env = EngineEnvironment.simulated(seed: 6)
+    func mirrored(_ path: String = "/f", _ fill: ((ArrayFile) throws -> Void)? = nil) throws -> (RAIDArray, [SimulatedMember], SimulatedEnvironment) {
+        let env = SimulatedEnvironment(seed: 6)
         let members = (0..<3).map { SimulatedMember(name: "sim\($0)") }
         _ = try ArrayCreator.initialize(level: .raid1, chunkSizeBytes: 4096, members: members, environment: env)
         let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)

@@ -10,8 +10,8 @@ final class ScrubRenameTests: XCTestCase {
     /// RAID 5 of four simulated members: /b (small), /m (many stripes, so
     /// that a scrub's first step stops inside it) and /z after them,
     /// rotted on member 1.
-    private func arrayWithRotInZ() throws -> (RAIDArray, [SimulatedMember], EngineEnvironment) {
-        let env = EngineEnvironment.simulated(seed: 11)
+    private func arrayWithRotInZ() throws -> (RAIDArray, [SimulatedMember], SimulatedEnvironment) {
+        let env = SimulatedEnvironment(seed: 11)
         let members = (0..<4).map { SimulatedMember(name: "sim\($0)") }
         _ = try ArrayCreator.initialize(level: .raid5, chunkSizeBytes: 4096, members: members, environment: env)
         let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)

@@ -24,8 +24,8 @@ final class ShortTailTests: XCTestCase {
 
     /// An array over simulated members with one file of each size, and
     /// one cut by a truncate from three stripes to 5,000 bytes.
-    func filled(_ level: RAIDLevel, _ n: Int) throws -> (RAIDArray, [SimulatedMember], EngineEnvironment, [String: [UInt8]]) {
-        let env = EngineEnvironment.simulated(seed: UInt64(n))
+    func filled(_ level: RAIDLevel, _ n: Int) throws -> (RAIDArray, [SimulatedMember], SimulatedEnvironment, [String: [UInt8]]) {
+        let env = SimulatedEnvironment(seed: UInt64(n))
         let members = (0..<n).map { SimulatedMember(name: "sim\($0)") }
         _ = try ArrayCreator.initialize(level: level, chunkSizeBytes: chunk, members: members, environment: env)
         let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)

@@ -85,7 +85,7 @@ final class SimulationTests: XCTestCase {
     /// system's source).
     func testFileIdsFollowTheSeedFromAssembly() throws {
         func firstId() throws -> UInt64 {
-            let env = EngineEnvironment.simulated(seed: 9)
+            let env = SimulatedEnvironment(seed: 9)
             let members = (0..<4).map { SimulatedMember(name: "sim\($0)") }
             _ = try ArrayCreator.initialize(level: .raid5, chunkSizeBytes: 4096, members: members, environment: env)
             let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
@@ -121,7 +121,7 @@ final class SimulationTests: XCTestCase {
     /// redundancy: a crash repair gave a new file the id of another).
     func testSimulatedIdentifiersDoNotRepeatTheStreamOfTheirSeed() {
         var stream = SeededGenerator(seed: 77)
-        let env = EngineEnvironment.simulated(seed: stream.next())
+        let env = SimulatedEnvironment(seed: stream.next())
         var later = Set<UInt64>()
         for _ in 0..<10_000 { later.insert(stream.next()) }
         for _ in 0..<100 {

@@ -106,7 +106,7 @@ extension RAIDArray {
     private func persistLocked(_ draft: inout MembershipDraft, clean: Bool, reason: String,
                                records: (inout Superblock) -> Void, failedHere: inout [(role: Int, name: String, error: Error)]) throws {
         while true {
-            let now = environment.now()
+            let now = environment.wallClockSeconds()
             let (sb, recordedUUIDs): (Superblock, [String]) = stateLock.withLock {
                 // Every round moves the counter on: a member that took an
                 // earlier round is never mistaken for one of this.
@@ -328,7 +328,7 @@ extension RAIDArray {
     /// the crash resync does not know it).
     func resumeReplacement() {
         guard let rec = stateLock.withLock({ superblock.replacement }) else { return }
-        let target = FaultInjectingMember(assembledReplacement ?? DirectoryMember(root: rec.directory))
+        let target = FaultInjectingMember(assembledReplacement ?? environment.directories.member(at: rec.directory))
         let resume = wasCleanAtAssembly && !rec.lastPath.isEmpty
             ? [RebuildCheckpoint(role: rec.role, memberUUID: rec.memberUUID, lastPath: rec.lastPath, bytesDone: rec.bytesDone)] : []
         let why: String? = {

@@ -59,7 +59,7 @@ public final class RAIDArray: @unchecked Sendable {
     ///      holding it: recording writes to the members, which asks for it.
     /// The rebuilder's, scrubber's and event log's own locks guard only
     /// their fields and call nothing while held.
-    let stateLock = Mutex()
+    let stateLock = Lock()
     var superblock: Superblock
     /// The rebuild in progress, if any (guarded by `stateLock`).
     var rebuilderSlot: Rebuilder?
@@ -86,9 +86,9 @@ public final class RAIDArray: @unchecked Sendable {
     /// (guarded by `stateLock`).
     var recentErrorTimes: [[Double]]
     /// Held by every membership change and superblock write (MembershipChanges.swift).
-    let superblockWriteLock = Mutex()
+    let superblockWriteLock = Lock()
     /// Serialises starting rebuilds: a failure, the monitor and `add` may race.
-    let rebuildStartLock = Mutex()
+    let rebuildStartLock = Lock()
 
     /// CRC32C of an all-zero 4 KiB sector: what a never-written sector must hash to.
     let zeroSectorCRC: UInt32
@@ -124,7 +124,7 @@ public final class RAIDArray: @unchecked Sendable {
     /// The clock, identifiers and job runner (the system's, or the
     /// simulation's).
     public let environment: EngineEnvironment
-    private let stopFlusher = Mutex()
+    private let stopFlusher = Lock()
     private var flusherStopped = false
     /// Set when the unmount begins: no rebuild or scrub starts after it
     /// (a member failing during the unmount would otherwise start one,
@@ -167,7 +167,7 @@ public final class RAIDArray: @unchecked Sendable {
         namespace.fileIds = environment.fileIdGenerator()
         intentLog = IntentLog(array: self, enabled: intentLogEnabled && !readOnly)
         let history = activeRoles.first.flatMap { try? member($0)?.readEvents() }.map(EventLog.parse) ?? []
-        eventLog = EventLog(logger: logger, history: history, clock: environment.now) { [unowned self] bytes in
+        eventLog = EventLog(logger: logger, history: history, clock: environment.wallClockSeconds) { [unowned self] bytes in
             guard !self.readOnly else { return }
             for role in self.activeRoles { try? self.member(role)?.appendEvents(bytes) }
         }
@@ -207,14 +207,15 @@ public final class RAIDArray: @unchecked Sendable {
     /// `markInUse()` once the array is really going to be served.
     public static func assemble(directories: [String], readOnly: Bool = false, intentLog: Bool = true, force: Bool = false,
                                 logger: Logger = Logger(label: "raidfs")) throws -> (RAIDArray, AssemblyReport) {
-        let plan = try Assembler.plan(directories: directories, force: force && !readOnly)
-        return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger, environment: .system()), plan.report)
+        let environment = SystemEnvironment()
+        let plan = try Assembler.plan(directories: directories, in: environment.directories, force: force && !readOnly)
+        return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger, environment: environment), plan.report)
     }
 
     /// Assembles from member objects (simulated members in tests).
     public static func assemble(members: [Member], readOnly: Bool = false, intentLog: Bool = true, force: Bool = false,
                                 logger: Logger = Logger(label: "raidfs"),
-                                environment: EngineEnvironment = .system()) throws -> (RAIDArray, AssemblyReport) {
+                                environment: EngineEnvironment = SystemEnvironment()) throws -> (RAIDArray, AssemblyReport) {
         let plan = try Assembler.plan(members: members, force: force && !readOnly)
         return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger, environment: environment), plan.report)
     }
@@ -360,7 +361,7 @@ public final class RAIDArray: @unchecked Sendable {
         guard budget > 0, !readOnly else { return }
         // The engine's clock (the simulation's own), and no more stamps
         // than the budget needs: an error storm must not grow the list.
-        let now = environment.now()
+        let now = environment.wallClockSeconds()
         let count: Int = stateLock.withLock {
             recentErrorTimes[role].append(now)
             recentErrorTimes[role].removeAll { now - $0 > 3600 }
@@ -491,7 +492,7 @@ public final class RAIDArray: @unchecked Sendable {
 
     /// A user read or wrote: a running scrub yields for a moment.
     @inline(__always)
-    func noteUserIO() { raidfs_store_relaxed_u64(userIOStamp, monotonicMilliseconds()) }
+    func noteUserIO() { raidfs_store_relaxed_u64(userIOStamp, environment.monotonicMilliseconds()) }
 
     /// Throws EIO when more roles are lost than the level tolerates.
     func requireNotFailed(_ what: @autoclosure () -> String) throws {
@@ -534,12 +535,4 @@ final class StripeWorkspace {
         scratchPointers.deallocate()
         outputPointers.deallocate()
     }
-}
-
-/// Milliseconds of the coarse monotonic clock (cheap enough per request).
-@inline(__always)
-func monotonicMilliseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
-    return UInt64(ts.tv_sec) &* 1000 &+ UInt64(ts.tv_nsec / 1_000_000)
 }

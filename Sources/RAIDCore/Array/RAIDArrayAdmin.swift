@@ -17,7 +17,7 @@ extension RAIDArray {
             }
             return i
         }
-        let wanted = absolutePath(name)
+        let wanted = environment.directories.resolve(name)
         for r in 0..<geometry.memberCount where member(r)?.name == wanted || member(r)?.name == name { return r }
         throw FSError.invalid("\(name): not a member of array \(arrayUUID)")
     }
@@ -47,7 +47,7 @@ extension RAIDArray {
 
     /// `raidctl remove`: detaches a faulty role's member, or a spare.
     public func removeMember(_ name: String, force: Bool) throws -> String {
-        if let spare = membership.spares.first(where: { $0.member.name == absolutePath(name) || $0.member.name == name }) {
+        if let spare = membership.spares.first(where: { $0.member.name == environment.directories.resolve(name) || $0.member.name == name }) {
             try removeSpare(spare)
             return "spare \(spare.member.name) removed"
         }
@@ -68,14 +68,14 @@ extension RAIDArray {
     /// degraded the rebuild onto it starts at once. A former member of this
     /// array is taken as a new, empty spare — never trusted as it is.
     public func addSpare(directory: String) throws -> String {
-        let dir = absolutePath(directory)
+        let dir = environment.directories.resolve(directory)
         try requireSeparateDisk(dir)
         for r in 0..<geometry.memberCount where member(r)?.name == dir && isWritable(r) {
             throw FSError.invalid("\(dir) is already member \(r) of this array")
         }
         if spares.contains(where: { $0.name == dir }) { throw FSError.invalid("\(dir) is already a spare") }
         let reused = try prepareNewMemberDirectory(dir)
-        let started = try addSpare(member: DirectoryMember(root: dir),
+        let started = try addSpare(member: environment.directories.member(at: dir),
                                    note: "\(dir) added as a hot spare\(reused ? " (a former member, resynced from scratch)" : "")")
         guard let role = started else { return "\(dir) added as a hot spare" }
         return shadowMember(role) == nil ? "\(dir) added; rebuilding role \(role) onto it"
@@ -87,21 +87,21 @@ extension RAIDArray {
     /// event counter and started over; then its data root. True for a
     /// former member.
     private func prepareNewMemberDirectory(_ dir: String) throws -> Bool {
+        let provider = environment.directories
         var reused = false
-        if let bytes = try? DirectoryMember(root: dir).readSuperblock(), let old = try? Superblock.decode(bytes, source: dir) {
+        if let bytes = try? provider.member(at: dir).readSuperblock(), let old = try? Superblock.decode(bytes, source: dir) {
             guard old.arrayUUID == arrayUUID else {
                 throw FSError.invalid("\(dir): belongs to another array (\(old.arrayUUID))")
             }
-            try ArrayCreator.wipeMember(dir)
+            try provider.wipe(dir)
             reused = true
         } else {
-            try ArrayCreator.checkEmptyDirectory(dir)
+            try ArrayCreator.checkEmptyDirectory(dir, provider)
         }
-        if !layout.metadataInFile && !ArrayCreator.takesUserAttributes(dir) {
+        if !layout.metadataInFile && !provider.takesUserAttributes(dir) {
             throw FSError(ENOTSUP, "\(dir): its filesystem takes no user extended attributes, where this array's member files keep their headers (arrays created with such a member keep them in the files)")
         }
-        let data = dir + "/" + DirectoryMember.dataDirectoryName
-        guard Glibc.mkdir(data, 0o755) == 0 || errno == EEXIST else { throw FSError.system("mkdir", data) }
+        try provider.makeDataRoot(dir)
         return reused
     }
 
@@ -132,13 +132,13 @@ extension RAIDArray {
         if stateLock.withLock({ rebuilderSlot?.isRunning == true }) {
             throw FSError(EBUSY, "a rebuild or replacement is already running; wait for it")
         }
-        let dir = absolutePath(directory)
+        let dir = environment.directories.resolve(directory)
         try requireSeparateDisk(dir)
         if (0..<geometry.memberCount).contains(where: { member($0)?.name == dir }) {
             throw FSError.invalid("\(dir): belongs to this array already")
         }
         _ = try prepareNewMemberDirectory(dir)
-        try replace(role: role, with: DirectoryMember(root: dir))
+        try replace(role: role, with: environment.directories.member(at: dir))
         return "replacing member \(role) (\(memberName(role))) with \(dir); \(memberName(role)) serves until the copy is done"
     }
 

@@ -34,7 +34,7 @@ public final class ArrayFile: @unchecked Sendable {
     var openCount = 0
     /// The next read marks the file accessed (see markAccessedIfPending).
     private var accessPending = true
-    private let accessLock = Mutex()
+    private let accessLock = Lock()
 
     init(array: RAIDArray, fileId: UInt64, files: [MemberFile?], generations: [UInt32], size: UInt64, path: String) {
         self.array = array

@@ -23,7 +23,7 @@ import Glibc
 final class EntryCache: @unchecked Sendable {
     static let slots = 64
 
-    private let lock = Mutex()
+    private let lock = Lock()
     private let budget: EntryCacheBudget
     /// Entries per table.
     let tableEntries: Int
@@ -123,7 +123,7 @@ final class EntryCache: @unchecked Sendable {
 /// 128 KiB chunks.
 // @unchecked Sendable: `held` changes only under `lock`.
 final class EntryCacheBudget: @unchecked Sendable {
-    private let lock = Mutex()
+    private let lock = Lock()
     private var held = 0
     let limit: Int
 

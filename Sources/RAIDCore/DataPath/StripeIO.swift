@@ -50,7 +50,7 @@ extension ArrayFile {
                     let wait = ArrayFile.retryBackoff(attempt)
                     guard patience >= wait else { return false }
                     patience -= wait
-                    array.environment.pause(seconds: wait)
+                    array.environment.sleep(seconds: wait)
                 }
                 attempt += 1
                 do {
@@ -525,7 +525,7 @@ extension ArrayFile {
     /// (`takeModification`).
     func markModifiedLocked(timesMoved: Bool = false) {
         guard !timesMoved, let (role, f) = timesFile() else { return expectAccess() }
-        let tick = array.environment.coarseTick()
+        let tick = array.environment.coarseWallClockNanoseconds()
         guard takeModification(f, tick: tick) else { return }
         do {
             try f.markModified()

@@ -29,7 +29,7 @@ public final class Rebuilder: @unchecked Sendable {
     public let replacing: Bool
     private unowned let array: RAIDArray
     private let rateBytesPerSecond: Double?
-    private let lock = Mutex()
+    private let lock = Lock()
     private var bytesDoneValue: UInt64
     private var bytesTotalValue: UInt64 = 0
     private let bytesAtStart: UInt64
@@ -60,7 +60,7 @@ public final class Rebuilder: @unchecked Sendable {
         self.replacing = replacing
         self.targets = targets
         self.rateBytesPerSecond = rateBytesPerSecond
-        startedAt = array.environment.now()
+        startedAt = array.environment.wallClockSeconds()
         lastCheckpoint = startedAt
         var resumedBytes: UInt64? = nil
         for t in targets {
@@ -78,7 +78,7 @@ public final class Rebuilder: @unchecked Sendable {
 
     public var status: ProgressStatus {
         lock.withLock {
-            let elapsed = max(0.001, array.environment.now() - startedAt)
+            let elapsed = max(0.001, array.environment.wallClockSeconds() - startedAt)
             let rate = Double(bytesDoneValue - bytesAtStart) / elapsed
             let total = max(bytesTotalValue, bytesDoneValue)
             let remaining = Double(total - bytesDoneValue)
@@ -546,7 +546,7 @@ public final class Rebuilder: @unchecked Sendable {
     }
 
     private func checkpointIfDue() {
-        let now = array.environment.now()
+        let now = array.environment.wallClockSeconds()
         guard now - lastCheckpoint >= 2 else { return }
         lastCheckpoint = now
         saveCheckpoint()
@@ -629,14 +629,13 @@ extension ArrayFile {
 }
 
 /// Keeps background work (rebuild, scrub) at `rate` bytes per second:
-/// sleeps while `bytes` done since `start` are ahead of it (at most a second
-/// at a time). Unthrottled when `rate` is nil, or under the simulation's
-/// logical clock, which sleeping would not move.
+/// holds the job back while `bytes` done since `start` are ahead of it (at
+/// most a second at a time; `JobRunner.throttle`). Unthrottled when `rate`
+/// is nil.
 extension RAIDArray {
     func pace(bytes: UInt64, since start: Double, rate: Double?) {
-        guard let rate, rate > 0, !environment.isSimulated else { return }
-        let ahead = Double(bytes) / rate - (environment.now() - start)
-        if ahead > 0 { usleep(useconds_t(min(ahead, 1.0) * 1_000_000)) }
+        guard let rate, rate > 0 else { return }
+        environment.jobs.throttle(seconds: Double(bytes) / rate - (environment.wallClockSeconds() - start))
     }
 
     /// The bytes of every regular file: the total a rebuild or scrub

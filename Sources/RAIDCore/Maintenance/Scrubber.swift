@@ -20,7 +20,7 @@ public final class Scrubber: @unchecked Sendable {
     let only: Set<String>?
     /// Why only those (nil: an unclean shutdown).
     private let because: String?
-    private let lock = Mutex()
+    private let lock = Lock()
     private let startedAt: Double
     /// When this scrub first started (before any remount that resumed it).
     private let firstStartedAt: Double
@@ -46,7 +46,7 @@ public final class Scrubber: @unchecked Sendable {
         self.array = array
         self.repair = repair
         self.rateBytesPerSecond = rateBytesPerSecond
-        startedAt = array.environment.now()
+        startedAt = array.environment.wallClockSeconds()
         lastCheckpoint = startedAt
         let mode = repair ? "repair" : "check"
         if let r = resume {
@@ -71,7 +71,7 @@ public final class Scrubber: @unchecked Sendable {
     /// `zpool status` shows the last scrub).
     public var status: ProgressStatus {
         lock.withLock {
-            let elapsed = max(0.001, array.environment.now() - startedAt)
+            let elapsed = max(0.001, array.environment.wallClockSeconds() - startedAt)
             let rate = Double(found.bytes - bytesAtStart) / elapsed
             let total = max(bytesTotal, found.bytes)
             return ProgressStatus(running: running,
@@ -175,7 +175,7 @@ public final class Scrubber: @unchecked Sendable {
                 if type == UInt8(DT_REG) && !done && (only?.contains(path) ?? true) { try scrubFile(path) }
                 if shouldStop { return false }
                 lock.withLock { lastPath = path; foundAtLastPath = found }
-                let now = array.environment.now()
+                let now = array.environment.wallClockSeconds()
                 if now - lastCheckpoint >= 2 {
                     lastCheckpoint = now
                     array.recordScrub { $0.checkpoint = checkpoint }
@@ -190,7 +190,7 @@ public final class Scrubber: @unchecked Sendable {
             stopped = stopRequested
             return (found, stopRequested, resumable)
         }
-        let now = array.environment.now()
+        let now = array.environment.wallClockSeconds()
         array.recordScrub { record in
             if wasStopped {
                 record.checkpoint = keep ? checkpoint : nil
@@ -203,7 +203,7 @@ public final class Scrubber: @unchecked Sendable {
             }
         }
         lock.withLock { running = false }
-        let seconds = array.environment.now() - startedAt
+        let seconds = array.environment.wallClockSeconds() - startedAt
         array.eventLog.record(ArrayEvent(
             kind: wasStopped ? "scrub-stopped" : "scrub-finished",
             message: String(format: "scrub (%@) %@ %@ after %.1f s: %llu bytes checked, %d problems, %d repaired, %d beyond redundancy%@",
@@ -304,7 +304,7 @@ extension RAIDArray {
     /// the scheduled scrub once the last complete one is older than
     /// `scrubIntervalSeconds` — only on a clean array with no rebuild.
     func startScheduledScrubIfDue(now: Double? = nil) {
-        let now = now ?? environment.now()
+        let now = now ?? environment.wallClockSeconds()
         guard !readOnly, state == .clean else { return }
         let (record, created, busy) = stateLock.withLock {
             (superblock.scrub ?? ScrubRecord(), superblock.createdAt,
@@ -327,7 +327,7 @@ extension RAIDArray {
         if only?.isEmpty == true { return }
         recordScrub { record in
             guard record.checkpoint == nil else { return }   // a scrub already in progress covers them
-            record.checkpoint = ScrubCheckpoint(lastPath: "", startedAt: environment.now(),
+            record.checkpoint = ScrubCheckpoint(lastPath: "", startedAt: environment.wallClockSeconds(),
                                                 found: ScrubResult(mode: "repair", bytes: 0, problems: 0, repaired: 0, unrecoverable: 0),
                                                 only: only, because: because)
         }
@@ -367,13 +367,8 @@ extension RAIDArray {
     /// Pauses a scrub while users are reading or writing (at most a second
     /// per stripe, so it always moves on), as ZFS's scrub yields to I/O.
     func yieldToUserIO() {
-        // Stepped jobs (the simulation) run only when stepped: no user I/O
-        // can happen while one runs, so it hands control back instead.
-        guard !environment.isSimulated else { return environment.jobs.yieldPoint() }
-        var waited = 0
-        while waited < 100 && monotonicMilliseconds() &- raidfs_load_relaxed_u64(userIOStamp) < 50 {
-            usleep(10_000)
-            waited += 1
+        environment.jobs.yieldToUsers { [environment, userIOStamp] in
+            environment.monotonicMilliseconds() &- raidfs_load_relaxed_u64(userIOStamp) < 50
         }
     }
 

@@ -44,25 +44,27 @@ public enum Assembler {
         public var forced: [(role: Int, events: UInt64)] = []
     }
 
-    public static func plan(directories: [String], force: Bool = false) throws -> Plan {
+    public static func plan(directories: [String], in provider: MemberDirectories = HostDirectories(),
+                            force: Bool = false) throws -> Plan {
         guard !directories.isEmpty else { throw FSError.invalid("no member directories given") }
         var report = AssemblyReport()
         var members: [Member] = []
         var seen: [String: String] = [:]
         for given in directories {
             // The daemon changes directory to / once mounted: keep absolute paths.
-            let dir = absolutePath(given)
-            var st = stat()
-            guard stat(dir, &st) == 0 else {
-                report.leftOut.append(.init(directory: dir, reason: "cannot open: \(String(cString: strerror(errno)))"))
+            let dir = provider.resolve(given)
+            let id: String
+            do {
+                id = try provider.identity(of: dir)
+            } catch let e as FSError {
+                report.leftOut.append(.init(directory: dir, reason: "cannot open: \(String(cString: strerror(e.errno)))"))
                 continue
             }
-            let id = "\(st.st_dev):\(st.st_ino)"
             if let other = seen[id] {
                 throw FSError.invalid("\(dir): named twice (same directory as \(other))")
             }
             seen[id] = dir
-            members.append(DirectoryMember(root: dir))
+            members.append(provider.member(at: dir))
         }
         return try plan(members: members, report: report, force: force)
     }
@@ -173,16 +175,4 @@ public enum Assembler {
         plan.forced = forced
         return plan
     }
-}
-
-/// `path` made absolute (symlinks resolved when it exists).
-public func absolutePath(_ path: String) -> String {
-    if let r = realpath(path, nil) {
-        defer { free(r) }
-        return String(cString: r)
-    }
-    if path.hasPrefix("/") { return path }
-    var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard getcwd(&buf, buf.count) != nil else { return path }
-    return String(cString: buf) + "/" + path
 }

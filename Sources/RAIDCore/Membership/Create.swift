@@ -8,7 +8,8 @@ import CLinux
 /// root and superblock of each. Nothing is written unless every check passes.
 public enum ArrayCreator {
     public static func create(level: RAIDLevel, chunkSizeBytes: Int, directories: [String],
-                              spares: [String] = [], now: Date? = nil) throws -> Superblock {
+                              spares: [String] = [], now: Date? = nil,
+                              environment: EngineEnvironment = SystemEnvironment()) throws -> Superblock {
         guard directories.count >= level.minimumMemberCount else {
             throw FSError.invalid("RAID \(level.rawValue) needs at least \(level.minimumMemberCount) members, \(directories.count) given")
         }
@@ -18,10 +19,11 @@ public enum ArrayCreator {
         guard Geometry.isValidChunkSize(chunkSizeBytes) else {
             throw FSError.invalid("chunk size \(chunkSizeBytes) bytes is not a power of two from 4 KiB to 16 MiB")
         }
+        let provider = environment.directories
         var seen: [String: String] = [:]
         for dir in directories + spares {
-            try checkEmptyDirectory(dir)
-            let id = try identity(dir)
+            try checkEmptyDirectory(dir, provider)
+            let id = try provider.identity(of: dir)
             if let other = seen[id] {
                 throw FSError.invalid("\(dir): the same directory as \(other) (named twice)")
             }
@@ -29,14 +31,12 @@ public enum ArrayCreator {
         }
         // Headers in extended attributes where every member takes them;
         // else in the member files, where any POSIX filesystem keeps them.
-        let metadata: MetadataPlace = (directories + spares).allSatisfy(takesUserAttributes) ? .attribute : .file
+        let metadata: MetadataPlace = (directories + spares).allSatisfy(provider.takesUserAttributes) ? .attribute : .file
         return try initialize(level: level, chunkSizeBytes: chunkSizeBytes,
-                       members: directories.map { DirectoryMember(root: $0) },
-                       spares: spares.map { DirectoryMember(root: $0) }, metadata: metadata, now: now,
-                       prepare: { member in
-                           let data = (member as! DirectoryMember).root + "/" + DirectoryMember.dataDirectoryName
-                           guard mkdir(data, 0o755) == 0 else { throw FSError.system("mkdir", data) }
-                       })
+                              members: directories.map(provider.member(at:)),
+                              spares: spares.map(provider.member(at:)), metadata: metadata, now: now,
+                              environment: environment,
+                              prepare: { member in try provider.makeDataRoot(member.name) })
     }
 
     /// Writes a new array's superblocks to members that were checked to be
@@ -44,13 +44,13 @@ public enum ArrayCreator {
     /// The UUIDs come from `environment` (seeded in the simulation).
     public static func initialize(level: RAIDLevel, chunkSizeBytes: Int, members: [Member], spares: [Member] = [],
                                   metadata: MetadataPlace = .attribute,
-                                  now: Date? = nil, environment: EngineEnvironment = .system(),
+                                  now: Date? = nil, environment: EngineEnvironment = SystemEnvironment(),
                                   prepare: (Member) throws -> Void = { _ in }) throws -> Superblock {
         precondition(members.count >= level.minimumMemberCount && Geometry.isValidChunkSize(chunkSizeBytes))
         let arrayUUID = environment.newUUID()
         let memberUUIDs = members.map { _ in environment.newUUID() }
         let spareUUIDs = spares.map { _ in environment.newUUID() }
-        let ts = now?.timeIntervalSince1970 ?? environment.now()
+        let ts = now?.timeIntervalSince1970 ?? environment.wallClockSeconds()
         var template = Superblock(arrayUUID: arrayUUID, memberUUID: "", role: 0, level: level,
                                   chunkSizeBytes: chunkSizeBytes, memberCount: members.count, events: 1,
                                   roles: memberUUIDs.map { RoleRecord(memberUUID: $0, state: .active) },
@@ -67,43 +67,13 @@ public enum ArrayCreator {
         return template
     }
 
-    /// A directory is usable for a new member when it exists and holds
-    /// nothing but, perhaps, an ext4 root's lost+found.
-    static func checkEmptyDirectory(_ dir: String) throws {
-        var st = stat()
-        guard stat(dir, &st) == 0 else { throw FSError.system("stat", dir) }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FSError(ENOTDIR, "\(dir): not a directory") }
-        if let sb = try? DirectoryMember(root: dir).readSuperblock(),
+    /// A directory is usable for a new member when it is no member of an
+    /// array and holds nothing but, perhaps, an ext4 root's lost+found.
+    static func checkEmptyDirectory(_ dir: String, _ provider: MemberDirectories) throws {
+        if let sb = try? provider.member(at: dir).readSuperblock(),
            let decoded = try? Superblock.decode(sb, source: dir) {
             throw FSError(EEXIST, "\(dir): already a member of array \(decoded.arrayUUID)")
         }
-        let entries = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0 != "lost+found" }
-        guard entries.isEmpty else {
-            throw FSError(ENOTEMPTY, "\(dir): directory is not empty (\(entries.count) entries, e.g. \(entries.sorted()[0]))")
-        }
-    }
-
-    /// Whether `dir`'s filesystem takes `user.` extended attributes, where
-    /// member files keep their headers (`MetadataPlace.attribute`).
-    /// Probed on the directory itself, and removed again.
-    public static func takesUserAttributes(_ dir: String) -> Bool {
-        let name = FileAttribute.name + ".probe"
-        var byte: UInt8 = 0
-        guard lsetxattr(dir, name, &byte, 1, 0) == 0 else { return false }
-        lremovexattr(dir, name)
-        return true
-    }
-
-    /// Empties a former member directory so it can start over as a spare.
-    static func wipeMember(_ dir: String) throws {
-        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name != "lost+found" {
-            try FileManager.default.removeItem(atPath: dir + "/" + name)
-        }
-    }
-
-    static func identity(_ dir: String) throws -> String {
-        var st = stat()
-        guard stat(dir, &st) == 0 else { throw FSError.system("stat", dir) }
-        return "\(st.st_dev):\(st.st_ino)"
+        try provider.requireEmpty(dir)
     }
 }

@@ -11,9 +11,8 @@ import Glibc
 /// logger. Followers get new events as they happen.
 // @unchecked Sendable: its history and followers change only under `lock`.
 public final class EventLog: @unchecked Sendable {
-    public static let fileName = "raidfs.events"
     static let memoryMax = 10_000
-    private let lock = Mutex()
+    private let lock = Lock()
     private var recent: [ArrayEvent] = []
     private var followers: [UUID: (ArrayEvent) -> Void] = [:]
     private let sink: ([UInt8]) -> Void
@@ -62,31 +61,5 @@ public final class EventLog: @unchecked Sendable {
     static func parse(_ bytes: [UInt8]) -> [ArrayEvent] {
         let dec = JSONDecoder()
         return bytes.split(separator: UInt8(ascii: "\n")).compactMap { try? dec.decode(ArrayEvent.self, from: Data($0)) }
-    }
-}
-
-/// Hands events from the logging thread to a follower's connection thread;
-/// bounded, so a stalled follower cannot grow it without limit.
-// @unchecked Sendable: its items change only under `cond`.
-public final class EventQueue: @unchecked Sendable {
-    private let cond = NSCondition()
-    private var items: [ArrayEvent] = []
-    static let max = 10_000
-
-    public init() {}
-
-    public func push(_ e: ArrayEvent) {
-        cond.lock()
-        if items.count < EventQueue.max { items.append(e) }
-        cond.signal()
-        cond.unlock()
-    }
-
-    /// The next event, or nil after a second without one.
-    public func pop() -> ArrayEvent? {
-        cond.lock()
-        defer { cond.unlock() }
-        if items.isEmpty { cond.wait(until: Date().addingTimeInterval(1)) }
-        return items.isEmpty ? nil : items.removeFirst()
     }
 }

@@ -7,7 +7,7 @@ import Glibc
 /// member sees the same mutations in the same order.
 // @unchecked Sendable: its open-file table changes only under `lock`.
 final class NamespaceState: @unchecked Sendable {
-    let lock = Mutex()
+    let lock = Lock()
     /// Open array files by file id (shared by hard links and by handles).
     var openFiles: [UInt64: ArrayFile] = [:]
     /// Where new file ids come from: the system's random source, or a
@@ -149,9 +149,6 @@ extension RAIDArray {
         if let group { try m.chown(path, uid: caller.uid, gid: group) }
     }
 
-    /// The daemon's user and group: it runs as one for its whole life.
-    static let daemonIdentity = (uid: geteuid(), gid: getegid())
-
     /// The group a new entry at `path` takes: its directory's where that
     /// is set-group-ID, else the caller's (one lstat of the directory on
     /// the first active member). Nil when the entry needs no chown: the
@@ -159,7 +156,7 @@ extension RAIDArray {
     /// group, which the member gives it (its directory's group where that
     /// is set-group-ID, as the member's copy of the directory is too).
     private func newEntryGroup(_ path: String, _ caller: Caller) -> gid_t? {
-        let me = RAIDArray.daemonIdentity
+        let me = environment.effectiveUser
         guard me.uid == 0, caller.uid != me.uid || caller.gid != me.gid else { return nil }
         guard let dir = setgidDirectory(of: path) else { return caller.gid }
         return dir.st_gid
@@ -213,7 +210,7 @@ extension RAIDArray {
         var reads = 1
         while reads < ArrayFile.patientAttempts && !done() {
             reads += 1
-            if reads > 2 { environment.pause(seconds: ArrayFile.retryBackoff(reads - 1)) }
+            if reads > 2 { environment.sleep(seconds: ArrayFile.retryBackoff(reads - 1)) }
             try read()
         }
     }
@@ -325,7 +322,7 @@ extension RAIDArray {
 
     public func mkdir(_ path: String, mode: mode_t, caller: Caller) throws {
         let parent = setgidDirectory(of: path)
-        let group = geteuid() == 0 ? parent?.st_gid ?? caller.gid : caller.gid
+        let group = environment.isSuperuser ? parent?.st_gid ?? caller.gid : caller.gid
         // (The member sets the mode exactly, past its umask: the bit a
         // set-group-ID parent gives is set here.)
         let mode = parent == nil ? mode : mode | S_ISGID

@@ -325,7 +325,7 @@ extension RAIDArray {
         case .damaged:
             try giveDamagedName(on: m, p, like: w.st, from: a)
         }
-        if geteuid() == 0 { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
+        if environment.isSuperuser { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
         if case .symlink = w.identity { return }   // a symlink's mode means nothing
         try m.chmod(p, mode: w.st.st_mode & 0o7777)
     }
@@ -477,7 +477,7 @@ extension RAIDArray {
         if (try? m.lstat(d)) != nil { try removeTree(m, d) }
         let st = try a.lstat(d)
         try m.mkdir(d, mode: st.st_mode & 0o7777)
-        if geteuid() == 0 { try m.chown(d, uid: st.st_uid, gid: st.st_gid) }
+        if environment.isSuperuser { try m.chown(d, uid: st.st_uid, gid: st.st_gid) }
         made += 1
         return made
     }
@@ -491,7 +491,7 @@ extension RAIDArray {
                 try m.chmod(p, mode: w.st.st_mode & 0o7777)
                 changed += 1
             }
-            if geteuid() == 0 && (w.st.st_uid != h.st.st_uid || w.st.st_gid != h.st.st_gid) {
+            if environment.isSuperuser && (w.st.st_uid != h.st.st_uid || w.st.st_gid != h.st.st_gid) {
                 try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid)
                 changed += 1
             }

@@ -17,7 +17,7 @@ extension RAIDArray {
         guard needsResync else { return }
         stateLock.withLock { crashResyncRunning = true }
         defer { stateLock.withLock { crashResyncRunning = false } }
-        let start = Date()
+        let startMilliseconds = environment.monotonicMilliseconds()
         var stripes = 0, fixed = 0
         func resync(_ af: ArrayFile, _ range: Range<UInt64>?) throws {
             try af.lock.withWriteLock {
@@ -91,7 +91,7 @@ extension RAIDArray {
                 try resync(af, lo..<(lo + intentLog.regionStripes))
             }
         }
-        logger.notice("resync after unclean shutdown: \(pendingResync.count) regions, \(stripes) stripes checked, \(fixed) made consistent in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        logger.notice("resync after unclean shutdown: \(pendingResync.count) regions, \(stripes) stripes checked, \(fixed) made consistent in \(String(format: "%.2f", Double(environment.monotonicMilliseconds() &- startMilliseconds) / 1000)) s")
         pendingResync = []
         pendingResyncAll = false
     }

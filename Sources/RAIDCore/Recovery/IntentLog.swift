@@ -52,8 +52,8 @@ public final class IntentLog: @unchecked Sendable {
     public let regionStripes: UInt64
     public let enabled: Bool
     private unowned let array: RAIDArray
-    private let lock = Mutex()
-    private let persistLock = Mutex()
+    private let lock = Lock()
+    private let persistLock = Lock()
     private var dirty: [Region: State] = [:]
     /// Directories with namespace changes not yet known durable everywhere.
     private var dirtyDirectories: [String: State] = [:]
@@ -107,7 +107,7 @@ public final class IntentLog: @unchecked Sendable {
             return true
         }
         if refill { try persist() }
-        let now = array.environment.now()
+        let now = array.environment.wallClockSeconds()
         return lock.withLock {
             let id = pool.removeFirst()
             let key = Region(fileId: id, index: 0)
@@ -165,7 +165,7 @@ public final class IntentLog: @unchecked Sendable {
 
     func end<Regions: Sequence<UInt64>>(_ file: ArrayFile, regions: Regions) {
         guard enabled else { return }
-        let now = array.environment.now()
+        let now = array.environment.wallClockSeconds()
         lock.withLock {
             for r in regions {
                 let key = Region(fileId: file.fileId, index: r)
@@ -189,7 +189,7 @@ public final class IntentLog: @unchecked Sendable {
     /// that changed since (NamespaceRepair).
     func beginNamespace(_ dirs: [String]) throws -> [String] {
         guard enabled else { return [] }
-        let now = array.environment.now()
+        let now = array.environment.wallClockSeconds()
         let (keys, needPersist): ([String], Bool) = lock.withLock {
             var added = false
             var keys: [String] = []
@@ -247,7 +247,7 @@ public final class IntentLog: @unchecked Sendable {
     /// `dirs`: what `beginNamespace` returned.
     func endNamespace(_ dirs: [String]) {
         guard enabled else { return }
-        let now = array.environment.now()
+        let now = array.environment.wallClockSeconds()
         lock.withLock {
             for d in dirs {
                 precondition((dirtyDirectories[d]?.inflight ?? 0) > 0, "intent log: namespace change on \(d) ended twice")
@@ -298,7 +298,7 @@ public final class IntentLog: @unchecked Sendable {
     /// durable (syncfs). The background flusher calls this.
     public func flushIdle(idleSeconds: Double) throws {
         guard enabled else { return }
-        let now = array.environment.now()
+        let now = array.environment.wallClockSeconds()
         // Shutting down: the ids reserved go too, persisted with the rest.
         let released = idleSeconds == 0 && releasePool()
         let (candidates, directories, due): ([Region: UInt64], [String: UInt64], Bool) = lock.withLock {

@@ -1,3 +1,4 @@
+import RAIDBase
 import CISAL
 #if canImport(Glibc)
 import Glibc
@@ -31,7 +32,7 @@ public final class Codec: @unchecked Sendable {
     /// ec_init_tables for the parity rows (cache-line aligned, as the
     /// decode tables below).
     private let parityTables: UnsafeMutablePointer<UInt8>
-    private let lock = Mutex()
+    private let lock = Lock()
     /// Decode tables by sources and wanted chunks, allocated once and freed
     /// with the codec: the hot path hands out a pointer, with no reference
     /// count to move (a 4 KiB decode is about 0.7 µs).
@@ -44,8 +45,8 @@ public final class Codec: @unchecked Sendable {
     private var lastTable: UnsafeMutablePointer<UInt8>?
 
     private struct DecodeKey: Hashable {
-        let sources: [Int]
-        let wanted: [Int]
+        package let sources: [Int]
+        package let wanted: [Int]
     }
 
     public init(level: RAIDLevel, dataCount k: Int, parityCount m: Int) {

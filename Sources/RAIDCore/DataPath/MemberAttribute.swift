@@ -13,10 +13,10 @@ extension MemberFileLayout {
     /// (writers of different leading stripes, and the header's size, share
     /// it; a rebuild may hold the same file open through another handle),
     /// by file id: writers of different files seldom wait for each other.
-    static let attributeLocks = (0..<64).map { _ in Mutex() }
+    static let attributeLocks = (0..<64).map { _ in Lock() }
 
     @inline(__always)
-    static func attributeLock(_ fileId: UInt64) -> Mutex { attributeLocks[Int(fileId % 64)] }
+    static func attributeLock(_ fileId: UInt64) -> Lock { attributeLocks[Int(fileId % 64)] }
 
     /// The member file's attribute. Reads that find it, its header or an
     /// entry damaged read again (rot on the way from the disk leaves the

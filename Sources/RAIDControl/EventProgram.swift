@@ -1,5 +1,8 @@
 import Foundation
-import RAIDControl
+import RAIDBase
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs a program for each event of an array, as `mdadm --monitor --program`
 /// and ZFS's zed run theirs: `/bin/sh -c PROGRAM` with the event as one JSON
@@ -56,12 +59,14 @@ public final class EventProgram: @unchecked Sendable {
         }
     }
 
-    /// Runs the program for every event `log` records from now on, on a
-    /// thread of its own. Its failures are logged, never recorded as events
-    /// (which would run it again).
-    public func attach(to log: EventLog, logger: @escaping @Sendable (String) -> Void) {
+    /// Runs the program for every event from now on, on a thread of its
+    /// own: `follow` hands each new event to the closure it is given (the
+    /// array's event log). Its failures are logged, never recorded as
+    /// events (which would run it again).
+    public func attach(follow: (@escaping @Sendable (ArrayEvent) -> Void) -> Void,
+                       logger: @escaping @Sendable (String) -> Void) {
         let queue = EventQueue()
-        _ = log.follow { queue.push($0) }
+        follow { queue.push($0) }
         let t = Thread { [self] in
             while true {
                 guard let e = queue.pop() else { continue }
@@ -70,5 +75,31 @@ public final class EventProgram: @unchecked Sendable {
         }
         t.name = "raidfs-event-program"
         t.start()
+    }
+}
+
+/// Hands events from the logging thread to a follower's connection thread;
+/// bounded, so a stalled follower cannot grow it without limit.
+// @unchecked Sendable: its items change only under `cond`.
+public final class EventQueue: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var items: [ArrayEvent] = []
+    static let max = 10_000
+
+    public init() {}
+
+    public func push(_ e: ArrayEvent) {
+        cond.lock()
+        if items.count < EventQueue.max { items.append(e) }
+        cond.signal()
+        cond.unlock()
+    }
+
+    /// The next event, or nil after a second without one.
+    public func pop() -> ArrayEvent? {
+        cond.lock()
+        defer { cond.unlock() }
+        if items.isEmpty { cond.wait(until: Date().addingTimeInterval(1)) }
+        return items.isEmpty ? nil : items.removeFirst()
     }
 }

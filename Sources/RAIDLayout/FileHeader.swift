@@ -1,3 +1,4 @@
+import RAIDBase
 /// A file's identity and logical size, replicated on every member file of
 /// it (format 3: in the member file's attribute, `FileAttribute`).
 public struct FileHeader: Equatable, Sendable {
@@ -48,7 +49,7 @@ public struct FileAttribute: Equatable, Sendable {
     /// Bytes of the header part (magic, id, size, CRC); the entries follow.
     public static let headerBytes = 24
     /// Where the header's CRC sits: after magic, id and size, covering them.
-    static let crcOffset = headerBytes - 4
+    package static let crcOffset = headerBytes - 4
 
     public func encode(into p: UnsafeMutableRawPointer) {
         FileAttribute.encode(header ?? FileHeader(fileId: FileHeader.unknownId, size: 0), into: p)
@@ -98,8 +99,8 @@ public enum StoredAttribute: Equatable {
 /// A 4 KiB sector's checksum entry in its member's table: the CRC32C and
 /// its complement with a tag, so a damaged entry is itself detected. An
 /// all-zero entry means "never written": the sector must read as zeros.
-enum SectorEntry {
-    static let tag: UInt32 = 0x5241_4944  // "RAID"
+package enum SectorEntry {
+    package static let tag: UInt32 = 0x5241_4944  // "RAID"
     /// The entry of a sector a rebuild could not rebuild (`poison`): it is
     /// lost, and no crash resync may take what the member holds there.
     /// Far, in bits, from the all-zero entry (24 bits) and from every valid
@@ -107,30 +108,30 @@ enum SectorEntry {
     /// (`isPoison`) and never makes it "never written" (which would pass
     /// a lost sector's zeros as data) or a CRC that some bytes match. It was
     /// 1 until format 2 was final: one flipped bit from 0.
-    static let poison: UInt64 = 0xDEAD_0000_0000_BEEF
+    package static let poison: UInt64 = 0xDEAD_0000_0000_BEEF
     /// What the entries of a damaged attribute read as: not "never
     /// written", not poison, no CRC (a sector that reads as damaged).
-    static let unreadable: UInt64 = 1
+    package static let unreadable: UInt64 = 1
 
     /// `raw` is poison, allowing for a few rotted bits.
     @inline(__always)
-    static func isPoison(_ raw: UInt64) -> Bool { (raw ^ poison).nonzeroBitCount <= 4 }
+    package static func isPoison(_ raw: UInt64) -> Bool { (raw ^ poison).nonzeroBitCount <= 4 }
 
     @inline(__always)
-    static func encode(crc: UInt32) -> UInt64 {
+    package static func encode(crc: UInt32) -> UInt64 {
         UInt64(crc) | UInt64(crc ^ tag) << 32
     }
 
     /// Whether `raw` reads as written: "never written", poison, or a
     /// checksum whose halves agree.
     @inline(__always)
-    static func isWhole(_ raw: UInt64) -> Bool {
+    package static func isWhole(_ raw: UInt64) -> Bool {
         raw == 0 || raw == poison || UInt32(truncatingIfNeeded: raw >> 32) == UInt32(truncatingIfNeeded: raw) ^ tag
     }
 
     /// The CRC a sector must have, or nil if the entry is damaged.
     @inline(__always)
-    static func expectedCRC(_ raw: UInt64, zeroSectorCRC: UInt32) -> UInt32? {
+    package static func expectedCRC(_ raw: UInt64, zeroSectorCRC: UInt32) -> UInt32? {
         if raw == 0 { return zeroSectorCRC }
         let crc = UInt32(truncatingIfNeeded: raw)
         let check = UInt32(truncatingIfNeeded: raw >> 32)

@@ -4,8 +4,8 @@ import Glibc
 
 /// A pthread mutex owned by a class so its address is stable.
 // @unchecked Sendable: a pthread mutex, made to be shared between threads; its address is stable.
-public final class Mutex: @unchecked Sendable {
-    @usableFromInline let m: UnsafeMutablePointer<pthread_mutex_t>
+public final class Lock: @unchecked Sendable {
+    @usableFromInline package let m: UnsafeMutablePointer<pthread_mutex_t>
 
     public init() {
         m = .allocate(capacity: 1)
@@ -71,9 +71,9 @@ public final class ReadWriteLock: @unchecked Sendable {
 // @unchecked Sendable: its held ranges change only under `mutex`.
 public final class StripeRangeLock: @unchecked Sendable {
     private struct Held {
-        var first: UInt64, last: UInt64, exclusive: Bool, token: UInt64
+        package var first: UInt64, last: UInt64, exclusive: Bool, token: UInt64
     }
-    private let mutex = Mutex()
+    private let mutex = Lock()
     /// Signalled (under `mutex`) when a range is released.
     private let released: UnsafeMutablePointer<pthread_cond_t>
     /// Guarded by `mutex`.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import RAIDControl
+
 
 /// The one error type the engine throws: an errno (what FUSE answers with)
 /// and a message naming the thing and the cause (what a person reads).
@@ -22,11 +22,11 @@ public struct FSError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// `RAIDControl.retryingEINTR`, failing with the FSError that names `op`
+/// `retryingEINTR(_:)`, failing with the FSError that names `op`
 /// and `path`.
 @inline(__always)
-func retryingEINTR<T: BinaryInteger>(_ op: String, _ path: String, _ call: () -> T) throws -> T {
-    guard let r = RAIDControl.retryingEINTR(call) else { throw FSError.system(op, path) }
+package func retryingEINTR<T: BinaryInteger>(_ op: String, _ path: String, _ call: () -> T) throws -> T {
+    guard let r = retryingEINTR(call) else { throw FSError.system(op, path) }
     return r
 }
 

@@ -1,7 +1,7 @@
 /// The engine's seeded random source (xorshift64): fault injection's
 /// rates, file ids and UUIDs in the simulation, so that a seed replays.
 public struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
+    package var state: UInt64
     public init(seed: UInt64) { state = seed | 1 }
 
     /// A generator whose stream is not the one `seed` was drawn from: a

@@ -28,7 +28,7 @@ public final class JobRunner: @unchecked Sendable {
         init(name: String) { self.name = name }
     }
 
-    private let lock = Mutex()
+    private let lock = Lock()
     /// Stepped jobs not yet finished, oldest first.
     private var jobs: [Job] = []
     private static let currentKey = "raidfs.job"
@@ -89,6 +89,32 @@ public final class JobRunner: @unchecked Sendable {
         if job.finished { lock.withLock { jobs.removeAll { $0 === job } } }
     }
 
+    /// Between a background job's units of work, while users are busy
+    /// (`usersBusy`, asked every 10 ms, at most a second): under
+    /// `.threads` the job waits for them, as ZFS's scrub yields to I/O;
+    /// under `.stepped` no user can be busy while a job runs, so it hands
+    /// control back instead.
+    func yieldToUsers(_ usersBusy: () -> Bool) {
+        switch mode {
+        case .threads:
+            var waited = 0
+            while waited < 100 && usersBusy() {
+                usleep(10_000)
+                waited += 1
+            }
+        case .stepped:
+            yieldPoint()
+        }
+    }
+
+    /// Holds a background job back for `seconds` (its rate limit): under
+    /// `.stepped` a job runs only when stepped, and the logical clock
+    /// moves only with the simulation, so there is nothing to wait for.
+    func throttle(seconds: Double) {
+        guard mode == .threads, seconds > 0 else { return }
+        usleep(useconds_t(min(seconds, 1.0) * 1_000_000))
+    }
+
     /// Steps jobs until none is left (`.stepped`).
     public func runUntilIdle() { while step() {} }
 
@@ -106,89 +132,6 @@ public final class JobRunner: @unchecked Sendable {
                 }
                 step(job)
             }
-        }
-    }
-}
-
-/// What the engine takes from outside itself: the time, new identifiers,
-/// and how background jobs run. The daemon uses the system's; the
-/// simulation passes a logical clock, seeded identifiers and stepped jobs,
-/// so that one seed gives one run.
-// @unchecked Sendable: the simulated clock and identifier source change only under `lock`.
-public final class EngineEnvironment: @unchecked Sendable {
-    public let jobs: JobRunner
-    private let lock = Mutex()
-    /// nil: the wall clock.
-    private var logicalNow: Double?
-    private var ids: SeededGenerator?
-
-    public static func system() -> EngineEnvironment { EngineEnvironment(jobs: JobRunner(mode: .threads)) }
-
-    /// A clock that starts at `start` and moves only by `advance`, UUIDs
-    /// drawn from `seed`, and jobs that run only when stepped.
-    public static func simulated(seed: UInt64, start: Double = 1_800_000_000) -> EngineEnvironment {
-        let e = EngineEnvironment(jobs: JobRunner(mode: .stepped))
-        e.logicalNow = start
-        // Independent of the stream `seed` came from: a plain seed would
-        // repeat it (xorshift's state is its last output), and the
-        // simulation seeds from its own stream, which also seeds each
-        // mount's file ids — an assembly's repair then gave a create cut
-        // short by a crash the id of a file made after an earlier mount
-        // (RAID 6 seed 36 beyond redundancy: two files, one id).
-        e.ids = SeededGenerator.independent(of: seed)
-        return e
-    }
-
-    init(jobs: JobRunner) { self.jobs = jobs }
-
-    public var isSimulated: Bool { jobs.mode == .stepped }
-
-    /// Seconds since the epoch.
-    public func now() -> Double { lock.withLock { logicalNow } ?? Date().timeIntervalSince1970 }
-
-    /// The host's timestamp tick: the coarse real-time clock (what a
-    /// write's mtime is taken from), or the logical clock's millisecond.
-    @inline(__always)
-    public func coarseTick() -> Int64 {
-        if isSimulated { return Int64((now() * 1000).rounded(.down)) }
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME_COARSE, &ts)
-        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
-    }
-
-    /// Waits `seconds` (a retry's backoff): the system's sleep, or the
-    /// logical clock moved on by as much.
-    public func pause(seconds: Double) {
-        if isSimulated { advance(by: seconds) } else { usleep(UInt32(seconds * 1_000_000)) }
-    }
-
-    /// Moves a logical clock on (the simulation's passing of time).
-    public func advance(by seconds: Double) {
-        lock.withLock {
-            precondition(logicalNow != nil, "only a logical clock can be moved")
-            logicalNow! += seconds
-        }
-    }
-
-    /// Where new file ids come from: the system's random source, or a
-    /// seeded one (the simulation), independent of the identifiers' own
-    /// stream, from which the simulation seeds generators too (two files
-    /// were given one id while they were the same stream).
-    func fileIdGenerator() -> any RandomNumberGenerator {
-        lock.withLock { () -> any RandomNumberGenerator in
-            guard ids != nil else { return SystemRandomNumberGenerator() }
-            return SeededGenerator.independent(of: ids!.next())
-        }
-    }
-
-    /// A new lower-case UUID string.
-    public func newUUID() -> String {
-        lock.withLock { () -> String in
-            guard ids != nil else { return UUID().uuidString.lowercased() }
-            let a = ids!.next(), b = ids!.next()
-            let h = String(format: "%016llx%016llx", a, b)
-            let c = Array(h)
-            return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
         }
     }
 }

@@ -1,3 +1,5 @@
+import RAIDBase
+import RAIDLayout
 import RAIDControl
 #if canImport(Glibc)
 import Glibc
@@ -67,18 +69,18 @@ public struct InjectedFault: Codable, Sendable, Equatable, CustomStringConvertib
 /// The faults active on one member; consulted on every operation, so the
 /// check when none is active is one lock and one test.
 // @unchecked Sendable: its faults change only under `lock`.
-final class FaultPlan: @unchecked Sendable {
-    private let lock = Mutex()
+package final class FaultPlan: @unchecked Sendable {
+    private let lock = Lock()
     private var faults: [FaultKind: InjectedFault] = [:]
     private var random = SeededGenerator(seed: 0x5EED)
 
-    var active: [InjectedFault] { lock.withLock { FaultKind.allCases.compactMap { faults[$0] } } }
+    package var active: [InjectedFault] { lock.withLock { FaultKind.allCases.compactMap { faults[$0] } } }
 
-    func set(_ f: InjectedFault) { lock.withLock { faults[f.kind] = f } }
-    func clear() { lock.withLock { faults.removeAll() } }
+    package func set(_ f: InjectedFault) { lock.withLock { faults[f.kind] = f } }
+    package func clear() { lock.withLock { faults.removeAll() } }
 
     /// True when fault `kind` fires for this operation (and counts it).
-    func fires(_ kind: FaultKind) -> Bool {
+    package func fires(_ kind: FaultKind) -> Bool {
         lock.withLock {
             guard var f = faults[kind] else { return false }
             if f.rate < 1 && Double(random.next() % 1_000_000) / 1_000_000 >= f.rate { return false }
@@ -91,16 +93,16 @@ final class FaultPlan: @unchecked Sendable {
     }
 
     /// A bit position to flip in a read of `count` bytes.
-    func bitToFlip(in count: Int) -> Int { lock.withLock { Int(random.next() % UInt64(count * 8)) } }
+    package func bitToFlip(in count: Int) -> Int { lock.withLock { Int(random.next() % UInt64(count * 8)) } }
 
-    func latency() -> Int? {
+    package func latency() -> Int? {
         lock.withLock { faults[.latency]?.latencyMilliseconds }
     }
 
     /// The one check every file operation pays when no fault is set.
-    var hasFaults: Bool { lock.withLock { !faults.isEmpty } }
+    package var hasFaults: Bool { lock.withLock { !faults.isEmpty } }
 
-    var vanished: Bool { lock.withLock { faults[.vanish] != nil } }
+    package var vanished: Bool { lock.withLock { faults[.vanish] != nil } }
 }
 
 /// A member with `raidctl inject` faults in front of it. Every member of a
@@ -108,7 +110,7 @@ final class FaultPlan: @unchecked Sendable {
 // @unchecked Sendable: its faults are in `plan` (locked) and `base` is a Member, Sendable itself.
 public final class FaultInjectingMember: Member, @unchecked Sendable {
     public let base: Member
-    let plan = FaultPlan()
+    package let plan = FaultPlan()
 
     public init(_ base: Member) { self.base = base }
 
@@ -180,11 +182,11 @@ public final class FaultInjectingMember: Member, @unchecked Sendable {
 }
 
 /// A member file with its member's faults in front of it.
-final class FaultInjectingFile: MemberFile {
-    let base: MemberFile
+package final class FaultInjectingFile: MemberFile {
+    package let base: MemberFile
     unowned let member: FaultInjectingMember
 
-    init(_ base: MemberFile, member: FaultInjectingMember) {
+    package init(_ base: MemberFile, member: FaultInjectingMember) {
         self.base = base
         self.member = member
     }
@@ -203,7 +205,7 @@ final class FaultInjectingFile: MemberFile {
         return true
     }
 
-    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
+    package func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
         let armed = try before("pread", failing: .eioRead)
         let n = try base.read(into: buffer, count: count, at: offset)
         if armed && n > 0 { rot(buffer, n) }
@@ -218,29 +220,29 @@ final class FaultInjectingFile: MemberFile {
         p.pointee ^= UInt8(1) << (bit % 8)
     }
 
-    func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+    package func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         try before("pwrite", failing: .eioWrite)
         try base.write(from: buffer, count: count, at: offset)
     }
 
-    func sync(dataOnly: Bool) throws {
+    package func sync(dataOnly: Bool) throws {
         try before("fsync", failing: .eioWrite)
         try base.sync(dataOnly: dataOnly)
     }
 
-    func truncate(to size: UInt64) throws {
+    package func truncate(to size: UInt64) throws {
         try before("ftruncate", failing: .eioWrite)
         try base.truncate(to: size)
     }
 
-    func status() throws -> stat { try before("fstat"); return try base.status() }
-    func allocate(at offset: UInt64, length: UInt64) throws { try before("fallocate"); try base.allocate(at: offset, length: length) }
-    func punchHole(at offset: UInt64, length: UInt64) throws { try before("fallocate"); try base.punchHole(at: offset, length: length) }
-    func nextData(from offset: UInt64) throws -> UInt64? { try before("lseek"); return try base.nextData(from: offset) }
-    func markModified() throws { try before("futimens"); try base.markModified() }
-    func markAccessed() throws { try before("pread"); try base.markAccessed() }
+    package func status() throws -> stat { try before("fstat"); return try base.status() }
+    package func allocate(at offset: UInt64, length: UInt64) throws { try before("fallocate"); try base.allocate(at: offset, length: length) }
+    package func punchHole(at offset: UInt64, length: UInt64) throws { try before("fallocate"); try base.punchHole(at: offset, length: length) }
+    package func nextData(from offset: UInt64) throws -> UInt64? { try before("lseek"); return try base.nextData(from: offset) }
+    package func markModified() throws { try before("futimens"); try base.markModified() }
+    package func markAccessed() throws { try before("pread"); try base.markAccessed() }
 
-    func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+    package func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
         let armed = try before("fgetxattr", failing: .eioRead)
         let n = try base.readAttribute(into: buffer, capacity: capacity)
         // A read of the attribute is a read of the header and one of the
@@ -253,44 +255,14 @@ final class FaultInjectingFile: MemberFile {
         return n
     }
 
-    func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws {
+    package func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws {
         try before("fsetxattr", failing: .eioWrite)
         try base.writeAttribute(from: buffer, count: count)
     }
 
-    func modifyAttribute(capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws {
+    package func modifyAttribute(capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws {
         try before("fsetxattr", failing: .eioWrite)
         try base.modifyAttribute(capacity: capacity, body)
     }
-    func close() { base.close() }
-}
-
-extension RAIDArray {
-    /// `raidctl inject MEMBER FAULT`: sets a fault on a role's member (one
-    /// fault of each kind; a new one of a kind replaces the old).
-    public func injectFault(_ memberName: String, _ fault: InjectedFault) throws -> String {
-        let role = try resolveRole(memberName)
-        guard let m = member(role) as? FaultInjectingMember else {
-            throw FSError.invalid("member \(role) has no member attached (\(roleState(role).rawValue))")
-        }
-        m.inject(fault)
-        eventLog.record(ArrayEvent(kind: "fault-injected", member: role, message: "\(fault) injected on \(m.name)"))
-        return "member \(role) (\(m.name)): \(fault) injected"
-    }
-
-    /// `raidctl inject MEMBER clear`, or every member's faults with no MEMBER.
-    public func clearFaults(_ memberName: String?) throws -> String {
-        let roles = try memberName.map { [try resolveRole($0)] } ?? Array(0..<geometry.memberCount)
-        for role in roles {
-            guard let m = member(role) as? FaultInjectingMember, !m.faults.isEmpty else { continue }
-            m.clearFaults()
-            eventLog.record(ArrayEvent(kind: "faults-cleared", member: role, message: "injected faults cleared on \(m.name)"))
-        }
-        return memberName == nil ? "injected faults cleared on every member" : "member \(roles[0]): injected faults cleared"
-    }
-
-    /// The faults injected on a role's member, as status lists them.
-    func injectedFaults(_ role: Int) -> [String] {
-        (member(role) as? FaultInjectingMember)?.faults.map { $0.description } ?? []
-    }
+    package func close() { base.close() }
 }

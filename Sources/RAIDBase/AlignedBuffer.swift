@@ -40,10 +40,10 @@ public final class AlignedBuffer: @unchecked Sendable {
 /// unspecialized generic call looks its metadata up each time.
 // @unchecked Sendable: its free list changes only under `lock`, and an item is handed to one caller at a time.
 public final class Pool<T: AnyObject>: @unchecked Sendable {
-    @usableFromInline let lock = Mutex()
-    @usableFromInline var free: [T] = []
-    @usableFromInline let make: () -> T
-    @usableFromInline let keepMax: Int
+    @usableFromInline package let lock = Lock()
+    @usableFromInline package var free: [T] = []
+    @usableFromInline package let make: () -> T
+    @usableFromInline package let keepMax: Int
 
     public init(keepMax: Int, make: @escaping () -> T) {
         self.keepMax = keepMax

@@ -1,3 +1,5 @@
+import RAIDBase
+import RAIDLayout
 import RAIDControl
 import CLinux
 #if canImport(Glibc)
@@ -13,7 +15,7 @@ public final class MemberIO: @unchecked Sendable {
 
     /// Latency buckets: under 1 µs, under 2 µs, ... under 2^(n-1) µs (about
     /// 34 s), and the slower ones.
-    static let buckets = 27
+    package static let buckets = 27
     private static let kinds = Kind.allCases.count
     private static let readBytes = kinds, writeBytes = kinds + 1, latency = kinds + 2, histogram = kinds + 3
     private let slots: UnsafeMutablePointer<UInt64>

@@ -1,3 +1,5 @@
+import RAIDBase
+import RAIDLayout
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,3 +1,4 @@
+import RAIDBase
 /// RAID level and the stripe math of one array: where each chunk of a stripe
 /// lives (md's left-symmetric rotation) and where a stripe's chunk sits inside
 /// a member's file.
@@ -217,7 +218,7 @@ public struct MemberFileLayout: Sendable, Equatable {
     public static func isLeading(_ stripe: UInt64) -> Bool { stripe < Geometry.leadingStripes }
 
     @inline(__always)
-    var groupBytes: UInt64 { tableBytes + chunksPerGroup * chunkSizeBytes }
+    package var groupBytes: UInt64 { tableBytes + chunksPerGroup * chunkSizeBytes }
 
     /// The sectors of the chunk of `stripe`.
     @inline(__always)

@@ -1,3 +1,5 @@
+import RAIDBase
+import RAIDLayout
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,13 +20,13 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     /// relative to it (the *at calls), so array paths up to the kernel's
     /// PATH_MAX work however deep the member directory itself is.
     private var dataFd: Int32 = -1
-    private let dataFdLock = Mutex()
+    private let dataFdLock = Lock()
     /// One superblock write at a time: each goes through the same temporary
     /// name, and two at once would tear it or lose the rename.
-    private let superblockLock = Mutex()
+    private let superblockLock = Lock()
     /// `largestFileBytes`, once probed (under `sizeProbeLock`).
     private var probedLargestFileBytes: UInt64?
-    private let sizeProbeLock = Mutex()
+    private let sizeProbeLock = Lock()
     /// Every system call made on the member, counted (`raidctl iostat`).
     public let io = MemberIO()
     public var ioCounters: MemberIO? { io }
@@ -34,7 +36,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
 
     /// The process's umask, read once (the daemon clears it as it starts,
     /// so that its creates need no chmod after them).
-    static let processUmask: mode_t = {
+    package static let processUmask: mode_t = {
         if let status = try? readWholeFile("/proc/self/status"),
            let line = String(decoding: status, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
            let mask = mode_t(line.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) {
@@ -58,7 +60,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     @inline(__always)
-    func hostPath(_ path: String) -> String {
+    package func hostPath(_ path: String) -> String {
         path == "/" ? dataRoot : dataRoot + path
     }
 
@@ -130,6 +132,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public static let intentLogName = "raidfs.intent"
+    public static let eventLogName = "raidfs.events"
 
     public func readIntentLog() throws -> [UInt8] {
         let path = root + "/" + DirectoryMember.intentLogName
@@ -151,7 +154,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public func readEvents() throws -> [UInt8] {
-        let path = root + "/" + EventLog.fileName
+        let path = root + "/" + DirectoryMember.eventLogName
         var st = stat()
         if io.call(.other, { hostStat(path, &st) }) != 0 && errno == ENOENT { return [] }
         // Keep the newest 1 MiB; the log is for people, not for recovery.
@@ -160,7 +163,7 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 
     public func appendEvents(_ bytes: [UInt8]) throws {
-        let path = root + "/" + EventLog.fileName
+        let path = root + "/" + DirectoryMember.eventLogName
         // Never create files in a member that is being removed (rm -rf of
         // its directory would fail with "Directory not empty").
         guard isPresent() else { throw FSError(ENOENT, "\(root): member not present") }
@@ -462,13 +465,13 @@ public final class DirectoryMember: Member, @unchecked Sendable {
     }
 }
 
-final class DirectoryMemberFile: MemberFile {
+package final class DirectoryMemberFile: MemberFile {
     private var fd: Int32
-    var descriptor: Int32 { fd }
+    package var descriptor: Int32 { fd }
     private let name: String
     private let io: MemberIO
 
-    init(fd: Int32, name: String, io: MemberIO) {
+    package init(fd: Int32, name: String, io: MemberIO) {
         self.fd = fd
         self.name = name
         self.io = io
@@ -476,11 +479,11 @@ final class DirectoryMemberFile: MemberFile {
 
     deinit { close() }
 
-    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
+    package func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws -> Int {
         try io.transfer(.read) { try retryingEINTR("pread", name) { pread(fd, buffer, count, off_t(offset)) } }
     }
 
-    func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
+    package func write(from buffer: UnsafeRawPointer, count: Int, at offset: UInt64) throws {
         var done = 0
         while done < count {
             done += try io.transfer(.write) {
@@ -489,27 +492,27 @@ final class DirectoryMemberFile: MemberFile {
         }
     }
 
-    func sync(dataOnly: Bool) throws {
+    package func sync(dataOnly: Bool) throws {
         guard io.call(.flush, { dataOnly ? fdatasync(fd) : fsync(fd) }) == 0 else { throw FSError.system("fsync", name) }
     }
 
-    func truncate(to size: UInt64) throws {
+    package func truncate(to size: UInt64) throws {
         guard io.call(.other, { ftruncate(fd, off_t(size)) }) == 0 else { throw FSError.system("ftruncate", name) }
     }
 
-    func allocate(at offset: UInt64, length: UInt64) throws {
+    package func allocate(at offset: UInt64, length: UInt64) throws {
         guard io.call(.other, { fallocate(fd, 1 /* FALLOC_FL_KEEP_SIZE */, off_t(offset), off_t(length)) }) == 0 else {
             throw FSError.system("fallocate", name)
         }
     }
 
-    func punchHole(at offset: UInt64, length: UInt64) throws {
+    package func punchHole(at offset: UInt64, length: UInt64) throws {
         guard io.call(.other, { fallocate(fd, 3 /* PUNCH_HOLE | KEEP_SIZE */, off_t(offset), off_t(length)) }) == 0 else {
             throw FSError.system("fallocate", name)
         }
     }
 
-    func nextData(from offset: UInt64) throws -> UInt64? {
+    package func nextData(from offset: UInt64) throws -> UInt64? {
         guard offset <= UInt64(Int64.max) else { return nil }
         let at = io.call(.other) { lseek(fd, off_t(offset), 3 /* SEEK_DATA */) }
         if at >= 0 { return UInt64(at) }
@@ -517,13 +520,13 @@ final class DirectoryMemberFile: MemberFile {
         throw FSError.system("lseek", name)
     }
 
-    func markModified() throws {
+    package func markModified() throws {
         let omit = (1 << 30) - 2, now = (1 << 30) - 1   // UTIME_OMIT, UTIME_NOW
         var times = [timespec(tv_sec: 0, tv_nsec: omit), timespec(tv_sec: 0, tv_nsec: now)]
         guard io.call(.other, { futimens(fd, &times) }) == 0 else { throw FSError.system("futimens", name) }
     }
 
-    func markAccessed() throws {
+    package func markAccessed() throws {
         // A one-byte read through a descriptor without O_NOATIME: the host
         // applies its own atime policy, and ctime does not move (setting
         // the time explicitly would change it).
@@ -534,13 +537,13 @@ final class DirectoryMemberFile: MemberFile {
         guard io.call(.read, { pread(reader, &byte, 1, 0) }) >= 0 else { throw FSError.system("pread", name) }
     }
 
-    func status() throws -> stat {
+    package func status() throws -> stat {
         var st = stat()
         guard io.call(.other, { fstat(fd, &st) }) == 0 else { throw FSError.system("fstat", name) }
         return st
     }
 
-    func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
+    package func readAttribute(into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int? {
         let n = io.call(.xattr) { fgetxattr(fd, FileAttribute.name, buffer, capacity) }
         if n >= 0 { return n }
         switch errno {
@@ -550,20 +553,20 @@ final class DirectoryMemberFile: MemberFile {
         }
     }
 
-    func modifyAttribute(capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws {
+    package func modifyAttribute(capacity: Int, _ body: (UnsafeMutableRawPointer, Int?) -> Int?) throws {
         try withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
             let n = try readAttribute(into: raw.baseAddress!, capacity: capacity)
             if let count = body(raw.baseAddress!, n) { try writeAttribute(from: raw.baseAddress!, count: count) }
         }
     }
 
-    func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws {
+    package func writeAttribute(from buffer: UnsafeRawPointer, count: Int) throws {
         guard io.call(.xattr, { fsetxattr(fd, FileAttribute.name, buffer, count, 0) }) == 0 else {
             throw FSError.system("fsetxattr \(FileAttribute.name)", name)
         }
     }
 
-    func close() {
+    package func close() {
         if fd >= 0 {
             io.call(.other) { _ = Glibc.close(fd) }
             fd = -1
@@ -573,5 +576,5 @@ final class DirectoryMemberFile: MemberFile {
 
 // Free functions, so the names resolve to the syscalls and not to the
 // `stat` / `statvfs` structs or this file's methods.
-@inline(__always) func hostStat(_ path: String, _ st: inout stat) -> Int32 { stat(path, &st) }
-@inline(__always) func hostStatvfs(_ path: String, _ s: inout statvfs) -> Int32 { statvfs(path, &s) }
+@inline(__always) package func hostStat(_ path: String, _ st: inout stat) -> Int32 { stat(path, &st) }
+@inline(__always) package func hostStatvfs(_ path: String, _ s: inout statvfs) -> Int32 { statvfs(path, &s) }
