@@ -21,9 +21,21 @@ public enum ControlProtocol {
     }
 }
 
+/// The commands of the control protocol, with their wire names: the one
+/// place they are spelled.
+public enum ControlCommand: String, CaseIterable, Sendable {
+    case status, fail, remove, add, replace, events, scrub, clear, inject
+}
+
+/// The modes of a `scrub` request.
+public enum ScrubMode: String, CaseIterable, Sendable {
+    case repair, check, stop
+}
+
 public struct ControlRequest: Codable, Sendable {
     public var version: Int
-    /// status, fail, remove, add, replace, events, scrub
+    /// A `ControlCommand`'s wire name: kept a string, so that a daemon
+    /// answers a command it does not know with an error naming it.
     public var command: String
     public var member: String?
     public var directory: String?
@@ -35,15 +47,15 @@ public struct ControlRequest: Codable, Sendable {
     public var rate: Double?
     public var count: Int?
 
-    public init(command: String, member: String? = nil, directory: String? = nil, force: Bool? = nil,
-                follow: Bool? = nil, mode: String? = nil, fault: String? = nil, rate: Double? = nil, count: Int? = nil) {
+    public init(command: ControlCommand, member: String? = nil, directory: String? = nil, force: Bool? = nil,
+                follow: Bool? = nil, mode: ScrubMode? = nil, fault: String? = nil, rate: Double? = nil, count: Int? = nil) {
         version = ControlProtocol.version
-        self.command = command
+        self.command = command.rawValue
         self.member = member
         self.directory = directory
         self.force = force
         self.follow = follow
-        self.mode = mode
+        self.mode = mode?.rawValue
         self.fault = fault
         self.rate = rate
         self.count = count

@@ -23,22 +23,62 @@ public struct ScrubResult: Codable, Equatable, Sendable {
 }
 
 /// One thing that happened to the array, as `raidctl events` shows it.
+/// What an event is about, with its wire name (DESIGN.md lists them):
+/// the one place they are spelled.
+public enum EventKind: String, CaseIterable, Sendable {
+    case checksumError = "checksum-error"
+    case countersCleared = "counters-cleared"
+    case faultInjected = "fault-injected"
+    case faultsCleared = "faults-cleared"
+    case memberDegraded = "member-degraded"
+    case memberFailed = "member-failed"
+    case memberRemoved = "member-removed"
+    case memberReplaced = "member-replaced"
+    case namespaceRepaired = "namespace-repaired"
+    case orphansReclaimed = "orphans-reclaimed"
+    case readError = "read-error"
+    case rebuildFailed = "rebuild-failed"
+    case rebuildFinished = "rebuild-finished"
+    case rebuildStarted = "rebuild-started"
+    case repaired
+    case replaceFailed = "replace-failed"
+    case replaceResumed = "replace-resumed"
+    case replaceStarted = "replace-started"
+    case scrubFailed = "scrub-failed"
+    case scrubFinished = "scrub-finished"
+    case scrubMismatch = "scrub-mismatch"
+    case scrubRepaired = "scrub-repaired"
+    case scrubResumed = "scrub-resumed"
+    case scrubScheduled = "scrub-scheduled"
+    case scrubStarted = "scrub-started"
+    case scrubStopped = "scrub-stopped"
+    case spareActivated = "spare-activated"
+    case spareAdded = "spare-added"
+    case spareRemoved = "spare-removed"
+    case spareUnusable = "spare-unusable"
+    case unrecoverable
+    case writeError = "write-error"
+}
+
 public struct ArrayEvent: Codable, Sendable, Equatable {
     public var time: Double
-    /// member-failed, member-removed, spare-added, rebuild-started,
-    /// rebuild-finished, checksum-error, repaired, resync, assembled, ...
+    /// An `EventKind`'s wire name: kept a string, so that a newer
+    /// daemon's kinds still reach an older raidctl.
     public var kind: String
     public var member: Int?
     public var path: String?
     public var message: String
 
-    public init(time: Double = Date().timeIntervalSince1970, kind: String, member: Int? = nil, path: String? = nil, message: String) {
+    public init(time: Double = 0, kind: EventKind, member: Int? = nil, path: String? = nil, message: String) {
         self.time = time
-        self.kind = kind
+        self.kind = kind.rawValue
         self.member = member
         self.path = path
         self.message = message
     }
+
+    /// The kind, if this build knows it.
+    public var eventKind: EventKind? { EventKind(rawValue: kind) }
 
     public var line: String {
         let ts = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: time))

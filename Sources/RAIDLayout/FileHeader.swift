@@ -106,8 +106,7 @@ package enum SectorEntry {
     /// Far, in bits, from the all-zero entry (24 bits) and from every valid
     /// encoding (20): rot of a few bits leaves it recognisably poison
     /// (`isPoison`) and never makes it "never written" (which would pass
-    /// a lost sector's zeros as data) or a CRC that some bytes match. It was
-    /// 1 until format 2 was final: one flipped bit from 0.
+    /// a lost sector's zeros as data) or a CRC that some bytes match.
     package static let poison: UInt64 = 0xDEAD_0000_0000_BEEF
     /// What the entries of a damaged attribute read as: not "never
     /// written", not poison, no CRC (a sector that reads as damaged).

@@ -316,7 +316,10 @@ public final class Simulation {
     /// Assembles the array from the members it may hold, runs the crash
     /// resync if one is due, and keeps only the members it took.
     func mount() throws {
-        let (a, _) = try RAIDArray.assemble(members: disks.keys.sorted().map { disks[$0]! }, logger: logger, environment: env)
+        var configuration = ArrayConfiguration()
+        configuration.scrubIntervalSeconds = 3_600
+        let (a, _) = try RAIDArray.assemble(members: disks.keys.sorted().map { disks[$0]! }, configuration: configuration,
+                                            logger: logger, environment: env)
         if a.needsResync && a.state != .clean {   // raidfs refuses it without -o force
             // Beyond redundancy a rebuild or a write may fail a member in
             // the very step a crash comes: refusing is then right, and where
@@ -326,14 +329,13 @@ public final class Simulation {
         }
         try a.markInUse()
         a.seedFileIds(rng.next())
-        a.scrubIntervalSeconds = 3_600
         // Every event counted (what the maintenance finished), and traced.
         _ = a.eventLog.follow { [unowned self] e in
             report.count("event:" + e.kind)
             // --combined: a whole repair scrub that started after the last
             // rot and lost nothing has rewritten every rotted sector.
-            if e.kind == "scrub-started" && e.message.contains("of every file") { rotsAtScrubStart = rots }
-            if e.kind == "scrub-finished" && e.message.contains("(repair) of every file") && e.message.hasSuffix(" 0 beyond redundancy")
+            if e.eventKind == .scrubStarted && e.message.contains("of every file") { rotsAtScrubStart = rots }
+            if e.eventKind == .scrubFinished && e.message.contains("(repair) of every file") && e.message.hasSuffix(" 0 beyond redundancy")
                 && rotsAtScrubStart == rots {
                 rottedMembers = []
             }

@@ -21,7 +21,7 @@ struct Check: ParsableCommand {
     func run() throws {
         var logger = Logger(label: "raidctl")
         logger.logLevel = .critical
-        let (array, report) = try RAIDArray.assemble(directories: directories, readOnly: !repair, logger: logger)
+        let (array, report) = try RAIDArray.assemble(directories: directories, configuration: ArrayConfiguration(readOnly: !repair), logger: logger)
         for line in report.lines { print("note: \(line)") }
         if array.state != .clean {
             print("note: array is \(array.state.rawValue): \(array.activeRoles.count) of \(array.geometry.memberCount) members")

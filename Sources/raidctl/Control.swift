@@ -135,13 +135,13 @@ struct Status: ParsableCommand {
     func run() throws {
         if watch {
             while true {
-                let st = try ControlClient.request(mountpoint, ControlRequest(command: "status")).status!
+                let st = try ControlClient.request(mountpoint, ControlRequest(command: .status)).status!
                 print("\u{1B}[H\u{1B}[2J" + (json ? jsonText(st) : render(st, mountpoint: absolutePath(mountpoint))), terminator: "")
                 fflush(nil)   // all output streams: `stdout` is a C global Swift 6 cannot check
                 sleep(1)
             }
         }
-        let st = try ControlClient.request(mountpoint, ControlRequest(command: "status")).status!
+        let st = try ControlClient.request(mountpoint, ControlRequest(command: .status)).status!
         print(json ? jsonText(st) : render(st, mountpoint: absolutePath(mountpoint)), terminator: json ? "\n" : "")
         throw ExitCode(st.exitCode)
     }
@@ -159,7 +159,7 @@ struct Fail: ParsableCommand {
     @Argument(help: "The mount point.") var mountpoint: String
     @Argument(help: "Role index or member directory.") var member: String
     func run() throws {
-        try ControlClient.run(mountpoint, ControlRequest(command: "fail", member: memberArgument(member), force: force))
+        try ControlClient.run(mountpoint, ControlRequest(command: .fail, member: memberArgument(member), force: force))
     }
 }
 
@@ -169,7 +169,7 @@ struct Remove: ParsableCommand {
     @Argument(help: "The mount point.") var mountpoint: String
     @Argument(help: "Role index, member directory or spare directory.") var member: String
     func run() throws {
-        try ControlClient.run(mountpoint, ControlRequest(command: "remove", member: memberArgument(member), force: force))
+        try ControlClient.run(mountpoint, ControlRequest(command: .remove, member: memberArgument(member), force: force))
     }
 }
 
@@ -178,7 +178,7 @@ struct Add: ParsableCommand {
     @Argument(help: "The mount point.") var mountpoint: String
     @Argument(help: "An empty directory (or a former member, which is started over).") var directory: String
     func run() throws {
-        try ControlClient.run(mountpoint, ControlRequest(command: "add", directory: absolutePath(directory)))
+        try ControlClient.run(mountpoint, ControlRequest(command: .add, directory: absolutePath(directory)))
     }
 }
 
@@ -191,7 +191,7 @@ struct Monitor: ParsableCommand {
     func run() throws {
         var c = try ControlClient(mountpoint: mountpoint)
         defer { close(c.fd) }
-        try c.send(ControlRequest(command: "events", follow: true))
+        try c.send(ControlRequest(command: .events, follow: true))
         let program = EventProgram(program: exec, mountpoint: c.mountpoint)
         var first = true
         while let r = try c.receive() {
@@ -209,7 +209,7 @@ struct Clear: ParsableCommand {
     @Argument(help: "The mount point.") var mountpoint: String
     @Argument(help: "Role index or member directory (default: every member).") var member: String?
     func run() throws {
-        try ControlClient.run(mountpoint, ControlRequest(command: "clear", member: member.map(memberArgument)))
+        try ControlClient.run(mountpoint, ControlRequest(command: .clear, member: member.map(memberArgument)))
     }
 }
 
@@ -219,7 +219,7 @@ struct Replace: ParsableCommand {
     @Argument(help: "Role index or member directory.") var member: String
     @Argument(help: "An empty directory.") var directory: String
     func run() throws {
-        try ControlClient.run(mountpoint, ControlRequest(command: "replace", member: memberArgument(member), directory: absolutePath(directory)))
+        try ControlClient.run(mountpoint, ControlRequest(command: .replace, member: memberArgument(member), directory: absolutePath(directory)))
     }
 }
 
@@ -231,7 +231,7 @@ struct Events: ParsableCommand {
     func run() throws {
         var c = try ControlClient(mountpoint: mountpoint)
         defer { close(c.fd) }
-        try c.send(ControlRequest(command: "events", follow: follow))
+        try c.send(ControlRequest(command: .events, follow: follow))
         while let r = try c.receive() {
             for e in r.events ?? [] {
                 print(json ? String(decoding: (try? JSONEncoder().encode(e)) ?? Data(), as: UTF8.self) : e.line)
@@ -259,14 +259,14 @@ struct Scrub: ParsableCommand {
 
     func run() throws {
         if stop {
-            try ControlClient.run(mountpoint, ControlRequest(command: "scrub", mode: "stop"))
+            try ControlClient.run(mountpoint, ControlRequest(command: .scrub, mode: .stop))
             return
         }
-        try ControlClient.run(mountpoint, ControlRequest(command: "scrub", mode: check ? "check" : "repair"))
+        try ControlClient.run(mountpoint, ControlRequest(command: .scrub, mode: check ? .check : .repair))
         guard wait else { return }
         let tty = isatty(STDOUT_FILENO) != 0
         while true {
-            let p = try ControlClient.request(mountpoint, ControlRequest(command: "status")).status!.scrub
+            let p = try ControlClient.request(mountpoint, ControlRequest(command: .status)).status!.scrub
             if !p.running {
                 if tty { print("") }
                 print("scrub (\(p.mode ?? "?")) \(p.stopped == true ? "stopped" : "finished"): \(p.problems ?? 0) problems, "
@@ -310,9 +310,9 @@ struct Inject: ParsableCommand {
 
     func run() throws {
         if fault == nil {
-            try ControlClient.run(mountpoint, ControlRequest(command: "inject", fault: "clear"))
+            try ControlClient.run(mountpoint, ControlRequest(command: .inject, fault: "clear"))
         } else {
-            try ControlClient.run(mountpoint, ControlRequest(command: "inject", member: memberArgument(member),
+            try ControlClient.run(mountpoint, ControlRequest(command: .inject, member: memberArgument(member),
                                                              fault: fault, rate: rate, count: count))
         }
     }

@@ -30,7 +30,7 @@ struct IOStat: ParsableCommand {
 
     func run() throws {
         let mp = absolutePath(mountpoint)
-        func sample() throws -> ArrayStatus { try ControlClient.request(mountpoint, ControlRequest(command: "status")).status! }
+        func sample() throws -> ArrayStatus { try ControlClient.request(mountpoint, ControlRequest(command: .status)).status! }
         var last = try sample()
         guard let interval else {
             print(iostatReport(last, since: nil, seconds: nil, mountpoint: mp), terminator: "")

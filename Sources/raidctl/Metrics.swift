@@ -26,7 +26,7 @@ struct Metrics: ParsableCommand {
         for mp in mountpoints {
             let device = absolutePath(mp)
             do {
-                let st = try ControlClient.request(mp, ControlRequest(command: "status")).status!
+                let st = try ControlClient.request(mp, ControlRequest(command: .status)).status!
                 out.add(device: device, st, capacityKiB: capacityKiB(device))
             } catch let e as DaemonUnreachable {
                 FileHandle.standardError.write(Data("raidctl: \(e.message)\n".utf8))

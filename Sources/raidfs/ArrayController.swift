@@ -8,20 +8,23 @@ import RAIDCore
 enum ArrayController {
     public static func handle(_ array: RAIDArray, _ req: ControlRequest, send: (ControlResponse) -> Bool) {
         do {
-            switch req.command {
-            case "status":
+            guard let command = ControlCommand(rawValue: req.command) else {
+                throw FSError.invalid("unknown command \(req.command)")
+            }
+            switch command {
+            case .status:
                 _ = send(ControlResponse(ok: true, status: array.status()))
-            case "fail":
+            case .fail:
                 let role = try array.resolveRole(try required(req.member, "member"))
                 _ = send(ControlResponse(ok: true, message: try array.failByAdministrator(role, force: req.force ?? false),
                                          status: array.status()))
-            case "remove":
+            case .remove:
                 _ = send(ControlResponse(ok: true, message: try array.removeMember(try required(req.member, "member"), force: req.force ?? false),
                                          status: array.status()))
-            case "add":
+            case .add:
                 _ = send(ControlResponse(ok: true, message: try array.addSpare(directory: try required(req.directory, "directory")),
                                          status: array.status()))
-            case "events":
+            case .events:
                 if req.follow == true {
                     let queue = EventQueue()
                     let id = array.eventLog.follow { queue.push($0) }
@@ -35,22 +38,22 @@ enum ArrayController {
                 } else {
                     _ = send(ControlResponse(ok: true, events: array.eventLog.history()))
                 }
-            case "replace":
+            case .replace:
                 _ = send(ControlResponse(ok: true, message: try array.replace(try required(req.member, "member"),
                                                                              directory: try required(req.directory, "directory")),
                                          status: array.status()))
-            case "scrub":
+            case .scrub:
                 let message: String
-                switch req.mode ?? "repair" {
-                case "repair": message = try array.startScrub(repair: true)
-                case "check": message = try array.startScrub(repair: false)
-                case "stop": message = try array.stopScrub()
-                case let m: throw FSError.invalid("unknown scrub mode \(m) (repair, check or stop)")
+                switch ScrubMode(rawValue: req.mode ?? ScrubMode.repair.rawValue) {
+                case .repair: message = try array.startScrub(repair: true)
+                case .check: message = try array.startScrub(repair: false)
+                case .stop: message = try array.stopScrub()
+                case nil: throw FSError.invalid("unknown scrub mode \(req.mode ?? "") (repair, check or stop)")
                 }
                 _ = send(ControlResponse(ok: true, message: message, status: array.status()))
-            case "clear":
+            case .clear:
                 _ = send(ControlResponse(ok: true, message: try array.clearCounters(req.member), status: array.status()))
-            case "inject":
+            case .inject:
                 let message: String
                 if req.fault == "clear" || req.fault == nil {
                     message = try array.clearFaults(req.member)
@@ -59,8 +62,6 @@ enum ArrayController {
                     message = try array.injectFault(try required(req.member, "member"), fault)
                 }
                 _ = send(ControlResponse(ok: true, message: message, status: array.status()))
-            default:
-                throw FSError.invalid("unknown command \(req.command)")
             }
         } catch let e as FSError {
             _ = send(ControlResponse(ok: false, error: e.message))

@@ -153,8 +153,13 @@ enum RaidfsCommand {
         logger.logLevel = o.debug ? .debug : .info
         let array: RAIDArray
         do {
-            let (a, report) = try RAIDArray.assemble(directories: o.members, readOnly: o.readOnly,
-                                                     intentLog: o.intentLog, force: o.force, logger: logger)
+            var configuration = ArrayConfiguration(readOnly: o.readOnly, intentLog: o.intentLog, force: o.force)
+            configuration.rebuildRateBytesPerSecond = o.rebuildRateBytesPerSecond
+            configuration.maxReadErrorsPerHour = o.maxReadErrorsPerHour
+            configuration.mountpoint = o.mountpoint
+            configuration.scrubIntervalSeconds = o.scrubIntervalSeconds
+            configuration.scrubRateBytesPerSecond = o.scrubRateBytesPerSecond
+            let (a, report) = try RAIDArray.assemble(directories: o.members, configuration: configuration, logger: logger)
             array = a
             for line in report.lines { writeStandardError("raidfs: \(line)\n") }
             if a.needsResync && a.state != .clean && !o.force {
@@ -180,11 +185,6 @@ enum RaidfsCommand {
         if o.debug { fuseArgs.append("-d") }
         let opts = ["fsname=raidfs", "subtype=raidfs", "default_permissions"] + o.fuseOptions
         fuseArgs += ["-o", opts.joined(separator: ",")]
-        array.rebuildRateBytesPerSecond = o.rebuildRateBytesPerSecond
-        array.maxReadErrorsPerHour = o.maxReadErrorsPerHour
-        array.mountpoint = o.mountpoint
-        array.scrubIntervalSeconds = o.scrubIntervalSeconds
-        array.scrubRateBytesPerSecond = o.scrubRateBytesPerSecond
         if let program = o.eventProgram {
             EventProgram(program: program, mountpoint: o.mountpoint).attach(follow: { _ = array.eventLog.follow($0) }) { [logger] in
                 logger.error("\($0)")

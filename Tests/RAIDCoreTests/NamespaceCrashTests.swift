@@ -190,7 +190,7 @@ final class NamespaceCrashTests: XCTestCase {
                 // degraded mount as "not shut down cleanly").
                 again.shutdown()
                 let (third, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
-                XCTAssertFalse(third.needsResync, "\(where_): the intent log still names \(third.pendingNamespace) after a clean shutdown")
+                XCTAssertFalse(third.needsResync, "\(where_): the intent log still names \(third.recovery.pendingNamespace) after a clean shutdown")
                 try third.markInUse()
                 // The same names again: no member may be failed for them.
                 for p in op.paths {
@@ -338,8 +338,8 @@ final class NamespaceCrashTests: XCTestCase {
         XCTAssertThrowsError(try RAIDArray.assemble(members: members, logger: quietLogger)) { e in
             XCTAssertTrue("\(e)".contains("-o force would take back"), "\(e)")
         }
-        let (forced, report) = try RAIDArray.assemble(members: members, force: true, logger: quietLogger)
-        XCTAssertEqual(forced.forcedRoles.map { $0.role }, [3, 2], "the freshest first, only as many as needed")
+        let (forced, report) = try RAIDArray.assemble(members: members, configuration: ArrayConfiguration(force: true), logger: quietLogger)
+        XCTAssertEqual(forced.recovery.forcedRoles.map { $0.role }, [3, 2], "the freshest first, only as many as needed")
         XCTAssertTrue(report.lines.contains { $0.contains("forced back sim3") }, "\(report.lines)")
         try forced.markInUse()
         XCTAssertEqual(forced.state, .degraded)

@@ -87,7 +87,7 @@ final class PowerCutTests: XCTestCase {
 
         let (again, _) = try RAIDArray.assemble(members: members, logger: quietLogger)
         XCTAssertTrue(again.needsResync, "a crash with writes in flight leaves regions in the intent log")
-        let named = Set(again.pendingResync.map { $0.1 }.filter { !$0.isEmpty })
+        let named = Set(again.recovery.pendingResync.map { $0.1 }.filter { !$0.isEmpty })
         try again.markInUse()
         if !named.isEmpty {
             // The files the log named are scrubbed next, even across another crash.
@@ -112,7 +112,7 @@ final class PowerCutTests: XCTestCase {
         var lost: [Int] = [Int(rng.next() % UInt64(n))]
         if redundancy >= 2 { lost.append((lost[0] + 1 + Int(rng.next() % UInt64(n - 1))) % n) }
         let (degraded, _) = try RAIDArray.assemble(members: members.enumerated().filter { !lost.contains($0.offset) }.map { $0.element },
-                                                   readOnly: true, logger: quietLogger)
+                                                   configuration: ArrayConfiguration(readOnly: true), logger: quietLogger)
         for i in 0..<fileCount {
             let af = try degraded.open("/f\(i)")
             XCTAssertEqual(try af.readAll(), healthy[i], "RAID\(level.rawValue) seed \(seed): /f\(i) differs without members \(lost): write hole")
@@ -186,7 +186,7 @@ final class PowerCutTests: XCTestCase {
             var rng = SeededGenerator(seed: seed)
             let members = (0..<4).map { SimulatedMember(name: "sim\($0)") }
             _ = try ArrayCreator.initialize(level: .raid5, chunkSizeBytes: 4096, members: members)
-            let (array, _) = try RAIDArray.assemble(members: members, intentLog: false, logger: quietLogger)
+            let (array, _) = try RAIDArray.assemble(members: members, configuration: ArrayConfiguration(intentLog: false), logger: quietLogger)
             try array.markInUse()
             let f = try array.create("/f", mode: 0o644, exclusive: true, caller: root)
             var bytes = [UInt8](repeating: 0, count: 40_000)
@@ -196,7 +196,7 @@ final class PowerCutTests: XCTestCase {
             for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: rng.next()) }
             try f.write(bytes, at: 0)
             members[Int(rng.next() % 4)].powerCut(tear: true, rng: &rng)
-            let (again, _) = try RAIDArray.assemble(members: members, readOnly: true, intentLog: false, logger: quietLogger)
+            let (again, _) = try RAIDArray.assemble(members: members, configuration: ArrayConfiguration(readOnly: true, intentLog: false), logger: quietLogger)
             let summary = try again.checkAll(mode: .check) { _ in }
             if summary.problems > 0 { holes += 1 }
         }

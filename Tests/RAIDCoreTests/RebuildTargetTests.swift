@@ -187,11 +187,12 @@ final class UnreadableHeaderTests: XCTestCase {
 
     /// RAID 1 of three holding `path` as `fill` leaves it, synced (/f
     /// holding `data` by default).
-    func mirrored(_ path: String = "/f", _ fill: ((ArrayFile) throws -> Void)? = nil) throws -> (RAIDArray, [SimulatedMember], SimulatedEnvironment) {
+    func mirrored(_ path: String = "/f", configuration: ArrayConfiguration = ArrayConfiguration(),
+                  _ fill: ((ArrayFile) throws -> Void)? = nil) throws -> (RAIDArray, [SimulatedMember], SimulatedEnvironment) {
         let env = SimulatedEnvironment(seed: 6)
         let members = (0..<3).map { SimulatedMember(name: "sim\($0)") }
         _ = try ArrayCreator.initialize(level: .raid1, chunkSizeBytes: 4096, members: members, environment: env)
-        let (array, _) = try RAIDArray.assemble(members: members, logger: quietLogger, environment: env)
+        let (array, _) = try RAIDArray.assemble(members: members, configuration: configuration, logger: quietLogger, environment: env)
         try array.markInUse()
         let f = try array.create(path, mode: 0o644, exclusive: true, caller: root)
         try fill.map { try $0(f) } ?? f.write(data, at: 0)
@@ -247,7 +248,7 @@ final class UnreadableHeaderTests: XCTestCase {
         // A crash: no shutdown. The spare, now the first member, is the
         // authority the crash recovery brings member 1 in line with.
         let (again, _) = try RAIDArray.assemble(members: [spare, members[1]], logger: quietLogger, environment: env)
-        XCTAssertEqual(again.pendingNamespace, ["/"], "the crash recovery compares /")
+        XCTAssertEqual(again.recovery.pendingNamespace, ["/"], "the crash recovery compares /")
         try again.markInUse()
         XCTAssertThrowsError(try again.open("/s"), "/s is lost beyond redundancy") { e in
             XCTAssertEqual((e as? FSError)?.errno, EIO, "\(e)")
@@ -305,8 +306,9 @@ final class UnreadableHeaderTests: XCTestCase {
     /// one file under both names, as the others do, not a damaged copy
     /// beside it: a truncate through one name would miss the other there.
     func testRebuildKeepsTheNamesOfAFileWhoseHeaderStopsReadingAsOneFile() throws {
-        let (array, _, env) = try mirrored()
-        array.maxReadErrorsPerHour = 0   // the sources stay, however often they fail
+        var configuration = ArrayConfiguration()
+        configuration.maxReadErrorsPerHour = 0   // the sources stay, however often they fail
+        let (array, _, env) = try mirrored(configuration: configuration)
         let a = try array.create("/a", mode: 0o644, exclusive: true, caller: root)
         try a.write(SeededBytes(seed: 12).bytesOnce(100_000), at: 0)   // 25 stripes: two batches
         try a.sync(dataOnly: false)

@@ -10,7 +10,7 @@ extension RAIDArray {
             throw FSError.invalid("member \(role) has no member attached (\(roleState(role).rawValue))")
         }
         m.inject(fault)
-        eventLog.record(ArrayEvent(kind: "fault-injected", member: role, message: "\(fault) injected on \(m.name)"))
+        eventLog.record(ArrayEvent(kind: .faultInjected, member: role, message: "\(fault) injected on \(m.name)"))
         return "member \(role) (\(m.name)): \(fault) injected"
     }
 
@@ -20,7 +20,7 @@ extension RAIDArray {
         for role in roles {
             guard let m = member(role) as? FaultInjectingMember, !m.faults.isEmpty else { continue }
             m.clearFaults()
-            eventLog.record(ArrayEvent(kind: "faults-cleared", member: role, message: "injected faults cleared on \(m.name)"))
+            eventLog.record(ArrayEvent(kind: .faultsCleared, member: role, message: "injected faults cleared on \(m.name)"))
         }
         return memberName == nil ? "injected faults cleared on every member" : "member \(roles[0]): injected faults cleared"
     }

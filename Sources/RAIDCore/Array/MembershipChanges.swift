@@ -4,7 +4,7 @@ import RAIDControl
 /// Every change of membership goes through here: a member failing, a spare
 /// coming, going or taking a role, a rebuild ending, a replacement
 /// attaching, taking over or being given up. Each runs under
-/// `superblockWriteLock`, so changes happen one at a time, in the order the
+/// `store.writeLock`, so changes happen one at a time, in the order the
 /// superblocks record them, and each is published whole.
 ///
 /// Two kinds:
@@ -30,7 +30,7 @@ import RAIDControl
 /// promoteShadow\)(" Sources` finds them here alone.
 extension RAIDArray {
     /// A change asked for: `change` edits a draft of the membership in
-    /// force (under `stateLock`: it may read the array's fields; it throws
+    /// force (under `store.lock`: it may read the array's fields; it throws
     /// to refuse); `records` edits the superblock records that go with it
     /// (a replacement, rebuild checkpoints), applied only with it. Persisted,
     /// then published, then `events` recorded. A draft `change` did not
@@ -42,12 +42,12 @@ extension RAIDArray {
                              _ change: (inout MembershipDraft) throws -> T) throws -> T {
         var failedHere: [(role: Int, name: String, error: Error)] = []
         defer { recordSuperblockFailures(failedHere) }
-        let result: T = try superblockWriteLock.withLock {
-            var draft = MembershipDraft(roles.current)
-            let result = try stateLock.withLock { try change(&draft) }
+        let result: T = try store.writeLock.withLock {
+            var draft = MembershipDraft(store.roles.current)
+            let result = try store.lock.withLock { try change(&draft) }
             guard always || draft.needsPersist else { return result }
             try persistLocked(&draft, clean: clean, reason: reason, records: records, failedHere: &failedHere)
-            if draft.needsPersist { stateLock.withLock { roles.publish(draft) } }
+            if draft.needsPersist { store.lock.withLock { store.roles.publish(draft) } }
             return result
         }
         for e in events(result) { eventLog.record(e) }
@@ -55,18 +55,18 @@ extension RAIDArray {
     }
 
     /// A fact the array must act on: `change` edits a draft of the
-    /// membership in force (under `stateLock`) and returns false when there
+    /// membership in force (under `store.lock`) and returns false when there
     /// is nothing to do. Published at once, then persisted (a failure is
     /// logged). Returns whether it changed anything.
     @discardableResult
     func forceMembership(_ reason: String, _ change: (inout MembershipDraft) -> Bool) -> Bool {
         var failedHere: [(role: Int, name: String, error: Error)] = []
         defer { recordSuperblockFailures(failedHere) }
-        return superblockWriteLock.withLock {
-            var draft = MembershipDraft(roles.current)
-            let changed: Bool = stateLock.withLock {
+        return store.writeLock.withLock {
+            var draft = MembershipDraft(store.roles.current)
+            let changed: Bool = store.lock.withLock {
                 guard change(&draft) else { return false }
-                roles.publish(draft)
+                store.roles.publish(draft)
                 return true
             }
             guard changed, !readOnly else { return changed }
@@ -102,21 +102,21 @@ extension RAIDArray {
     /// take its superblock is failed at once — published, whatever becomes
     /// of the change — and in `draft`, and the rest are written again.
     /// Throws when no serving member takes it. Caller holds
-    /// `superblockWriteLock`.
+    /// `store.writeLock`.
     private func persistLocked(_ draft: inout MembershipDraft, clean: Bool, reason: String,
                                records: (inout Superblock) -> Void, failedHere: inout [(role: Int, name: String, error: Error)]) throws {
         while true {
             let now = environment.wallClockSeconds()
-            let (sb, recordedUUIDs): (Superblock, [String]) = stateLock.withLock {
+            let (sb, recordedUUIDs): (Superblock, [String]) = store.lock.withLock {
                 // Every round moves the counter on: a member that took an
                 // earlier round is never mistaken for one of this.
-                superblock.events += 1
-                var sb = superblock
-                let recordedUUIDs = superblock.roles.map { $0.memberUUID }
+                store.superblock.events += 1
+                var sb = store.superblock
+                let recordedUUIDs = store.superblock.roles.map { $0.memberUUID }
                 records(&sb)
                 sb.clean = clean
                 sb.updatedAt = now
-                sb.counters = counters
+                sb.counters = health.all
                 for r in 0..<geometry.memberCount {
                     sb.roles[r].state = draft.states[r]
                     if let s = draft.seats[r] { sb.roles[r].memberUUID = s.uuid }
@@ -158,26 +158,28 @@ extension RAIDArray {
             if failed.isEmpty {
                 // What the members now say is what the array holds (the
                 // records a concurrent checkpoint moved on stay as they are).
-                stateLock.withLock {
-                    records(&superblock)
-                    superblock.clean = sb.clean
-                    superblock.updatedAt = sb.updatedAt
-                    superblock.counters = sb.counters
-                    superblock.roles = sb.roles
-                    superblock.spares = sb.spares
+                store.lock.withLock {
+                    records(&store.superblock)
+                    store.superblock.clean = sb.clean
+                    store.superblock.updatedAt = sb.updatedAt
+                    store.superblock.counters = sb.counters
+                    store.superblock.roles = sb.roles
+                    store.superblock.spares = sb.spares
                 }
                 logger.info("superblocks at event \(sb.events) written to \(targets.count) members (\(reason))")
                 return
             }
-            stateLock.withLock {
-                var inForce = MembershipDraft(roles.current)
+            store.lock.withLock {
+                var inForce = MembershipDraft(store.roles.current)
                 for (r, _) in failed {
-                    counters[r].writeErrors += 1
-                    counters[r].faulted = "its superblock write failed"
+                    health.update(r) {
+                        $0.writeErrors += 1
+                        $0.faulted = "its superblock write failed"
+                    }
                     if inForce.states[r] == draft.states[r], inForce.seats[r]?.member === draft.seats[r]?.member { inForce.fail(r) }
                     draft.fail(r)
                 }
-                roles.publish(inForce)
+                store.roles.publish(inForce)
             }
             for (r, e) in failed {
                 let name = draft.seats[r]?.member.name ?? "(missing)"
@@ -189,7 +191,7 @@ extension RAIDArray {
 
     private func recordSuperblockFailures(_ failed: [(role: Int, name: String, error: Error)]) {
         for (r, name, e) in failed {
-            eventLog.record(ArrayEvent(kind: "member-failed", member: r,
+            eventLog.record(ArrayEvent(kind: .memberFailed, member: r,
                                        message: "\(name) marked faulty: its superblock write failed (\(e)); array is \(state.rawValue)"))
         }
     }
@@ -202,11 +204,11 @@ extension RAIDArray {
         let changed = forceMembership("member \(role) faulty") { d in
             guard d.states[role] == .active || d.states[role] == .rebuilding else { return false }
             d.fail(role)
-            counters[role].faulted = reason
+            health.update(role) { $0.faulted = reason }
             return true
         }
         guard changed else { return }
-        eventLog.record(ArrayEvent(kind: "member-failed", member: role,
+        eventLog.record(ArrayEvent(kind: .memberFailed, member: role,
                                    message: "\(memberName(role)) marked faulty: \(reason); array is \(state.rawValue)"))
         if !readOnly {
             // A hot spare takes over at once, as md starts recovery the
@@ -222,9 +224,9 @@ extension RAIDArray {
     /// its redundancy (then an event says why it stays). True when failed.
     func failWithinRedundancy(role: Int, reason: String) -> Bool {
         let lost = membership.unreadableCount
-        stateLock.withLock { counters[role].writeErrors += 1 }
+        health.update(role) { $0.writeErrors += 1 }
         if lost + 1 > geometry.parityChunkCount && roleState(role) == .active {
-            eventLog.record(ArrayEvent(kind: "write-error", member: role,
+            eventLog.record(ArrayEvent(kind: .writeError, member: role,
                                        message: "\(reason); member kept: failing it would exceed RAID \(geometry.level.rawValue)'s redundancy"))
             return false
         }
@@ -236,7 +238,7 @@ extension RAIDArray {
     /// under the lock every persist holds: a probe and a persist of the same
     /// spare never overlap, and the spare is never left an event behind.
     func writeSpareSuperblock(_ spare: Member, uuid: String) throws {
-        try superblockWriteLock.withLock {
+        try store.writeLock.withLock {
             try spare.writeSuperblock(RAIDArray.spareSuperblock(currentSuperblock, uuid: uuid))
         }
     }
@@ -252,7 +254,7 @@ extension RAIDArray {
 
     /// `raidctl remove` of a spare.
     func removeSpare(_ spare: Seat) throws {
-        try commitMembership("spare removed", events: { _ in [ArrayEvent(kind: "spare-removed", message: "spare \(spare.member.name) removed")] }) { d in
+        try commitMembership("spare removed", events: { _ in [ArrayEvent(kind: .spareRemoved, message: "spare \(spare.member.name) removed")] }) { d in
             guard d.removeSpare(spare.uuid) else { throw FSError.invalid("\(spare.member.name): no longer a spare (it took a role)") }
         }
     }
@@ -261,7 +263,7 @@ extension RAIDArray {
     func vacate(_ role: Int) throws {
         let name = memberName(role)
         try commitMembership("member \(role) removed",
-                             events: { _ in [ArrayEvent(kind: "member-removed", member: role, message: "\(name) removed from role \(role)")] }) { d in
+                             events: { _ in [ArrayEvent(kind: .memberRemoved, member: role, message: "\(name) removed from role \(role)")] }) { d in
             guard d.states[role] == .faulty || d.states[role] == .missing else {
                 throw FSError(EBUSY, "member \(role) (\(name)) is \(d.states[role].rawValue) again (a spare took its role): nothing removed")
             }
@@ -279,7 +281,7 @@ extension RAIDArray {
         // Its superblock first: once listed, a failover on another thread
         // may probe it at once, and would drop a spare with none.
         try writeSpareSuperblock(spare, uuid: uuid)
-        try commitMembership("spare added", events: { _ in [ArrayEvent(kind: "spare-added", message: note)] }) { d in
+        try commitMembership("spare added", events: { _ in [ArrayEvent(kind: .spareAdded, message: note)] }) { d in
             d.addSpare(Seat(uuid: uuid, member: spare))
         }
         startRebuildIfPossible()
@@ -305,8 +307,8 @@ extension RAIDArray {
         try writeSpareSuperblock(target, uuid: uuid)
         let record = ReplacementRecord(role: role, memberUUID: uuid, directory: member.name, lastPath: "", bytesDone: 0)
         try commitMembership("replacement of member \(role) started", records: { $0.replacement = record },
-                             events: { _ in [ArrayEvent(kind: "replace-started", member: role, message: "copying role \(role) from \(self.memberName(role)) onto \(member.name)")] }) { d in
-            guard d.states[role] == .active, d.shadows[role] == nil, superblock.replacement == nil else {
+                             events: { _ in [ArrayEvent(kind: .replaceStarted, member: role, message: "copying role \(role) from \(self.memberName(role)) onto \(member.name)")] }) { d in
+            guard d.states[role] == .active, d.shadows[role] == nil, store.superblock.replacement == nil else {
                 throw FSError(EBUSY, "member \(role) is \(d.states[role].rawValue) or already being replaced")
             }
             d.attachShadow(role, Seat(uuid: uuid, member: target))
@@ -317,8 +319,8 @@ extension RAIDArray {
     /// Starts the copy onto the replacement `commitMembership` attached.
     private func startReplacement(role: Int, target: Member, uuid: String, resume: [RebuildCheckpoint]) {
         let r = Rebuilder(array: self, targets: [.init(role: role, member: target, uuid: uuid)],
-                          rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume, replacing: true)
-        stateLock.withLock { rebuilderSlot = r }
+                          rateBytesPerSecond: configuration.rebuildRateBytesPerSecond, resume: resume, replacing: true)
+        maintenance.rebuilder = r
         r.start()
     }
 
@@ -327,9 +329,9 @@ extension RAIDArray {
     /// starts over (writes in flight may have missed the replacement, and
     /// the crash resync does not know it).
     func resumeReplacement() {
-        guard let rec = stateLock.withLock({ superblock.replacement }) else { return }
-        let target = FaultInjectingMember(assembledReplacement ?? environment.directories.member(at: rec.directory))
-        let resume = wasCleanAtAssembly && !rec.lastPath.isEmpty
+        guard let rec = store.lock.withLock({ store.superblock.replacement }) else { return }
+        let target = FaultInjectingMember(recovery.replacement ?? environment.directories.member(at: rec.directory))
+        let resume = recovery.wasClean && !rec.lastPath.isEmpty
             ? [RebuildCheckpoint(role: rec.role, memberUUID: rec.memberUUID, lastPath: rec.lastPath, bytesDone: rec.bytesDone)] : []
         let why: String? = {
             guard roleState(rec.role) == .active else { return "member \(rec.role) is \(roleState(rec.role).rawValue)" }
@@ -346,14 +348,14 @@ extension RAIDArray {
             return nil
         }()
         if let why {
-            stateLock.withLock { superblock.replacement = nil }
-            eventLog.record(ArrayEvent(kind: "replace-failed", member: rec.role, message: "replacement of member \(rec.role) not resumed: \(why)"))
+            store.lock.withLock { store.superblock.replacement = nil }
+            eventLog.record(ArrayEvent(kind: .replaceFailed, member: rec.role, message: "replacement of member \(rec.role) not resumed: \(why)"))
             persistStateLoggingFailure("replacement dropped")
             return
         }
         do {
             try commitMembership("replacement of member \(rec.role) resumed", events: { _ in [ArrayEvent(
-                kind: "replace-resumed", member: rec.role,
+                kind: .replaceResumed, member: rec.role,
                 message: "copying role \(rec.role) onto \(rec.directory) again, " + (resume.isEmpty ? "from the start" : "after \(rec.lastPath)"))] }) { d in
                 d.attachShadow(rec.role, Seat(uuid: rec.memberUUID, member: target))
             }
@@ -370,13 +372,13 @@ extension RAIDArray {
         let changed = forceMembership("replacement abandoned") { d in
             guard d.shadows[role] != nil else { return false }
             d.detachShadow(role)
-            superblock.replacement = nil
-            r = rebuilderSlot
+            store.superblock.replacement = nil
+            r = maintenance.rebuilder
             return true
         }
         guard changed else { return }
         if let r, r.replacing && r.role == role { r.stop() }
-        eventLog.record(ArrayEvent(kind: "replace-failed", member: role, message: "replacement of member \(role) abandoned: \(reason)"))
+        eventLog.record(ArrayEvent(kind: .replaceFailed, member: role, message: "replacement of member \(role) abandoned: \(reason)"))
     }
 
     /// The replacement is complete: it takes the role, the old member retires.
@@ -387,7 +389,7 @@ extension RAIDArray {
             // membership and its open files taking the member.
             try namespace.lock.withLock {
                 let old: String? = try commitMembership("member \(role) replaced", records: { $0.replacement = nil }, events: { old in
-                    old.map { [ArrayEvent(kind: "member-replaced", member: role, message: "\(r.target.name) took role \(role); \($0) retired (now stale)")] } ?? []
+                    old.map { [ArrayEvent(kind: .memberReplaced, member: role, message: "\(r.target.name) took role \(role); \($0) retired (now stale)")] } ?? []
                 }) { d in
                     guard let s = d.shadows[role], s.member === r.target else { return nil }
                     let old = d.seats[role]?.member.name ?? "(missing)"
@@ -395,14 +397,14 @@ extension RAIDArray {
                     return old
                 }
                 guard old != nil else { return }
-                stateLock.withLock { resetCountersLocked(role) }   // the counters are the new member's
+                health.reset(role)   // the counters are the new member's
                 let gen = membership.generations[role]
                 for af in namespace.openFiles.values {
                     af.lock.withWriteLock { af.promoteShadow(role: role, generation: gen) }
                 }
             }
         } catch {
-            eventLog.record(ArrayEvent(kind: "replace-failed", member: role,
+            eventLog.record(ArrayEvent(kind: .replaceFailed, member: role,
                                        message: "replacement of member \(role) copied but not recorded: \(error); it stays attached"))
         }
     }
@@ -415,7 +417,7 @@ extension RAIDArray {
     @discardableResult
     public func startRebuildIfPossible() -> Int? {
         guard !readOnly, !isShuttingDown else { return nil }
-        return rebuildStartLock.withLock { startRebuildLocked() }
+        return maintenance.startLock.withLock { startRebuildLocked() }
     }
 
     private func startRebuildLocked() -> Int? {
@@ -447,14 +449,14 @@ extension RAIDArray {
                     let lost = (0..<geometry.memberCount).filter { d.states[$0] == .faulty || d.states[$0] == .missing }
                     let canTake = !lost.isEmpty && !d.spares.isEmpty
                         && d.states.filter({ $0 == .active }).count >= geometry.dataChunkCount
-                    if let r = rebuilderSlot, r.isRunning {
+                    if let r = maintenance.rebuilder, r.isRunning {
                         return canTake && !r.replacing ? .restart(r) : .none
                     }
                     var targets: [Rebuilder.Target] = (0..<geometry.memberCount).compactMap { r in
                         guard d.states[r] == .rebuilding, let s = d.seats[r] else { return nil }
                         return Rebuilder.Target(role: r, member: s.member, uuid: s.uuid)
                     }
-                    resume = superblock.rebuilds ?? []
+                    resume = store.superblock.rebuilds ?? []
                     var activated: [Rebuilder.Target] = []
                     if canTake {
                         for (role, spare) in zip(lost, d.spares) where !probed.contains(spare.uuid) {
@@ -470,9 +472,9 @@ extension RAIDArray {
                     if targets.isEmpty {
                         // Nothing lost that a spare can take: a spare left
                         // over replaces a degraded member while it serves.
-                        guard superblock.replacement == nil, let spare = d.spares.first,
+                        guard store.superblock.replacement == nil, let spare = d.spares.first,
                               let role = (0..<geometry.memberCount).first(where: {
-                                  d.states[$0] == .active && d.shadows[$0] == nil && counters[$0].degraded != nil }) else { return .none }
+                                  d.states[$0] == .active && d.shadows[$0] == nil && health.counters($0).degraded != nil }) else { return .none }
                         if !probed.contains(spare.uuid) { return .probe(role, spare) }
                         d.removeSpare(spare.uuid)
                         d.attachShadow(role, spare)
@@ -497,7 +499,7 @@ extension RAIDArray {
                 // say so and try the next one rather than keep it listed.
                 if let why = unusableSpareReason(spare) {
                     forceMembership("unusable spare dropped") { $0.removeSpare(spare.uuid) }
-                    eventLog.record(ArrayEvent(kind: "spare-unusable", member: role,
+                    eventLog.record(ArrayEvent(kind: .spareUnusable, member: role,
                                                message: "spare \(spare.member.name) cannot take role \(role) and was dropped: \(why)"))
                 } else {
                     probed.insert(spare.uuid)
@@ -505,16 +507,16 @@ extension RAIDArray {
                 continue
             case .launch(let targets, let resume, let activated):
                 for t in activated {
-                    stateLock.withLock { resetCountersLocked(t.role) }   // the counters are the new member's
-                    eventLog.record(ArrayEvent(kind: "spare-activated", member: t.role, message: "spare \(t.member.name) takes role \(t.role)"))
+                    health.reset(t.role)   // the counters are the new member's
+                    eventLog.record(ArrayEvent(kind: .spareActivated, member: t.role, message: "spare \(t.member.name) takes role \(t.role)"))
                 }
-                let r = Rebuilder(array: self, targets: targets, rateBytesPerSecond: rebuildRateBytesPerSecond, resume: resume)
-                stateLock.withLock { rebuilderSlot = r }
+                let r = Rebuilder(array: self, targets: targets, rateBytesPerSecond: configuration.rebuildRateBytesPerSecond, resume: resume)
+                maintenance.rebuilder = r
                 r.start()
                 return targets[0].role
             case .replace(let role, let spare):
                 let why = counters(role).degraded ?? "degraded"
-                eventLog.record(ArrayEvent(kind: "replace-started", member: role,
+                eventLog.record(ArrayEvent(kind: .replaceStarted, member: role,
                                            message: "copying degraded role \(role) from \(memberName(role)) onto spare \(spare.member.name) (\(why)); it serves until the copy is done"))
                 startReplacement(role: role, target: spare.member, uuid: spare.uuid, resume: [])
                 return role
@@ -555,7 +557,7 @@ extension RAIDArray {
         }
         let st = r.status
         for t in done {
-            eventLog.record(ArrayEvent(kind: "rebuild-finished", member: t.role,
+            eventLog.record(ArrayEvent(kind: .rebuildFinished, member: t.role,
                                        message: "role \(t.role) rebuilt onto \(t.member.name) (\(String(format: "%.1f", st.bytesPerSecond / 1e6)) MB/s); array is \(state.rawValue)"))
         }
         startRebuildIfPossible()

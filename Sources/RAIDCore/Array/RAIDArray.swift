@@ -10,169 +10,93 @@ public enum ArrayState: String, Sendable {
     case clean, degraded, rebuilding, failed
 }
 
-/// Error counters and health of one role, as `status` reports them; kept
-/// in the superblocks until `raidctl clear` or a new member takes the role.
-public struct MemberCounters: Codable, Sendable, Equatable {
-    public var readErrors: UInt64 = 0
-    public var writeErrors: UInt64 = 0
-    public var checksumErrors: UInt64 = 0
-    public var repairedChunks: UInt64 = 0
-    /// Why the member is degraded (its read and checksum errors passed the
-    /// budget), nil while it is healthy. A degraded member keeps serving:
-    /// every read is verified, and it takes every write.
-    public var degraded: String? = nil
-    /// Why the role's member was marked faulty (while it is).
-    public var faulted: String? = nil
-}
-
-/// A running array: geometry, codec, the membership and the superblock.
-/// Every membership change, a member's failure among them, is decided and
-/// made in one place: MembershipChanges.swift.
-// @unchecked Sendable: membership, superblock and maintenance slots change only under `stateLock` (the lock order is below); the data path reads the published membership snapshot.
+/// A running array: a composition of owners, each with its own state and
+/// lock, and the services every part uses (environment, logger, event log,
+/// intent log). Every membership change, a member's failure among them, is
+/// decided and made in one place: MembershipChanges.swift.
+///
+/// The locks of the whole process, outermost first; a thread holding one
+/// never waits for an earlier one:
+///   1. the adapter's `treeLock` (RAIDFS) — held shared by every request
+///      that works by path, exclusive by a rename, across the engine call;
+///   2. `namespace.lock` — namespace changes, open and release;
+///   3. an `ArrayFile.lock` — one file (taken under 2 by open); held
+///      shared, then its `ranges` — the stripes a read or write touches
+///      (see StripeRangeLock; one range per thread, never two);
+///   4. `maintenance.startLock` — starting or restarting a rebuild (never
+///      with a file's lock held: a member failure starts it on its own thread);
+///   5. the intent log's `persistLock`, then its `lock`;
+///   6. `store.writeLock` — every membership change and superblock write
+///      (MembershipChanges.swift), one at a time;
+///   7. `MemberAttribute`'s 64 attribute locks (by file id) — one member
+///      file attribute's read-modify-write, across its member I/O;
+///   8. `store.lock` — the superblock and the publishing of a membership;
+///   9. `health`'s lock — counters and the error budget (taken under 8);
+///  10. leaf locks that guard only their fields and call nothing while
+///      held: `maintenance`'s slots, the rebuilder's and scrubber's, the
+///      event log's, an `ArrayFile`'s access and cache locks, the pools',
+///      the entry cache budget's, `DirectoryMember`'s data-fd, superblock
+///      and size-probe locks, the fault plan's, `MemberIO`'s counters, and
+///      the adapter's `InodeTable` and `PageCacheCoherence` locks.
+/// Record no event and call no Member while holding 8 or 9: recording
+/// writes to the members.
+// @unchecked Sendable: every part locks itself; `recovery` is written only before the array serves (init and markInUse).
 public final class RAIDArray: @unchecked Sendable {
-    public let geometry: Geometry
-    public let codec: Codec
-    public let layout: MemberFileLayout
-    public let arrayUUID: String
-    public let readOnly: Bool
+    public let configuration: ArrayConfiguration
+    /// The clock, sleep, identifiers, user, member directories and job
+    /// runner (the system's, or the simulation's).
+    public let environment: EngineEnvironment
     public let logger: Logger
-
-    /// Every role's state, member and generation, the replacements and the
-    /// spares: changed only through `commitMembership` and
-    /// `forceMembership` (MembershipChanges.swift); read as `membership`.
-    let roles: RoleTable
-    /// The membership snapshot in force (no lock): a caller that asks more
-    /// than one question reads it once and asks them all of it.
-    public var membership: Membership { roles.current }
-    /// Lock order, outermost first; a thread holding one never waits for an
-    /// earlier one:
-    ///   1. `namespace.lock` — namespace changes, open and release;
-    ///   2. an `ArrayFile.lock` — one file (taken under 1 by open); held
-    ///      shared, then its `ranges` — the stripes a read or write touches
-    ///      (see StripeRangeLock; one range per thread, never two);
-    ///   3. `rebuildStartLock` — starting or restarting a rebuild (never with
-    ///      a file's lock held: a member failure starts it on its own thread);
-    ///   4. the intent log's `persistLock`, then its `lock`;
-    ///   5. `superblockWriteLock` — every membership change and superblock
-    ///      write (MembershipChanges.swift), one at a time;
-    ///   6. `stateLock` — innermost. Record no event and call no Member while
-    ///      holding it: recording writes to the members, which asks for it.
-    /// The rebuilder's, scrubber's and event log's own locks guard only
-    /// their fields and call nothing while held.
-    let stateLock = Lock()
-    var superblock: Superblock
-    /// The rebuild in progress, if any (guarded by `stateLock`).
-    var rebuilderSlot: Rebuilder?
-    /// The running or last scrub (guarded by `stateLock`).
-    var scrubberSlot: Scrubber?
-    /// `-o rebuild_rate=`: bytes per second, nil for unthrottled.
-    public var rebuildRateBytesPerSecond: Double?
-    /// Where the array is mounted (set by the daemon): a spare must not live there.
-    public var mountpoint: String?
-    /// `-o scrub_interval=`: a scrub starts by itself once the last complete
-    /// one is older than this (seconds; 0 never). 7 days by default.
-    public var scrubIntervalSeconds: Double = 7 * 86_400
-    /// `-o scrub_rate=`: bytes per second, nil for unthrottled.
-    public var scrubRateBytesPerSecond: Double?
-    /// When a user last read or wrote (monotonic milliseconds): a scrub
-    /// yields while this is recent. Written on every request, relaxed.
-    let userIOStamp: UnsafeMutablePointer<UInt64>
-    var counters: [MemberCounters]
-    /// `-o max_read_errors=N`: read and checksum errors one member may have
-    /// within an hour before it is failed and a spare takes over (md's
-    /// default is 20); 0 never fails a member for them.
-    public var maxReadErrorsPerHour = 20
-    /// When each role's read and checksum errors of the last hour happened
-    /// (guarded by `stateLock`).
-    var recentErrorTimes: [[Double]]
-    /// Held by every membership change and superblock write (MembershipChanges.swift).
-    let superblockWriteLock = Lock()
-    /// Serialises starting rebuilds: a failure, the monitor and `add` may race.
-    let rebuildStartLock = Lock()
-
-    /// CRC32C of an all-zero 4 KiB sector: what a never-written sector must hash to.
-    let zeroSectorCRC: UInt32
-    /// A read-only all-zero buffer of one stripe's data.
-    let zeroStripe: AlignedBuffer
-    /// What the open files' checksum table caches may hold (EntryCache).
-    let entryCacheBudget: EntryCacheBudget
-    let workspaces: Pool<StripeWorkspace>
+    let resources: StripeResources
+    let store: MembershipStore
+    let health: MemberHealth
+    let maintenance: MaintenanceSlots
     let namespace: NamespaceState
+    /// What assembly found to repair before serving.
+    public internal(set) var recovery: RecoveryPlan
     /// Set once in init (they need `self`).
     public private(set) var intentLog: IntentLog!
     public private(set) var eventLog: EventLog!
-    /// Regions the members' intent logs named at assembly: resynced by
-    /// `markInUse` before anything is served.
-    public internal(set) var pendingResync: [(IntentLog.Region, String)] = []
-    public internal(set) var pendingResyncAll = false
-    /// The crash resync is running (under `stateLock`).
-    var crashResyncRunning = false
-    /// Directories the intent log named: every member's copy is brought in
-    /// line with the first active member's before anything is served.
-    public internal(set) var pendingNamespace = Set<String>()
-    /// Those of `pendingNamespace` whose whole subtree is dirty, with the
-    /// time (seconds since the epoch) since when (IntentLog.beginNamespace).
-    public internal(set) var pendingNamespaceSubtrees: [String: UInt64] = [:]
-    /// Roles taken back by a forced assembly (`-o force`), with the event
-    /// counter each was at: resynced whole before anything is served.
-    public let forcedRoles: [(role: Int, events: UInt64)]
-    /// The superblocks said the last mount ended cleanly.
-    let wasCleanAtAssembly: Bool
-    /// The member a replacement in progress was copying onto, if assembly
-    /// was given it.
-    let assembledReplacement: Member?
-    /// The clock, identifiers and job runner (the system's, or the
-    /// simulation's).
-    public let environment: EngineEnvironment
-    private let stopFlusher = Lock()
-    private var flusherStopped = false
-    /// Set when the unmount begins: no rebuild or scrub starts after it
-    /// (a member failing during the unmount would otherwise start one,
-    /// which would write "unclean" over the clean shutdown).
-    var isShuttingDown: Bool { stopFlusher.withLock { flusherStopped } }
 
-    init(plan: Assembler.Plan, readOnly: Bool, intentLogEnabled: Bool, logger: Logger, environment: EngineEnvironment) {
+    public var geometry: Geometry { resources.geometry }
+    public var codec: Codec { resources.codec }
+    public var layout: MemberFileLayout { resources.layout }
+    public var arrayUUID: String { store.arrayUUID }
+    public var readOnly: Bool { configuration.readOnly }
+    /// The membership snapshot in force (no lock): a caller that asks more
+    /// than one question reads it once and asks them all of it.
+    public var membership: Membership { store.roles.current }
+    /// The unmount has begun: no rebuild or scrub starts from here on.
+    var isShuttingDown: Bool { maintenance.isStopped }
+
+    init(plan: Assembler.Plan, configuration: ArrayConfiguration, logger: Logger, environment: EngineEnvironment) {
         let sb = plan.superblock
+        self.configuration = configuration
         self.environment = environment
-        geometry = sb.geometry
-        codec = Codec(level: sb.level, dataCount: geometry.dataChunkCount, parityCount: geometry.parityChunkCount)
-        layout = MemberFileLayout(chunkSizeBytes: sb.chunkSizeBytes, metadataInFile: sb.metadata == .file)
-        arrayUUID = sb.arrayUUID
-        self.readOnly = readOnly
         self.logger = logger
+        resources = StripeResources(sb)
         // Every member behind a fault-injection layer (`raidctl inject`);
         // with no fault set it only forwards.
-        wasCleanAtAssembly = sb.clean
-        assembledReplacement = plan.replacement
-        forcedRoles = plan.forced
-        superblock = sb
-        roles = RoleTable(MembershipDraft(
+        store = MembershipStore(sb, roles: RoleTable(MembershipDraft(
             recorded: sb.roles.map { $0.state },
             seats: plan.membersByRole.enumerated().map { r, m in m.map { Seat(uuid: sb.roles[r].memberUUID, member: FaultInjectingMember($0)) } },
-            spares: plan.spares.map { Seat(uuid: $0.superblock.memberUUID, member: FaultInjectingMember($0.member)) }))
-        // The counters persist across remounts, as ZFS's do until `zpool clear`.
-        counters = sb.counters?.count == geometry.memberCount ? sb.counters! : Array(repeating: MemberCounters(), count: geometry.memberCount)
-        recentErrorTimes = Array(repeating: [], count: geometry.memberCount)
-        userIOStamp = .allocate(capacity: 1)
-        userIOStamp.initialize(to: 0)
-        zeroStripe = AlignedBuffer(count: geometry.stripeDataBytes)
-        entryCacheBudget = EntryCacheBudget(bytes: 32 << 20, tableBytes: Int(layout.tableBytes))
-        zeroSectorCRC = crc32c(zeroStripe.pointer, count: MemberFileLayout.sectorBytes)
-        let g = geometry
-        workspaces = Pool(keepMax: 16) { StripeWorkspace(geometry: g) }
+            spares: plan.spares.map { Seat(uuid: $0.superblock.memberUUID, member: FaultInjectingMember($0.member)) })))
+        health = MemberHealth(recorded: sb.counters, memberCount: sb.geometry.memberCount)
+        maintenance = MaintenanceSlots()
+        recovery = RecoveryPlan(forcedRoles: plan.forced, wasClean: sb.clean, replacement: plan.replacement)
         namespace = NamespaceState()
         // Seeded from the start under the simulation: the repair an
         // assembly makes (a create cut short, finished with a new id) comes
         // before anyone could seed it, and a file's id places its stripes.
         namespace.fileIds = environment.fileIdGenerator()
-        intentLog = IntentLog(array: self, enabled: intentLogEnabled && !readOnly)
+        intentLog = IntentLog(array: self, enabled: configuration.intentLog && !configuration.readOnly)
         let history = activeRoles.first.flatMap { try? member($0)?.readEvents() }.map(EventLog.parse) ?? []
         eventLog = EventLog(logger: logger, history: history, clock: environment.wallClockSeconds) { [unowned self] bytes in
             guard !self.readOnly else { return }
             for role in self.activeRoles { try? self.member(role)?.appendEvents(bytes) }
         }
         readIntentLogs()
-        if !forcedRoles.isEmpty { pendingResyncAll = true }
+        if !recovery.forcedRoles.isEmpty { recovery.pendingResyncAll = true }
     }
 
     /// Unions the dirty regions of every active member's newest log slot.
@@ -182,57 +106,54 @@ public final class RAIDArray: @unchecked Sendable {
             guard let bytes = try? member(role)?.readIntentLog(), !bytes.isEmpty else { continue }
             guard let log = IntentLog.decode(bytes) else {
                 logger.warning("member \(role) (\(memberName(role))): write-intent log unreadable; resyncing everything")
-                pendingResyncAll = true
+                recovery.pendingResyncAll = true
                 continue
             }
             intentLog.adopt(sequence: log.sequence)
-            if log.overflow { pendingResyncAll = true }
+            if log.overflow { recovery.pendingResyncAll = true }
             for (r, path) in log.regions where !seen.contains(r) {
                 if r.fileId == 0 {
-                    pendingNamespace.insert(path)   // a directory's entry
-                    if r.index != 0 { pendingNamespaceSubtrees[path] = min(pendingNamespaceSubtrees[path] ?? .max, r.index) }
+                    recovery.pendingNamespace.insert(path)   // a directory's entry
+                    if r.index != 0 { recovery.pendingNamespaceSubtrees[path] = min(recovery.pendingNamespaceSubtrees[path] ?? .max, r.index) }
                     continue
                 }
                 seen.insert(r)
-                pendingResync.append((r, path))
+                recovery.pendingResync.append((r, path))
             }
         }
     }
 
-    deinit {
-        userIOStamp.deallocate()
-    }
-
     /// Assembles the array from `directories`. Nothing is written: call
     /// `markInUse()` once the array is really going to be served.
-    public static func assemble(directories: [String], readOnly: Bool = false, intentLog: Bool = true, force: Bool = false,
+    public static func assemble(directories: [String], configuration: ArrayConfiguration = ArrayConfiguration(),
                                 logger: Logger = Logger(label: "raidfs")) throws -> (RAIDArray, AssemblyReport) {
         let environment = SystemEnvironment()
-        let plan = try Assembler.plan(directories: directories, in: environment.directories, force: force && !readOnly)
-        return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger, environment: environment), plan.report)
+        let plan = try Assembler.plan(directories: directories, in: environment.directories,
+                                      force: configuration.force && !configuration.readOnly)
+        return (RAIDArray(plan: plan, configuration: configuration, logger: logger, environment: environment), plan.report)
     }
 
     /// Assembles from member objects (simulated members in tests).
-    public static func assemble(members: [Member], readOnly: Bool = false, intentLog: Bool = true, force: Bool = false,
+    public static func assemble(members: [Member], configuration: ArrayConfiguration = ArrayConfiguration(),
                                 logger: Logger = Logger(label: "raidfs"),
                                 environment: EngineEnvironment = SystemEnvironment()) throws -> (RAIDArray, AssemblyReport) {
-        let plan = try Assembler.plan(members: members, force: force && !readOnly)
-        return (RAIDArray(plan: plan, readOnly: readOnly, intentLogEnabled: intentLog, logger: logger, environment: environment), plan.report)
+        let plan = try Assembler.plan(members: members, force: configuration.force && !configuration.readOnly)
+        return (RAIDArray(plan: plan, configuration: configuration, logger: logger, environment: environment), plan.report)
     }
 
     /// True when the last run did not finish its writes (crash) and regions
     /// await resync.
-    public var needsResync: Bool { pendingResyncAll || !pendingResync.isEmpty || !pendingNamespace.isEmpty }
+    public var needsResync: Bool { recovery.needsResync }
 
     /// Records the new membership in every usable member (event counter
     /// moves on, so members left out are stale from now on) and marks the
     /// array in use (not clean).
     public func markInUse() throws {
         guard !readOnly else { return }
-        try persistState(clean: false, reason: forcedRoles.isEmpty ? "assembled" : "assembled by force")
+        try persistState(clean: false, reason: recovery.forcedRoles.isEmpty ? "assembled" : "assembled by force")
         let crashed = needsResync
         // The files the intent log named, for the scrub that follows a crash.
-        let touched: [String]? = pendingResyncAll ? nil : pendingResync.map { $0.1 }.filter { !$0.isEmpty }
+        let touched: [String]? = recovery.pendingResyncAll ? nil : recovery.pendingResync.map { $0.1 }.filter { !$0.isEmpty }
         let compared = try repairNamespaceAfterCrash()
         try resyncAfterCrash(skipping: reclaimOrphans(), directories: compared)
         collectTrash()
@@ -262,7 +183,7 @@ public final class RAIDArray: @unchecked Sendable {
         resumeMaintenance()
         let t = Thread { [weak self] in
             var tick = 0
-            while let self, !self.stopFlusher.withLock({ self.flusherStopped }) {
+            while let self, !self.maintenance.isStopped {
                 usleep(500_000)
                 tick += 1
                 self.monitorTick(tick)
@@ -324,7 +245,7 @@ public final class RAIDArray: @unchecked Sendable {
     public var spares: [Member] { membership.spares.map { $0.member } }
 
     /// The superblock as it stands (for status and the rebuilder).
-    public var currentSuperblock: Superblock { stateLock.withLock { superblock } }
+    public var currentSuperblock: Superblock { store.lock.withLock { store.superblock } }
 
     public var state: ArrayState {
         let m = membership
@@ -334,15 +255,15 @@ public final class RAIDArray: @unchecked Sendable {
         return m.states.contains(.rebuilding) ? .rebuilding : .degraded
     }
 
-    public var events: UInt64 { stateLock.withLock { superblock.events } }
+    public var events: UInt64 { store.lock.withLock { store.superblock.events } }
 
     public func roleState(_ role: Int) -> RoleState { membership.states[role] }
 
-    public func counters(_ role: Int) -> MemberCounters { stateLock.withLock { counters[role] } }
+    public func counters(_ role: Int) -> MemberCounters { health.counters(role) }
 
     func noteReadError(role: Int, _ error: Error) {
-        stateLock.withLock { counters[role].readErrors += 1 }
-        eventLog.record(ArrayEvent(kind: "read-error", member: role, message: "\(error)"))
+        health.update(role) { $0.readErrors += 1 }
+        eventLog.record(ArrayEvent(kind: .readError, member: role, message: "\(error)"))
         if let m = member(role), !m.isPresent() {
             memberFailed(role: role, reason: "member vanished (\(error))")
         } else {
@@ -357,17 +278,9 @@ public final class RAIDArray: @unchecked Sendable {
     /// if one is attached, replaces it by hot replace (md's
     /// want_replacement), so no redundancy is spent on the way.
     private func spendErrorBudget(role: Int) {
-        let budget = maxReadErrorsPerHour
+        let budget = configuration.maxReadErrorsPerHour
         guard budget > 0, !readOnly else { return }
-        // The engine's clock (the simulation's own), and no more stamps
-        // than the budget needs: an error storm must not grow the list.
-        let now = environment.wallClockSeconds()
-        let count: Int = stateLock.withLock {
-            recentErrorTimes[role].append(now)
-            recentErrorTimes[role].removeAll { now - $0 > 3600 }
-            if recentErrorTimes[role].count > budget + 1 { recentErrorTimes[role].removeFirst(recentErrorTimes[role].count - budget - 1) }
-            return recentErrorTimes[role].count
-        }
+        let count = health.spend(role, now: environment.wallClockSeconds(), budget: budget)
         guard count > budget, roleState(role) == .active else { return }
         markDegraded(role: role, reason: "\(count) read and checksum errors within an hour, over the budget of \(budget) (max_read_errors)")
     }
@@ -375,14 +288,9 @@ public final class RAIDArray: @unchecked Sendable {
     /// Marks active role `role` degraded (once, until cleared): an event,
     /// the superblocks, and a hot replace onto a spare if one is attached.
     func markDegraded(role: Int, reason: String) {
-        let newly: Bool = stateLock.withLock {
-            guard counters[role].degraded == nil else { return false }
-            counters[role].degraded = reason
-            return true
-        }
-        guard newly else { return }
+        guard health.markDegraded(role, reason: reason) else { return }
         let spare = !membership.spares.isEmpty
-        eventLog.record(ArrayEvent(kind: "member-degraded", member: role, message:
+        eventLog.record(ArrayEvent(kind: .memberDegraded, member: role, message:
             "\(memberName(role)) degraded: \(reason); it keeps serving verified reads and taking writes; "
             + (spare ? "a spare replaces it by hot replace"
                      : "no spare is attached, so it stays in until one is added (raidctl add) or its counters are cleared (raidctl clear)")))
@@ -398,7 +306,8 @@ public final class RAIDArray: @unchecked Sendable {
     /// Error counts changed since the superblocks last recorded them: record
     /// them (every ten seconds at most, and with every other update).
     func persistCountersIfChanged() {
-        guard stateLock.withLock({ superblock.counters != counters }) else { return }
+        let counters = health.all
+        guard store.lock.withLock({ store.superblock.counters != counters }) else { return }
         persistStateLoggingFailure("error counters")
     }
 
@@ -406,18 +315,11 @@ public final class RAIDArray: @unchecked Sendable {
     /// budget) of one role, or of every role, start over.
     public func clearCounters(_ name: String?) throws -> String {
         let roles = try name.map { [try resolveRole($0)] } ?? Array(0..<geometry.memberCount)
-        stateLock.withLock { for r in roles { resetCountersLocked(r) } }
+        for r in roles { health.reset(r) }
         try persistState(clean: false, reason: "counters cleared")
         let which = name == nil ? "every member" : "member \(roles[0]) (\(memberName(roles[0])))"
-        eventLog.record(ArrayEvent(kind: "counters-cleared", member: name == nil ? nil : roles[0], message: "error counters of \(which) cleared"))
+        eventLog.record(ArrayEvent(kind: .countersCleared, member: name == nil ? nil : roles[0], message: "error counters of \(which) cleared"))
         return "error counters of \(which) cleared"
-    }
-
-    /// The counters and the error budget start over: a new member took the
-    /// role, or `raidctl clear`. Caller holds `stateLock`.
-    func resetCountersLocked(_ role: Int) {
-        counters[role] = MemberCounters()
-        recentErrorTimes[role] = []
     }
 
     /// A write failed on `role`. A full member (ENOSPC, EDQUOT) or a file
@@ -435,16 +337,13 @@ public final class RAIDArray: @unchecked Sendable {
 
     /// A write the member could not take: counted, and the member failed.
     func memberWriteFailed(role: Int, reason: String) {
-        stateLock.withLock { counters[role].writeErrors += 1 }
+        health.update(role) { $0.writeErrors += 1 }
         memberFailed(role: role, reason: reason)
     }
 
     func noteChecksumError(role: Int, path: String, stripe: UInt64) {
-        let resyncing: Bool = stateLock.withLock {
-            counters[role].checksumErrors += 1
-            return crashResyncRunning
-        }
-        eventLog.record(ArrayEvent(kind: "checksum-error", member: role, path: path,
+        let resyncing = health.countChecksumError(role)
+        eventLog.record(ArrayEvent(kind: .checksumError, member: role, path: path,
                                    message: "checksum mismatch in stripe \(stripe) on \(memberName(role))"
                                        + (resyncing ? " (a write the crash interrupted)" : "")))
         // A crash resync visits only stripes the intent log named, where
@@ -455,8 +354,8 @@ public final class RAIDArray: @unchecked Sendable {
     }
 
     func noteRepaired(role: Int, path: String, stripe: UInt64) {
-        stateLock.withLock { counters[role].repairedChunks += 1 }
-        eventLog.record(ArrayEvent(kind: "repaired", member: role, path: path,
+        health.update(role) { $0.repairedChunks += 1 }
+        eventLog.record(ArrayEvent(kind: .repaired, member: role, path: path,
                                    message: "rewrote stripe \(stripe) on \(memberName(role)) from redundancy"))
     }
 
@@ -465,15 +364,15 @@ public final class RAIDArray: @unchecked Sendable {
     /// Marks the array clean in every active member (unmount).
     public func shutdown() {
         guard !readOnly else { return }
-        stopFlusher.withLock { flusherStopped = true }
-        if let r = stateLock.withLock({ rebuilderSlot }) {
+        maintenance.stop()
+        if let r = maintenance.rebuilder {
             r.stop()
             // Until its thread is done with the array, not only stopped:
             // it records events and finishes the rebuild after that, and
             // the array may be freed once the unmount returns.
             environment.jobs.wait(for: r.job) { !r.isRunning && r.hasExited }
         }
-        if let s = stateLock.withLock({ scrubberSlot }) {
+        if let s = maintenance.scrubber {
             s.stop(resumable: true)   // the next mount resumes it
             environment.jobs.wait(for: s.job) { !s.isRunning && s.hasExited }
         }
@@ -492,7 +391,7 @@ public final class RAIDArray: @unchecked Sendable {
 
     /// A user read or wrote: a running scrub yields for a moment.
     @inline(__always)
-    func noteUserIO() { raidfs_store_relaxed_u64(userIOStamp, environment.monotonicMilliseconds()) }
+    func noteUserIO() { maintenance.noteUserIO(environment.monotonicMilliseconds()) }
 
     /// Throws EIO when more roles are lost than the level tolerates.
     func requireNotFailed(_ what: @autoclosure () -> String) throws {

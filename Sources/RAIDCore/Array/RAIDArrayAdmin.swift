@@ -112,7 +112,7 @@ extension RAIDArray {
     /// wait on itself.
     func requireSeparateDisk(_ dir: String) throws {
         func inside(_ root: String) -> Bool { dir == root || dir.hasPrefix(root == "/" ? "/" : root + "/") }
-        if let mp = mountpoint, inside(mp) {
+        if let mp = configuration.mountpoint, inside(mp) {
             throw FSError.invalid("\(dir): inside the array's own mount \(mp); a spare must be a separate disk")
         }
         let others = (0..<geometry.memberCount).compactMap { member($0)?.name } + spares.map { $0.name }
@@ -129,7 +129,7 @@ extension RAIDArray {
         guard roleState(role) == .active else {
             throw FSError.invalid("member \(role) is \(roleState(role).rawValue): use add to rebuild a lost role")
         }
-        if stateLock.withLock({ rebuilderSlot?.isRunning == true }) {
+        if maintenance.rebuilder?.isRunning == true {
             throw FSError(EBUSY, "a rebuild or replacement is already running; wait for it")
         }
         let dir = environment.directories.resolve(directory)
@@ -158,9 +158,9 @@ extension RAIDArray {
 
     /// Where a replacement's copy stands (every two seconds, and at unmount).
     func checkpointReplacement(lastPath: String, bytesDone: UInt64) {
-        stateLock.withLock {
-            superblock.replacement?.lastPath = lastPath
-            superblock.replacement?.bytesDone = bytesDone
+        store.lock.withLock {
+            store.superblock.replacement?.lastPath = lastPath
+            store.superblock.replacement?.bytesDone = bytesDone
         }
         persistStateLoggingFailure("replacement checkpoint")
     }
@@ -186,16 +186,16 @@ extension RAIDArray {
     /// yet, though its members already take the writes — its checkpoints
     /// could skip what changed: they are dropped, and it starts from the top.
     func toRebuild(_ tell: (Rebuilder) -> Void) {
-        if let r = stateLock.withLock({ rebuilderSlot }), r.isRunning {
+        if let r = maintenance.rebuilder, r.isRunning {
             tell(r)
             return
         }
-        let dropped: Bool = stateLock.withLock {
+        let dropped: Bool = store.lock.withLock {
             var any = false
-            if superblock.rebuilds != nil { superblock.rebuilds = nil; any = true }
-            if superblock.replacement != nil && superblock.replacement!.lastPath != "" {
-                superblock.replacement!.lastPath = ""
-                superblock.replacement!.bytesDone = 0
+            if store.superblock.rebuilds != nil { store.superblock.rebuilds = nil; any = true }
+            if store.superblock.replacement != nil && store.superblock.replacement!.lastPath != "" {
+                store.superblock.replacement!.lastPath = ""
+                store.superblock.replacement!.bytesDone = 0
                 any = true
             }
             return any
@@ -204,7 +204,7 @@ extension RAIDArray {
     }
 
     public var rebuildStatus: ProgressStatus {
-        stateLock.withLock { rebuilderSlot }?.status
+        maintenance.rebuilder?.status
             ?? ProgressStatus(running: false, progress: 0, bytesPerSecond: 0, etaSeconds: nil)
     }
 

@@ -51,7 +51,7 @@ extension ArrayFile {
             defer { array.intentLog.end(self, regions: regions) }
             func zeros(_ a: UInt64, _ b: UInt64) throws {
                 if b > a {
-                    try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(b - a), at: a, sourceIsZeros: true)
+                    try writeLocked(from: UnsafeRawPointer(array.resources.zeroStripe.pointer), count: Int(b - a), at: a, sourceIsZeros: true)
                 }
             }
             defer { markModifiedLocked() }
@@ -82,12 +82,12 @@ extension ArrayFile {
                                 // No hole punching on this host: write the zeros.
                                 var at = chunkFrom
                                 while at < chunkTo {
-                                    let n = Int(min(UInt64(array.zeroStripe.count), chunkTo - at))
-                                    try f.write(from: array.zeroStripe.pointer, count: n, at: at)
+                                    let n = Int(min(UInt64(array.resources.zeroStripe.count), chunkTo - at))
+                                    try f.write(from: array.resources.zeroStripe.pointer, count: n, at: at)
                                     at += UInt64(n)
                                 }
                             }
-                            try f.write(from: array.zeroStripe.pointer, count: entryBytes, at: entryFrom)
+                            try f.write(from: array.resources.zeroStripe.pointer, count: entryBytes, at: entryFrom)
                         }
                         entryCaches[role].invalidate()
                         if let error { array.noteWriteError(role: role, error) }

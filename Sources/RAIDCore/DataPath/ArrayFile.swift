@@ -43,7 +43,7 @@ public final class ArrayFile: @unchecked Sendable {
         self.files = files
         self.fileGenerations = generations
         self.entryCaches = files.indices.map { _ in
-            EntryCache(tableEntries: Int(array.layout.tableBytes / MemberFileLayout.entryBytes), budget: array.entryCacheBudget)
+            EntryCache(tableEntries: Int(array.layout.tableBytes / MemberFileLayout.entryBytes), budget: array.resources.entryCacheBudget)
         }
         self.shadowFiles = Array(repeating: nil, count: files.count)
         self.shadowFileGenerations = Array(repeating: 0, count: files.count)
@@ -306,7 +306,7 @@ public final class ArrayFile: @unchecked Sendable {
         let stripe = array.geometry.stripe(at: newSize)
         try array.intentLog.begin(self, firstStripe: stripe, lastStripe: stripe)
         defer { array.intentLog.end(self, firstStripe: stripe, lastStripe: stripe) }
-        try writeLocked(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(tailEnd - newSize),
+        try writeLocked(from: UnsafeRawPointer(array.resources.zeroStripe.pointer), count: Int(tailEnd - newSize),
                         at: newSize, sourceIsZeros: true, knownZeroFrom: trustZerosPastEOF ? nil : .max)
     }
 
@@ -407,7 +407,7 @@ public final class ArrayFile: @unchecked Sendable {
         let from = array.layout.entryOffset(stripe: stripe, sector: Int(sectors.lowerBound))
         let to = min(length, from + UInt64(sectors.count) * MemberFileLayout.entryBytes)
         guard to > from else { return }
-        try f.write(from: UnsafeRawPointer(array.zeroStripe.pointer), count: Int(to - from), at: from)
+        try f.write(from: UnsafeRawPointer(array.resources.zeroStripe.pointer), count: Int(to - from), at: from)
     }
 
 }

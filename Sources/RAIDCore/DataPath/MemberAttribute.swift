@@ -57,7 +57,7 @@ extension MemberFileLayout {
         // A header never written reads as zeros (a create cut short, as
         // format 2's header), whatever entries a power cut kept after it:
         // the header and each entry are written apart, so one may survive
-        // without the other (simulation RAID 1 seed 94, step 190).
+        // without the other.
         return UnsafeRawBufferPointer(start: p, count: FileAttribute.headerBytes).allSatisfy({ $0 == 0 }) ? nil : n
     }
 

@@ -64,7 +64,7 @@ extension ArrayFile {
                     }
                     try f.readFull(into: buffer + r.lowerBound, count: r.count,
                                    at: array.layout.chunkOffset(stripe: stripe) + UInt64(r.lowerBound))
-                    let zero = array.zeroSectorCRC
+                    let zero = array.resources.zeroSectorCRC
                     if (0..<count).allSatisfy({ i in
                         SectorEntry.expectedCRC(e[i], zeroSectorCRC: zero).map { sectorCRC(buffer, r, i) == $0 } ?? false
                     }) { return true }
@@ -123,7 +123,7 @@ extension ArrayFile {
     func storedCRCs(_ f: MemberFile, stripe: UInt64, _ r: Range<Int>, cachedFor role: Int? = nil,
                     _ body: (Int, UInt32?) -> Bool) throws -> Bool {
         try storedEntries(f, stripe: stripe, r, cachedFor: role) { i, entry in
-            body(i, SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC))
+            body(i, SectorEntry.expectedCRC(entry, zeroSectorCRC: array.resources.zeroSectorCRC))
         }
     }
 
@@ -260,7 +260,7 @@ extension ArrayFile {
             let end = min(offset + UInt64(count), size)
             let g = array.geometry
             try ranges.withRange(g.stripe(at: offset), g.stripe(at: end - 1), exclusive: false) {
-            try array.workspaces.withItem { ws in
+            try array.resources.workspaces.withItem { ws in
                 var pos = offset
                 while pos < end {
                     let stripe = g.stripe(at: pos)
@@ -557,7 +557,7 @@ extension ArrayFile {
         let g = array.geometry
         let end = offset + UInt64(count)
         let oldSize = knownZeroFrom ?? size
-        try array.workspaces.withItem { ws in
+        try array.resources.workspaces.withItem { ws in
             ws.spaceErrno = nil   // (left by a read's healing, which reports none)
             var pos = offset
             while pos < end {

@@ -121,7 +121,7 @@ extension ArrayFile {
         let n = g.memberCount, k = g.dataChunkCount, m = g.parityChunkCount
         let c = g.chunkBytes(stripe)
         let writable = mode != .check && !array.readOnly
-        return try array.workspaces.withItem { ws in
+        return try array.resources.workspaces.withItem { ws in
             var result = StripeCheck()
             var bad: [Int] = []
             var missing = 0
@@ -187,7 +187,7 @@ extension ArrayFile {
                               if SectorEntry.isPoison(entry) {
                                   if !wasRestored || !consistent.contains(s) { lost.insert(s) }
                               } else {
-                                  let want = SectorEntry.expectedCRC(entry, zeroSectorCRC: array.zeroSectorCRC)
+                                  let want = SectorEntry.expectedCRC(entry, zeroSectorCRC: array.resources.zeroSectorCRC)
                                   if wasRestored && sectorCRC(rebuilt, whole, s) == want { return true }
                                   if sectorCRC(raw, whole, s) == want {
                                       memcpy(rebuilt + s * sector, raw + s * sector, min(sector, c - s * sector))

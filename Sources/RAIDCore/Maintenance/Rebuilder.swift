@@ -122,9 +122,8 @@ public final class Rebuilder: @unchecked Sendable {
     /// as `from` keeps that as the name the walk links the file's other
     /// names to, so meeting `to` the walk links it to that inode instead of
     /// copying the file apart. A file the walk did with one name has no
-    /// such name recorded: the simulation (RAID 5 seed 92) found a
-    /// replacement holding two copies, each missing the writes made
-    /// through the other's name.
+    /// such name recorded; without it a replacement could hold two copies,
+    /// each missing the writes made through the other's name.
     func linkedWithoutTarget(from: String, to: String, fileId: UInt64) {
         for t in targets where (try? t.member.lstat(to)) == nil && inode(of: fileId, at: from, on: t) != nil {
             lock.withLock {
@@ -200,7 +199,7 @@ public final class Rebuilder: @unchecked Sendable {
             let resumed = resumePoints[t.role].map { " (resuming after /" + $0.joined(separator: "/") + ")" } ?? ""
             let together = targets.count > 1 ? " (with role\(targets.count > 2 ? "s" : "") "
                 + targets.filter { $0.role != t.role }.map { String($0.role) }.joined(separator: ", ") + ", in one pass)" : ""
-            array.eventLog.record(ArrayEvent(kind: "rebuild-started", member: t.role,
+            array.eventLog.record(ArrayEvent(kind: .rebuildStarted, member: t.role,
                                              message: "rebuilding role \(t.role) onto \(t.member.name)\(together)\(resumed)"))
         }
         do {
@@ -226,7 +225,7 @@ public final class Rebuilder: @unchecked Sendable {
         } catch {
             lock.withLock { runningValue = false }
             for t in targets {
-                array.eventLog.record(ArrayEvent(kind: "rebuild-failed", member: t.role, message: "rebuild onto \(t.member.name) stopped: \(error)"))
+                array.eventLog.record(ArrayEvent(kind: .rebuildFailed, member: t.role, message: "rebuild onto \(t.member.name) stopped: \(error)"))
             }
         }
     }
@@ -359,7 +358,7 @@ public final class Rebuilder: @unchecked Sendable {
         while !shouldStop {
             // A batch of stripes held exclusive, the file's lock shared:
             // readers and writers of the file's other stripes go on.
-            let (finished, bytes): (Bool, UInt64) = try array.workspaces.withItem { ws in
+            let (finished, bytes): (Bool, UInt64) = try array.resources.workspaces.withItem { ws in
                 try af.lock.withReadLock {
                     let count = af.stripeCount
                     if stripe >= min(count, stripesAtAttach) { return (true, 0) }
@@ -486,7 +485,7 @@ public final class Rebuilder: @unchecked Sendable {
                 missed()
                 continue
             }
-            array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: t.role, path: path,
+            array.eventLog.record(ArrayEvent(kind: .unrecoverable, member: t.role, path: path,
                                              message: "\(path) cannot be rebuilt: \(error)"))
         }
     }
@@ -618,7 +617,7 @@ extension ArrayFile {
             }
         } catch {
             for role in roles {
-                array.eventLog.record(ArrayEvent(kind: "unrecoverable", member: role, path: displayPath,
+                array.eventLog.record(ArrayEvent(kind: .unrecoverable, member: role, path: displayPath,
                                                  message: "stripe \(stripe) cannot be rebuilt: \(error)"))
                 guard let f = writable(role) else { continue }
                 _ = try? array.layout.poison(f, stripe: stripe, owner: owner)

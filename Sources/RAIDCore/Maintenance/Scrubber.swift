@@ -164,7 +164,7 @@ public final class Scrubber: @unchecked Sendable {
         let mode = found.mode
         let what = only.map { "of the \($0.count) files " + (because ?? "written when the array last stopped uncleanly") } ?? "of every file"
         let how = !resumed ? "started" : lastPath.isEmpty ? "resumed from the start" : "resumed after \(lastPath)"
-        array.eventLog.record(ArrayEvent(kind: resumed ? "scrub-resumed" : "scrub-started", message: "scrub (\(mode)) \(what) \(how)"))
+        array.eventLog.record(ArrayEvent(kind: resumed ? .scrubResumed : .scrubStarted, message: "scrub (\(mode)) \(what) \(how)"))
         array.recordScrub { $0.checkpoint = checkpoint }
         do {
             let total = try array.fileBytes { shouldStop }
@@ -184,7 +184,7 @@ public final class Scrubber: @unchecked Sendable {
             }
             try scrubRenamedBehind()
         } catch {
-            array.eventLog.record(ArrayEvent(kind: "scrub-failed", message: "scrub (\(mode)) stopped: \(error)"))
+            array.eventLog.record(ArrayEvent(kind: .scrubFailed, message: "scrub (\(mode)) stopped: \(error)"))
         }
         let (result, wasStopped, keep) = lock.withLock { () -> (ScrubResult, Bool, Bool) in
             stopped = stopRequested
@@ -205,7 +205,7 @@ public final class Scrubber: @unchecked Sendable {
         lock.withLock { running = false }
         let seconds = array.environment.wallClockSeconds() - startedAt
         array.eventLog.record(ArrayEvent(
-            kind: wasStopped ? "scrub-stopped" : "scrub-finished",
+            kind: wasStopped ? .scrubStopped : .scrubFinished,
             message: String(format: "scrub (%@) %@ %@ after %.1f s: %llu bytes checked, %d problems, %d repaired, %d beyond redundancy%@",
                             mode, what, wasStopped ? "stopped" : "finished", seconds, result.bytes, result.problems, result.repaired,
                             result.unrecoverable, wasStopped && keep ? "; the next mount resumes it" : "")))
@@ -218,7 +218,7 @@ public final class Scrubber: @unchecked Sendable {
         do {
             af = try array.open(path)
         } catch let e as FSError where e.errno == EIO {
-            array.eventLog.record(ArrayEvent(kind: "unrecoverable", path: path, message: "file header: \(e.message)"))
+            array.eventLog.record(ArrayEvent(kind: .unrecoverable, path: path, message: "file header: \(e.message)"))
             lock.withLock { found.unrecoverable += 1 }
             return
         } catch {
@@ -235,11 +235,11 @@ public final class Scrubber: @unchecked Sendable {
             for p in result.problems {
                 let (offset, chunk) = g.locate(p, stripe: stripe)
                 array.eventLog.record(ArrayEvent(
-                    kind: result.repaired ? "scrub-repaired" : "scrub-mismatch", member: p.role, path: path,
+                    kind: result.repaired ? .scrubRepaired : .scrubMismatch, member: p.role, path: path,
                     message: "offset \(offset) (stripe \(stripe)): \(p.kind.rawValue) in \(chunk) on \(array.memberName(p.role))\(result.repaired ? ", repaired" : "")"))
             }
             if result.unrecoverable {
-                array.eventLog.record(ArrayEvent(kind: "unrecoverable", path: path,
+                array.eventLog.record(ArrayEvent(kind: .unrecoverable, path: path,
                                                  message: "offset \(start) (stripe \(stripe)): more chunks lost than redundancy covers"))
             }
             let size = af.currentSize()
@@ -261,26 +261,20 @@ extension RAIDArray {
     public func startScrub(repair: Bool) throws -> String {
         guard !readOnly || !repair else { throw FSError(EROFS, "array is mounted read-only: use scrub --check") }
         try requireNotFailed("scrub")
-        try launchScrub(Scrubber(array: self, repair: repair, rateBytesPerSecond: scrubRateBytesPerSecond))
+        try launchScrub(Scrubber(array: self, repair: repair, rateBytesPerSecond: configuration.scrubRateBytesPerSecond))
         return "scrub (\(repair ? "repair" : "check")) started"
     }
 
     private func launchScrub(_ s: Scrubber) throws {
         guard !isShuttingDown else { throw FSError(ESHUTDOWN, "the array is being unmounted") }
-        try stateLock.withLock {
-            if rebuilderSlot?.isRunning == true {
-                throw FSError(EBUSY, "a rebuild is running; scrub after it finishes (it reads every stripe too)")
-            }
-            if scrubberSlot?.isRunning == true { throw FSError(EBUSY, "a scrub is already running; stop it first") }
-            scrubberSlot = s
-        }
+        try maintenance.takeScrub(s)
         s.start()
     }
 
     /// `raidctl scrub --stop`: ends the scrub for good (an unmount instead
     /// leaves it to be resumed).
     public func stopScrub() throws -> String {
-        guard let s = stateLock.withLock({ scrubberSlot }), s.isRunning else {
+        guard let s = maintenance.scrubber, s.isRunning else {
             throw FSError.invalid("no scrub is running")
         }
         s.stop(resumable: false)
@@ -291,10 +285,10 @@ extension RAIDArray {
     /// Changes the scrub history in the superblocks and records it.
     func recordScrub(_ change: (inout ScrubRecord) -> Void) {
         guard !readOnly else { return }
-        stateLock.withLock {
-            var record = superblock.scrub ?? ScrubRecord()
+        store.lock.withLock {
+            var record = store.superblock.scrub ?? ScrubRecord()
             change(&record)
-            superblock.scrub = record
+            store.superblock.scrub = record
         }
         persistStateLoggingFailure("scrub")
     }
@@ -306,16 +300,13 @@ extension RAIDArray {
     func startScheduledScrubIfDue(now: Double? = nil) {
         let now = now ?? environment.wallClockSeconds()
         guard !readOnly, state == .clean else { return }
-        let (record, created, busy) = stateLock.withLock {
-            (superblock.scrub ?? ScrubRecord(), superblock.createdAt,
-             rebuilderSlot?.isRunning == true || scrubberSlot?.isRunning == true)
-        }
-        guard !busy else { return }
+        guard !maintenance.busy else { return }
+        let (record, created) = store.lock.withLock { (store.superblock.scrub ?? ScrubRecord(), store.superblock.createdAt) }
         if let cp = record.checkpoint {
-            try? launchScrub(Scrubber(array: self, repair: cp.found.mode == "repair", rateBytesPerSecond: scrubRateBytesPerSecond, resume: cp))
-        } else if scrubIntervalSeconds > 0, now - (record.lastFinishedAt ?? created) >= scrubIntervalSeconds {
-            eventLog.record(ArrayEvent(kind: "scrub-scheduled", message: "the last complete scrub is older than the scrub interval (\(Int(scrubIntervalSeconds)) s)"))
-            try? launchScrub(Scrubber(array: self, repair: true, rateBytesPerSecond: scrubRateBytesPerSecond))
+            try? launchScrub(Scrubber(array: self, repair: cp.found.mode == "repair", rateBytesPerSecond: configuration.scrubRateBytesPerSecond, resume: cp))
+        } else if configuration.scrubIntervalSeconds > 0, now - (record.lastFinishedAt ?? created) >= configuration.scrubIntervalSeconds {
+            eventLog.record(ArrayEvent(kind: .scrubScheduled, message: "the last complete scrub is older than the scrub interval (\(Int(configuration.scrubIntervalSeconds)) s)"))
+            try? launchScrub(Scrubber(array: self, repair: true, rateBytesPerSecond: configuration.scrubRateBytesPerSecond))
         }
     }
 
@@ -338,12 +329,12 @@ extension RAIDArray {
     /// the walk; one paused at a checkpoint (an unmount or crash cut it
     /// short and it has not resumed yet) moves the checkpoint back before it.
     func scrubRenamed(to path: String) {
-        if let s = stateLock.withLock({ scrubberSlot }), s.isRunning { return s.renamed(to: path) }
-        let moved: Bool = stateLock.withLock {
-            guard var cp = superblock.scrub?.checkpoint, !cp.lastPath.isEmpty,
+        if let s = maintenance.scrubber, s.isRunning { return s.renamed(to: path) }
+        let moved: Bool = store.lock.withLock {
+            guard var cp = store.superblock.scrub?.checkpoint, !cp.lastPath.isEmpty,
                   Rebuilder.components(path).lexicographicallyPrecedes(Rebuilder.components(cp.lastPath)) else { return false }
             cp.lastPath = Scrubber.resumePoint(before: path)
-            superblock.scrub!.checkpoint = cp
+            store.superblock.scrub!.checkpoint = cp
             return true
         }
         if moved { persistStateLoggingFailure("scrub checkpoint moved back before a renamed name") }
@@ -356,7 +347,7 @@ extension RAIDArray {
     /// the next scheduled scrub.
     func lostSectorsFound(path: String) {
         guard !readOnly else { return }
-        let pending = stateLock.withLock { superblock.scrub?.checkpoint != nil || scrubberSlot?.isRunning == true }
+        let pending = maintenance.scrubber?.isRunning == true || store.lock.withLock { store.superblock.scrub?.checkpoint != nil }
         if pending { return }
         // Not on the reader's thread: it holds the file's lock.
         environment.jobs.spawn("raidfs-scrub-lost") { [weak self] in
@@ -367,13 +358,14 @@ extension RAIDArray {
     /// Pauses a scrub while users are reading or writing (at most a second
     /// per stripe, so it always moves on), as ZFS's scrub yields to I/O.
     func yieldToUserIO() {
-        environment.jobs.yieldToUsers { [environment, userIOStamp] in
-            environment.monotonicMilliseconds() &- raidfs_load_relaxed_u64(userIOStamp) < 50
+        environment.jobs.yieldToUsers { [environment, maintenance] in
+            environment.monotonicMilliseconds() &- maintenance.lastUserIOMilliseconds < 50
         }
     }
 
     public var scrubStatus: ProgressStatus {
-        let (record, live) = stateLock.withLock { (superblock.scrub, scrubberSlot) }
+        let live = maintenance.scrubber
+        let record = store.lock.withLock { store.superblock.scrub }
         var st = live?.status
             ?? ProgressStatus(running: false, progress: 0, bytesPerSecond: 0, etaSeconds: nil,
                               repaired: record?.lastResult?.repaired ?? 0, unrecoverable: record?.lastResult?.unrecoverable ?? 0,
@@ -381,8 +373,8 @@ extension RAIDArray {
         st.lastFinishedAt = record?.lastFinishedAt
         st.lastResult = record?.lastResult
         st.resumesAfter = st.running ? nil : record?.checkpoint?.lastPath
-        if scrubIntervalSeconds > 0 {
-            st.nextDueAt = (record?.lastFinishedAt ?? currentSuperblock.createdAt) + scrubIntervalSeconds
+        if configuration.scrubIntervalSeconds > 0 {
+            st.nextDueAt = (record?.lastFinishedAt ?? currentSuperblock.createdAt) + configuration.scrubIntervalSeconds
         }
         return st
     }

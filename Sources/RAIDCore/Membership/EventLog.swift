@@ -40,9 +40,9 @@ public final class EventLog: @unchecked Sendable {
             return Array(followers.values)
         }
         sink(bytes)
-        switch e.kind {
-        case "member-failed", "rebuild-failed", "unrecoverable": logger.critical("\(e.line)")
-        case "checksum-error", "read-error": logger.error("\(e.line)")
+        switch e.eventKind {
+        case .memberFailed, .rebuildFailed, .unrecoverable: logger.critical("\(e.line)")
+        case .checksumError, .readError: logger.error("\(e.line)")
         default: logger.notice("\(e.line)")
         }
         for f in targets { f(e) }

@@ -132,7 +132,7 @@ extension RAIDArray {
         guard let m = member(role) else { return }
         do {
             let fixed = try reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs)
-            eventLog.record(ArrayEvent(kind: "namespace-repaired", member: role, path: dirs.first,
+            eventLog.record(ArrayEvent(kind: .namespaceRepaired, member: role, path: dirs.first,
                                        message: "\(what): \(memberName(role)) answered \(String(cString: strerror(cause.errno))) where member \(authority.role) succeeded; \(fixed) entries of \(dirs.joined(separator: ", ")) brought in line with member \(authority.role)"))
         } catch {
             _ = failWithinRedundancy(role: role, reason: "\(what): namespace diverged (\(cause)) and could not be repaired: \(error)")
@@ -713,10 +713,9 @@ extension RAIDArray {
     /// file twice, under a name the walk has not met yet) sends it back.
     private func noteOpenedDuringRebuild(_ af: ArrayFile) {
         let roles = rebuildingRoles, shadows = shadowRoles
-        guard !roles.isEmpty || !shadows.isEmpty, let rebuilder = stateLock.withLock({ rebuilderSlot }) else { return }
-        // A replacement's too: until seed 92 of the simulation's RAID 5
-        // only a rebuilding member's were compared, and a replacement kept
-        // a copy that writes through another name had missed.
+        guard !roles.isEmpty || !shadows.isEmpty, let rebuilder = maintenance.rebuilder else { return }
+        // A replacement's too: it would otherwise keep a copy that writes
+        // through another name had missed.
         let inodes: [(Int, ino_t)] = af.lock.withReadLock {
             roles.compactMap { r in af.writable(r).flatMap { try? $0.status() }.map { (r, $0.st_ino) } }
                 + shadows.compactMap { r in af.shadow(r).flatMap { try? $0.status() }.map { (r, $0.st_ino) } }

@@ -57,11 +57,11 @@ extension RAIDArray {
     /// write are (CrashRecovery).
     @discardableResult
     func repairNamespaceAfterCrash() throws -> Set<String> {
-        let everything = pendingResyncAll
-        guard !pendingNamespace.isEmpty || everything, !readOnly else { return [] }
+        let everything = recovery.pendingResyncAll
+        guard !recovery.pendingNamespace.isEmpty || everything, !readOnly else { return [] }
         let compared: Set<String> = try namespace.lock.withLock {
             guard let authority = namespaceAuthority() else { throw FSError.io("namespace repair: no active member can list the root") }
-            var dirs = Array(pendingNamespace)
+            var dirs = Array(recovery.pendingNamespace)
             if everything {
                 dirs = ["/"]
                 try walk { path, type in
@@ -69,7 +69,7 @@ extension RAIDArray {
                     return true
                 }
             } else {
-                dirs += try changedDirectories(under: pendingNamespaceSubtrees)
+                dirs += try changedDirectories(under: recovery.pendingNamespaceSubtrees)
             }
             dirs = Array(Set(dirs)).sorted()
             var total = 0
@@ -79,7 +79,7 @@ extension RAIDArray {
                     let fixed = try reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs, afterCrash: true)
                     total += fixed
                     if fixed > 0 {
-                        eventLog.record(ArrayEvent(kind: "namespace-repaired", member: role,
+                        eventLog.record(ArrayEvent(kind: .namespaceRepaired, member: role,
                                                    message: "after an unclean shutdown: \(fixed) entries on \(m.name) brought in line with member \(authority.role)"))
                     }
                 } catch {
@@ -89,8 +89,8 @@ extension RAIDArray {
             logger.notice("namespace repair after unclean shutdown: \(dirs.count) directories compared, \(total) entries repaired")
             return Set(dirs)
         }
-        pendingNamespace = []
-        pendingNamespaceSubtrees = [:]
+        recovery.pendingNamespace = []
+        recovery.pendingNamespaceSubtrees = [:]
         return compared
     }
 
@@ -541,7 +541,7 @@ extension RAIDArray {
             let af = try openLocked(path)
             defer { releaseLocked(af) }
             let f = try m.open(path, flags: O_RDWR, mode: 0)
-            try workspaces.withItem { ws in
+            try resources.workspaces.withItem { ws in
                 try af.lock.withWriteLock {
                     af.attach(role: role, f)
                     for s in 0..<af.stripeCount { af.rebuildChunk(role: role, stripe: s, ws: ws) }

@@ -97,7 +97,7 @@ extension RAIDArray {
             }
         }
         guard !ids.isEmpty else { return ids }
-        eventLog.record(ArrayEvent(kind: "orphans-reclaimed", member: nil, path: RAIDArray.orphanDirectory,
+        eventLog.record(ArrayEvent(kind: .orphansReclaimed, member: nil, path: RAIDArray.orphanDirectory,
                                    message: "deleted \(ids.count) files that were unlinked while open when the array last stopped"))
         return ids
     }

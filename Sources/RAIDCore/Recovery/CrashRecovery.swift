@@ -15,8 +15,8 @@ extension RAIDArray {
     /// since the log's last persist are).
     func resyncAfterCrash(skipping deleted: Set<UInt64> = [], directories: Set<String> = []) throws {
         guard needsResync else { return }
-        stateLock.withLock { crashResyncRunning = true }
-        defer { stateLock.withLock { crashResyncRunning = false } }
+        health.setResyncing(true)
+        defer { health.setResyncing(false) }
         let startMilliseconds = environment.monotonicMilliseconds()
         var stripes = 0, fixed = 0
         func resync(_ af: ArrayFile, _ range: Range<UInt64>?) throws {
@@ -38,7 +38,7 @@ extension RAIDArray {
                     // and the rebuild will not come back to a file it
                     // finished: bring its chunk in line as well.
                     if !rebuilding.isEmpty {
-                        workspaces.withItem { ws in
+                        resources.workspaces.withItem { ws in
                             for role in rebuilding { af.rebuildChunk(role: role, stripe: s, ws: ws) }
                         }
                     }
@@ -52,12 +52,12 @@ extension RAIDArray {
                     // The last stripe is lost beyond redundancy (it reads as
                     // EIO): the array still mounts, as md assembles over a
                     // bad block, and a write there fails the same way.
-                    eventLog.record(ArrayEvent(kind: "unrecoverable", path: af.displayPath,
+                    eventLog.record(ArrayEvent(kind: .unrecoverable, path: af.displayPath,
                                                message: "resync: the bytes past the end cannot be zeroed: \(e)"))
                 }
             }
         }
-        if pendingResyncAll {
+        if recovery.pendingResyncAll {
             logger.warning("write-intent log incomplete: resyncing every file")
             try walk { path, type in
                 if type == UInt8(DT_REG) {
@@ -72,8 +72,8 @@ extension RAIDArray {
             // persist after their file's create: such a file is in one of
             // the directories the crash repair compared (see
             // IntentLog.takeFileId).
-            let unnamed = Set(pendingResync.filter { $0.1.isEmpty && !deleted.contains($0.0.fileId) }.map { $0.0.fileId })
-            var named = pendingResync.filter { !$0.1.isEmpty }
+            let unnamed = Set(recovery.pendingResync.filter { $0.1.isEmpty && !deleted.contains($0.0.fileId) }.map { $0.0.fileId })
+            var named = recovery.pendingResync.filter { !$0.1.isEmpty }
             if !unnamed.isEmpty {
                 for (id, path) in findFiles(ids: unnamed, in: directories) { named.append((IntentLog.Region(fileId: id, index: 0), path)) }
             }
@@ -91,9 +91,9 @@ extension RAIDArray {
                 try resync(af, lo..<(lo + intentLog.regionStripes))
             }
         }
-        logger.notice("resync after unclean shutdown: \(pendingResync.count) regions, \(stripes) stripes checked, \(fixed) made consistent in \(String(format: "%.2f", Double(environment.monotonicMilliseconds() &- startMilliseconds) / 1000)) s")
-        pendingResync = []
-        pendingResyncAll = false
+        logger.notice("resync after unclean shutdown: \(recovery.pendingResync.count) regions, \(stripes) stripes checked, \(fixed) made consistent in \(String(format: "%.2f", Double(environment.monotonicMilliseconds() &- startMilliseconds) / 1000)) s")
+        recovery.pendingResync = []
+        recovery.pendingResyncAll = false
     }
 
     /// The regular files of directories `dirs` whose ids are in `ids`, by
