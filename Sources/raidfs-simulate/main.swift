@@ -87,16 +87,5 @@ struct Simulate: ParsableCommand {
     }
 }
 
-// Swift seeds its hashing per process, so a Set's or a Dictionary's order
-// (the intent log's regions, a simulated member's directory) would change
-// from run to run: the same seed would not give the same digest. Run again
-// with the seed fixed.
-if getenv("SWIFT_DETERMINISTIC_HASHING") == nil {
-    setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
-    var argv: [UnsafeMutablePointer<CChar>?] = CommandLine.arguments.map { strdup($0) } + [nil]
-    execv("/proc/self/exe", &argv)
-    FileHandle.standardError.write(Data("raidfs-simulate: cannot run itself again with SWIFT_DETERMINISTIC_HASHING=1: \(String(cString: strerror(errno)))\n".utf8))
-    exit(70)
-}
 raidfs_line_buffered_stdout()
 Simulate.main()

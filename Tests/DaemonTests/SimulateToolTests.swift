@@ -2,8 +2,9 @@ import Foundation
 import XCTest
 
 /// `tools/simulate`'s binary: the same command in two processes prints the
-/// same digest (Swift seeds its hashing per process; the tool fixes that
-/// seed), with rebuilds, replacements and scrubs in the run.
+/// same digest, with rebuilds, replacements and scrubs in the run. Swift
+/// seeds its hashing per process, so this also holds the engine and the
+/// simulation to nothing that depends on a Set's or a Dictionary's order.
 final class SimulateToolTests: XCTestCase {
     func testSameCommandSameDigestInTwoProcesses() throws {
         let args = ["--level", "6", "--seed", "10", "--ops", "2000", "--faults", "on", "--power-cuts", "off", "--links", "off"]

@@ -84,11 +84,10 @@ public final class RAIDArray: @unchecked Sendable {
         health = MemberHealth(recorded: sb.counters, memberCount: sb.geometry.memberCount)
         maintenance = MaintenanceSlots()
         recovery = RecoveryPlan(forcedRoles: plan.forced, wasClean: sb.clean, replacement: plan.replacement)
-        namespace = NamespaceState()
         // Seeded from the start under the simulation: the repair an
         // assembly makes (a create cut short, finished with a new id) comes
         // before anyone could seed it, and a file's id places its stripes.
-        namespace.fileIds = environment.fileIdGenerator()
+        namespace = NamespaceState(fileIds: environment.fileIdGenerator())
         intentLog = IntentLog(array: self, enabled: configuration.intentLog && !configuration.readOnly)
         let history = activeRoles.first.flatMap { try? member($0)?.readEvents() }.map(EventLog.parse) ?? []
         eventLog = EventLog(logger: logger, history: history, clock: environment.wallClockSeconds) { [unowned self] bytes in
@@ -154,8 +153,8 @@ public final class RAIDArray: @unchecked Sendable {
         let crashed = needsResync
         // The files the intent log named, for the scrub that follows a crash.
         let touched: [String]? = recovery.pendingResyncAll ? nil : recovery.pendingResync.map { $0.1 }.filter { !$0.isEmpty }
-        let compared = try repairNamespaceAfterCrash()
-        try resyncAfterCrash(skipping: reclaimOrphans(), directories: compared)
+        let compared = try namespaceRepair.repairAfterCrash()
+        try crashResync.run(skipping: reclaimOrphans(), directories: compared)
         collectTrash()
         if crashed {
             // Everything the log named is repaired: write it anew (empty of
@@ -184,7 +183,7 @@ public final class RAIDArray: @unchecked Sendable {
         let t = Thread { [weak self] in
             var tick = 0
             while let self, !self.maintenance.isStopped {
-                usleep(500_000)
+                self.environment.sleep(seconds: 0.5)
                 tick += 1
                 self.monitorTick(tick)
             }

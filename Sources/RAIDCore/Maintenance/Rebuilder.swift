@@ -415,8 +415,8 @@ public final class Rebuilder: @unchecked Sendable {
                 let here = try? t.member.lstat(path)
                 var first = lock.withLock { linkedNames[t.role]?[af.fileId] }
                 var firstInode = first.flatMap { inode(of: af.fileId, at: $0, on: t) }
-                if first != nil && firstInode == nil, let a = array.namespaceAuthority(), let st = try? a.member.lstat(path),
-                   let other = try? array.otherName(of: st.st_ino, fileId: af.fileId, size: af.size, on: a.member, heldBy: t.member, besides: path) {
+                if first != nil && firstInode == nil, let a = array.namespaceRepair.authority(), let st = try? a.member.lstat(path),
+                   let other = try? array.namespaceRepair.otherName(of: st.st_ino, fileId: af.fileId, size: af.size, on: a.member, heldBy: t.member, besides: path) {
                     // The first name moved or went since (a rename or an
                     // unlink by the user): the target may hold the file
                     // under another name the walk has not met yet.
@@ -471,13 +471,13 @@ public final class Rebuilder: @unchecked Sendable {
             do {
                 try array.namespace.lock.withLock {
                     // Gone or replaced meanwhile: nothing of it to give.
-                    guard let a = array.namespaceAuthority(), let st = try? a.member.lstat(path),
+                    guard let a = array.namespaceRepair.authority(), let st = try? a.member.lstat(path),
                           (st.st_mode & S_IFMT) == S_IFREG else { return }
                     // Joined only to a name the walk has passed (in this
                     // pass or the one it resumed): one ahead of it may
                     // still hold what the target held before.
                     let here = Rebuilder.components(path)
-                    try array.giveDamagedName(on: t.member, path, like: st, from: a.member) {
+                    try array.namespaceRepair.giveDamagedName(on: t.member, path, like: st, from: a.member) {
                         Rebuilder.components($0).lexicographicallyPrecedes(here)
                     }
                 }

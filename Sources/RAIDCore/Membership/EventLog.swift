@@ -14,7 +14,8 @@ public final class EventLog: @unchecked Sendable {
     static let memoryMax = 10_000
     private let lock = Lock()
     private var recent: [ArrayEvent] = []
-    private var followers: [UUID: (ArrayEvent) -> Void] = [:]
+    private var followers: [UInt64: (ArrayEvent) -> Void] = [:]
+    private var lastFollower: UInt64 = 0
     private let sink: ([UInt8]) -> Void
     private let logger: Logger
     private let clock: () -> Double
@@ -37,7 +38,7 @@ public final class EventLog: @unchecked Sendable {
         let targets: [(ArrayEvent) -> Void] = lock.withLock {
             recent.append(e)
             if recent.count > EventLog.memoryMax { recent.removeFirst(recent.count - EventLog.memoryMax) }
-            return Array(followers.values)
+            return followers.sorted { $0.key < $1.key }.map { $0.value }   // in the order they came
         }
         sink(bytes)
         switch e.eventKind {
@@ -50,13 +51,17 @@ public final class EventLog: @unchecked Sendable {
 
     public func history() -> [ArrayEvent] { lock.withLock { recent } }
 
-    public func follow(_ body: @escaping (ArrayEvent) -> Void) -> UUID {
-        let id = UUID()
-        lock.withLock { followers[id] = body }
-        return id
+    /// Hands every event recorded from now on to `body`; the id is for
+    /// `unfollow`.
+    public func follow(_ body: @escaping (ArrayEvent) -> Void) -> UInt64 {
+        lock.withLock {
+            lastFollower += 1
+            followers[lastFollower] = body
+            return lastFollower
+        }
     }
 
-    public func unfollow(_ id: UUID) { _ = lock.withLock { followers.removeValue(forKey: id) } }
+    public func unfollow(_ id: UInt64) { _ = lock.withLock { followers.removeValue(forKey: id) } }
 
     static func parse(_ bytes: [UInt8]) -> [ArrayEvent] {
         let dec = JSONDecoder()

@@ -10,9 +10,12 @@ final class NamespaceState: @unchecked Sendable {
     let lock = Lock()
     /// Open array files by file id (shared by hard links and by handles).
     var openFiles: [UInt64: ArrayFile] = [:]
-    /// Where new file ids come from: the system's random source, or a
-    /// seeded generator where one seed must replay one run (the simulation).
-    var fileIds: any RandomNumberGenerator = SystemRandomNumberGenerator()
+    /// Where new file ids come from (the environment's: the system's
+    /// random source, or a seeded generator where one seed must replay one
+    /// run).
+    var fileIds: any RandomNumberGenerator
+
+    init(fileIds: any RandomNumberGenerator) { self.fileIds = fileIds }
     /// Removed directories still to delete on members (see Trash.swift),
     /// and the job deleting them.
     var trash: [(member: Member, path: String)] = []
@@ -113,7 +116,7 @@ extension RAIDArray {
         for m in rebuildingRoles.compactMap({ member($0) }) + shadowRoles.compactMap({ shadowMember($0) }) {
             do { try body(m) } catch {
                 rebuildMissed()
-                pruneLocked(m, like: p.member, dirs: dirs)
+                namespaceRepair.pruneLocked(m, like: p.member, dirs: dirs)
             }
         }
         if let refused { throw refused }
@@ -131,7 +134,7 @@ extension RAIDArray {
     func repairDivergence(role: Int, authority: (role: Int, member: Member), dirs: [String], what: String, _ cause: FSError) {
         guard let m = member(role) else { return }
         do {
-            let fixed = try reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs)
+            let fixed = try namespaceRepair.reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs)
             eventLog.record(ArrayEvent(kind: .namespaceRepaired, member: role, path: dirs.first,
                                        message: "\(what): \(memberName(role)) answered \(String(cString: strerror(cause.errno))) where member \(authority.role) succeeded; \(fixed) entries of \(dirs.joined(separator: ", ")) brought in line with member \(authority.role)"))
         } catch {

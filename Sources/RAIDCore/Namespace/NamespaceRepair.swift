@@ -20,7 +20,19 @@ import Glibc
 /// its target, a directory by kind (and, when it moved, by its names).
 /// A member file that has to be created anew is rebuilt from the other
 /// members' chunks.
+///
+/// It holds no state of its own: it works on the array's members, under
+/// the namespace lock its callers hold.
+struct NamespaceRepair {
+    unowned let array: RAIDArray
+}
+
 extension RAIDArray {
+    /// The namespace repair of this array.
+    var namespaceRepair: NamespaceRepair { NamespaceRepair(array: self) }
+}
+
+extension NamespaceRepair {
     /// What a directory entry is, for agreement between members.
     enum EntryIdentity: Equatable {
         case file(UInt64)
@@ -56,41 +68,41 @@ extension RAIDArray {
     /// directories compared: where the files created since the log's last
     /// write are (CrashRecovery).
     @discardableResult
-    func repairNamespaceAfterCrash() throws -> Set<String> {
-        let everything = recovery.pendingResyncAll
-        guard !recovery.pendingNamespace.isEmpty || everything, !readOnly else { return [] }
-        let compared: Set<String> = try namespace.lock.withLock {
-            guard let authority = namespaceAuthority() else { throw FSError.io("namespace repair: no active member can list the root") }
-            var dirs = Array(recovery.pendingNamespace)
+    func repairAfterCrash() throws -> Set<String> {
+        let everything = array.recovery.pendingResyncAll
+        guard !array.recovery.pendingNamespace.isEmpty || everything, !array.readOnly else { return [] }
+        let compared: Set<String> = try array.namespace.lock.withLock {
+            guard let authority = authority() else { throw FSError.io("namespace repair: no active member can list the root") }
+            var dirs = Array(array.recovery.pendingNamespace)
             if everything {
                 dirs = ["/"]
-                try walk { path, type in
+                try array.walk { path, type in
                     if type == UInt8(DT_DIR) { dirs.append(path) }
                     return true
                 }
             } else {
-                dirs += try changedDirectories(under: recovery.pendingNamespaceSubtrees)
+                dirs += try changedDirectories(under: array.recovery.pendingNamespaceSubtrees)
             }
             dirs = Array(Set(dirs)).sorted()
             var total = 0
-            for role in 0..<geometry.memberCount where isWritable(role) && role != authority.role {
-                guard let m = member(role) else { continue }
+            for role in 0..<array.geometry.memberCount where array.isWritable(role) && role != authority.role {
+                guard let m = array.member(role) else { continue }
                 do {
                     let fixed = try reconcileLocked(role: role, target: m, authority: authority.member, dirs: dirs, afterCrash: true)
                     total += fixed
                     if fixed > 0 {
-                        eventLog.record(ArrayEvent(kind: .namespaceRepaired, member: role,
+                        array.eventLog.record(ArrayEvent(kind: .namespaceRepaired, member: role,
                                                    message: "after an unclean shutdown: \(fixed) entries on \(m.name) brought in line with member \(authority.role)"))
                     }
                 } catch {
-                    _ = failWithinRedundancy(role: role, reason: "namespace repair after an unclean shutdown failed: \(error)")
+                    _ = array.failWithinRedundancy(role: role, reason: "namespace repair after an unclean shutdown failed: \(error)")
                 }
             }
-            logger.notice("namespace repair after unclean shutdown: \(dirs.count) directories compared, \(total) entries repaired")
+            array.logger.notice("namespace repair after unclean shutdown: \(dirs.count) directories compared, \(total) entries repaired")
             return Set(dirs)
         }
-        recovery.pendingNamespace = []
-        recovery.pendingNamespaceSubtrees = [:]
+        array.recovery.pendingNamespace = []
+        array.recovery.pendingNamespaceSubtrees = [:]
         return compared
     }
 
@@ -101,9 +113,9 @@ extension RAIDArray {
     /// directory on every member.)
     private func changedDirectories(under subtrees: [String: UInt64]) throws -> [String] {
         var out: [String] = []
-        let members = (0..<geometry.memberCount).filter { isWritable($0) }.compactMap { member($0) }
+        let members = (0..<array.geometry.memberCount).filter { array.isWritable($0) }.compactMap { array.member($0) }
         for (root, since) in subtrees.sorted(by: { $0.key < $1.key }) {
-            try walk(from: root) { path, type in
+            try array.walk(from: root) { path, type in
                 guard type == UInt8(DT_DIR) else { return true }
                 let changed = members.contains { m in
                     guard let st = try? m.lstat(path) else { return true }
@@ -118,9 +130,9 @@ extension RAIDArray {
 
     /// The member whose namespace the others follow: the first active one
     /// that can list the root.
-    func namespaceAuthority() -> (role: Int, member: Member)? {
-        for role in activeRoles {
-            if let m = member(role), (try? m.list("/")) != nil { return (role, m) }
+    func authority() -> (role: Int, member: Member)? {
+        for role in array.activeRoles {
+            if let m = array.member(role), (try? m.list("/")) != nil { return (role, m) }
         }
         return nil
     }
@@ -179,7 +191,7 @@ extension RAIDArray {
             for (p, info) in have { if case .file(let id) = info.identity, want[p]?.identity == info.identity { sources[id] = p } }
             for p in differing.sorted() {
                 guard case .file(let id)? = have[p]?.identity, wantedIds.contains(id), sources[id] == nil else { continue }
-                let stash = "/" + RAIDArray.repairStashPrefix + String(id)
+                let stash = "/" + NamespaceRepair.repairStashPrefix + String(id)
                 try m.link(p, stash)
                 sources[id] = stash
             }
@@ -256,7 +268,7 @@ extension RAIDArray {
         var out: [String: EntryInfo] = [:]
         for e in entries {
             let p = d == "/" ? "/" + e.name : d + "/" + e.name
-            if d == "/" && (e.name.hasPrefix(RAIDArray.repairStashPrefix) || e.name == RAIDArray.trashName) { continue }
+            if d == "/" && (e.name.hasPrefix(NamespaceRepair.repairStashPrefix) || e.name == RAIDArray.trashName) { continue }
             if let info = try describeEntry(m, p) { out[p] = info }
         }
         return out
@@ -278,7 +290,7 @@ extension RAIDArray {
         case S_IFREG:
             let f = try m.open(p, flags: O_RDONLY, mode: 0)
             defer { f.close() }
-            guard let h = try readHeader(of: f) else { return EntryInfo(identity: .damaged, st: st, size: 0) }
+            guard let h = try array.readHeader(of: f) else { return EntryInfo(identity: .damaged, st: st, size: 0) }
             return EntryInfo(identity: .file(h.fileId), st: st, size: h.size)
         default:
             return EntryInfo(identity: .special(st.st_mode & S_IFMT, st.st_rdev), st: st, size: 0)
@@ -303,11 +315,11 @@ extension RAIDArray {
                 let f = try m.open(p, flags: O_CREAT | O_EXCL | O_WRONLY, mode: w.st.st_mode & 0o7777)
                 defer { f.close() }
                 let h = FileHeader(fileId: id, size: w.size)
-                try layout.writeFreshAttribute(f, h)
+                try array.layout.writeFreshAttribute(f, h)
                 // Until rebuilt, its chunks must read as damaged, not as the
                 // zeros an empty checksum entry stands for: another member's
                 // rebuild must not take them as data.
-                for s in 0..<geometry.stripeCount(size: w.size) { try layout.poison(f, stripe: s, owner: h) }
+                for s in 0..<array.geometry.stripeCount(size: w.size) { try array.layout.poison(f, stripe: s, owner: h) }
                 sources[id] = p
                 created.append(p)
             }
@@ -325,7 +337,7 @@ extension RAIDArray {
         case .damaged:
             try giveDamagedName(on: m, p, like: w.st, from: a)
         }
-        if environment.isSuperuser { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
+        if array.environment.isSuperuser { try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid) }
         if case .symlink = w.identity { return }   // a symlink's mode means nothing
         try m.chmod(p, mode: w.st.st_mode & 0o7777)
     }
@@ -367,7 +379,7 @@ extension RAIDArray {
     private func restoreHeader(_ m: Member, _ p: String, _ h: FileHeader) throws {
         let f = try m.open(p, flags: O_WRONLY, mode: 0)
         defer { f.close() }
-        try layout.writeHeader(f, h)
+        try array.layout.writeHeader(f, h)
     }
 
     /// A regular file in `dirs` whose header the authority cannot read takes
@@ -387,10 +399,10 @@ extension RAIDArray {
             guard let entries = try describeDirectory(a, d) else { continue }
             for (p, info) in entries.sorted(by: { $0.key < $1.key }) where info.identity == .damaged {
                 var found: FileHeader? = nil
-                for role in activeRoles {
-                    guard let m = member(role), m !== a, let f = try? m.open(p, flags: O_RDONLY, mode: 0) else { continue }
+                for role in array.activeRoles {
+                    guard let m = array.member(role), m !== a, let f = try? m.open(p, flags: O_RDONLY, mode: 0) else { continue }
                     defer { f.close() }
-                    if let h = try? readHeader(of: f) { found = h; break }
+                    if let h = try? array.readHeader(of: f) { found = h; break }
                 }
                 // A damaged copy a rebuild or repair made (its first chunk
                 // poisoned) is damage too, not a create cut short.
@@ -400,10 +412,10 @@ extension RAIDArray {
                 let f = try a.open(p, flags: O_WRONLY, mode: 0)
                 defer { f.close() }
                 if let found {
-                    try layout.writeHeader(f, found)
+                    try array.layout.writeHeader(f, found)
                 } else {
                     try f.truncate(to: 0)
-                    try layout.writeFreshAttribute(f, FileHeader(fileId: newFileIdLocked(), size: 0))
+                    try array.layout.writeFreshAttribute(f, FileHeader(fileId: array.newFileIdLocked(), size: 0))
                 }
                 settled += 1
             }
@@ -416,7 +428,7 @@ extension RAIDArray {
     private func headerNeverWritten(_ m: Member, _ p: String) throws -> Bool {
         let f = try m.open(p, flags: O_RDONLY, mode: 0)
         defer { f.close() }
-        return try layout.readAttribute(f) == .absent
+        return try array.layout.readAttribute(f) == .absent
     }
 
     /// Whether the first chunk of `p` on `m` is poisoned: a copy made by
@@ -425,7 +437,7 @@ extension RAIDArray {
         let f = try m.open(p, flags: O_RDONLY, mode: 0)
         defer { f.close() }
         var entry: UInt64 = 0
-        try layout.readEntries(f, stripe: 0, sector: 0, count: 1, into: &entry)
+        try array.layout.readEntries(f, stripe: 0, sector: 0, count: 1, into: &entry)
         return SectorEntry.isPoison(UInt64(littleEndian: entry))
     }
 
@@ -461,13 +473,13 @@ extension RAIDArray {
         // file with no data on it (sparse, or all in a tail elsewhere) is
         // as lost as any, and a copy with nothing poisoned would look, after
         // a crash, like a create cut short, to be finished as an empty file.
-        let held = max(1, layout.stripesHeld(memberFileBytes: UInt64(authority.st_size)))
+        let held = max(1, array.layout.stripesHeld(memberFileBytes: UInt64(authority.st_size)))
         let unknown = FileHeader(fileId: FileHeader.unknownId, size: 0)
-        try layout.writeFreshAttribute(f, unknown)
-        for s in 0..<held { try layout.poison(f, stripe: s, owner: unknown) }
+        try array.layout.writeFreshAttribute(f, unknown)
+        for s in 0..<held { try array.layout.poison(f, stripe: s, owner: unknown) }
         // As long as the authority's (sparse past the entries), so a copy
         // of this copy poisons as many chunks.
-        try f.truncate(to: max(UInt64(authority.st_size), layout.fileBytes(stripeCount: held)))
+        try f.truncate(to: max(UInt64(authority.st_size), array.layout.fileBytes(stripeCount: held)))
     }
 
     /// Creates the directories leading to `d` on `m` that it lacks.
@@ -477,7 +489,7 @@ extension RAIDArray {
         if (try? m.lstat(d)) != nil { try removeTree(m, d) }
         let st = try a.lstat(d)
         try m.mkdir(d, mode: st.st_mode & 0o7777)
-        if environment.isSuperuser { try m.chown(d, uid: st.st_uid, gid: st.st_gid) }
+        if array.environment.isSuperuser { try m.chown(d, uid: st.st_uid, gid: st.st_gid) }
         made += 1
         return made
     }
@@ -491,7 +503,7 @@ extension RAIDArray {
                 try m.chmod(p, mode: w.st.st_mode & 0o7777)
                 changed += 1
             }
-            if environment.isSuperuser && (w.st.st_uid != h.st.st_uid || w.st.st_gid != h.st.st_gid) {
+            if array.environment.isSuperuser && (w.st.st_uid != h.st.st_uid || w.st.st_gid != h.st.st_gid) {
                 try m.chown(p, uid: w.st.st_uid, gid: w.st.st_gid)
                 changed += 1
             }
@@ -510,7 +522,7 @@ extension RAIDArray {
             let want = (try? describeDirectory(authority, d)) ?? nil
             for (p, info) in have.sorted(by: { $0.key < $1.key }) where !info.identity.agrees(with: want?[p]?.identity) {
                 do { try removeTree(m, p) } catch {
-                    logger.warning("\(m.name): a stale \(p) could not be removed during the rebuild: \(error)")
+                    array.logger.warning("\(m.name): a stale \(p) could not be removed during the rebuild: \(error)")
                 }
             }
         }
@@ -528,7 +540,7 @@ extension RAIDArray {
     }
 
     private func removeStashes(_ m: Member) throws {
-        for e in try m.list("/") where e.name.hasPrefix(RAIDArray.repairStashPrefix) {
+        for e in try m.list("/") where e.name.hasPrefix(NamespaceRepair.repairStashPrefix) {
             try m.unlink("/" + e.name)
         }
     }
@@ -536,12 +548,12 @@ extension RAIDArray {
     /// Member files a repair had to create hold no data yet: rebuild their
     /// chunks from the other members, as a rebuild would.
     private func rebuildCreatedCopies(role: Int, _ paths: [String]) throws {
-        guard let m = member(role) else { return }
+        guard let m = array.member(role) else { return }
         for path in paths {
-            let af = try openLocked(path)
-            defer { releaseLocked(af) }
+            let af = try array.openLocked(path)
+            defer { array.releaseLocked(af) }
             let f = try m.open(path, flags: O_RDWR, mode: 0)
-            try resources.workspaces.withItem { ws in
+            try array.resources.workspaces.withItem { ws in
                 try af.lock.withWriteLock {
                     af.attach(role: role, f)
                     for s in 0..<af.stripeCount { af.rebuildChunk(role: role, stripe: s, ws: ws) }

@@ -110,9 +110,9 @@ extension RAIDArray {
             try m.rmdir(holder + "/d")
         } catch let e as FSError where e.errno == ENOENT {
         } catch let e as FSError where e.isDivergence {
-            try removeTree(m, holder + "/d")
+            try namespaceRepair.removeTree(m, holder + "/d")
         }
-        try removeTree(m, holder)
+        try namespaceRepair.removeTree(m, holder)
     }
 
     /// Waits for the job: it ends once nothing is queued, or, once the
