@@ -270,6 +270,18 @@ plot {plots}
                            statistics.median(r) <= 2.0 and max(r) <= 3.0,
                            f"median {statistics.median(r):.2f}×, worst {max(r):.2f}×")
 
+    def pgbench(self):
+        wls = [w for w in ["tps-4c"] if w in self.workloads("pgbench")]
+        if not wls:
+            return
+        self.w("## PostgreSQL pgbench")
+        self.w()
+        self.w("A PostgreSQL server with its data directory on the filesystem, pgbench's TPC-B-like "
+               "transactions from 4 clients (every commit fsync'ed); transactions per second, in brackets "
+               "the ratio to passthrough_ll (higher is better).")
+        self.w()
+        self.table("pgbench", wls)
+
     def sweep(self):
         wls = self.workloads("sweep")
         if not wls:
@@ -450,6 +462,7 @@ def main():
     r.fio()
     r.small()
     r.programs()
+    r.pgbench()
     r.sweep()
     r.maintenance()
     r.rss()

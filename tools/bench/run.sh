@@ -10,8 +10,8 @@
 #
 # --fs: comma-separated filesystems (backing, passthrough_ll, mergerfs,
 #   raid{1,5,6}, raid{1,5,6}-degraded, raid{1,5,6}-rebuilding).
-# --only: comma-separated sections (fio, small, programs, sweep, maintenance,
-#   space, codec). tools/bench/run.sh --only programs --fs backing,passthrough_ll,mergerfs,raid5,raid6
+# --only: comma-separated sections (fio, small, programs, pgbench, sweep,
+#   maintenance, space, codec). tools/bench/run.sh --only programs --fs backing,passthrough_ll,mergerfs,raid5,raid6
 #   is the real-program comparison on its own.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,16 +43,18 @@ fi
 if ((QUICK)); then
     : "${ROUNDS:=1}"
     SEQ_MIB=256 RAND_MIB=64 RAND_S=5 SMALL_N=2000 SQL_TX=300 SWEEP="64 256" DATA_MIB=256 PREFILL_MIB=1024
+    PG_SCALE=10 PG_SECONDS=10
     TREE=/usr/include/linux DOCS=/usr/share/doc/git GITSRC=/usr/include/linux
     DEFAULT_FS=backing,passthrough_ll,mergerfs,raid5,raid6,raid5-degraded,raid5-rebuilding
 else
     : "${ROUNDS:=3}"
     SEQ_MIB=1024 RAND_MIB=256 RAND_S=6 SMALL_N=10000 SQL_TX=2000 SWEEP="64 256 1024 4096" DATA_MIB=2048 PREFILL_MIB=4096
+    PG_SCALE=10 PG_SECONDS=30
     TREE=/usr/include DOCS=/usr/share/doc GITSRC=/usr/include/linux
     DEFAULT_FS=backing,passthrough_ll,mergerfs,raid1,raid5,raid6,raid1-degraded,raid5-degraded,raid6-degraded,raid1-rebuilding,raid5-rebuilding,raid6-rebuilding
 fi
 FS_LIST="${FS_LIST:-$DEFAULT_FS}"
-ONLY="${ONLY:-fio,small,programs,sweep,maintenance,space,codec}"
+ONLY="${ONLY:-fio,small,programs,pgbench,sweep,maintenance,space,codec}"
 IFS=, read -r -a FILESYSTEMS <<<"$FS_LIST"
 IFS=, read -r -a SECTIONS <<<"$ONLY"
 for fs in "${FILESYSTEMS[@]}"; do
@@ -60,7 +62,7 @@ for fs in "${FILESYSTEMS[@]}"; do
         { echo "run.sh: --fs: unknown filesystem '$fs'" >&2; exit 64; }
 done
 for s in "${SECTIONS[@]}"; do
-    [[ "$s" =~ ^(fio|small|programs|sweep|maintenance|space|codec)$ ]] ||
+    [[ "$s" =~ ^(fio|small|programs|pgbench|sweep|maintenance|space|codec)$ ]] ||
         { echo "run.sh: --only: unknown section '$s'" >&2; exit 64; }
 done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -70,6 +72,10 @@ REBUILD_RATE=50
 
 source tools/deps.sh
 raidfs_install_deps fio mergerfs gnuplot-nox rsync git sqlite3 gcc python3
+if want pgbench; then
+    raidfs_install_deps postgresql
+    PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+fi
 echo "building raidfs (release)…" >&2
 swift build -c release >/dev/null
 BIN="$(swift build -c release --show-bin-path)"
@@ -84,14 +90,17 @@ OUT="$(cd "$OUT" && pwd)"
 RESULTS="$OUT/results.tsv"
 : >"$RESULTS"
 WORK="$(mktemp -d /tmp/raidfs-bench.XXXXXX)"
+chmod 755 "$WORK"   # pgbench's server runs as postgres
 MNT="$WORK/mnt"
 BACK="$WORK/backing"
 PID="" FSPID=""
 mkdir -p "$MNT" "$BACK" "$WORK/tools"
 
+PG_RUNNING=""   # the data directory of a pgbench server still up
 cleanup() {
     set +e
     cd /
+    [ -n "$PG_RUNNING" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_RUNNING" -m immediate -w stop >/dev/null 2>&1
     mountpoint -q "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"; }
     [ -n "$PID" ] && { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
     [ -n "$FSPID" ] && kill "$FSPID" 2>/dev/null
@@ -106,6 +115,7 @@ if [ "$BACKING" = tmpfs ]; then
     BACKING_DESC="tmpfs"
 else
     BACK="$(mktemp -d "$BACKING/raidfs-bench.XXXXXX")"
+    chmod 755 "$BACK"
     BACKING_DESC="$BACKING ($(stat -f -c %T "$BACKING"))"
 fi
 
@@ -143,18 +153,19 @@ status_json() { "$BIN/raidctl" status "$MNT" --json 2>/dev/null || true; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 
 fs_up() {
-    local fs="$1" level n opts="auto_unmount"
+    # allow_other: pgbench's server runs as postgres, not as the mounter.
+    local fs="$1" level n opts="auto_unmount,allow_other"
     rm -rf "${BACK:?}"/*
     TARGET="$MNT" PID=""
     case "$fs" in
     backing) mkdir -p "$BACK/plain"; TARGET="$BACK/plain"; return ;;
     passthrough_ll)
         mkdir -p "$BACK/plain"
-        "$WORK/tools/passthrough_ll" -f -o source="$BACK/plain" "$MNT" 2>/dev/null &
+        "$WORK/tools/passthrough_ll" -f -o source="$BACK/plain",allow_other "$MNT" 2>/dev/null &
         PID=$!; wait_mount "$fs"; return ;;
     mergerfs)
         mkdir -p $(members 6)
-        mergerfs -f -o category.create=mfs,fsname=mergerfs-bench "$(members 6 | paste -sd:)" "$MNT" 2>/dev/null &
+        mergerfs -f -o category.create=mfs,fsname=mergerfs-bench,allow_other "$(members 6 | paste -sd:)" "$MNT" 2>/dev/null &
         PID=$!; wait_mount "$fs"; return ;;
     esac
     level="${fs:4:1}"
@@ -277,6 +288,32 @@ section_programs() { # fs round
     timed "$1" "$2" rm-rf rm -rf "$T/tree" "$T/links-moved" "$T/doc" "$T/doc.tar" "$T/repo" "$T/clone" "$T/bench.db"
 }
 
+# PostgreSQL's pgbench: a server whose data directory is on the filesystem
+# under test (its socket elsewhere), a database of scale PG_SCALE, then 4
+# clients for PG_SECONDS (TPC-B-like, every commit fsync'ed); tps without
+# the connections' time.
+section_pgbench() { # fs round
+    local data="$TARGET/pgdata" sock="$WORK/pgsock" tps
+    local pg=(runuser -u postgres --)
+    mkdir -p "$data" "$sock"
+    chown postgres: "$data" "$sock"
+    chmod 700 "$data"
+    "${pg[@]}" "$PGBIN/initdb" -D "$data" -A trust >"$WORK/last.log" 2>&1 ||
+        { echo "run.sh: initdb failed on $1" >&2; tail -5 "$WORK/last.log" >&2; exit 1; }
+    "${pg[@]}" "$PGBIN/pg_ctl" -D "$data" -w -l "$sock/pg.log" \
+        -o "-k $sock -p 5439 -c listen_addresses=''" start >/dev/null ||
+        { echo "run.sh: postgres did not start on $1" >&2; tail -5 "$sock/pg.log" >&2; exit 1; }
+    PG_RUNNING="$data"
+    "${pg[@]}" "$PGBIN/pgbench" -h "$sock" -p 5439 -i -q -s "$PG_SCALE" postgres >"$WORK/last.log" 2>&1 &&
+        tps=$("${pg[@]}" "$PGBIN/pgbench" -h "$sock" -p 5439 -c 4 -j 2 -T "$PG_SECONDS" postgres 2>>"$WORK/last.log" |
+            awk '/^tps = / { print $3; exit }')
+    "${pg[@]}" "$PGBIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    PG_RUNNING=""
+    [ -n "${tps:-}" ] || { echo "run.sh: pgbench failed on $1" >&2; tail -5 "$WORK/last.log" >&2; exit 1; }
+    record pgbench "$1" "tps-4c" "$2" "$tps" tps
+    rm -rf "$data"
+}
+
 section_sweep() { # fs round
     local mib bw
     for mib in $SWEEP; do
@@ -390,7 +427,7 @@ section_codec() {
 # --- the run --------------------------------------------------------------
 
 say "results in $OUT (backing: $BACKING_DESC, rounds: $ROUNDS)"
-for section in fio small programs sweep; do
+for section in fio small programs pgbench sweep; do
     want "$section" || continue
     for round in $(seq "$ROUNDS"); do
         for fs in "${FILESYSTEMS[@]}"; do
