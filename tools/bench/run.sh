@@ -105,6 +105,7 @@ cleanup() {
     [ -n "$PID" ] && { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
     [ -n "$FSPID" ] && kill "$FSPID" 2>/dev/null
     mountpoint -q "$BACK" && umount "$BACK"
+    [ "$BACKING" != tmpfs ] && rm -rf "$BACK"   # its own directory in --backing DIR
     rm -rf "$WORK"
 }
 trap cleanup EXIT
