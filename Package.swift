@@ -43,7 +43,7 @@ let package = Package(
         // The engine: membership, the data path, the namespace, recovery and
         // maintenance, over the layers below.
         .target(name: "RAIDCore",
-                dependencies: ["RAIDBase", "RAIDLayout", "RAIDMembers", "RAIDControl", "CISAL", "CLinux",
+                dependencies: ["RAIDBase", "RAIDLayout", "RAIDMembers", "RAIDControl", "CLinux",
                                .product(name: "Logging", package: "swift-log")],
                 exclude: ["README.md"] + ["Array", "DataPath", "Environment", "Maintenance",
                                           "Membership", "Namespace", "Recovery"].map { $0 + "/README.md" },

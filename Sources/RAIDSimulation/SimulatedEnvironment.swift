@@ -7,20 +7,19 @@ import Glibc
 /// The simulation's environment: a logical clock that starts at `start`
 /// and moves only by `advance` (and by the engine's own sleeps), UUIDs and
 /// file ids drawn from `seed`, jobs that run only when stepped, root as the
-/// user (whoever runs the simulation), and member directories that are
-/// simulated disks by name. One seed gives one run.
+/// user (whoever runs the simulation), and no member directories (its
+/// disks are passed as members). One seed gives one run.
 // @unchecked Sendable: the clock and the identifier source change only under `lock`.
 public final class SimulatedEnvironment: EngineEnvironment, @unchecked Sendable {
     public let jobs = JobRunner(mode: .stepped)
-    public let directories: MemberDirectories
+    public let directories: MemberDirectories = NoDirectories()
     public let effectiveUser: (uid: uid_t, gid: gid_t) = (0, 0)
     private let lock = Lock()
     private var logicalNow: Double
     private var ids: SeededGenerator
 
-    public init(seed: UInt64, start: Double = 1_800_000_000, disks: SimulatedDisks = SimulatedDisks()) {
+    public init(seed: UInt64, start: Double = 1_800_000_000) {
         logicalNow = start
-        directories = disks
         // Independent of the stream `seed` came from: a plain seed would
         // repeat it (xorshift's state is its last output), and the
         // simulation seeds from its own stream, which also seeds each
@@ -35,9 +34,8 @@ public final class SimulatedEnvironment: EngineEnvironment, @unchecked Sendable 
         Int64((wallClockSeconds() * 1000).rounded(.down)) &* 1_000_000
     }
 
-    public func monotonicMilliseconds() -> UInt64 {
-        UInt64(((wallClockSeconds() - 1_000_000_000) * 1000).rounded(.down))
-    }
+    /// The logical clock's milliseconds (it never goes back).
+    public func monotonicMilliseconds() -> UInt64 { UInt64((wallClockSeconds() * 1000).rounded(.down)) }
 
     /// The logical clock moved on by as much.
     public func sleep(seconds: Double) { advance(by: seconds) }
@@ -60,44 +58,19 @@ public final class SimulatedEnvironment: EngineEnvironment, @unchecked Sendable 
     }
 }
 
-/// Simulated disks by name: the member directories of a simulation. A
-/// disk is there once registered (`add`); an unknown name is missing, as a
-/// directory that does not exist.
-// @unchecked Sendable: its disks change only under `lock`.
-public final class SimulatedDisks: MemberDirectories, @unchecked Sendable {
-    private let lock = Lock()
-    private var disks: [String: SimulatedMember] = [:]
-
-    public init() {}
-
-    /// Makes `disk` a directory of this simulation, under its name.
-    public func add(_ disk: SimulatedMember) { lock.withLock { disks[disk.name] = disk } }
-
-    private func disk(_ directory: String) throws -> SimulatedMember {
-        guard let d = lock.withLock({ disks[directory] }) else {
-            throw FSError(ENOENT, "\(directory): no such simulated disk")
-        }
-        return d
+/// The simulation's member directories: none. Its disks reach the engine
+/// as `Member`s (creating, assembling, adding and replacing take members
+/// there), so a directory named to it is missing, as one that does not
+/// exist on a host: its member is an empty disk, with no superblock.
+struct NoDirectories: MemberDirectories {
+    private func missing(_ directory: String) -> FSError {
+        FSError(ENOENT, "\(directory): the simulation has no directories (its disks are passed as members)")
     }
-
-    public func member(at directory: String) -> Member {
-        (try? disk(directory)) ?? SimulatedMember(name: directory)
-    }
-
-    public func resolve(_ directory: String) -> String { directory }
-
-    public func identity(of directory: String) throws -> String { try disk(directory).name }
-
-    public func requireEmpty(_ directory: String) throws {
-        let d = try disk(directory)
-        guard (try? d.readSuperblock()) == nil, (try? d.list("/"))?.contains(where: { $0.name != "." && $0.name != ".." }) != true else {
-            throw FSError(ENOTEMPTY, "\(directory): directory is not empty")
-        }
-    }
-
-    public func wipe(_ directory: String) throws { try disk(directory).wipe() }
-
-    public func makeDataRoot(_ directory: String) throws { _ = try disk(directory) }
-
-    public func takesUserAttributes(_ directory: String) -> Bool { true }
+    func member(at directory: String) -> Member { SimulatedMember(name: directory) }
+    func resolve(_ directory: String) -> String { directory }
+    func identity(of directory: String) throws -> String { throw missing(directory) }
+    func requireEmpty(_ directory: String) throws { throw missing(directory) }
+    func wipe(_ directory: String) throws { throw missing(directory) }
+    func makeDataRoot(_ directory: String) throws { throw missing(directory) }
+    func takesUserAttributes(_ directory: String) -> Bool { false }
 }

@@ -116,17 +116,6 @@ public final class SimulatedMember: Member, @unchecked Sendable {
         nodes["/"] = Node(mode: S_IFDIR | 0o755, at: timespec(), inode: 1)
     }
 
-    /// Empties the disk, as a former member's directory is emptied before
-    /// it joins again (`MemberDirectories.wipe`).
-    public func wipe() {
-        lock.withLock {
-            nodes = ["/": Node(mode: S_IFDIR | 0o755, at: now(), inode: nextInode())]
-            superblock = nil
-            intentLog = SimulatedData()
-            events = []
-        }
-    }
-
     // MARK: power cut
 
     /// Imitates losing power: every file's writes since its last sync are
